@@ -1,0 +1,1 @@
+"""geofence for asgi."""

@@ -1,0 +1,56 @@
+"""The facts the engine decides on, and the decision it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+Action = Literal["allow", "warn", "block"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What an adapter knows about a request, in framework-neutral form.
+
+    ``peer`` is the socket peer address (``None`` when the server gives none, e.g. a Unix
+    socket). ``headers`` are (name, value) pairs in arrival order; names in any case, repeated
+    names allowed. ``path`` is the routed path, without the mount prefix.
+    """
+
+    peer: str | None
+    headers: Sequence[tuple[str, str]] = ()
+    method: str = "GET"
+    path: str = "/"
+    host: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The engine's answer for one request.
+
+    The first seven fields are the public contract (DESIGN.md); the rest carry what adapters and
+    the CLI need to answer and to explain.
+    """
+
+    action: Action
+    enforced: bool
+    reason: str
+    rule: str | None = None
+    client_ip: str | None = None
+    country: str | None = None
+    subdivisions: tuple[str, ...] = ()
+    # Network types reported by the anonymous-IP database ("vpn", "tor", ...), sorted.
+    anonymizers: tuple[str, ...] = ()
+    # HTTP status of a block (451 or the rule's status; 503 for db_error).
+    status: int = 451
+    # The matching rule's grace window, for the Sunset / Deprecation headers.
+    warn_from: datetime | None = None
+    enforce_from: datetime | None = None
+    # Human words on how the client IP was found (or why it could not be).
+    client_detail: str = ""
+    # Human words on the rule's phase: "grace period", "enforced since ...", "always".
+    phase: str = ""
+    # Rules in report mode that matched on the way (dry runs), by name.
+    report_rules: tuple[str, ...] = field(default=())

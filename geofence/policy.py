@@ -1,0 +1,77 @@
+"""The validated configuration, as produced by :func:`geofence.config.load_policy`.
+
+Everything here is already checked and normalised; the engine never re-validates it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from ipaddress import IPv4Network, IPv6Network
+from typing import Literal
+
+from .model import Action
+
+Network = IPv4Network | IPv6Network
+
+HEADER_NAMES = (
+    "x-forwarded-for",
+    "forwarded",
+    "x-real-ip",
+    "cf-connecting-ip",
+    "true-client-ip",
+    "fastly-client-ip",
+)
+ANONYMIZERS = ("vpn", "tor", "public_proxy", "residential_proxy", "hosting")
+READERS = ("auto", "mmap_ext", "mmap", "memory", "file")
+DEFAULT_MESSAGE = "This service is not available in your country, region, or territory."
+
+
+@dataclass(frozen=True)
+class ClientIPPolicy:
+    # IPv4-mapped networks in the config are normalised to their IPv4 network.
+    trusted_proxies: tuple[Network, ...] = ()
+    header: str = "x-forwarded-for"  # lower-case, one of HEADER_NAMES
+    hops: int | None = None  # never set together with trusted_proxies
+
+
+@dataclass(frozen=True)
+class GeoIPPolicy:
+    country_db: str | None = None  # None = embedded iptocc data
+    anonymous_db: str | None = None
+    reload_interval: float = 60.0  # seconds; 0 = never
+    reader: str = "auto"  # one of READERS (maxminddb open mode)
+
+
+@dataclass(frozen=True)
+class RulePolicy:
+    name: str
+    action: Action
+    # Normalised codes: "CN", "UA-43", "*", "unknown"; "@group" references already expanded.
+    regions: tuple[str, ...] = ()
+    except_regions: tuple[str, ...] = ()
+    anonymizers: tuple[str, ...] = ()  # subset of ANONYMIZERS
+    paths: tuple[str, ...] = ()  # glob patterns, already checked to compile
+    methods: tuple[str, ...] = ()  # upper-case
+    warn_from: datetime | None = None  # aware, UTC
+    enforce_from: datetime | None = None  # aware, UTC
+    status: int = 451  # 451 or 403
+    mode: Literal["enforce", "report"] = "enforce"
+    key: str = ""  # "rules[2]", for messages
+
+
+@dataclass(frozen=True)
+class Policy:
+    mode: Literal["enforce", "report", "off"] = "enforce"
+    default: Literal["allow", "block"] = "allow"
+    allow_private: bool = True
+    on_error: Literal["allow", "block"] = "allow"
+    info_url: str | None = None
+    message: str = DEFAULT_MESSAGE
+    client_ip: ClientIPPolicy = field(default_factory=ClientIPPolicy)
+    geoip: GeoIPPolicy = field(default_factory=GeoIPPolicy)
+    regions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    rules: tuple[RulePolicy, ...] = ()
+    exempt_ips: tuple[Network, ...] = ()
+    exempt_paths: tuple[str, ...] = ()
