@@ -1,53 +1,345 @@
 """Strict IP address parsing, canonical forms and the special-range table.
 
-OWNER: client-IP helper.
+Every address that reaches a rule, an exemption or a database goes through :func:`parse_ip`
+first. It accepts exactly the RFC 4291 / dotted-quad text forms and nothing else: C resolvers
+(and the MaxMind C reader) happily read ``0x51.2.69.142``, ``1357411470`` or ``01.2.3.4``, and
+``int()`` reads Arabic-Indic digits, so two pieces of software could otherwise disagree about
+which address a request came from.
+
+IPv6 addresses that carry an IPv4 client (IPv4-mapped, 6to4, NAT64, Teredo) come back as that
+IPv4 address, so trust, exemptions, rules and lookups can neither be bypassed nor widened by
+spelling an IPv4 client as IPv6.
+
+Speed: parsing sits on the per-request path. Results are kept in a bounded cache keyed by the
+raw token (a repeated client costs one dict lookup); a miss costs one regular expression match
+plus C conversions, never :mod:`ipaddress`.
 """
 
 from __future__ import annotations
 
+import re
+import socket
+from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
+from typing import NamedTuple
 
 from .policy import Network
 
 
-@dataclass(frozen=True, slots=True)
-class IP:
-    """A parsed address. Embedded IPv4 forms (mapped, 6to4, NAT64, Teredo) are already IPv4."""
+class IP(NamedTuple):
+    """A parsed address. Embedded IPv4 forms (mapped, 6to4, NAT64, Teredo) are already IPv4.
+
+    A named tuple rather than a dataclass because it is built on every new client and a
+    frozen dataclass costs three times as much to construct.
+    """
 
     text: str  # canonical text, what Decision.client_ip shows and lookups use
     version: int  # 4 or 6
     value: int  # the address as an integer
 
 
+_new = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
+
+# The longest valid token: "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255" (45 characters).
+_MAX_TOKEN = 45
+# A zone id longer than this is not an interface name (RFC 6874 gives no limit; IFNAMSIZ is 16).
+_MAX_ZONE = 64
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# Character classes are spelled out: \d would accept non-ASCII digits.
+_V4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+_V6_CHARS = re.compile(r"[0-9A-Fa-f:.]{2,45}")
+
+_inet_aton = socket.inet_aton
+_from_bytes = int.from_bytes
+
+_MAPPED = 0xFFFF  # ::ffff:0:0/96, value >> 32
+_NAT64 = 0x0064_FF9B_0000_0000_0000_0000  # 64:ff9b::/96, value >> 32
+_6TO4 = 0x2002  # 2002::/16, value >> 112
+_TEREDO = 0x2001_0000  # 2001::/32, value >> 96
+
+
+def _v4_value(token: str) -> int | None:
+    if _V4.fullmatch(token) is None:
+        return None
+    # Only canonical dotted quads get here, which inet_aton reads the same on every platform.
+    return _from_bytes(_inet_aton(token), "big")
+
+
+def _v4_text(value: int) -> str:
+    return f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
+
+
+def _v6_value(token: str) -> int | None:
+    """RFC 4291 section 2.2 text forms; ``None`` for anything else (zone ids included)."""
+    if _V6_CHARS.fullmatch(token) is None:
+        return None
+    if "." in token:
+        # Form 3: x:x:x:x:x:x:d.d.d.d; the dotted tail becomes two hex groups.
+        cut = token.rfind(":")
+        tail = _v4_value(token[cut + 1 :])
+        if tail is None:
+            return None
+        token = f"{token[: cut + 1]}{tail >> 16:x}:{tail & 0xFFFF:x}"
+    if "::" in token:
+        head, _, tail_text = token.partition("::")
+        left = head.split(":") if head else []
+        right = tail_text.split(":") if tail_text else []
+        missing = 8 - len(left) - len(right)
+        if missing < 1:  # "::" stands for at least one group
+            return None
+        groups = [*left, *(["0"] * missing), *right]
+    else:
+        groups = token.split(":")
+        if len(groups) != 8:
+            return None
+    for group in groups:
+        # Also catches a second "::" (empty groups) and dots outside the tail.
+        if not 0 < len(group) <= 4 or "." in group:
+            return None
+    # Only hex digits remain, so int() cannot meet signs, underscores, spaces or "0x".
+    return int("".join([g.rjust(4, "0") for g in groups]), 16)
+
+
+def _v6_text(value: int) -> str:
+    """RFC 5952 text: lower case, no leading zeros, the first longest run of >= 2 zeros as ::."""
+    groups = [value >> shift & 0xFFFF for shift in range(112, -16, -16)]
+    best_at, best_len, run_at, run_len = -1, 1, 0, 0
+    for index, group in enumerate(groups):
+        if group:
+            run_len = 0
+            continue
+        if run_len == 0:
+            run_at = index
+        run_len += 1
+        if run_len > best_len:
+            best_at, best_len = run_at, run_len
+    if best_at < 0:
+        return ":".join([f"{g:x}" for g in groups])
+    head = ":".join([f"{g:x}" for g in groups[:best_at]])
+    tail = ":".join([f"{g:x}" for g in groups[best_at + best_len :]])
+    return f"{head}::{tail}"
+
+
+def _embedded_v4(value: int) -> int | None:
+    """The IPv4 client carried by an IPv6 address, if it carries one."""
+    high = value >> 32
+    if high in (_MAPPED, _NAT64):
+        return value & 0xFFFFFFFF
+    if value >> 112 == _6TO4:
+        return value >> 80 & 0xFFFFFFFF
+    if value >> 96 == _TEREDO:
+        # RFC 4380 section 4: the client's public address is stored with every bit inverted.
+        return ~value & 0xFFFFFFFF
+    return None
+
+
+def _parse(token: str) -> IP | None:
+    if ":" not in token:
+        v4 = _v4_value(token)
+        return None if v4 is None else _new(IP, (token, 4, v4))
+    value = _v6_value(token)
+    if value is None:
+        return None
+    v4 = _embedded_v4(value)
+    if v4 is not None:
+        return _new(IP, (_v4_text(v4), 4, v4))
+    return _new(IP, (_v6_text(value), 6, value))
+
+
+# Bounded: when full it is emptied, which costs one burst of misses and keeps memory fixed
+# however many distinct (or junk) tokens arrive. Only tokens short enough to be addresses are
+# stored, so the keys are small too. dict operations are atomic, so threads can share it.
+CACHE_SIZE = 16384
+_cache: dict[str, IP | None] = {}
+_MISS = IP("", 0, -1)
+
+
 def parse_ip(text: str) -> IP | None:
-    """Parse one address token strictly; ``None`` for anything malformed."""
-    raise NotImplementedError
+    """Parse one address token strictly; ``None`` for anything malformed.
+
+    Accepted: a dotted quad without leading zeros, or an RFC 4291 IPv6 text form (either case,
+    ``::``, a strict dotted-quad tail). Refused: whitespace, brackets, ports, zone ids, octal,
+    hex and integer IPv4 forms, short forms like ``1.2.3``, non-ASCII digits.
+    """
+    ip = _cache.get(text, _MISS)
+    if ip is not _MISS:
+        return ip
+    if not isinstance(text, str) or len(text) > _MAX_TOKEN:
+        return None
+    ip = _parse(text)
+    if len(_cache) >= CACHE_SIZE:
+        _cache.clear()
+    _cache[text] = ip
+    return ip
 
 
 def parse_peer(text: str | None) -> IP | None:
-    """Parse a socket peer address (a zone id is stripped here, unlike in headers)."""
-    raise NotImplementedError
+    """Parse a socket peer address (a zone id is stripped here, unlike in headers).
+
+    The peer comes from the server, not from the client, so the forms servers use are
+    tolerated: ``[2001:db8::1]`` and ``fe80::1%eth0``. Anything else is as strict as
+    :func:`parse_ip`; ``None`` (e.g. a Unix socket) gives ``None``.
+    """
+    ip = _cache.get(text, _MISS)  # type: ignore[arg-type]
+    if ip is not None and ip is not _MISS:
+        return ip
+    if not isinstance(text, str) or len(text) > _MAX_TOKEN + _MAX_ZONE + 3:
+        return None
+    if text[:1] == "[" and text[-1:] == "]":
+        text = text[1:-1]
+        if ":" not in text:  # brackets belong to IPv6 only
+            return None
+    zone = text.find("%")
+    if zone >= 0:
+        if ":" not in text or zone == len(text) - 1:
+            return None
+        text = text[:zone]
+    return parse_ip(text)
+
+
+# -- network membership ------------------------------------------------------------------------
+
+# With this many distinct prefix lengths or fewer, one set lookup per length beats a bisection.
+_SET_LENGTHS = 3
+
+
+class _Family:
+    """Membership for one address family: per-prefix-length sets, or merged sorted ranges."""
+
+    __slots__ = ("by_length", "ends", "starts")
+
+    def __init__(self, bits: int, networks: list[tuple[int, int]]) -> None:
+        lengths = sorted({length for _, length in networks})
+        self.by_length: tuple[tuple[int, frozenset[int]], ...] | None = None
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        if len(lengths) <= _SET_LENGTHS:
+            self.by_length = tuple(
+                (
+                    bits - length,
+                    frozenset(start >> (bits - length) for start, n in networks if n == length),
+                )
+                for length in lengths
+            )
+            return
+        ranges = sorted((start, start + (1 << (bits - length)) - 1) for start, length in networks)
+        for start, end in ranges:
+            if self.ends and start <= self.ends[-1] + 1:
+                self.ends[-1] = max(self.ends[-1], end)
+            else:
+                self.starts.append(start)
+                self.ends.append(end)
+
+    def __contains__(self, value: int) -> bool:
+        if self.by_length is not None:
+            for shift, prefixes in self.by_length:  # noqa: SIM110 - any() is twice as slow
+                if value >> shift in prefixes:
+                    return True
+            return False
+        index = bisect_right(self.starts, value) - 1
+        return index >= 0 and value <= self.ends[index]
+
+
+def _as_v4(network: IPv6Network) -> IPv4Network | None:
+    """The IPv4 network an IPv6 network stands for, when it lies inside an embedding range."""
+    value, length = int(network.network_address), network.prefixlen
+    if length >= 96 and (value >> 32 == _MAPPED or value >> 32 == _NAT64):
+        return IPv4Network((value & 0xFFFFFFFF, length - 96))
+    if 16 <= length <= 48 and value >> 112 == _6TO4:
+        return IPv4Network((value >> 80 & 0xFFFFFFFF, length - 16))
+    return None
 
 
 class NetworkSet:
-    """A fixed set of networks with a fast membership test for :class:`IP`."""
+    """A fixed set of networks with a fast membership test for :class:`IP`.
+
+    IPv6 networks inside the IPv4-mapped or NAT64 ranges (and 6to4 networks of at most /48)
+    are stored as the IPv4 network they stand for, matching how :func:`parse_ip` reports
+    such addresses. Other IPv6 networks never contain an embedded-IPv4 address, since those
+    are IPv4 by the time they are tested.
+    """
+
+    __slots__ = ("_v4", "_v6")
 
     def __init__(self, networks: Iterable[Network]) -> None:
-        raise NotImplementedError
+        v4: list[tuple[int, int]] = []
+        v6: list[tuple[int, int]] = []
+        for given in networks:
+            network = _as_v4(given) if isinstance(given, IPv6Network) else given
+            if network is None:
+                v6.append((int(given.network_address), given.prefixlen))
+            else:
+                v4.append((int(network.network_address), network.prefixlen))
+        self._v4 = _Family(32, v4) if v4 else None
+        self._v6 = _Family(128, v6) if v6 else None
 
     def __contains__(self, ip: object) -> bool:
-        raise NotImplementedError
+        if not isinstance(ip, IP):
+            return False
+        family = self._v4 if ip.version == 4 else self._v6
+        return family is not None and ip.value in family
 
     def __bool__(self) -> bool:
-        raise NotImplementedError
+        return self._v4 is not None or self._v6 is not None
+
+
+# -- special ranges ----------------------------------------------------------------------------
+
+# Clients that are not on the public Internet, so no database can place them. Written out
+# rather than taken from ipaddress.is_private, whose meaning has changed between Python
+# versions (3.11.10 / 3.12.4 / 3.13 reclassified several ranges).
+PRIVATE_TABLE: tuple[tuple[str, str], ...] = (
+    ("10.0.0.0/8", "private network (RFC 1918)"),
+    ("172.16.0.0/12", "private network (RFC 1918)"),
+    ("192.168.0.0/16", "private network (RFC 1918)"),
+    ("127.0.0.0/8", "loopback (RFC 1122)"),
+    ("169.254.0.0/16", "link-local (RFC 3927)"),
+    ("100.64.0.0/10", "carrier-grade NAT shared space (RFC 6598)"),
+    ("192.0.2.0/24", "documentation TEST-NET-1 (RFC 5737)"),
+    ("198.51.100.0/24", "documentation TEST-NET-2 (RFC 5737)"),
+    ("203.0.113.0/24", "documentation TEST-NET-3 (RFC 5737)"),
+    ("::1/128", "loopback (RFC 4291)"),
+    ("fe80::/10", "link-local (RFC 4291)"),
+    ("fc00::/7", "unique local address (RFC 4193)"),
+    ("2001:db8::/32", "documentation (RFC 3849)"),
+    ("3fff::/20", "documentation (RFC 9637)"),
+)
+
+
+def _network(text: str) -> Network:
+    return IPv6Network(text) if ":" in text else IPv4Network(text)
+
+
+_PRIVATE = NetworkSet(_network(cidr) for cidr, _ in PRIVATE_TABLE)
 
 
 def is_private(ip: IP) -> bool:
-    """Private, loopback, link-local, CGNAT or documentation: from an explicit table."""
-    raise NotImplementedError
+    """Private, loopback, link-local, CGNAT or documentation: from :data:`PRIVATE_TABLE`."""
+    return ip in _PRIVATE
 
 
 def unusable_reason(ip: IP) -> str | None:
-    """Why ``ip`` cannot be a client (multicast, unspecified, broadcast, IPv4-compatible)."""
-    raise NotImplementedError
+    """Why ``ip`` cannot be a client (multicast, unspecified, broadcast, IPv4-compatible).
+
+    None of these can open a connection, so a header naming one is forged or broken.
+    """
+    value = ip.value
+    if ip.version == 4:
+        if value >> 28 == 0xE:  # 224.0.0.0/4
+            return "multicast"
+        if value == 0:
+            return "unspecified"
+        if value == 0xFFFFFFFF:
+            return "broadcast"
+        return None
+    if value >> 120 == 0xFF:  # ff00::/8
+        return "multicast"
+    if value == 0:
+        return "unspecified"
+    if value >> 32 == 0 and value != 1:
+        # ::a.b.c.d, deprecated by RFC 4291 section 2.5.5.1; reading it as IPv4 would let a
+        # client pick any IPv4 identity, reading it as IPv6 would dodge IPv4 rules.
+        return "IPv4-compatible"
+    return None

@@ -1,27 +1,433 @@
 """Find the real client address from the socket peer and (trusted) forwarding headers.
 
-OWNER: client-IP helper.
+The rules (DESIGN.md, "Client IP"):
+
+* By default the client is the socket peer and every forwarding header is ignored: anyone can
+  send ``X-Forwarded-For``.
+* With ``trusted_proxies`` the header is read only when the peer is in those networks. Its
+  chain is walked from the right past trusted entries; the first untrusted entry is the client
+  and nothing left of it is read (that part is whatever the client chose to send).
+* With ``hops = N`` the header is always read and the N-th entry from the right is the client.
+  The peer is not consulted, so this also works behind a proxy on a Unix socket.
+* Anything malformed or ambiguous where an address is needed resolves to no client at all
+  (``unresolved_client``), never to the proxy's own address, which would put every client
+  behind that proxy into one country.
+
+Work is bounded whatever the headers hold: lines are cut from the right (``rsplit`` with a
+limit, a fixed window per line) and at most :data:`MAX_HOPS` entries are walked, so a 1 MB
+header costs about what a short one does.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from .addresses import IP
+from .addresses import IP, NetworkSet, parse_ip, parse_peer, unusable_reason
 from .policy import ClientIPPolicy
 
+MAX_HOPS = 32  # non-empty entries walked from the right before giving up
+_MAX_ELEMENTS = 64  # list elements split off the right, empty ones included
+_WINDOW = 4096  # characters of each header line looked at, from the right
+_MAX_ENTRY = 128  # longer list elements are never addresses (and are not cached)
+_CACHE_SIZE = 8192  # per resolver, for peers and for list elements
 
-@dataclass(frozen=True, slots=True)
-class ClientIP:
+LIST_HEADERS = ("x-forwarded-for",)
+FORWARDED = "forwarded"
+
+
+class ClientIP(NamedTuple):
+    """How the client was found. A named tuple: one is built for most requests."""
+
     ip: IP | None  # None: unresolved_client
     detail: str  # human words: how it was found, or why it could not be
 
 
+_new = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
+
+
+def _unresolved(reason: str) -> ClientIP:
+    return ClientIP(None, "unresolved: " + reason)
+
+
+class _Mark:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# What one list element is, as cached per resolver: an IP (a usable, untrusted address),
+# _TRUSTED, _EMPTY (skipped, RFC 9110 section 5.6.1), or a str (the unresolved detail).
+_TRUSTED = _Mark("trusted")
+_EMPTY = _Mark("empty")
+Kind = IP | _Mark | str
+
+_UNUSABLE = {
+    "multicast": "a multicast address",
+    "unspecified": "the unspecified address",
+    "broadcast": "the broadcast address",
+    "IPv4-compatible": "an IPv4-compatible IPv6 address (deprecated by RFC 4291)",
+}
+
+_PORT = re.compile(r"[0-9]{1,5}")
+_OBFPORT = re.compile(r"_[A-Za-z0-9._-]+")  # RFC 7239 section 6.3
+_TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+# RFC 9110 quoted-string: qdtext or quoted-pair (obs-text included, control characters not).
+_QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+# One optional forwarded-pair with optional whitespace around it; always matches.
+_PAIR = re.compile(rf"[ \t]*(?:({_TCHAR}+)=({_TCHAR}+|{_QUOTED})[ \t]*)?")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _show(text: str) -> str:
+    """Hostile text for a message: escaped (no control or non-ASCII characters) and short."""
+    return ascii(text) if len(text) <= 48 else ascii(text[:48]) + "..."
+
+
+def _node(token: str, obfuscated_port: bool) -> IP | str:
+    """One address as a header spells it: port, brackets (and quotes, in lists) allowed."""
+    if token[:1] == "[":
+        close = token.find("]")
+        if close < 0:
+            return f"{_show(token)} is not an IP address"
+        port = token[close + 1 :]
+        address = token[1:close]
+        if ":" not in address:  # brackets are for IPv6 only
+            return f"{_show(token)} is not an IP address"
+    elif token.count(":") == 1:  # IPv4 with a port; IPv6 has at least two colons
+        address, _, port = token.partition(":")
+        port = ":" + port
+    else:
+        address, port = token, ""
+    if port and not (
+        port[0] == ":"
+        and (
+            (_PORT.fullmatch(port, 1) is not None and int(port[1:]) <= 65535)
+            or (obfuscated_port and _OBFPORT.fullmatch(port, 1) is not None)
+        )
+    ):
+        return f"{_show(token)} is not an IP address (bad port)"
+    if "%" in address:
+        return f"{_show(token)} has a zone id, which a header may not carry"
+    ip = parse_ip(address)
+    if ip is None:
+        return f"{_show(token)} is not an IP address"
+    return ip
+
+
+def _list_entry(element: str) -> IP | _Mark | str:
+    """One X-Forwarded-For element (or a single-valued header's value)."""
+    token = element.strip(" \t")
+    if not token:
+        return _EMPTY
+    if len(token) > 64:
+        return f"{_show(token)} is not an IP address"
+    if token[0] == '"':
+        if len(token) < 2 or token[-1] != '"':
+            return f"{_show(token)} is not an IP address"
+        token = token[1:-1]
+    return _node(token, obfuscated_port=False)
+
+
+def _forwarded_entry(element: str) -> IP | _Mark | str:
+    """One RFC 7239 forwarded-element; only its ``for=`` parameter matters."""
+    if not element.strip(" \t"):
+        return _EMPTY
+    params: dict[str, str] = {}
+    pos, end = 0, len(element)
+    while True:
+        match = _PAIR.match(element, pos)
+        if match is None:  # cannot happen: the pattern matches the empty string
+            return f"malformed forwarded element {_show(element)}"
+        if match[1] is not None:
+            name = match[1].lower()
+            if name in params:  # RFC 7239 section 4: each parameter at most once per element
+                return f"malformed forwarded element {_show(element)}"
+            params[name] = match[2]
+        pos = match.end()
+        if pos == end:
+            break
+        if element[pos] != ";":
+            return f"malformed forwarded element {_show(element)}"
+        pos += 1
+    value = params.get("for")
+    if value is None:
+        return f"forwarded element {_show(element)} has no for="
+    if value[0] == '"':
+        value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+    if value.lower() == "unknown":
+        return "a proxy reported the client as for=unknown"
+    if value[:1] == "_":
+        return f"a proxy hid the client behind the identifier {_show(value)}"
+    if not value:
+        return "forwarded element with an empty for="
+    return _node(value, obfuscated_port=True)
+
+
+def _split_list(lines: list[str]) -> tuple[list[str], bool]:
+    """Elements of the joined lines, right to left, at most _MAX_ELEMENTS of them.
+
+    The flag says there is more to the left that was not looked at.
+    """
+    out: list[str] = []
+    for line in reversed(lines):
+        budget = _MAX_ELEMENTS - len(out)
+        if budget <= 0:
+            return out, True
+        cut = len(line) > _WINDOW
+        if cut:
+            line = line[-_WINDOW:]
+        parts = line.rsplit(",", budget)
+        if cut or (len(parts) > budget and "," in parts[0]):
+            del parts[0]  # a partial element, or the unsplit rest
+            parts.reverse()
+            out += parts
+            return out, True
+        parts.reverse()
+        out += parts
+    return out, False
+
+
+def _opening_quote(line: str, low: int, close: int) -> int:
+    """Index of the quote opening the quoted-string that ends at ``close``, or -1."""
+    at = close
+    for _ in range(16):  # escaped quotes skipped; real addresses have none
+        at = line.rfind('"', low, at)
+        if at < 0:
+            return -1
+        slashes = 0
+        while slashes < 16 and line[at - 1 - slashes : at - slashes] == "\\":
+            slashes += 1
+        if slashes == 16:
+            return -1
+        if slashes % 2 == 0:
+            return at
+    return -1
+
+
+def _split_forwarded(lines: list[str]) -> tuple[list[str] | None, bool]:
+    """Like :func:`_split_list`, but commas inside quoted-strings do not split.
+
+    ``None``: the quotes do not pair up where elements had to be found.
+    """
+    out: list[str] = []
+    for line in reversed(lines):
+        if '"' not in line[-_WINDOW:]:
+            parts, more = _split_list([line])
+            out += parts[: _MAX_ELEMENTS - len(out)]
+            if more or len(out) >= _MAX_ELEMENTS:
+                return out, True
+            continue
+        cut = len(line) > _WINDOW
+        low = len(line) - _WINDOW if cut else 0
+        end = pos = len(line)
+        while True:
+            if len(out) >= _MAX_ELEMENTS:
+                return out, True
+            comma = line.rfind(",", low, pos)
+            quote = line.rfind('"', max(comma, low), pos)
+            if quote >= 0 and quote > comma:
+                opening = _opening_quote(line, low, quote)
+                if opening < low:
+                    if cut:  # the quoted-string began before the window
+                        return out, True
+                    return None, False
+                pos = opening
+                continue
+            if comma < 0:
+                if cut:
+                    return out, True
+                out.append(line[:end])
+                break
+            out.append(line[comma + 1 : end])
+            end = pos = comma
+    return out, False
+
+
 class ClientResolver:
+    """Resolves one request's client address; built once per engine, shared by threads."""
+
     def __init__(self, policy: ClientIPPolicy) -> None:
-        raise NotImplementedError
+        header = policy.header.lower()
+        self._header = header
+        self._hops = policy.hops
+        self._trusted = NetworkSet(policy.trusted_proxies)
+        self._read_header = bool(self._trusted) or self._hops is not None
+        if header == FORWARDED:
+            self._family = "forwarded"
+            self._entry = _forwarded_entry
+            what = "forwarded for=, first untrusted element from the right"
+        elif header in LIST_HEADERS:
+            self._family = "list"
+            self._entry = _list_entry
+            what = f"{header}, first untrusted entry from the right"
+        else:
+            self._family = "single"
+            self._entry = _list_entry
+            what = header
+        # Details are built here so that a request only picks one.
+        self._past = tuple(
+            f"{what}, past {n} trusted prox{'y' if n == 1 else 'ies'}"
+            for n in range(1, MAX_HOPS + 2)
+        )
+        hops = self._hops
+        if self._family == "single":
+            self._past = (f"{header}, set by a trusted proxy",) * (MAX_HOPS + 1)
+            self._hops_detail = f"{header}, set by the proxy (hops = {hops})"
+        else:
+            entry = "entry" if self._family == "list" else "element"
+            self._hops_detail = f"{header} {entry} {hops} from the right (hops = {hops})"
+        if self._hops is None and not self._trusted:
+            self._peer_detail = "socket peer (no trusted proxies configured)"
+        else:
+            self._peer_detail = "socket peer (not a trusted proxy)"
+        # Per-resolver caches (trust differs between resolvers); bounded like addresses._cache.
+        self._peers: dict[str | None, ClientIP | IP] = {}
+        self._entries: dict[str, Kind] = {}
+
+    # -- per request ---------------------------------------------------------------------------
 
     def resolve(self, peer: str | None, headers: Sequence[tuple[str, str]]) -> ClientIP:
         """Never raises, whatever the input."""
-        raise NotImplementedError
+        try:
+            if self._hops is not None:
+                return self._from_header(None, headers)
+            known = self._peers.get(peer)
+            if known is None:
+                known = self._peer(peer)
+            if isinstance(known, ClientIP):
+                return known
+            return self._from_header(known, headers)
+        except Exception:  # a bug must neither crash the request nor let it through
+            return _unresolved("internal error while reading the client address")
+
+    def _peer(self, peer: str | None) -> ClientIP | IP:
+        """The final answer for this peer, or the peer itself when it is a trusted proxy."""
+        ip = parse_peer(peer)
+        result: ClientIP | IP
+        if ip is None:
+            if peer is None:
+                hint = " (a Unix socket? use client_ip.hops)" if self._read_header else ""
+                result = _unresolved(f"no socket peer address{hint}")
+            else:
+                shown = _show(peer) if isinstance(peer, str) else type(peer).__name__
+                result = _unresolved(f"socket peer {shown} is not an IP address")
+                return result  # not cached: the key may be anything
+        elif ip in self._trusted:
+            result = ip
+        else:
+            result = self._client(ip, self._peer_detail, "socket peer ")
+        if len(self._peers) >= _CACHE_SIZE:
+            self._peers.clear()
+        self._peers[peer] = result
+        return result
+
+    @staticmethod
+    def _client(ip: IP, detail: str, what: str = "") -> ClientIP:
+        reason = unusable_reason(ip)
+        if reason is not None:
+            return _unresolved(f"{what}{ip.text} is {_UNUSABLE[reason]}")
+        return _new(ClientIP, (ip, detail))
+
+    def _kind(self, element: str) -> Kind:
+        kind = self._entries.get(element)
+        if kind is not None:
+            return kind
+        kind = self._entry(element)
+        if isinstance(kind, IP):
+            if kind in self._trusted:
+                kind = _TRUSTED
+            else:
+                reason = unusable_reason(kind)
+                if reason is not None:
+                    kind = f"{kind.text} is {_UNUSABLE[reason]}"
+        if len(element) <= _MAX_ENTRY:
+            if len(self._entries) >= _CACHE_SIZE:
+                self._entries.clear()
+            self._entries[element] = kind
+        return kind
+
+    def _from_header(self, proxy: IP | None, headers: Sequence[tuple[str, str]]) -> ClientIP:
+        header = self._header
+        size = len(header)
+        found: list[object] = [v for n, v in headers if len(n) == size and n.lower() == header]
+        sender = "the proxy" if proxy is None else f"the trusted proxy {proxy.text}"
+        if not found:
+            return _unresolved(f"{sender} sent no {header} header")
+        for line in found:
+            if not isinstance(line, str):
+                return _unresolved(f"a {header} value is not text")
+        lines: list[str] = found  # type: ignore[assignment]
+        if self._family == "single":
+            return self._single(lines, sender)
+        elements: list[str] | None
+        if self._family == "list":
+            elements, more = _split_list(lines)
+        else:
+            elements, more = _split_forwarded(lines)
+            if elements is None:
+                return _unresolved("unbalanced quotes in forwarded")
+        if self._hops is not None:
+            return self._walk_hops(elements, more, self._hops)
+        return self._walk_trusted(elements, more, sender)
+
+    def _walk_trusted(self, elements: list[str], more: bool, sender: str) -> ClientIP:
+        skipped = 0
+        for element in elements:
+            kind = self._entries.get(element) or self._kind(element)
+            if kind is _EMPTY:
+                continue
+            if kind is _TRUSTED:
+                skipped += 1
+                if skipped >= MAX_HOPS:
+                    return _unresolved(f"more than {MAX_HOPS} trusted entries in {self._header}")
+                continue
+            if kind.__class__ is str:
+                return _unresolved(kind)
+            return _new(ClientIP, (kind, self._past[skipped]))
+        if more:
+            return _unresolved(f"{self._header} is too long to walk")
+        if skipped == 0:
+            return _unresolved(f"{sender} sent an empty {self._header}")
+        return _unresolved(f"every {self._header} entry is a trusted proxy")
+
+    def _walk_hops(self, elements: list[str], more: bool, hops: int) -> ClientIP:
+        seen = 0
+        for element in elements:
+            kind = self._entries.get(element) or self._kind(element)
+            if kind is _EMPTY:
+                continue
+            if kind.__class__ is str:
+                return _unresolved(kind)
+            seen += 1
+            if seen == hops:
+                return _new(ClientIP, (kind, self._hops_detail))
+        if more:
+            return _unresolved(f"{self._header} is too long to walk")
+        return _unresolved(f"{self._header} has {seen} entries, fewer than hops = {hops}")
+
+    def _single(self, lines: list[str], sender: str) -> ClientIP:
+        header = self._header
+        if len(lines) > 1:
+            return _unresolved(f"{len(lines)} {header} lines; it must be one line, one address")
+        value = lines[0]
+        if len(value) > _MAX_ENTRY:
+            return _unresolved(f"{header} is too long to be an address")
+        if "," in value:
+            return _unresolved(f"{header} holds a list {_show(value)}, not one address")
+        kind = self._kind(value)
+        if kind is _EMPTY:
+            return _unresolved(f"{sender} sent an empty {header}")
+        if kind is _TRUSTED:
+            shown = _show(value.strip(" \t"))
+            return _unresolved(f"{header} {shown} is a trusted proxy, not a client")
+        if isinstance(kind, str):
+            return _unresolved(kind)
+        if self._hops is not None:
+            return _new(ClientIP, (kind, self._hops_detail))
+        return _new(ClientIP, (kind, self._past[0]))

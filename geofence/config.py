@@ -1,17 +1,916 @@
 """Load and validate a configuration (dict, TOML file or JSON file) into a :class:`Policy`.
 
-OWNER: config helper. Every problem raises ConfigError(key_path, reason-with-fix).
+Every problem raises ``ConfigError(key_path, reason)``, where the reason says what was expected
+and how to fix it. Nothing is dropped or guessed silently: a policy decides who gets blocked,
+so a typo must stop the app at startup instead of quietly matching nobody (or everybody).
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import math
 import os
-from collections.abc import Mapping
-from typing import Any
+import re
+import sys
+import unicodedata
+from collections.abc import Collection, Mapping, Sequence
+from datetime import date, datetime, time, timedelta, timezone
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from types import MappingProxyType
+from typing import Any, Literal, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
-from .policy import Policy
+from . import regions
+from .errors import ConfigError
+from .globs import GlobError, glob_to_regex
+from .policy import (
+    ANONYMIZERS,
+    DEFAULT_MESSAGE,
+    HEADER_NAMES,
+    READERS,
+    ClientIPPolicy,
+    GeoIPPolicy,
+    Network,
+    Policy,
+    RulePolicy,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised by the Python 3.10 CI job
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+T = TypeVar("T", bound=str)
+
+MODES: tuple[Literal["enforce", "report", "off"], ...] = ("enforce", "report", "off")
+DEFAULTS: tuple[Literal["allow", "block"], ...] = ("allow", "block")
+ON_ERROR: tuple[Literal["allow", "block"], ...] = ("allow", "block")
+ACTIONS: tuple[Literal["block", "warn", "allow"], ...] = ("block", "warn", "allow")
+RULE_MODES: tuple[Literal["enforce", "report"], ...] = ("enforce", "report")
+
+TOP_KEYS = (
+    "mode",
+    "default",
+    "allow_private",
+    "on_error",
+    "info_url",
+    "message",
+    "client_ip",
+    "geoip",
+    "regions",
+    "rules",
+    "exempt",
+)
+CLIENT_IP_KEYS = ("trusted_proxies", "header", "hops")
+GEOIP_KEYS = ("country_db", "anonymous_db", "reload_interval", "reader")
+RULE_KEYS = (
+    "name",
+    "action",
+    "regions",
+    "except_regions",
+    "anonymizers",
+    "paths",
+    "methods",
+    "warn_from",
+    "enforce_from",
+    "status",
+    "mode",
+)
+EXEMPT_KEYS = ("ips", "paths")
+
+# Where each key lives, to answer "unknown key" with "it belongs in [geoip]".
+_SECTIONS = {
+    "the top level": TOP_KEYS,
+    "[client_ip]": CLIENT_IP_KEYS,
+    "[geoip]": GEOIP_KEYS,
+    "a [[rules]] entry": RULE_KEYS,
+    "[exempt]": EXEMPT_KEYS,
+}
+
+SINGLE_VALUED_HEADERS = ("x-real-ip", "cf-connecting-ip", "true-client-ip", "fastly-client-ip")
+MAX_HOPS = 32  # more proxies than this in front of one app is a typo, not a deployment
+MAX_MESSAGE = 1000
+MAX_URL = 2000
+MAX_NAME = 200
+STATUSES = (451, 403)
+
+# RFC 9110 token characters: what an HTTP method may consist of.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_ISO_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?"
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?\Z"
+)
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+_TIME_EXAMPLE = '"2024-07-09T00:00:00Z"'
+
+# Address ranges that carry an IPv4 address. The client-IP resolver counts such a peer as its
+# IPv4 address, so a network written in these ranges must be rewritten to IPv4 or refused:
+# kept as IPv6 it would never match anything.
+_MAPPED = IPv6Network("::ffff:0:0/96")
+_NAT64 = IPv6Network("64:ff9b::/96")
+_6TO4 = IPv6Network("2002::/16")
+_TEREDO = IPv6Network("2001::/32")
+_EMBEDDED_IPV4 = (
+    (_MAPPED, "IPv4-mapped"),
+    (_NAT64, "NAT64"),
+    (_6TO4, "6to4"),
+    (_TEREDO, "Teredo"),
+)
 
 
 def load_policy(obj: Mapping[str, Any] | str | os.PathLike[str]) -> Policy:
-    """Validate ``obj`` (a mapping, or a path to a ``.toml`` / ``.json`` file)."""
-    raise NotImplementedError
+    """Validate ``obj`` (a mapping, or a path to a ``.toml`` / ``.json`` file).
+
+    Relative database paths are resolved against the config file's directory, or against the
+    current directory for a mapping. Raises :class:`ConfigError` on the first problem found.
+    """
+    if isinstance(obj, Mapping):
+        return _Loader(base_dir=None).policy(obj)
+    if isinstance(obj, str | os.PathLike):
+        shown = os.fspath(obj)
+        if not isinstance(shown, str):
+            raise ConfigError("", f"config path must be text, got bytes {shown!r}")
+        data, base_dir = _read_file(shown)
+        try:
+            return _Loader(base_dir=base_dir).policy(data)
+        except ConfigError as error:
+            raise ConfigError(error.key, f"{error.reason} (in {shown})") from None
+    raise ConfigError(
+        "",
+        "expected a mapping (dict) or the path of a .toml / .json file, got " + _kind(obj),
+    )
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+class _DuplicateKeyError(Exception):
+    pass
+
+
+def _read_file(shown: str) -> tuple[Mapping[str, Any], str]:
+    path = os.path.abspath(os.path.expanduser(shown))
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in (".toml", ".json"):
+        found = f"{extension!r}" if extension else "no extension"
+        raise ConfigError(
+            shown, f"unknown config file type ({found}); geofence reads .toml and .json files"
+        )
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise ConfigError(shown, "no such file; check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(shown, "is a directory; give the path of a .toml or .json file") from None
+    except PermissionError:
+        raise ConfigError(shown, "permission denied; make the file readable by the app") from None
+    except OSError as error:
+        raise ConfigError(shown, f"cannot read the file: {error.strerror or error}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            shown, f"line {line}: the file is not UTF-8 text; save it as UTF-8"
+        ) from None
+    data = _parse_toml(shown, text) if extension == ".toml" else _parse_json(shown, text)
+    return data, os.path.dirname(path)
+
+
+def _parse_toml(shown: str, text: str) -> Mapping[str, Any]:
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error)
+        where = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", message)
+        if where:
+            message = message[: where.start()]
+            place = f"line {where.group(1)}, column {where.group(2)}"
+        else:
+            message = re.sub(r"\s*\(at end of document\)\s*$", "", message)
+            place = "end of file"
+        raise ConfigError(shown, f"{place}: {message} (TOML syntax error)") from None
+    except RecursionError:
+        raise ConfigError(shown, "nested too deeply to be a geofence config") from None
+    return data
+
+
+def _parse_json(shown: str, text: str) -> Mapping[str, Any]:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in items:
+            if key in result:
+                raise _DuplicateKeyError(key)
+            result[key] = value
+        return result
+
+    def constant(name: str) -> NoReturn:
+        raise ValueError(f"{name} is not a JSON number")
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            shown, f"line {error.lineno}, column {error.colno}: {error.msg} (JSON syntax error)"
+        ) from None
+    except _DuplicateKeyError as error:
+        raise ConfigError(
+            shown, f"duplicate key {error.args[0]!r}; each key may appear once per object"
+        ) from None
+    except ValueError as error:
+        raise ConfigError(shown, f"{error}; write a number") from None
+    except RecursionError:
+        raise ConfigError(shown, "nested too deeply to be a geofence config") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            shown, f"the top level must be a JSON object ({{...}}), got {_kind(data)}"
+        )
+    return data
+
+
+# -- the schema ----------------------------------------------------------------------------------
+
+
+class _Loader:
+    def __init__(self, base_dir: str | None) -> None:
+        # None: relative paths are taken from the current directory (a dict config).
+        self.base_dir = base_dir
+
+    def policy(self, raw: Mapping[str, Any]) -> Policy:
+        # Checked in the order of the schema, so the first error reported is the first in the file.
+        _check_keys(raw, TOP_KEYS, "", "the top level")
+        mode = _choice(raw, "mode", MODES, "enforce")
+        default = _choice(raw, "default", DEFAULTS, "allow")
+        allow_private = _bool(raw, "allow_private", True)
+        on_error = _choice(raw, "on_error", ON_ERROR, "allow")
+        info_url = _info_url(raw.get("info_url"))
+        message = _message(raw.get("message", DEFAULT_MESSAGE))
+        client_ip = _client_ip(_table(raw, "client_ip", 'e.g. {trusted_proxies = ["10.0.0.0/8"]}'))
+        geoip = self.geoip(_table(raw, "geoip", 'e.g. {country_db = "/var/lib/GeoIP/x.mmdb"}'))
+        groups = _groups(raw.get("regions", {}))
+        rules = _rules(raw.get("rules", []), groups, geoip)
+        exempt = _table(raw, "exempt", 'e.g. {paths = ["/healthz"]}')
+        _check_keys(exempt, EXEMPT_KEYS, "exempt", "[exempt]")
+        return Policy(
+            mode=mode,
+            default=default,
+            allow_private=allow_private,
+            on_error=on_error,
+            info_url=info_url,
+            message=message,
+            client_ip=client_ip,
+            geoip=geoip,
+            regions=MappingProxyType(groups),
+            rules=rules,
+            exempt_ips=_networks(exempt.get("ips", []), "exempt.ips", trust=False),
+            exempt_paths=_paths(exempt.get("paths", []), "exempt.paths"),
+        )
+
+    def geoip(self, raw: Mapping[str, Any]) -> GeoIPPolicy:
+        _check_keys(raw, GEOIP_KEYS, "geoip", "[geoip]")
+        return GeoIPPolicy(
+            country_db=self.db_path(raw.get("country_db"), "geoip.country_db"),
+            anonymous_db=self.db_path(raw.get("anonymous_db"), "geoip.anonymous_db"),
+            reload_interval=_seconds(raw.get("reload_interval", 60.0), "geoip.reload_interval"),
+            reader=_choice(raw, "reader", READERS, "auto", prefix="geoip."),
+        )
+
+    def db_path(self, value: Any, key: str) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str):
+            _fail(
+                key,
+                f'expected a file path, e.g. "/var/lib/GeoIP/City.mmdb", got {_kind(value)}',
+            )
+        if not value.strip():
+            hint = "; omit it to use the embedded default" if key.endswith("country_db") else ""
+            _fail(key, f"is empty{hint}")
+        if "\x00" in value:
+            _fail(key, "contains a NUL character; write the file's path")
+        path = os.path.expanduser(value)
+        if self.base_dir is not None:
+            # Relative to the config file, so the file works wherever the app is started.
+            return os.path.normpath(os.path.join(self.base_dir, path))
+        return os.path.abspath(path)
+
+
+def _rules(
+    raw: Any, groups: Mapping[str, tuple[str, ...]], geoip: GeoIPPolicy
+) -> tuple[RulePolicy, ...]:
+    if isinstance(raw, Mapping):
+        _fail(
+            "rules",
+            "expected a list of rules, got a table; in TOML write each rule as [[rules]] "
+            "(double brackets)",
+        )
+    items = _list(raw, "rules", 'a list of rules, e.g. [{action = "block", regions = ["CN"]}]')
+    rules: list[RulePolicy] = []
+    names: dict[str, str] = {}
+    for index, item in enumerate(items):
+        key = f"rules[{index}]"
+        if not isinstance(item, Mapping):
+            _fail(
+                key,
+                f'expected a table, e.g. {{action = "block", regions = ["CN"]}}, got {_kind(item)}',
+            )
+        rule = _rule(item, key, groups, geoip)
+        if rule.name in names:
+            _fail(
+                f"{key}.name",
+                f"{rule.name!r} is already the name of {names[rule.name]}; rule names must be "
+                "unique (they appear in decisions and logs)",
+            )
+        names[rule.name] = key
+        rules.append(rule)
+    return tuple(rules)
+
+
+def _rule(
+    raw: Mapping[str, Any], key: str, groups: Mapping[str, tuple[str, ...]], geoip: GeoIPPolicy
+) -> RulePolicy:
+    _check_keys(raw, RULE_KEYS, key, "a [[rules]] entry")
+    if "action" not in raw:
+        _fail(f"{key}.action", 'is missing; every rule needs action = "block", "warn" or "allow"')
+    action = _choice(raw, "action", ACTIONS, "block", prefix=f"{key}.")
+    name = _rule_name(raw.get("name"), key)
+    region_list = _region_list(raw.get("regions", []), f"{key}.regions", groups)
+    except_list = _region_list(raw.get("except_regions", []), f"{key}.except_regions", groups)
+    anonymizers = _anonymizers(raw.get("anonymizers", []), f"{key}.anonymizers")
+    paths = _paths(raw.get("paths", []), f"{key}.paths")
+    methods = _methods(raw.get("methods", []), f"{key}.methods")
+    warn_from = _moment(raw, "warn_from", key)
+    enforce_from = _moment(raw, "enforce_from", key)
+    status = _status(raw, key)
+    mode = _choice(raw, "mode", RULE_MODES, "enforce", prefix=f"{key}.")
+
+    if warn_from is not None and enforce_from is None:
+        _fail(
+            f"{key}.warn_from",
+            "needs enforce_from: the grace period runs from warn_from until enforce_from; add "
+            f'enforce_from = {_TIME_EXAMPLE[1:-1]}, or drop warn_from and use action = "warn"',
+        )
+    if warn_from is not None and enforce_from is not None and warn_from >= enforce_from:
+        _fail(
+            f"{key}.warn_from",
+            f"must be earlier than enforce_from ({warn_from.isoformat()} is not before "
+            f"{enforce_from.isoformat()})",
+        )
+    if "status" in raw and action != "block":
+        _fail(
+            f"{key}.status", f'only applies to block rules, and this rule is "{action}"; remove it'
+        )
+    if anonymizers and geoip.anonymous_db is None:
+        _fail(
+            f"{key}.anonymizers",
+            "needs geoip.anonymous_db (a GeoIP2 Anonymous IP database) to tell VPNs, Tor and "
+            'proxies apart; set it, e.g. anonymous_db = "/var/lib/GeoIP/GeoIP2-Anonymous-IP.mmdb"',
+        )
+    if action == "block" and not (region_list or except_list or anonymizers or paths or methods):
+        # An empty list is "no constraint": a block rule left with none blocks every request,
+        # which is far more often a mistake (an empty list from a template) than the intent.
+        _fail(
+            key,
+            "this block rule has no conditions, so it would block every request; give it "
+            'regions (e.g. regions = ["CN"]), anonymizers, paths or methods, or use '
+            'default = "block" if blocking everything is intended',
+        )
+    return RulePolicy(
+        name=name,
+        action=action,
+        regions=region_list,
+        except_regions=except_list,
+        anonymizers=anonymizers,
+        paths=paths,
+        methods=methods,
+        warn_from=warn_from,
+        enforce_from=enforce_from,
+        status=status,
+        mode=mode,
+        key=key,
+    )
+
+
+def _rule_name(value: Any, key: str) -> str:
+    if value is None:
+        return key
+    if not isinstance(value, str):
+        _fail(f"{key}.name", f'expected a string, e.g. "unsupported-regions", got {_kind(value)}')
+    if not value.strip():
+        _fail(f"{key}.name", f"is empty; give the rule a name or omit it (it defaults to {key!r})")
+    if len(value) > MAX_NAME:
+        _fail(f"{key}.name", f"is {len(value)} characters long; keep it under {MAX_NAME}")
+    _no_control(value, f"{key}.name", "names appear in logs and headers")
+    return value
+
+
+def _status(raw: Mapping[str, Any], key: str) -> int:
+    value = raw.get("status", 451)
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(f"{key}.status", f"expected 451 or 403 (an integer), got {_kind(value)}")
+    if value not in STATUSES:
+        _fail(
+            f"{key}.status",
+            f"{value} is not allowed; use 451 (Unavailable For Legal Reasons, the default) or 403",
+        )
+    return value
+
+
+# -- regions -----------------------------------------------------------------------------------
+
+
+def _groups(raw: Any) -> dict[str, tuple[str, ...]]:
+    if isinstance(raw, list | tuple):
+        _fail(
+            "regions",
+            "the top-level [regions] table defines named groups, e.g. "
+            '{sanctioned = ["CU", "IR"]}; put a rule\'s region list in its [[rules]] entry',
+        )
+    if not isinstance(raw, Mapping):
+        _fail(
+            "regions",
+            'expected a table of named groups, e.g. {sanctioned = ["CU", "IR"]}, got ' + _kind(raw),
+        )
+    groups: dict[str, tuple[str, ...]] = {}
+    for name, members in raw.items():
+        if not isinstance(name, str):
+            _fail("regions", f"group names must be strings, got {_kind(name)} {name!r}")
+        key = f"regions.{name}"
+        if not regions.GROUP_NAME.match(name):
+            fixed = re.sub(r"[^a-z0-9_-]", "_", name.lstrip("@").lower())
+            hint = (
+                "write the name without '@' (the '@' goes in front when you use it)"
+                if (name.startswith("@"))
+                else f"e.g. {fixed!r}"
+            )
+            _fail(
+                key,
+                f"{name!r} is not a valid group name: use lower-case letters, digits, '-' and "
+                f"'_'; {hint}",
+            )
+        codes = _list(members, key, 'a list of region codes, e.g. ["CU", "IR"]')
+        if not codes:
+            _fail(
+                key,
+                "is empty; a rule using an empty group would have no region condition and match "
+                "every client: list its codes or remove the group",
+            )
+        result: list[str] = []
+        for index, code in enumerate(codes):
+            item = f"{key}[{index}]"
+            if isinstance(code, str) and code.startswith("@"):
+                _fail(
+                    item,
+                    f"groups cannot contain other groups ({code!r}); list the codes of "
+                    f"{code!r} here instead",
+                )
+            result.append(_code(code, item))
+        groups[name] = _unique(result)
+    return groups
+
+
+def _region_list(raw: Any, key: str, groups: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    codes = _list(raw, key, 'a list of region codes, e.g. ["CN"]')
+    result: list[str] = []
+    for index, code in enumerate(codes):
+        item = f"{key}[{index}]"
+        if isinstance(code, str) and code.startswith("@"):
+            result.extend(_group(code, item, groups))
+        else:
+            result.append(_code(code, item))
+    return _unique(result)
+
+
+def _group(reference: str, key: str, groups: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    name = reference[1:]
+    if name in groups:
+        return groups[name]
+    if not groups:
+        _fail(
+            key,
+            f"unknown group {reference!r}: no groups are defined; define it under [regions], "
+            f'e.g. [regions] {name or "name"} = ["CU", "IR"]',
+        )
+    known = ", ".join("@" + g for g in sorted(groups))
+    close = difflib.get_close_matches(name, list(groups), n=1, cutoff=0.6)
+    hint = f" (did you mean '@{close[0]}'?)" if close else ""
+    raise ConfigError(key, f"unknown group {reference!r}{hint}; known groups: {known}")
+
+
+def _code(code: Any, key: str) -> str:
+    if not isinstance(code, str):
+        _fail(key, f'expected a region code string, e.g. "CN", got {_kind(code)}')
+    try:
+        return regions.check_code(code)
+    except regions.RegionCodeError as error:
+        _fail(key, str(error))
+
+
+# -- rule conditions ----------------------------------------------------------------------------
+
+
+def _anonymizers(raw: Any, key: str) -> tuple[str, ...]:
+    values = _list(raw, key, 'a list of network types, e.g. ["tor", "vpn"]')
+    result: list[str] = []
+    for index, value in enumerate(values):
+        result.append(_one_of(value, ANONYMIZERS, f"{key}[{index}]"))
+    return _unique(result)
+
+
+def _paths(raw: Any, key: str) -> tuple[str, ...]:
+    values = _list(raw, key, 'a list of path globs, e.g. ["/v1/*"]')
+    for index, value in enumerate(values):
+        item = f"{key}[{index}]"
+        if not isinstance(value, str):
+            _fail(item, f'expected a path glob string, e.g. "/v1/*", got {_kind(value)}')
+        try:
+            glob_to_regex(value)
+        except GlobError as error:
+            _fail(item, str(error))
+    return _unique(values)
+
+
+def _methods(raw: Any, key: str) -> tuple[str, ...]:
+    values = _list(raw, key, 'a list of HTTP methods, e.g. ["GET", "POST"]')
+    result: list[str] = []
+    for index, value in enumerate(values):
+        item = f"{key}[{index}]"
+        if not isinstance(value, str):
+            _fail(item, f'expected an HTTP method string, e.g. "POST", got {_kind(value)}')
+        if value == "*":
+            _fail(item, "'*' is not a method; omit methods to match every method")
+        if not _TOKEN.match(value):
+            _fail(item, f'{value!r} is not an HTTP method (letters only, e.g. "GET" or "POST")')
+        result.append(value.upper())
+    return _unique(result)
+
+
+def _moment(raw: Mapping[str, Any], name: str, rule: str) -> datetime | None:
+    if name not in raw:
+        return None
+    key = f"{rule}.{name}"
+    value = raw[name]
+    if isinstance(value, datetime):
+        shown = value.isoformat()
+        if value.tzinfo is None or value.utcoffset() is None:
+            _fail(key, _no_zone(shown))
+        return value.astimezone(timezone.utc)
+    if isinstance(value, date):
+        _fail(
+            key,
+            f"{value.isoformat()} is a date without a time; write a time and zone, e.g. "
+            f"{value.isoformat()}T00:00:00Z",
+        )
+    if isinstance(value, time):
+        _fail(
+            key,
+            f"{value.isoformat()} is a time of day without a date; write e.g. "
+            + _TIME_EXAMPLE[1:-1],
+        )
+    if not isinstance(value, str):
+        _fail(
+            key, f"expected an ISO 8601 time with a zone, e.g. {_TIME_EXAMPLE}, got {_kind(value)}"
+        )
+    return _parse_time(value, key)
+
+
+def _parse_time(text: str, key: str) -> datetime:
+    # Parsed here rather than with datetime.fromisoformat, whose accepted forms differ between
+    # Python 3.10 and 3.11: a config must mean the same on every supported Python.
+    if _ISO_DATE.match(text):
+        _fail(key, f'{text!r} is a date without a time; write e.g. "{text}T00:00:00Z"')
+    match = _ISO_TIME.match(text)
+    if match is None:
+        _fail(key, f"{text!r} is not an ISO 8601 time; write e.g. {_TIME_EXAMPLE}")
+    year, month, day, hour, minute, second, fraction, zulu, sign, zh, zm = match.groups()
+    if zulu is None and sign is None:
+        _fail(key, _no_zone(repr(text)))
+    if zulu is not None:
+        zone = timezone.utc
+    else:
+        offset = timedelta(hours=int(zh), minutes=int(zm))
+        if offset >= timedelta(hours=24) or int(zm) >= 60:
+            _fail(key, f"{text!r} has an impossible UTC offset {sign}{zh}:{zm}")
+        zone = timezone(-offset if sign == "-" else offset)
+    try:
+        moment = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second or 0),
+            int((fraction or "0").ljust(6, "0")),
+            tzinfo=zone,
+        )
+    except ValueError as error:
+        _fail(key, f"{text!r} is not a valid time ({error})")
+    return moment.astimezone(timezone.utc)
+
+
+def _no_zone(shown: str) -> str:
+    return (
+        f'{shown} has no time zone; add "Z" for UTC or an offset such as "+00:00", e.g. '
+        f"{_TIME_EXAMPLE}"
+    )
+
+
+# -- client IP, networks -----------------------------------------------------------------------
+
+
+def _client_ip(raw: Mapping[str, Any]) -> ClientIPPolicy:
+    _check_keys(raw, CLIENT_IP_KEYS, "client_ip", "[client_ip]")
+    trusted = _networks(raw.get("trusted_proxies", []), "client_ip.trusted_proxies", trust=True)
+    header = _header(raw.get("header", "x-forwarded-for"))
+    hops = raw.get("hops")
+    if hops is not None:
+        if isinstance(hops, bool) or not isinstance(hops, int):
+            _fail(
+                "client_ip.hops", f"expected a whole number of proxies, e.g. 1, got {_kind(hops)}"
+            )
+        if hops < 1:
+            _fail(
+                "client_ip.hops",
+                f"must be at least 1 (got {hops}); omit client_ip to use the socket peer",
+            )
+        if hops > MAX_HOPS:
+            _fail("client_ip.hops", f"{hops} proxies is not plausible; at most {MAX_HOPS}")
+        if trusted:
+            _fail(
+                "client_ip.hops",
+                "cannot be combined with client_ip.trusted_proxies; use trusted_proxies (the "
+                "networks of your proxies) or hops (a fixed number of proxies), not both",
+            )
+        if header in SINGLE_VALUED_HEADERS and hops != 1:
+            _fail(
+                "client_ip.hops",
+                f"{header} holds one address (set by the proxy next to the app), so hops must be 1",
+            )
+    elif "header" in raw and not trusted:
+        _fail(
+            "client_ip.header",
+            "is only read from trusted proxies, and none are configured; set "
+            "client_ip.trusted_proxies or client_ip.hops, or remove client_ip.header",
+        )
+    return ClientIPPolicy(trusted_proxies=trusted, header=header, hops=hops)
+
+
+def _header(value: Any) -> str:
+    if not isinstance(value, str):
+        _fail(
+            "client_ip.header",
+            f'expected a header name, e.g. "x-forwarded-for", got {_kind(value)}',
+        )
+    return _one_of(value.lower(), HEADER_NAMES, "client_ip.header", shown=value)
+
+
+def _networks(raw: Any, key: str, *, trust: bool) -> tuple[Network, ...]:
+    values = _list(raw, key, 'a list of IP networks, e.g. ["10.0.0.0/8"]')
+    result = [_network(value, f"{key}[{index}]", trust=trust) for index, value in enumerate(values)]
+    return _unique(result)
+
+
+def _network(value: Any, key: str, *, trust: bool) -> Network:
+    if not isinstance(value, str):
+        _fail(
+            key,
+            f'expected an IP address or CIDR network string, e.g. "10.0.0.0/8", got {_kind(value)}',
+        )
+    if value != value.strip() or not value:
+        _fail(key, f"{value!r}: remove the spaces" if value.strip() else "is empty")
+    if "%" in value:
+        _fail(key, f"{value!r}: zone ids ('%eth0') are not allowed in networks; remove it")
+    try:
+        network: Network = ip_network(value, strict=True)
+    except ValueError as error:
+        try:
+            loose = ip_network(value, strict=False)
+        except ValueError:
+            _fail(
+                key,
+                f"{value!r} is not an IP address or CIDR network ({error}); write e.g. "
+                '"10.0.0.0/8", "192.0.2.1" or "2001:db8::/32"',
+            )
+        _fail(key, f"{value!r} has host bits set (did you mean {str(loose)!r}?)")
+    if network.prefixlen == 0:
+        _every(key, value, trust, "every address")
+    network = _embedded(network, value, key, trust)
+    if network.prefixlen == 0:
+        _every(key, value, trust, "every IPv4 address")
+    return network
+
+
+def _embedded(network: Network, value: str, key: str, trust: bool) -> Network:
+    """Rewrite networks inside IPv4-carrying IPv6 ranges to IPv4, or refuse them."""
+    if isinstance(network, IPv4Network):
+        return network
+    for embedded, kind in _EMBEDDED_IPV4:
+        if network.supernet_of(embedded):
+            _every(key, value, trust, f"every IPv4 address (as {kind} addresses {embedded})")
+    if network.subnet_of(_MAPPED) or network.subnet_of(_NAT64):
+        low = int(network.network_address) & 0xFFFFFFFF
+        return IPv4Network((low, network.prefixlen - 96))
+    if network.subnet_of(_6TO4):
+        if network.prefixlen > 48:
+            v4 = IPv4Network(((int(network.network_address) >> 80) & 0xFFFFFFFF, 32))
+            _fail(
+                key,
+                f"{value!r} is part of one 6to4 site, which geofence treats as its IPv4 "
+                f"address; write {str(v4.network_address)!r}",
+            )
+        high = (int(network.network_address) >> 80) & 0xFFFFFFFF
+        return IPv4Network((high, network.prefixlen - 16))
+    if network.subnet_of(_TEREDO):
+        _fail(
+            key,
+            f"{value!r} is Teredo address space (2001::/32); geofence treats a Teredo address "
+            "as the IPv4 client it embeds, so list IPv4 networks instead",
+        )
+    return network
+
+
+def _every(key: str, value: str, trust: bool, what: str) -> NoReturn:
+    if trust:
+        _fail(
+            key,
+            f"{value!r} trusts {what}; use hops = N for a fixed number of proxies, or list "
+            "only your proxies' networks (trusting every address lets any client forge its own)",
+        )
+    _fail(
+        key,
+        f"{value!r} exempts {what}, which switches geofence off; to do that on purpose set "
+        'mode = "off"',
+    )
+
+
+# -- scalars -----------------------------------------------------------------------------------
+
+
+def _seconds(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(key, f"expected a number of seconds, e.g. 60 (0 = never), got {_kind(value)}")
+    if not math.isfinite(value) or value < 0:
+        _fail(key, f"{value} is not allowed; use a number of seconds >= 0, e.g. 60 (0 = never)")
+    return float(value)
+
+
+def _message(value: Any) -> str:
+    if not isinstance(value, str):
+        _fail("message", f"expected a string, got {_kind(value)}")
+    if not value.strip():
+        _fail(
+            "message", "is empty; write the sentence blocked users see, or omit it for the default"
+        )
+    if len(value) > MAX_MESSAGE:
+        _fail("message", f"is {len(value)} characters long; keep it under {MAX_MESSAGE}")
+    _no_control(value, "message", "the message goes into responses and logs")
+    return value
+
+
+def _info_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    example = '"https://example.com/supported-countries"'
+    if not isinstance(value, str):
+        _fail("info_url", f"expected an absolute http(s) URL, e.g. {example}, got {_kind(value)}")
+    bad = next((ch for ch in value if not ch.isascii()), None)
+    if bad is not None:
+        _fail(
+            "info_url",
+            f"contains the non-ASCII character {bad!r}; percent-encode it (and use the "
+            "punycode form of an international domain name)",
+        )
+    bad = next((ch for ch in value if ch.isspace() or unicodedata.category(ch) == "Cc"), None)
+    if bad is not None:
+        _fail("info_url", f"contains whitespace or a control character ({bad!r}); remove it")
+    bad = next((ch for ch in value if ch in "<>\"'\\"), None)
+    if bad is not None:
+        # The URL goes into a Link header (<...>) and an HTML attribute.
+        _fail("info_url", f"contains {bad!r}; percent-encode it (%{ord(bad):02X})")
+    if len(value) > MAX_URL:
+        _fail("info_url", f"is {len(value)} characters long; keep it under {MAX_URL}")
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        _fail("info_url", f"{value!r} is not an absolute http(s) URL; write e.g. {example}")
+    try:
+        _ = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        _fail("info_url", f"{value!r} has an invalid port")
+    return value
+
+
+def _no_control(value: str, key: str, why: str) -> None:
+    bad = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        _fail(key, f"contains the control character {bad!r}; {why}, so write it on one line")
+
+
+def _bool(raw: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = raw.get(name, default)
+    if not isinstance(value, bool):
+        _fail(name, f"expected true or false, got {_kind(value)}")
+    return value
+
+
+def _choice(
+    raw: Mapping[str, Any], name: str, choices: tuple[T, ...], default: T, *, prefix: str = ""
+) -> T:
+    if name not in raw:
+        return default
+    return _one_of(raw[name], choices, prefix + name)
+
+
+def _one_of(value: Any, choices: tuple[T, ...], key: str, *, shown: Any = None) -> T:
+    listed = ", ".join(f'"{c}"' for c in choices)
+    if not isinstance(value, str):
+        _fail(key, f"expected one of {listed}, got {_kind(value)}")
+    for choice in choices:
+        if value == choice:
+            return choice
+    lowered = {c.lower(): c for c in choices}
+    close = (
+        [lowered[value.lower()]]
+        if value.lower() in lowered
+        else difflib.get_close_matches(value.lower(), list(choices), n=1, cutoff=0.6)
+    )
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(
+        key, f"{shown if shown is not None else value!r} is not one of {listed}{hint}"
+    )
+
+
+# -- structure -----------------------------------------------------------------------------------
+
+
+def _check_keys(raw: Mapping[Any, Any], known: Collection[str], prefix: str, section: str) -> None:
+    for name in raw:
+        where = f"{prefix}.{name}" if prefix else str(name)
+        if not isinstance(name, str):
+            _fail(where, f"keys must be strings, got {_kind(name)}")
+        if name in known:
+            continue
+        _fail(where, "unknown key" + _key_hint(name, known, section))
+
+
+def _key_hint(name: str, known: Collection[str], section: str) -> str:
+    lowered = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
+    if name.lower() in lowered:
+        return f" (did you mean {lowered[name.lower()]!r}?)"
+    elsewhere = [s for s, keys in _SECTIONS.items() if s != section and name in keys]
+    if elsewhere:
+        return f"; {name!r} belongs in {' or '.join(elsewhere)}"
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f"; {section} accepts: {', '.join(sorted(known))}"
+
+
+def _table(raw: Mapping[str, Any], name: str, example: str) -> Mapping[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, Mapping):
+        _fail(name, f"expected a table, {example}, got {_kind(value)}")
+    return value
+
+
+def _list(value: Any, key: str, expected: str) -> Sequence[Any]:
+    if isinstance(value, list | tuple):
+        return value
+    if isinstance(value, str):
+        _fail(key, f"expected {expected}, got a string; write [{json.dumps(value)}]")
+    raise ConfigError(key, f"expected {expected}, got {_kind(value)}")
+
+
+def _unique(values: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (None / null)"
+    if isinstance(value, bool):
+        return f"a boolean ({'true' if value else 'false'})"
+    if isinstance(value, int):
+        return f"an integer ({value})"
+    if isinstance(value, float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return "a string" if len(value) > 40 else f"a string ({value!r})"
+    if isinstance(value, datetime):
+        return "a datetime"
+    if isinstance(value, date):
+        return "a date"
+    if isinstance(value, time):
+        return "a time of day"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _fail(key: str, reason: str) -> NoReturn:
+    raise ConfigError(key, reason)

@@ -1,27 +1,45 @@
 """Country and anonymous-IP lookups: embedded iptocc data and MaxMind databases, with reload.
 
-OWNER: database helper.
+``open_country_db`` / ``open_anonymous_db`` are called once, when the engine is built; any
+problem with a database is a :class:`ConfigError` then. Afterwards ``lookup`` takes canonical
+address text (the engine has already parsed and normalised it) and returns an immutable
+answer, or raises :class:`DatabaseError`, which the engine turns into ``db_error``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from .errors import ConfigError, DatabaseError
+from .mmdb import (
+    CACHE_SIZE,
+    Kind,
+    MaxMindDB,
+    anonymous_subdivisions,
+    country_subdivisions,
+    open_mmdb,
+    reader_mode,
+)
 from .policy import GeoIPPolicy
+from .records import NO_COUNTRY, NO_FLAGS, NOT_FOUND, GeoRecord, iso_countries
+from .reloading import Reloading, log_loaded
 
+T = TypeVar("T")
 
-@dataclass(frozen=True, slots=True)
-class GeoRecord:
-    found: bool  # False: the address is not in the database
-    country: str | None  # ISO 3166-1 alpha-2; None for a record without a country
-    subdivisions: tuple[str, ...] = ()  # full ISO 3166-2 codes, e.g. ("GB-ENG",)
+__all__ = [
+    "AnonymousDB",
+    "CountryDB",
+    "EmbeddedCountryDB",
+    "GeoRecord",
+    "open_anonymous_db",
+    "open_country_db",
+]
 
 
 class CountryDB(Protocol):
     has_subdivisions: bool
-    description: str  # e.g. "GeoIP2-City database /var/lib/GeoIP/GeoIP2-City.mmdb"
+    description: str  # e.g. "GeoIP2-City database '/var/lib/GeoIP/GeoIP2-City.mmdb'"
 
     def lookup(self, ip: str) -> GeoRecord:
         """``ip`` is canonical text; raises geofence.errors.DatabaseError on failure."""
@@ -36,11 +54,100 @@ class AnonymousDB(Protocol):
         ...
 
 
+COUNTRY = Kind(
+    key="geoip.country_db",
+    wants="a GeoIP2/GeoLite2 Country, City or Enterprise database",
+    subdivisions=country_subdivisions,
+    decoder=lambda decoder: decoder.country,
+    empty=NOT_FOUND,
+)
+ANONYMOUS = Kind(
+    key="geoip.anonymous_db",
+    wants="a GeoIP2-Anonymous-IP database",
+    subdivisions=anonymous_subdivisions,
+    decoder=lambda decoder: decoder.anonymous,
+    empty=NO_FLAGS,
+)
+
+
+class EmbeddedCountryDB:
+    """Countries from Regional Internet Registry data shipped inside the ``iptocc`` wheel.
+
+    Registry data says where a block is *allocated*, not where its users are, and has no
+    subdivisions: good for trying geofence out, not for enforcing sanctions.
+    """
+
+    has_subdivisions = False
+    description = "the embedded default (iptocc, RIR data)"
+
+    def __init__(self, country_code: Callable[[str], str | None]) -> None:
+        self._country_code = country_code
+        # RIR files also use "EU" and "AP" (somewhere in a region): those name no country.
+        self._answers = {code: GeoRecord(True, code) for code in iso_countries()}
+        self._cache: dict[str, GeoRecord] = {}
+
+    def lookup(self, ip: str) -> GeoRecord:
+        hit = self._cache.get(ip)
+        if hit is not None:
+            return hit
+        try:
+            code = self._country_code(ip)
+        except Exception as error:
+            raise DatabaseError(f"embedded lookup of {ip} failed: {error}") from None
+        if code is None:
+            answer = NOT_FOUND
+        elif isinstance(code, str):
+            answer = self._answers.get(code, NO_COUNTRY)
+        else:
+            raise DatabaseError(f"embedded lookup of {ip} returned {code!r}")
+        cache = self._cache
+        if len(cache) >= CACHE_SIZE:
+            cache.clear()
+        cache[ip] = answer
+        return answer
+
+
+def open_embedded() -> EmbeddedCountryDB:
+    key = "geoip.country_db"
+    try:
+        from iptocc import country_code
+    except ImportError as error:
+        raise ConfigError(
+            key,
+            f"the embedded default needs the iptocc package ({error}); install it, or set "
+            f"{key} to a MaxMind database",
+        ) from None
+    db = EmbeddedCountryDB(country_code)
+    try:
+        for ip in ("8.8.8.8", "2001:4860:4860::8888"):
+            db.lookup(ip)
+    except DatabaseError as error:
+        raise ConfigError(key, f"the embedded default cannot answer: {error}") from None
+    return db
+
+
 def open_country_db(geoip: GeoIPPolicy, clock: Callable[[], float]) -> CountryDB:
     """Open (and smoke-test) the country database; ConfigError("geoip.country_db", ...)."""
-    raise NotImplementedError
+    if geoip.country_db is None:
+        return open_embedded()
+    return _open_maxmind(geoip.country_db, COUNTRY, geoip, clock)
 
 
 def open_anonymous_db(geoip: GeoIPPolicy, clock: Callable[[], float]) -> AnonymousDB | None:
     """Open the anonymous-IP database if configured; ConfigError("geoip.anonymous_db", ...)."""
-    raise NotImplementedError
+    if geoip.anonymous_db is None:
+        return None
+    return _open_maxmind(geoip.anonymous_db, ANONYMOUS, geoip, clock)
+
+
+def _open_maxmind(
+    path: str, kind: Kind[T], geoip: GeoIPPolicy, clock: Callable[[], float]
+) -> MaxMindDB[T] | Reloading[T]:
+    mode = reader_mode(geoip.reader)
+    first = open_mmdb(path, kind, mode)
+    log_loaded(first, kind.key, again=False)
+    if geoip.reload_interval <= 0:
+        return first
+    return Reloading(
+        first, lambda: open_mmdb(path, kind, mode), kind.key, geoip.reload_interval, clock
+    )

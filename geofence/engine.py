@@ -205,7 +205,11 @@ class Engine:
         if decision.action != "block" or not decision.enforced:
             return None
         accept = ", ".join(v for k, v in request.headers if k.lower() == "accept") or None
-        return self._responder.denial(decision, accept)
+        response = self._responder.denial(decision, accept)
+        if request.method.upper() == "HEAD":
+            # Same headers (Content-Length included) as the GET answer, no body (RFC 9110 9.3.2).
+            response = replace(response, body=b"")
+        return response
 
     def response_headers(
         self, decision: Decision, get: Callable[[str], str | None]

@@ -1,21 +1,166 @@
 """The ``geofence`` logger: one escaped line per block/warn/would-block, rate-limited errors.
 
-OWNER: responses helper.
+Paths, methods and anything else a client controls are escaped before they reach a record, so a
+request cannot forge log lines (CR/LF), drive the operator's terminal (ESC and other controls)
+or reorder what is shown (bidi overrides). Each record also carries the same facts as
+``record.geofence`` (a dict) for JSON formatters.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import threading
+import time
+from collections.abc import Callable
 
 from .model import Decision, RequestInfo
 
 logger = logging.getLogger("geofence")
 
+MAX_VALUE = 200  # characters of one client-controlled value kept in a record
+
+# C0 and C1 controls, DEL, the backslash (so escapes stay unambiguous), line and paragraph
+# separators, bidi marks, embeddings, overrides and isolates, and lone surrogates (which make a
+# UTF-8 log handler raise).
+_UNSAFE = (
+    "\x00-\x1f\x7f-\x9f\\\\\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+)
+_UNSAFE_TEXT = re.compile(f"[{_UNSAFE}]")
+# For key=value fields without quotes: a space or "=" would let a value fake another key.
+_UNSAFE_BARE = re.compile(f"[{_UNSAFE} =]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape(value: str, limit: int = MAX_VALUE, *, pattern: re.Pattern[str] = _UNSAFE_TEXT) -> str:
+    """``value`` cut to ``limit`` characters (then ``...``), unsafe characters as ``\\xNN`` /
+    ``\\uNNNN`` and backslashes doubled."""
+    cut = len(value) > limit
+    if cut:
+        value = value[:limit]
+    if pattern.search(value) is not None:
+        value = pattern.sub(_escape_char, value)
+    return value + "..." if cut else value
+
+
+def _quoted(escaped: str) -> str:
+    # Backslashes are already doubled, so an escaped quote cannot be confused with one.
+    return '"' + escaped.replace('"', '\\"') + '"'
+
+
+def _bare(value: str | None) -> str:
+    return escape(value, pattern=_UNSAFE_BARE) if value else "-"
+
 
 def log_decision(decision: Decision, request: RequestInfo) -> None:
-    raise NotImplementedError
+    """One INFO record: ``geofence: block|warn|would block|would warn ...``."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    action = decision.action
+    verb = action if decision.enforced or action == "allow" else f"would {action}"
+    path = escape(request.path)
+    rule = escape(decision.rule) if decision.rule is not None else None
+    report_rules = [escape(r) for r in decision.report_rules]
+    structured = {
+        "action": action,
+        "enforced": decision.enforced,
+        "reason": decision.reason,
+        "rule": rule,
+        "status": decision.status if action == "block" else None,
+        "client_ip": decision.client_ip,
+        "country": escape(decision.country) if decision.country else None,
+        "subdivisions": [escape(s) for s in decision.subdivisions],
+        "method": escape(request.method),
+        "path": path,
+        "report_rules": report_rules,
+    }
+    logger.info(
+        "geofence: %s client_ip=%s country=%s subdivisions=%s rule=%s reason=%s method=%s "
+        "path=%s%s",
+        verb,
+        _bare(decision.client_ip),
+        _bare(decision.country),
+        _bare(",".join(decision.subdivisions)),
+        _quoted(rule) if rule is not None else "-",
+        _bare(decision.reason),
+        _bare(request.method),
+        _quoted(path),
+        # Report-mode rules that matched on the way: dry runs, never enforced.
+        " report_rules=" + ",".join(_quoted(r) for r in report_rules) if report_rules else "",
+        extra={"geofence": structured},
+    )
+
+
+class RateLimit:
+    """Lets one event through per ``interval`` seconds and counts those it holds back.
+
+    ``clock`` is a monotonic clock in seconds; tests replace it.
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._next: float | None = None
+        self._suppressed = 0
+
+    def admit(self) -> int | None:
+        """None to stay silent; otherwise how many events were held back since the last one."""
+        now = self.clock()
+        with self._lock:
+            if self._next is not None and now < self._next:
+                self._suppressed += 1
+                return None
+            self._next = now + self.interval
+            held_back, self._suppressed = self._suppressed, 0
+            return held_back
+
+    def reset(self) -> None:
+        with self._lock:
+            self._next = None
+            self._suppressed = 0
+
+
+# A failing database fails every request: one record a minute tells the operator without
+# flooding the log (or the disk) at request rate.
+DB_ERRORS = RateLimit(60.0)
 
 
 def log_db_error(error: BaseException) -> None:
     """ERROR record for a lookup failure, at most one per minute (count of suppressed ones)."""
-    raise NotImplementedError
+    if not logger.isEnabledFor(logging.ERROR):
+        return
+    suppressed = DB_ERRORS.admit()
+    if suppressed is None:
+        return
+    text = escape(_describe(error), 500)
+    logger.error(
+        "geofence: database lookup failed: %s%s",
+        text,
+        f" ({suppressed} more suppressed since the last report)" if suppressed else "",
+        extra={"geofence": {"error": text, "suppressed": suppressed}},
+    )
+
+
+def _describe(error: BaseException) -> str:
+    text = _safe_str(error)
+    cause = error.__cause__
+    if cause is not None and cause is not error:
+        text = f"{text} (caused by {_safe_str(cause)})"
+    return text
+
+
+def _safe_str(error: BaseException) -> str:
+    try:
+        detail = str(error)
+    except Exception:  # a broken __str__ must not turn a logged failure into a crash
+        detail = ""
+    name = type(error).__name__
+    return f"{name}: {detail}" if detail else name

@@ -1,14 +1,52 @@
 """Framework-neutral HTTP answers: the block page, the 503, the warn headers.
 
-OWNER: responses helper.
+Every denial response is built once, when the engine is built; per request the responder only
+picks one, so a flood of blocked requests costs no rendering.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from urllib.parse import quote
 
+from .accept import prefers_html
+from .httpdate import imf_fixdate, sf_date
 from .model import Decision
+from .page import PAGE_CSP, TEMPLATE_CSP, render_page
+
+__all__ = [
+    "PAGE_CSP",
+    "TEMPLATE_CSP",
+    "UNAVAILABLE_MESSAGE",
+    "Responder",
+    "Response",
+    "merge_cache_control",
+    "prefers_html",
+]
+
+BLOCK_CODE = "unsupported_country_region_territory"
+BLOCK_TYPE = "request_forbidden"
+UNAVAILABLE_CODE = "geofence_unavailable"
+UNAVAILABLE_TYPE = "service_unavailable"
+# Deliberately generic: the cause (a database problem) is for the operator's log, not the client.
+UNAVAILABLE_MESSAGE = "This service is temporarily unavailable. Please try again later."
+RETRY_AFTER = "60"
+
+_REASON_PHRASES = {
+    451: "Unavailable For Legal Reasons",
+    403: "Forbidden",
+    503: "Service Unavailable",
+}
+_TITLES = {
+    451: "Not available in your region",
+    403: "Not available in your region",
+    503: "Temporarily unavailable",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,29 +55,161 @@ class Response:
     headers: tuple[tuple[str, str], ...]  # includes Content-Type and Content-Length
     body: bytes
     html: bool  # True when body is the HTML page (Django may re-render it from a template)
-    context: Mapping[str, object]  # what the page shows: status, code, message, info_url
-
-
-def prefers_html(accept: str | None) -> bool:
-    raise NotImplementedError
+    # What the page shows: status, code, message, info_url, title. Read-only.
+    context: Mapping[str, object]
 
 
 class Responder:
     """Builds every response once, at engine build time; per request it only picks one."""
 
+    __slots__ = ("_deprecations", "_responses", "_sunset_link", "_sunsets")
+
     def __init__(self, message: str, info_url: str | None) -> None:
-        raise NotImplementedError
+        message = _valid_text(message)
+        info_url = _valid_text(info_url) if info_url else None
+        uri = header_uri(info_url) if info_url else None
+        # Indexed [status][html]; html is a bool, so False -> 0 (JSON), True -> 1 (page).
+        self._responses: dict[int, tuple[Response, Response]] = {
+            status: (
+                _build(status, message, info_url, uri, html=False),
+                _build(status, message, info_url, uri, html=True),
+            )
+            for status in (451, 403, 503)
+        }
+        self._sunset_link = f'<{uri}>; rel="sunset"' if uri else None
+        # Rule dates seen so far -> header text; as many as there are rules with dates.
+        self._sunsets: dict[datetime, str] = {}
+        self._deprecations: dict[datetime, str] = {}
 
     def denial(self, decision: Decision, accept: str | None) -> Response:
         """The block (451/403) or db_error (503) response for an enforced block decision."""
-        raise NotImplementedError
+        if decision.reason == "db_error":
+            status = 503
+        elif decision.status == 403:
+            status = 403
+        else:
+            # Anything unexpected still blocks, with the default status.
+            status = 451
+        return self._responses[status][prefers_html(accept)]
 
     def warn_headers(
         self, decision: Decision, get: Callable[[str], str | None]
     ) -> list[tuple[str, str]]:
-        """Headers to set on the app's response for an enforced warn decision.
+        """Headers to set (replacing any of the same name) on the app's response for a warn.
 
         ``get(name)`` returns the app's current value of a header (or None) so that
-        Cache-Control and Link are merged, not clobbered.
+        Cache-Control and Link are merged, not clobbered. An adapter whose framework allows
+        repeated header lines passes them joined with ", ".
         """
-        raise NotImplementedError
+        headers: list[tuple[str, str]] = []
+        if decision.enforce_from is not None:
+            headers.append(("Sunset", self._date(decision.enforce_from, sunset=True)))
+        if decision.warn_from is not None:
+            headers.append(("Deprecation", self._date(decision.warn_from, sunset=False)))
+        if self._sunset_link is not None:
+            existing = (get("Link") or "").strip()
+            if not existing:
+                headers.append(("Link", self._sunset_link))
+            elif self._sunset_link not in existing:
+                headers.append(("Link", f"{existing}, {self._sunset_link}"))
+        headers.append(("Cache-Control", merge_cache_control(get("Cache-Control"))))
+        return headers
+
+    def _date(self, moment: datetime, *, sunset: bool) -> str:
+        cache = self._sunsets if sunset else self._deprecations
+        text = cache.get(moment)
+        if text is None:
+            text = imf_fixdate(moment) if sunset else sf_date(moment)
+            if len(cache) >= 256:
+                cache.clear()
+            cache[moment] = text
+        return text
+
+
+def _build(
+    status: int, message: str, info_url: str | None, uri: str | None, *, html: bool
+) -> Response:
+    if status == 503:
+        code, kind, text, shown_url = UNAVAILABLE_CODE, UNAVAILABLE_TYPE, UNAVAILABLE_MESSAGE, None
+    else:
+        code, kind, text, shown_url = BLOCK_CODE, BLOCK_TYPE, message, info_url
+    title = _TITLES[status]
+    context = MappingProxyType(
+        {"status": status, "code": code, "message": text, "info_url": shown_url, "title": title}
+    )
+    if html:
+        page = render_page(
+            status=status,
+            reason_phrase=_REASON_PHRASES[status],
+            title=title,
+            message=text,
+            info_url=shown_url,
+            href=uri if shown_url else None,
+        )
+        body = page.encode()
+        content_type = "text/html; charset=utf-8"
+    else:
+        error = {"code": code, "message": text, "type": kind, "param": None}
+        body = (json.dumps({"error": error}, ensure_ascii=False) + "\n").encode()
+        content_type = "application/json"
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+    if status == 503:
+        headers += [("Retry-After", RETRY_AFTER), ("Cache-Control", "no-store")]
+    else:
+        headers.append(("Cache-Control", "private, no-store"))
+        if uri:
+            headers.append(("Link", f'<{uri}>; rel="blocked-by"'))
+    headers += [("Vary", "Accept"), ("X-Content-Type-Options", "nosniff")]
+    if html:
+        headers.append(("Content-Security-Policy", PAGE_CSP))
+    return Response(status, tuple(headers), body, html, context)
+
+
+def _valid_text(text: str) -> str:
+    # A lone surrogate (possible in a Python dict config) cannot be encoded; never fail on it.
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+# RFC 3986 reserved and unreserved characters plus "%": what may stand unencoded in a URI.
+_URI_SAFE = "!#$%&'()*+,-./:;=?@[]_~"
+
+
+def header_uri(url: str) -> str:
+    """``url`` as a URI-reference safe inside ``<...>`` in a header and in an href.
+
+    Spaces, quotes, angle brackets, control characters and non-ASCII are percent-encoded
+    (UTF-8), so a header value can never be split or end up outside Latin-1.
+    """
+    return quote(url, safe=_URI_SAFE)
+
+
+# Shared-cache permissions are dropped; a field-qualified private="..." (which still lets a
+# shared cache store the rest) gives way to the plain "private" put first.
+_REPLACED = frozenset({"public", "s-maxage", "private"})
+# One directive: anything but commas, where a quoted string may hold commas.
+_DIRECTIVE = re.compile(r'(?:[^,"]+|"(?:[^"\\]|\\.?)*"?)+', re.DOTALL)
+_cache_control: dict[str, str] = {}
+
+
+def merge_cache_control(value: str | None) -> str:
+    """The app's Cache-Control made private: ``public``, ``s-maxage`` and a field-qualified
+    ``private="..."`` are dropped, ``private`` leads, every other directive is kept as sent.
+
+    ``"public, max-age=60, s-maxage=300"`` -> ``"private, max-age=60"``; None -> ``"private"``.
+    """
+    key = value or ""
+    merged = _cache_control.get(key)
+    if merged is not None:
+        return merged
+    kept = ["private"]
+    for match in _DIRECTIVE.finditer(key):
+        directive = match.group().strip()
+        name = directive.partition("=")[0].strip().lower()
+        if directive and name not in _REPLACED:
+            kept.append(directive)
+    merged = ", ".join(kept)
+    if len(key) <= 1024:
+        if len(_cache_control) >= 256:
+            _cache_control.clear()
+        _cache_control[key] = merged
+    return merged

@@ -1,1 +1,14 @@
-"""geofence for asgi."""
+"""geofence for any ASGI app (Starlette, FastAPI, Django's ASGI handler, Quart, raw ASGI).
+
+    from geofence_asgi import GeofenceMiddleware
+    app = GeofenceMiddleware(app, config="geofence.toml")
+
+Starlette / FastAPI: ``app.add_middleware(GeofenceMiddleware, config="geofence.toml")``. The
+decision is in ``scope["state"]["geofence"]`` (Starlette: ``request.state.geofence``).
+"""
+
+from __future__ import annotations
+
+from .middleware import STATE_KEY, GeofenceMiddleware
+
+__all__ = ["STATE_KEY", "GeofenceMiddleware"]

@@ -88,7 +88,7 @@ BLOCK_HEADERS = {
     "link": '<https://example.com/supported-countries>; rel="blocked-by"',
 }
 WARN_HEADERS = {
-    "sunset": "Fri, 01 Jan 2999 00:00:00 GMT",
+    "sunset": "Tue, 01 Jan 2999 00:00:00 GMT",
     "deprecation": "@1577836800",
     "cache-control": "private, max-age=60",
 }

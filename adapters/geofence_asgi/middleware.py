@@ -1,0 +1,183 @@
+"""Pure ASGI middleware: ASGI scope in, :class:`geofence.RequestInfo` out, answers back as ASGI.
+
+No framework import and no policy here: the engine decides, builds the denial response and the
+warn headers; this module only translates between ASGI messages and those objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any
+
+from geofence import Decision, Engine, Policy, RequestInfo, Response
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+RawHeaders = list[tuple[bytes, bytes]]
+
+#: Key of the decision in ``scope["state"]`` (Starlette: ``request.state.geofence``).
+STATE_KEY = "geofence"
+_DECIDED = frozenset({"http", "websocket"})
+# Messages that carry the response headers the warn headers are merged into.
+_STARTS = frozenset({"http.response.start", "websocket.accept", "websocket.http.response.start"})
+_DENIAL_EXTENSION = "websocket.http.response"
+# Close code "policy violation" (RFC 6455 7.4.1); servers answer a pre-accept close with 403.
+_POLICY_VIOLATION = 1008
+
+logger = logging.getLogger("geofence")
+
+
+class GeofenceMiddleware:
+    """Decide every ``http`` and ``websocket`` request; pass everything else through.
+
+    ``config`` is what :meth:`geofence.Engine.from_config` takes (a dict, a ``.toml`` / ``.json``
+    path or a Policy); alternatively pass a ready ``engine``. The engine is built here, so a bad
+    configuration raises :class:`geofence.ConfigError` when the app is assembled, not on the
+    first request.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: Mapping[str, Any] | str | os.PathLike[str] | Policy | None = None,
+        *,
+        engine: Engine | None = None,
+    ) -> None:
+        if engine is None:
+            if config is None:
+                raise TypeError("GeofenceMiddleware needs config= (or a ready engine=)")
+            engine = Engine.from_config(config)
+        elif config is not None:
+            raise TypeError("GeofenceMiddleware takes config= or engine=, not both")
+        self.app = app
+        self.engine = engine
+        # Mode "off": the decision is the same for every request, so compute it once.
+        self._off_decision = None if self.engine.active else self.engine.decide(RequestInfo(None))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in _DECIDED:
+            # lifespan, and types this middleware does not know, are not requests.
+            await self.app(scope, receive, send)
+            return
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        elif isinstance(state.get(STATE_KEY), Decision):
+            # Installed twice (app and router, or two wrappers): the outer one has decided.
+            await self.app(scope, receive, send)
+            return
+        if self._off_decision is not None:
+            state[STATE_KEY] = self._off_decision
+            await self.app(scope, receive, send)
+            return
+        info = request_info(scope)
+        decision = self.engine.decide(info)
+        state[STATE_KEY] = decision
+        if decision.action == "allow":
+            await self.app(scope, receive, send)
+            return
+        denial = self.engine.denial(decision, info)
+        if denial is None:
+            await self.app(scope, receive, self._with_headers(send, decision))
+        elif kind == "http":
+            # The app is not called and receive() is never awaited: the body stays unread.
+            await _send_response(send, denial, "http.response")
+        elif _DENIAL_EXTENSION in (scope.get("extensions") or {}):
+            await _send_response(send, denial, "websocket.http.response")
+        else:
+            await send({"type": "websocket.close", "code": _POLICY_VIOLATION})
+
+    def _with_headers(self, send: Send, decision: Decision) -> Send:
+        """``send``, with the engine's response headers merged into the response start."""
+        engine = self.engine
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] in _STARTS:
+                message = _merge_headers(message, engine, decision)
+            await send(message)
+
+        return send_with_headers
+
+
+def request_info(scope: Scope) -> RequestInfo:
+    """The request facts of an ``http`` or ``websocket`` scope."""
+    client = scope.get("client")
+    peer = client[0] if client else None
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers") or ()]
+    host = next((v for k, v in headers if k.lower() == "host"), "")
+    method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
+    return RequestInfo(
+        peer=peer if isinstance(peer, str) else None,
+        headers=headers,
+        method=method,
+        path=routed_path(scope),
+        host=host,
+    )
+
+
+def routed_path(scope: Scope) -> str:
+    """The path the app routes on: ``path`` without the ``root_path`` mount prefix.
+
+    Servers (uvicorn >= 0.26) and Starlette's Mount put the full path in ``path`` and the prefix
+    in ``root_path``; older servers left the prefix out of ``path``. Like Starlette's router,
+    strip the prefix only where it ends at a segment boundary, and otherwise keep the path.
+    """
+    path: str = scope.get("path") or "/"
+    root: str = scope.get("root_path") or ""
+    if root and path.startswith(root):
+        rest = path[len(root) :]
+        if not rest:
+            return "/"
+        if rest[0] == "/":
+            return rest
+    return path
+
+
+async def _send_response(send: Send, response: Response, prefix: str) -> None:
+    await send(
+        {
+            "type": prefix + ".start",
+            "status": response.status,
+            "headers": encode_headers(response.headers),
+        }
+    )
+    await send({"type": prefix + ".body", "body": response.body, "more_body": False})
+
+
+def _merge_headers(message: Message, engine: Engine, decision: Decision) -> Message:
+    raw: RawHeaders = list(message.get("headers") or ())
+
+    def get(name: str) -> str | None:
+        key = name.lower().encode("latin-1")
+        values = [v.decode("latin-1") for k, v in raw if k.lower() == key]
+        return ", ".join(values) if values else None
+
+    extra = encode_headers(engine.response_headers(decision, get))
+    if not extra:
+        return message
+    # The engine returns final values (already merged with the app's via get): replace, not add.
+    replaced = {name for name, _ in extra}
+    kept = [(k, v) for k, v in raw if k.lower() not in replaced]
+    return {**message, "headers": kept + extra}
+
+
+def encode_headers(headers: Iterable[tuple[str, str]]) -> RawHeaders:
+    """ASGI header pairs (lower-case names, latin-1); a header that could split the response
+    (CR, LF or NUL) or cannot be encoded is dropped and logged, never sent."""
+    encoded: RawHeaders = []
+    for name, value in headers:
+        text = name + value
+        if "\r" in text or "\n" in text or "\0" in text:
+            logger.error("dropped response header %r: CR, LF or NUL in it", name)
+            continue
+        try:
+            encoded.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        except UnicodeEncodeError:
+            logger.error("dropped response header %r: not latin-1 text", name)
+    return encoded

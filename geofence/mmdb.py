@@ -1,0 +1,293 @@
+"""MaxMind DB files: opened, type-checked and smoke-tested at load, then looked up with a cache.
+
+Every way a file can be wrong (missing, a directory, unreadable, empty, still compressed,
+truncated, corrupt, the wrong kind of database) is a :class:`ConfigError` naming the setting,
+raised while the engine is built. Nothing from ``maxminddb`` escapes as-is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Generic, TypeVar
+
+import maxminddb
+
+from .errors import ConfigError, DatabaseError
+from .records import RecordDecoder
+
+T = TypeVar("T")
+logger = logging.getLogger("geofence")
+
+MODES = {
+    "auto": maxminddb.MODE_AUTO,
+    "mmap_ext": maxminddb.MODE_MMAP_EXT,
+    "mmap": maxminddb.MODE_MMAP,
+    "memory": maxminddb.MODE_MEMORY,
+    "file": maxminddb.MODE_FILE,
+}
+# Answers kept per database; the whole cache is dropped when full, which bounds memory and
+# costs one miss per address afterwards (cheaper than tracking recency on every hit).
+CACHE_SIZE = 65_536
+# Search-tree leaves decoded at load from the start of the IPv4 and the global IPv6 space:
+# enough to reach corrupt data in a damaged file, a few milliseconds on a full-size one.
+WALK_LEAVES = 128
+_IPV6_GLOBAL = 0x2000 << 112
+
+# Magic numbers of what people download instead of the .mmdb itself.
+_ARCHIVES = (
+    (0, b"\x1f\x8b", "gzip-compressed"),
+    (0, b"PK\x03\x04", "a zip archive"),
+    (0, b"BZh", "bzip2-compressed"),
+    (0, b"\xfd7zXZ\x00", "xz-compressed"),
+    (0, b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+    (257, b"ustar", "a tar archive"),
+)
+
+
+@dataclass(frozen=True)
+class Kind(Generic[T]):
+    """What one setting accepts: which database types, and how records become answers."""
+
+    key: str  # "geoip.country_db"
+    wants: str  # completes "geoip.country_db needs ..."
+    subdivisions: Callable[[str], bool | None]  # database type -> has subdivisions; None: refused
+    decoder: Callable[[RecordDecoder], Callable[[Any], T]]
+    empty: T  # the answer for an IPv6 address in an IPv4-only database
+
+
+def country_subdivisions(database_type: str) -> bool | None:
+    """Country databases have no subdivisions; City and Enterprise ones do."""
+    if database_type in ("GeoIP2-Country", "GeoLite2-Country", "DBIP-Country-Lite"):
+        return False
+    if database_type in ("GeoIP2-City", "GeoLite2-City", "GeoIP2-Enterprise"):
+        return True
+    if database_type.startswith("GeoIP2-City-"):  # regional editions: -Europe, -Africa, ...
+        return True
+    if database_type == "DBIP-City-Lite":
+        # Same layout, but its subdivisions carry names and no ISO codes: a rule naming
+        # "UA-43" would silently never match, so say at load that it cannot work.
+        return False
+    return None
+
+
+def anonymous_subdivisions(database_type: str) -> bool | None:
+    # GeoIP Anonymous Plus extends the Anonymous-IP record with more keys, same flags.
+    if database_type in ("GeoIP2-Anonymous-IP", "GeoIP-Anonymous-Plus"):
+        return False
+    return None
+
+
+def has_extension() -> bool:
+    try:
+        from maxminddb import extension
+    except ImportError:
+        return False
+    return hasattr(extension, "Reader")
+
+
+def reader_mode(name: str) -> int:
+    if name == "mmap_ext" and not has_extension():
+        raise ConfigError(
+            "geoip.reader",
+            "'mmap_ext' needs the maxminddb C extension, which is not installed here "
+            "(install a maxminddb wheel for this platform, or use 'auto' or 'mmap')",
+        )
+    return MODES[name]
+
+
+def signature(path: str) -> tuple[int, ...]:
+    """What changes when the file is replaced (geoipupdate renames a new file into place)."""
+    return _signature(os.stat(path))
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class MaxMindDB(Generic[T]):
+    """One opened, validated file and the answers it gave. Looked up from many threads."""
+
+    def __init__(
+        self,
+        reader: maxminddb.Reader,
+        kind: Kind[T],
+        *,
+        path: str,
+        database_type: str,
+        build_epoch: int,
+        has_subdivisions: bool,
+        ipv4_only: bool,
+        signature: tuple[int, ...],
+    ) -> None:
+        self.reader = reader
+        self.signature = signature  # of the file as it was just before it was opened
+        self.path = path
+        self.database_type = database_type
+        self.build_epoch = build_epoch
+        self.has_subdivisions = has_subdivisions
+        self.description = f"{database_type} database {path!r}"
+        self.cache: dict[str, T] = {}
+        self._decode = kind.decoder(RecordDecoder())
+        self._ipv4_only = ipv4_only
+        self._empty = kind.empty
+
+    def lookup(self, ip: str) -> T:
+        hit = self.cache.get(ip)
+        if hit is not None:
+            return hit
+        return self.miss(ip)
+
+    def miss(self, ip: str) -> T:
+        if self._ipv4_only and ":" in ip:
+            # Documented: a native IPv6 client is simply not in an IPv4-only database.
+            answer = self._empty
+        else:
+            try:
+                record = self.reader.get(ip)
+            except Exception as error:
+                raise DatabaseError(f"{self.description}: lookup of {ip} failed: {error}") from None
+            answer = self._decode(record)
+        cache = self.cache
+        if len(cache) >= CACHE_SIZE:
+            cache.clear()
+        cache[ip] = answer
+        return answer
+
+    def built(self) -> str:
+        try:
+            built = datetime.fromtimestamp(self.build_epoch, timezone.utc)
+            return built.strftime("%Y-%m-%d %H:%M UTC")
+        except (OverflowError, OSError, ValueError):
+            return f"epoch {self.build_epoch}"
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.reader.close()
+
+    def __del__(self) -> None:
+        # Runs when no thread can reach this database any more (the reloader dropped it and
+        # no lookup holds it): the moment its mmap / file descriptor can be released safely.
+        self.close()
+
+
+def open_mmdb(path: str, kind: Kind[T], mode: int) -> MaxMindDB[T]:
+    """Open ``path`` and prove it can answer; ConfigError(kind.key, reason) otherwise."""
+    key = kind.key
+    file_signature = _check_file(path, key)
+    try:
+        reader = maxminddb.open_database(path, mode)
+    except OSError as error:
+        raise ConfigError(key, f"{path!r} cannot be read ({_short(error)})") from None
+    except Exception as error:
+        raise ConfigError(
+            key,
+            f"{path!r} is not a valid MaxMind DB file ({_short(error)}); it may be truncated "
+            "or corrupt: download it again",
+        ) from None
+    try:
+        return _validate(reader, path, kind, file_signature)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            reader.close()
+        raise
+
+
+def _check_file(path: str, key: str) -> tuple[int, ...]:
+    fix = "point it at the .mmdb file"
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(key, f"{path!r} does not exist; {fix}") from None
+    except (OSError, ValueError) as error:
+        raise ConfigError(key, f"{path!r} cannot be read ({_short(error)})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(key, f"{path!r} is a directory; {fix} inside it")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(key, f"{path!r} is not a regular file; {fix}")
+    if st.st_size == 0:
+        raise ConfigError(key, f"{path!r} is empty (an interrupted download?); download it again")
+    try:
+        with open(path, "rb") as file:
+            head = file.read(512)
+    except OSError as error:
+        raise ConfigError(key, f"{path!r} cannot be read ({_short(error)})") from None
+    for offset, magic, what in _ARCHIVES:
+        if head[offset : offset + len(magic)] == magic:
+            raise ConfigError(key, f"{path!r} is {what}; decompress it first and {fix} it contains")
+    return _signature(st)
+
+
+def _validate(
+    reader: maxminddb.Reader, path: str, kind: Kind[T], file_signature: tuple[int, ...]
+) -> MaxMindDB[T]:
+    key = kind.key
+    try:
+        metadata = reader.metadata()
+        database_type = metadata.database_type
+        ip_version = metadata.ip_version
+        build_epoch = metadata.build_epoch
+    except Exception as error:
+        raise ConfigError(key, f"{path!r} has corrupt metadata ({_short(error)})") from None
+    if not isinstance(database_type, str) or ip_version not in (4, 6):
+        raise ConfigError(key, f"{path!r} has corrupt metadata; download it again")
+    has_subdivisions = kind.subdivisions(database_type)
+    if has_subdivisions is None:
+        raise ConfigError(
+            key, f"{path!r} is a {_printable(database_type)} database; {key} needs {kind.wants}"
+        )
+    try:
+        _walk(reader, 0, 32, _ipv4_text)
+        if ip_version == 6:
+            _walk(reader, _IPV6_GLOBAL, 128, _ipv6_text)
+    except Exception as error:
+        raise ConfigError(
+            key, f"{path!r} is corrupt: a test lookup failed ({_short(error)}); download it again"
+        ) from None
+    return MaxMindDB(
+        reader,
+        kind,
+        path=path,
+        database_type=database_type,
+        build_epoch=build_epoch if isinstance(build_epoch, int) else 0,
+        has_subdivisions=has_subdivisions,
+        ipv4_only=ip_version == 4,
+        signature=file_signature,
+    )
+
+
+def _walk(reader: maxminddb.Reader, start: int, bits: int, text: Callable[[int], str]) -> None:
+    """Decode the first leaves of the search tree from ``start``, network after network."""
+    address = start
+    for _ in range(WALK_LEAVES):
+        if address >> bits:
+            return
+        _, prefix = reader.get_with_prefix_len(text(address))
+        if not 0 <= prefix <= bits:
+            raise ValueError(f"impossible prefix length {prefix}")
+        shift = bits - prefix
+        address = ((address >> shift) + 1) << shift
+
+
+def _ipv4_text(value: int) -> str:
+    return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+
+
+def _ipv6_text(value: int) -> str:
+    return str(ipaddress.IPv6Address(value))
+
+
+def _printable(text: str, limit: int = 64) -> str:
+    """``text`` as is when it is plain, else escaped: file contents end up in messages."""
+    return text[:limit] if text.isprintable() else repr(text[:limit])
+
+
+def _short(error: BaseException) -> str:
+    detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return _printable(f"{type(error).__name__}: {detail}" if detail else type(error).__name__, 200)

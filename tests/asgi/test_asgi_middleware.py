@@ -1,0 +1,503 @@
+"""ASGI-specific behaviour of geofence_asgi.GeofenceMiddleware (the shared table is elsewhere).
+
+Most tests drive the middleware with hand-written ASGI messages, so that they can assert exactly
+what is sent and whether ``receive()`` or the app is ever called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import pytest
+from asgi_apps import Message, Receive, Scope, Seen, Send, raw_app
+from geofence_asgi import STATE_KEY, GeofenceMiddleware
+from geofence_asgi.middleware import encode_headers, request_info, routed_path
+from scenarios.table import BASE, CN, IR, RU, US, WARN_HEADERS
+
+import geofence
+from geofence import ConfigError
+
+SUNSET = WARN_HEADERS["sunset"]
+UK_RULE = {"rules": [{"action": "block", "regions": ["UK"]}]}
+MIXED_HEADERS = [(b"host", b"api.example.com"), (b"x-name", b"caf\xe9")]
+
+
+class CountingEngine(geofence.Engine):
+    """An engine that counts its decisions."""
+
+    calls = 0
+
+    def decide(self, request: geofence.RequestInfo, now: datetime | None = None) -> Any:
+        self.calls += 1
+        return super().decide(request, now)
+
+
+ENGINE = CountingEngine.from_config(BASE)
+# Starlette >= 1.x warns that its TestClient will move from httpx to httpx2.
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
+
+class Peer:
+    """The server side of one ASGI call: queued incoming messages, recorded outgoing ones."""
+
+    def __init__(self, incoming: Sequence[Message] = ()) -> None:
+        self.incoming = list(incoming)
+        self.sent: list[Message] = []
+        self.receive_calls = 0
+
+    async def receive(self) -> Message:
+        self.receive_calls += 1
+        if self.incoming:
+            return self.incoming.pop(0)
+        await asyncio.Event().wait()  # like a server with nothing more to say
+        raise AssertionError("unreachable")
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+
+def http_scope(peer: str | None = CN, path: str = "/v1/models", **extra: Any) -> Scope:
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver")],
+        "client": (peer, 50123) if peer else None,
+        "server": ("127.0.0.1", 8000),
+    }
+    scope.update(extra)
+    return scope
+
+
+def ws_scope(peer: str = CN, path: str = "/v1/stream", **extra: Any) -> Scope:
+    scope = http_scope(peer, path, type="websocket", scheme="ws", subprotocols=[])
+    del scope["method"]
+    scope.update(extra)
+    return scope
+
+
+def run(app: Any, scope: Scope, peer: Peer) -> None:
+    asyncio.run(app(scope, peer.receive, peer.send))
+
+
+def start_headers(message: Message) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in message["headers"]}
+
+
+# -- construction -------------------------------------------------------------------------
+
+
+def test_bad_config_raises_config_error_at_construction() -> None:
+    seen = Seen()
+    with pytest.raises(ConfigError, match=r"rules\[0\]\.regions\[0\].*'GB'"):
+        GeofenceMiddleware(
+            raw_app(seen), config={"rules": [{"action": "block", "regions": ["UK"]}]}
+        )
+    assert not seen.app_called
+
+
+def test_missing_config_file_raises_config_error(tmp_path: Any) -> None:
+    with pytest.raises(ConfigError):
+        GeofenceMiddleware(raw_app(Seen()), config=str(tmp_path / "missing.toml"))
+
+
+def test_config_file_path_is_accepted(tmp_path: Any) -> None:
+    path = tmp_path / "geofence.json"
+    path.write_text(json.dumps(BASE))
+    peer = Peer()
+    run(GeofenceMiddleware(raw_app(Seen()), config=str(path)), http_scope(CN), peer)
+    assert peer.sent[0]["status"] == 451
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"config": BASE, "engine": ENGINE}])
+def test_exactly_one_of_config_and_engine(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(TypeError):
+        GeofenceMiddleware(raw_app(Seen()), **kwargs)
+
+
+def test_starlette_bad_config_stops_startup() -> None:
+    # Starlette builds its middleware stack on the first event, the lifespan startup, so a bad
+    # config stops the server from starting instead of failing its first request.
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.testclient import TestClient
+
+    bad = {"mode": "enforced"}
+    app = Starlette(middleware=[Middleware(GeofenceMiddleware, config=bad)])
+    with pytest.raises(ConfigError, match="mode"), TestClient(app):
+        pass
+
+
+# -- request facts ------------------------------------------------------------------------
+
+
+def test_request_info_translates_the_scope() -> None:
+    scope = http_scope(CN, "/api/v1/models", root_path="/api", method="POST", headers=MIXED_HEADERS)
+    info = request_info(scope)
+    assert info == geofence.RequestInfo(
+        peer=CN,
+        headers=[("host", "api.example.com"), ("x-name", "café")],
+        method="POST",
+        path="/v1/models",
+        host="api.example.com",
+    )
+
+
+def test_request_info_without_client_or_headers() -> None:
+    scope = http_scope(None, headers=[])
+    del scope["client"]
+    info = request_info(scope)
+    assert (info.peer, list(info.headers), info.host) == (None, [], "")
+    assert request_info(http_scope(None)).peer is None
+
+
+def test_websocket_is_decided_as_get() -> None:
+    assert request_info(ws_scope(CN)).method == "GET"
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "routed"),
+    [
+        ("/v1/models", "", "/v1/models"),
+        ("/api/v1/models", "/api", "/v1/models"),  # uvicorn >= 0.26, Starlette Mount
+        ("/v1/models", "/api", "/v1/models"),  # older servers: prefix already removed
+        ("/api", "/api", "/"),
+        ("/apiv1/models", "/api", "/apiv1/models"),  # not at a segment boundary
+        ("/api/", "/api", "/"),
+    ],
+)
+def test_routed_path(path: str, root_path: str, routed: str) -> None:
+    assert routed_path({"path": path, "root_path": root_path}) == routed
+
+
+# -- pass-through -------------------------------------------------------------------------
+
+
+def test_lifespan_passes_through_untouched() -> None:
+    calls: list[tuple[Scope, Receive, Send]] = []
+    events: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        calls.append((scope, receive, send))
+        while True:
+            message = await receive()
+            events.append(message["type"])
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+
+    peer = Peer([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    scope: Scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    asyncio.run(GeofenceMiddleware(app, engine=ENGINE)(scope, peer.receive, peer.send))
+    assert events == ["lifespan.startup", "lifespan.shutdown"]
+    assert [m["type"] for m in peer.sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    # The very same scope, receive and send: nothing wrapped, nothing added.
+    assert calls[0][0] is scope and scope == {
+        "type": "lifespan",
+        "asgi": {"version": "3.0"},
+        "state": {},
+    }
+    assert calls[0][1] == peer.receive and calls[0][2] == peer.send
+
+
+def test_starlette_lifespan_runs_through_the_middleware() -> None:
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.testclient import TestClient
+
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        events.append("startup")
+        yield
+        events.append("shutdown")
+
+    app = Starlette(lifespan=lifespan, middleware=[Middleware(GeofenceMiddleware, engine=ENGINE)])
+    with TestClient(app):
+        assert events == ["startup"]
+    assert events == ["startup", "shutdown"]
+
+
+def test_unknown_scope_type_passes_through() -> None:
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+
+    scope: Scope = {"type": "custom.protocol", "client": (CN, 1)}
+    run(GeofenceMiddleware(app, engine=ENGINE), scope, Peer())
+    assert seen == [{"type": "custom.protocol", "client": (CN, 1)}]
+
+
+def test_installed_twice_decides_once() -> None:
+    allow_all = CountingEngine.from_config({"geoip": BASE["geoip"]})
+    block_cn = CountingEngine.from_config(BASE)
+    seen = Seen()
+    app = GeofenceMiddleware(GeofenceMiddleware(raw_app(seen), engine=block_cn), engine=allow_all)
+    peer = Peer()
+    run(app, http_scope(CN), peer)
+    assert peer.sent[0]["status"] == 200
+    assert (allow_all.calls, block_cn.calls) == (1, 0)
+    assert seen.decisions[0].reason == "default" and seen.decisions[0].country == "CN"
+
+
+def test_mode_off_decides_nothing_per_request() -> None:
+    engine = CountingEngine.from_config({**BASE, "mode": "off"})
+    middleware = GeofenceMiddleware(raw_app(seen := Seen()), engine=engine)
+    before = engine.calls
+    for _ in range(3):
+        peer = Peer()
+        run(middleware, http_scope(CN), peer)
+        assert peer.sent[0]["status"] == 200
+    assert engine.calls == before
+    assert [d.reason for d in seen.decisions] == ["off"] * 3
+
+
+def test_existing_scope_state_is_kept() -> None:
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+
+    state = {"db": "pool"}
+    run(GeofenceMiddleware(app, engine=ENGINE), http_scope(US, state=state), Peer())
+    assert seen[0]["state"] is state
+    assert state["db"] == "pool" and state[STATE_KEY].country == "US"
+
+
+# -- http answers -------------------------------------------------------------------------
+
+
+def test_blocked_post_never_calls_receive_or_app() -> None:
+    seen = Seen()
+    peer = Peer([{"type": "http.request", "body": b"secret", "more_body": False}])
+    run(GeofenceMiddleware(raw_app(seen), engine=ENGINE), http_scope(CN, method="POST"), peer)
+    assert peer.receive_calls == 0 and not seen.app_called
+    assert [m["type"] for m in peer.sent] == ["http.response.start", "http.response.body"]
+    assert peer.sent[0]["status"] == 451
+    headers = start_headers(peer.sent[0])
+    assert headers["cache-control"] == "private, no-store"
+    assert int(headers["content-length"]) == len(peer.sent[1]["body"])
+    assert (
+        json.loads(peer.sent[1]["body"])["error"]["code"] == "unsupported_country_region_territory"
+    )
+
+
+@pytest.mark.parametrize("client", [US, IR])
+def test_streaming_response_is_not_buffered(client: str) -> None:
+    """The first chunk reaches the server while the app is still producing the second."""
+    first_chunk_out = asyncio.Event()
+    sent: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-app", b"1")]})
+        await send({"type": "http.response.body", "body": b"one", "more_body": True})
+        # Blocks forever (and times out) if the middleware held the first chunk back.
+        await asyncio.wait_for(first_chunk_out.wait(), timeout=5)
+        await send({"type": "http.response.body", "body": b"two", "more_body": False})
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if message.get("body") == b"one":
+            first_chunk_out.set()
+
+    async def main() -> None:
+        await GeofenceMiddleware(app, engine=ENGINE)(http_scope(client), Peer().receive, send)
+
+    asyncio.run(main())
+    assert [m.get("body") for m in sent] == [None, b"one", b"two"]
+    headers = start_headers(sent[0])
+    assert headers["x-app"] == "1"
+    assert ("sunset" in headers) == (client == IR)
+
+
+def test_warn_headers_replace_and_merge_app_headers() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [
+            (b"Cache-Control", b"max-age=60"),
+            (b"link", b'</a>; rel="help"'),
+            (b"link", b'</b>; rel="next"'),
+            (b"set-cookie", b"a=1"),
+            (b"set-cookie", b"b=2"),
+        ]
+        await send({"type": "http.response.start", "status": 201, "headers": headers})
+        await send({"type": "http.response.body", "body": b"made"})
+
+    peer = Peer()
+    run(GeofenceMiddleware(app, engine=ENGINE), http_scope(IR), peer)
+    raw = peer.sent[0]["headers"]
+    names = [k for k, _ in raw]
+    assert names.count(b"set-cookie") == 2  # untouched headers keep their repeats and order
+    assert names.count(b"link") == 1 and names.count(b"cache-control") == 1
+    assert b"Cache-Control" not in names
+    headers = start_headers(peer.sent[0])
+    assert headers["cache-control"] == "private, max-age=60"
+    assert headers["link"].startswith('</a>; rel="help", </b>; rel="next"')
+    assert 'rel="sunset"' in headers["link"]
+    assert headers["sunset"] == SUNSET
+    assert peer.sent[0]["status"] == 201 and peer.sent[1]["body"] == b"made"
+
+
+class HostileEngine(geofence.Engine):
+    """An engine whose warn headers include values that would split the response."""
+
+    def response_headers(self, decision: Any, get: Any) -> list[tuple[str, str]]:
+        return [
+            *super().response_headers(decision, get),
+            ("X-Split", "a\r\nSet-Cookie: stolen=1"),
+            ("X-Nul", "a\x00b"),
+            ("X-Snow", "\u2603"),
+            ("X-Fine", "caf\xe9"),
+        ]
+
+
+def test_header_values_are_validated_before_sending(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="geofence")
+    engine = HostileEngine.from_config(BASE)
+    peer = Peer()
+    run(GeofenceMiddleware(raw_app(Seen()), engine=engine), http_scope(IR), peer)
+    raw = dict(peer.sent[0]["headers"])
+    assert b"x-split" not in raw and b"set-cookie" not in raw
+    assert b"x-nul" not in raw and b"x-snow" not in raw
+    assert raw[b"x-fine"] == b"caf\xe9"
+    assert b"sunset" in raw  # the valid headers still go out
+    logged = caplog.text
+    assert "'X-Split'" in logged and "'X-Nul'" in logged and "'X-Snow'" in logged
+    assert "stolen" not in logged
+
+
+def test_encode_headers() -> None:
+    assert encode_headers([("Content-Type", "text/html"), ("Bad\n", "x"), ("X", "\r")]) == [
+        (b"content-type", b"text/html")
+    ]
+
+
+# -- websockets ---------------------------------------------------------------------------
+
+
+def test_blocked_websocket_is_closed_before_accept() -> None:
+    seen = Seen()
+    peer = Peer([{"type": "websocket.connect"}])
+    run(GeofenceMiddleware(raw_app(seen), engine=ENGINE), ws_scope(CN), peer)
+    assert peer.sent == [{"type": "websocket.close", "code": 1008}]
+    assert not seen.app_called and peer.receive_calls == 0
+
+
+def test_blocked_websocket_gets_denial_response_with_extension() -> None:
+    seen = Seen()
+    peer = Peer([{"type": "websocket.connect"}])
+    scope = ws_scope(RU, extensions={"websocket.http.response": {}})
+    run(GeofenceMiddleware(raw_app(seen), engine=ENGINE), scope, peer)
+    assert [m["type"] for m in peer.sent] == [
+        "websocket.http.response.start",
+        "websocket.http.response.body",
+    ]
+    assert peer.sent[0]["status"] == 403  # the ru-forbidden rule's status
+    assert start_headers(peer.sent[0])["content-type"].startswith("application/json")
+    assert json.loads(peer.sent[1]["body"])["error"]["type"] == "request_forbidden"
+    assert not seen.app_called and peer.receive_calls == 0
+
+
+def _starlette_ws_app(seen: list[Any]) -> Any:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    async def echo(websocket: WebSocket) -> None:
+        seen.append(websocket.state.geofence)
+        await websocket.accept(headers=[(b"x-app", b"1")])
+        await websocket.send_text(await websocket.receive_text())
+        await websocket.close()
+
+    return Starlette(
+        routes=[WebSocketRoute("/{p:path}", echo)],
+        middleware=[Middleware(GeofenceMiddleware, engine=ENGINE)],
+    )
+
+
+@pytest.mark.parametrize(("client", "warned"), [(US, False), (IR, True)])
+def test_starlette_websocket_allowed_or_warned(client: str, warned: bool) -> None:
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    seen: list[Any] = []
+    with (
+        TestClient(_starlette_ws_app(seen), client=(client, 1)) as http,
+        http.websocket_connect("/v1/stream") as ws,
+    ):
+        ws.send_text("ping")
+        assert ws.receive_text() == "ping"
+        headers = dict(ws.extra_headers or [])
+    assert seen[0].action == ("warn" if warned else "allow")
+    assert headers[b"x-app"] == b"1"
+    if warned:
+        assert headers[b"sunset"] == SUNSET.encode()
+        assert headers[b"deprecation"] == b"@1577836800"
+    else:
+        assert b"sunset" not in headers
+
+
+def test_starlette_websocket_blocked_gets_denial_response() -> None:
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient, WebSocketDenialResponse
+
+    seen: list[Any] = []
+    with (
+        TestClient(_starlette_ws_app(seen), client=(CN, 1)) as http,
+        pytest.raises(WebSocketDenialResponse) as denied,
+        http.websocket_connect("/v1/stream"),
+    ):
+        pass
+    assert denied.value.status_code == 451
+    assert denied.value.json()["error"]["code"] == "unsupported_country_region_territory"
+    assert seen == []
+
+
+# -- mounts -------------------------------------------------------------------------------
+
+
+def test_starlette_mount_decides_on_the_routed_path() -> None:
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    seen = Seen()
+    inner = GeofenceMiddleware(raw_app(seen), engine=ENGINE)
+    app = Starlette(routes=[Mount("/api", app=inner)])
+    with TestClient(app, client=(CN, 1)) as client:
+        assert client.get("/api/v1/models").status_code == 451
+        assert client.get("/api/healthz").status_code == 200
+        assert client.get("/api/about").status_code == 200
+    assert [d.reason for d in seen.decisions] == ["exempt_path", "default"]
+
+
+def test_root_path_is_not_part_of_the_routed_path() -> None:
+    import httpx
+
+    async def main() -> list[int]:
+        app = GeofenceMiddleware(raw_app(Seen()), engine=ENGINE)
+        transport = httpx.ASGITransport(app=app, root_path="/api", client=(CN, 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return [(await client.get(p)).status_code for p in ("/api/v1/models", "/api/healthz")]
+
+    assert asyncio.run(main()) == [451, 200]

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from django.urls import re_path
+
+from .views import async_app_view
+
+urlpatterns = [re_path(r"^(?P<path>.*)$", async_app_view)]

@@ -1,0 +1,319 @@
+"""Django-specific behaviour: settings, system checks, startup errors, the template, ASGI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import iscoroutinefunction
+from django.conf import settings
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.http import HttpRequest, HttpResponse
+from django.test import Client, RequestFactory, override_settings
+from django_support import PeerAsyncClient
+from djsite import views
+from geofence_django import conf, middleware
+from geofence_django.middleware import GeofenceMiddleware, request_info
+from scenarios.table import BASE, BROWSER_ACCEPT, CN, IR, US, merged
+
+import geofence
+from geofence.responses import TEMPLATE_CSP
+
+BAD_CONFIG = merged(rules=[{"name": "x", "action": "block", "regions": ["UK"]}])
+ACCEPT_HTML = {"accept": BROWSER_ACCEPT}
+OURS = "geofence_django.middleware.GeofenceMiddleware"
+
+
+def ids(messages: list[Any]) -> list[str]:
+    return [m.id for m in messages if m.id.startswith("geofence_django.")]
+
+
+def config_error_text(config: Any) -> str:
+    with pytest.raises(geofence.ConfigError) as info:
+        geofence.Engine.from_config(config)
+    return str(info.value)
+
+
+def ok(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(b"ok")
+
+
+# -- settings, startup, system checks -----------------------------------------------------
+
+
+def test_missing_setting_is_improperly_configured_and_e001() -> None:
+    with override_settings():
+        del settings.GEOFENCE
+        with pytest.raises(ImproperlyConfigured, match="GEOFENCE is missing"):
+            GeofenceMiddleware(ok)
+        assert ids(run_checks()) == ["geofence_django.E001"]
+
+
+def test_wrong_type_is_e001() -> None:
+    with override_settings(GEOFENCE=["not", "a", "policy"]):
+        with pytest.raises(ImproperlyConfigured, match="must be a dict or the path"):
+            GeofenceMiddleware(ok)
+        [message] = [m for m in run_checks() if m.id == "geofence_django.E001"]
+        assert "list" in message.msg
+
+
+def test_bad_policy_stops_startup_with_the_config_error_text() -> None:
+    expected = config_error_text(BAD_CONFIG)
+    assert expected.startswith("rules[0].regions[0]")
+    with override_settings(GEOFENCE=BAD_CONFIG):
+        with pytest.raises(ImproperlyConfigured) as info:
+            GeofenceMiddleware(ok)
+        assert expected in str(info.value)
+        assert isinstance(info.value.__cause__, geofence.ConfigError)
+        # A server never starts answering: the first request fails to build the handler.
+        with pytest.raises(ImproperlyConfigured):
+            Client().get("/v1/models")
+
+
+def test_bad_policy_is_e002_in_manage_py_check() -> None:
+    expected = config_error_text(BAD_CONFIG)
+    with override_settings(GEOFENCE=BAD_CONFIG):
+        [message] = [m for m in run_checks() if m.id == "geofence_django.E002"]
+        assert message.msg == expected
+        assert "settings.GEOFENCE" in message.hint
+        with pytest.raises(SystemCheckError) as info:
+            call_command("check")
+        assert "geofence_django.E002" in str(info.value)
+        assert expected in str(info.value)
+
+
+def test_bad_policy_file_is_e002(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('mode = "sometimes"\n')
+    expected = config_error_text(str(path))
+    with override_settings(GEOFENCE=str(path)):
+        assert [m.msg for m in run_checks() if m.id == "geofence_django.E002"] == [expected]
+
+
+def test_good_policy_file_and_silence(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text('{"rules": [{"name": "cn", "action": "block", "regions": ["CN"]}]}')
+    with override_settings(GEOFENCE=str(path)):
+        assert ids(run_checks()) == []
+        assert Client(REMOTE_ADDR=CN).get("/x").status_code == 451
+    with override_settings(GEOFENCE=BAD_CONFIG, SILENCED_SYSTEM_CHECKS=["geofence_django.E002"]):
+        call_command("check")  # silenced, e.g. for a Docker build without the database
+
+
+def test_w001_when_middleware_missing() -> None:
+    with override_settings(GEOFENCE=BASE, MIDDLEWARE=[]):
+        assert ids(run_checks()) == ["geofence_django.W001"]
+    with override_settings(GEOFENCE=BASE):
+        assert ids(run_checks()) == []
+
+
+def test_engine_built_once_and_shared_then_rebuilt_on_change() -> None:
+    with override_settings(GEOFENCE=BASE):
+        first = GeofenceMiddleware(ok)
+        assert GeofenceMiddleware(ok).engine is first.engine
+        assert conf.get_engine() is first.engine
+        with override_settings(GEOFENCE=merged(mode="report")):
+            assert conf.get_engine() is not first.engine
+            assert conf.get_engine().policy.mode == "report"
+
+
+def test_dict_changed_in_place_gets_a_new_engine() -> None:
+    config = merged()
+    with override_settings(GEOFENCE=config):
+        before = conf.get_engine()
+        config["mode"] = "report"
+        assert conf.get_engine() is not before
+
+
+# -- the block page template --------------------------------------------------------------
+
+
+def test_default_template_is_the_core_page_byte_for_byte() -> None:
+    with override_settings(GEOFENCE=BASE):
+        response = Client(REMOTE_ADDR=CN).get("/web/home", headers=ACCEPT_HTML)
+        engine = conf.get_engine()
+        info = geofence.RequestInfo(peer=CN, headers=list(ACCEPT_HTML.items()), path="/web/home")
+        denial = engine.denial(engine.decide(info), info)
+    assert denial is not None and denial.html
+    assert response.status_code == 451
+    assert response.content == denial.body
+    assert response["Content-Length"] == str(len(denial.body))
+    assert response["Content-Security-Policy"] == dict(denial.headers)["Content-Security-Policy"]
+
+
+def _template_dir(tmp_path: Path, text: str) -> list[dict[str, Any]]:
+    (tmp_path / "geofence").mkdir()
+    (tmp_path / "geofence" / "blocked.html").write_text(text)
+    return [
+        {
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "DIRS": [str(tmp_path)],
+            "APP_DIRS": True,
+        }
+    ]
+
+
+def test_template_override_is_used_with_the_documented_context(tmp_path: Path) -> None:
+    templates = _template_dir(
+        tmp_path,
+        "<html><body><h1>{{ title }}</h1><p>{{ message }}</p><a href='{{ info_url }}'>more</a>"
+        "<code>{{ status }} {{ code }}</code></body></html>",
+    )
+    config = merged(message="Nicht hier <b>")
+    with override_settings(GEOFENCE=config, TEMPLATES=templates):
+        get = Client(REMOTE_ADDR=CN).get("/web/home", headers=ACCEPT_HTML)
+        head = Client(REMOTE_ADDR=CN).head("/web/home", headers=ACCEPT_HTML)
+    page = get.content.decode()
+    assert get.status_code == 451
+    assert get["Content-Type"].startswith("text/html")
+    assert "<p>Nicht hier &lt;b&gt;</p>" in page
+    assert "href='https://example.com/supported-countries'" in page
+    assert "<code>451 unsupported_country_region_territory</code>" in page
+    assert get["Content-Length"] == str(len(get.content))
+    assert get["Cache-Control"] == "private, no-store"
+    # The core's CSP pins its own style sheet by hash; a project's page gets the template CSP.
+    assert get["Content-Security-Policy"] == TEMPLATE_CSP
+    # HEAD: the GET page's length, no body.
+    assert head.status_code == 451
+    assert head.content == b""
+    assert head["Content-Length"] == get["Content-Length"]
+
+
+def test_json_answers_ignore_the_template(tmp_path: Path) -> None:
+    templates = _template_dir(tmp_path, "CUSTOM")
+    with override_settings(GEOFENCE=BASE, TEMPLATES=templates):
+        response = Client(REMOTE_ADDR=CN).get("/v1/models")
+    assert response.json()["error"]["code"] == "unsupported_country_region_territory"
+
+
+def test_broken_template_is_w002_and_still_blocks_with_default_page(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    templates = _template_dir(tmp_path, "{% if %}")
+    with override_settings(GEOFENCE=BASE, TEMPLATES=templates):
+        assert ids(run_checks()) == ["geofence_django.W002"]
+        with caplog.at_level(logging.ERROR, logger="geofence.django"):
+            response = Client(REMOTE_ADDR=CN).get("/web/home", headers=ACCEPT_HTML)
+    assert response.status_code == 451
+    assert b"<html" in response.content.lower()
+    assert response["Content-Length"] == str(len(response.content))
+    assert "cannot render geofence/blocked.html" in caplog.text
+
+
+def test_without_templates_the_core_page_is_sent() -> None:
+    with override_settings(GEOFENCE=BASE, TEMPLATES=[]):
+        response = Client(REMOTE_ADDR=CN).get("/web/home", headers=ACCEPT_HTML)
+    assert response.status_code == 451
+    assert b"<html" in response.content.lower()
+
+
+# -- translation --------------------------------------------------------------------------
+
+
+def test_request_info_from_meta() -> None:
+    request = RequestFactory().post(
+        "/v1/chat?q=1",
+        data=b"{}",
+        content_type="application/json",
+        headers={"X-Forwarded-For": "1.2.3.4", "Accept": "text/html", "Host": "api.example.com"},
+        REMOTE_ADDR="10.0.0.5",
+        SCRIPT_NAME="/mount",
+    )
+    info = request_info(request)
+    headers = dict(info.headers)
+    assert info.peer == "10.0.0.5"
+    assert info.method == "POST"
+    assert info.path == "/v1/chat"
+    assert info.host == "api.example.com"
+    assert headers["x-forwarded-for"] == "1.2.3.4"
+    assert headers["accept"] == "text/html"
+    assert headers["content-type"] == "application/json"
+    assert headers["content-length"] == "2"
+    assert all(name == name.lower() and "_" not in name for name in headers)
+
+
+def test_mount_prefix_is_not_part_of_the_path() -> None:
+    config = merged(
+        rules=[{"name": "cn", "action": "block", "regions": ["CN"], "paths": ["/v1/*"]}]
+    )
+    with override_settings(GEOFENCE=config):
+        assert Client(REMOTE_ADDR=CN).get("/v1/models", SCRIPT_NAME="/api").status_code == 451
+    config = merged(
+        rules=[{"name": "cn", "action": "block", "regions": ["CN"], "paths": ["/api/*"]}]
+    )
+    with override_settings(GEOFENCE=config):
+        assert Client(REMOTE_ADDR=CN).get("/v1/models", SCRIPT_NAME="/api").status_code == 200
+
+
+def test_forged_host_does_not_raise_disallowed_host() -> None:
+    with override_settings(GEOFENCE=BASE, ALLOWED_HOSTS=["api.example.com"]):
+        response = Client(REMOTE_ADDR=CN).get("/v1/models", headers={"host": "evil.example"})
+    assert response.status_code == 451
+
+
+def test_no_remote_addr_is_unresolved_not_a_crash() -> None:
+    with override_settings(GEOFENCE=BASE):
+        response = Client(REMOTE_ADDR="").get("/about")
+    assert response.status_code == 200
+    assert views.SEEN[-1].reason == "unresolved_client"
+
+
+def test_installed_twice_decides_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[geofence.RequestInfo] = []
+    decide = geofence.Engine.decide
+
+    def counting(self: geofence.Engine, info: geofence.RequestInfo, now: Any = None) -> Any:
+        calls.append(info)
+        return decide(self, info, now)
+
+    monkeypatch.setattr(geofence.Engine, "decide", counting)
+    with override_settings(GEOFENCE=BASE, MIDDLEWARE=[OURS, OURS]):
+        warned = Client(REMOTE_ADDR=IR).get("/v1/chat")
+        assert len(calls) == 1
+        blocked = Client(REMOTE_ADDR=CN).get("/v1/models")
+        assert len(calls) == 2
+    assert warned["Cache-Control"] == "private, max-age=60"  # merged once, not twice
+    assert blocked.status_code == 451
+
+
+# -- async --------------------------------------------------------------------------------
+
+
+def test_async_chain_has_no_thread_hop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ASGI the middleware runs on the event loop, not via sync_to_async."""
+    on_loop: list[bool] = []
+    translate = middleware.request_info
+
+    def spy(request: HttpRequest) -> geofence.RequestInfo:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return translate(request)
+
+    monkeypatch.setattr(middleware, "request_info", spy)
+
+    async def send() -> tuple[int, int]:
+        allowed = await PeerAsyncClient(US).get("/v1/models")
+        blocked = await PeerAsyncClient(CN).get("/v1/models")
+        return allowed.status_code, blocked.status_code
+
+    with override_settings(GEOFENCE=BASE, ROOT_URLCONF="djsite.urls_async"):
+        assert asyncio.run(send()) == (200, 451)
+    assert on_loop == [True, True]
+
+
+def test_sync_and_async_modes() -> None:
+    async def async_view(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(b"ok")
+
+    with override_settings(GEOFENCE=BASE):
+        assert not iscoroutinefunction(GeofenceMiddleware(ok))
+        assert iscoroutinefunction(GeofenceMiddleware(async_view))

@@ -1,0 +1,120 @@
+"""The shared scenario table (tests/scenarios/table.py) through the Flask extension."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+pytest.importorskip("flask")
+
+from flask import Flask, g, request
+from geofence_flask import Geofence
+from scenarios.table import (
+    APP_BODY,
+    APP_CACHE_CONTROL,
+    APP_CONTENT_TYPE,
+    APP_STATUS,
+    SCENARIOS,
+    Scenario,
+    check,
+)
+
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class CountingInput(io.RawIOBase):
+    """A wsgi.input that records every attempt to read the request body."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = io.BytesIO(body)
+        self.reads = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self.reads += 1
+        return self._body.readinto(buffer)
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        return self._body.read(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        return self._body.readline(size)
+
+
+def scenario_app(config: Mapping[str, Any]) -> tuple[Flask, list[Any]]:
+    """The table's app: one catch-all view answering APP_*; records ``g.geofence``."""
+    app = Flask(__name__)
+    app.config["GEOFENCE"] = config
+    seen: list[Any] = []
+
+    @app.route("/", defaults={"p": ""}, methods=METHODS)
+    @app.route("/<path:p>", methods=METHODS)
+    def catch_all(p: str) -> tuple[bytes, int, dict[str, str]]:
+        seen.append(g.geofence)
+        headers = {"Content-Type": APP_CONTENT_TYPE, "Cache-Control": APP_CACHE_CONTROL}
+        return APP_BODY, APP_STATUS, headers
+
+    Geofence(app)
+    return app, seen
+
+
+def lower_headers(pairs: Any) -> dict[str, str]:
+    # Repeated names are joined, so a duplicated header fails an exact-value check.
+    headers: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+@pytest.mark.parametrize("s", SCENARIOS, ids=[s.id for s in SCENARIOS])
+def test_scenario(s: Scenario) -> None:
+    app, seen = scenario_app(s.config)
+    body_input = CountingInput(s.body)
+    response = app.test_client().open(
+        s.path,
+        method=s.method,
+        headers=dict(s.headers),
+        input_stream=body_input,
+        content_length=len(s.body),
+        environ_base={"REMOTE_ADDR": s.peer},
+    )
+    check(
+        s,
+        response.status_code,
+        lower_headers(response.headers.items()),
+        response.get_data(),
+        bool(seen),
+        seen[-1] if seen else None,
+    )
+    # Neither the extension nor Flask touched the body (the view never asks for it).
+    assert body_input.reads == 0, s.id
+
+
+def test_counting_input_sees_reads() -> None:
+    """Positive control for the body check above: a view that reads the body is counted."""
+    app = Flask(__name__)
+    app.config["GEOFENCE"] = SCENARIOS[0].config
+
+    @app.post("/v1/upload")
+    def upload() -> str:
+        return str(len(request.get_data()))
+
+    Geofence(app)
+    body_input = CountingInput(b'{"prompt": "hi"}')
+    response = app.test_client().post(
+        "/v1/upload",
+        input_stream=body_input,
+        content_length=16,
+        environ_base={"REMOTE_ADDR": "216.160.83.56"},
+    )
+    assert response.status_code == 200
+    assert response.data == b"16"
+    assert body_input.reads > 0
