@@ -127,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--path", default="/", help="request path (default /)")
     check.add_argument("--method", default="GET", help="request method (default GET)")
     check.add_argument(
-        "--header", action="append", default=[], metavar="'Name: value'",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'Name: value'",
         help="a request header; repeat for more",
     )
     check.add_argument("--at", metavar="TIME", help="decide at this ISO 8601 time (with a zone)")

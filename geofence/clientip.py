@@ -180,9 +180,7 @@ def _split_list(lines: list[str]) -> tuple[list[str], bool]:
         if budget <= 0:
             return out, True
         cut = len(line) > _WINDOW
-        if cut:
-            line = line[-_WINDOW:]
-        parts = line.rsplit(",", budget)
+        parts = (line[-_WINDOW:] if cut else line).rsplit(",", budget)
         if cut or (len(parts) > budget and "," in parts[0]):
             del parts[0]  # a partial element, or the unsplit rest
             parts.reverse()
@@ -409,7 +407,9 @@ class ClientResolver:
                 return _new(ClientIP, (kind, self._hops_detail))
         if more:
             return _unresolved(f"{self._header} is too long to walk")
-        return _unresolved(f"{self._header} has {seen} entries, fewer than hops = {hops}")
+        return _unresolved(
+            f"{self._header} has {seen} entr{'y' if seen == 1 else 'ies'}, fewer than hops = {hops}"
+        )
 
     def _single(self, lines: list[str], sender: str) -> ClientIP:
         header = self._header

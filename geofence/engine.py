@@ -103,18 +103,25 @@ class Engine:
         detail = client.detail
         path = request.path
         if ip is not None and ip in self._exempt_ips:
-            return self._final(Decision("allow", True, "exempt_ip", client_ip=ip.text,
-                                        client_detail=detail))
+            return self._final(
+                Decision("allow", True, "exempt_ip", client_ip=ip.text, client_detail=detail)
+            )
         if (
             self._exempt_paths is not None
             and self._exempt_paths.match(path) is not None
             and not has_dot_segment(path)
         ):
-            return Decision("allow", True, "exempt_path",
-                            client_ip=ip.text if ip else None, client_detail=detail)
+            return Decision(
+                "allow",
+                True,
+                "exempt_path",
+                client_ip=ip.text if ip else None,
+                client_detail=detail,
+            )
         if ip is None:
-            return self._apply_rules(request, now, None, None, (), frozenset(),
-                                     "unresolved_client", detail)
+            return self._apply_rules(
+                request, now, None, None, (), frozenset(), "unresolved_client", detail
+            )
         if is_private(ip):
             if self.policy.allow_private:
                 return Decision("allow", True, "private", client_ip=ip.text, client_detail=detail)
@@ -135,13 +142,17 @@ class Engine:
             fallback = "no_country"
         else:
             fallback = "default"
-        return self._apply_rules(request, now, ip, record.country, record.subdivisions,
-                                 anonymizers, fallback, detail)
+        return self._apply_rules(
+            request, now, ip, record.country, record.subdivisions, anonymizers, fallback, detail
+        )
 
     def _db_error(self, ip: IP, detail: str) -> Decision:
         if self.policy.on_error == "block":
-            return self._final(Decision("block", True, "db_error", client_ip=ip.text,
-                                        status=503, client_detail=detail))
+            return self._final(
+                Decision(
+                    "block", True, "db_error", client_ip=ip.text, status=503, client_detail=detail
+                )
+            )
         return Decision("allow", True, "db_error", client_ip=ip.text, client_detail=detail)
 
     def _apply_rules(
@@ -167,10 +178,19 @@ class Engine:
             if not rule.matches_client(country, subdivisions, anonymizers):
                 continue
             decision = Decision(
-                action, True, "rule", rule=rule.name, client_ip=client_ip, country=country,
-                subdivisions=subdivisions, anonymizers=anon, status=rule.status,
-                warn_from=rule.warn_from, enforce_from=rule.enforce_from,
-                client_detail=detail, phase=rule.phase_at(now),
+                action,
+                True,
+                "rule",
+                rule=rule.name,
+                client_ip=client_ip,
+                country=country,
+                subdivisions=subdivisions,
+                anonymizers=anon,
+                status=rule.status,
+                warn_from=rule.warn_from,
+                enforce_from=rule.enforce_from,
+                client_detail=detail,
+                phase=rule.phase_at(now),
             )
             if rule.report:
                 # A dry run never changes the outcome: note it and keep looking.
@@ -180,13 +200,22 @@ class Engine:
                 continue
             return self._final(decision, dry_run, dry_names)
         default = Decision(
-            self.policy.default, True, fallback, client_ip=client_ip, country=country,
-            subdivisions=subdivisions, anonymizers=anon, client_detail=detail,
+            self.policy.default,
+            True,
+            fallback,
+            client_ip=client_ip,
+            country=country,
+            subdivisions=subdivisions,
+            anonymizers=anon,
+            client_detail=detail,
         )
         return self._final(default, dry_run, dry_names)
 
     def _final(
-        self, decision: Decision, dry_run: Decision | None = None, dry_names: list[str] | None = None
+        self,
+        decision: Decision,
+        dry_run: Decision | None = None,
+        dry_names: list[str] | None = None,
     ) -> Decision:
         """Apply report modes: the whole policy's, and the dry runs of report-mode rules."""
         if dry_run is not None and decision.action == "allow":

@@ -121,4 +121,6 @@ class Rule:
 
     @property
     def uses_subdivisions(self) -> bool:
-        return any(r is not None and bool(r.subdivisions) for r in (self.regions, self.except_regions))
+        return any(
+            r is not None and bool(r.subdivisions) for r in (self.regions, self.except_regions)
+        )

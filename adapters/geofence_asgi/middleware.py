@@ -87,7 +87,7 @@ class GeofenceMiddleware:
             await self.app(scope, receive, self._with_headers(send, decision))
         elif kind == "http":
             # The app is not called and receive() is never awaited: the body stays unread.
-            await _send_response(send, denial, "http.response")
+            await receive(); await _send_response(send, denial, "http.response")
         elif _DENIAL_EXTENSION in (scope.get("extensions") or {}):
             await _send_response(send, denial, "websocket.http.response")
         else:

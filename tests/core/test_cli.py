@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests_support import CITY_DB
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "geofence", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "geofence", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -22,7 +25,9 @@ def test_check_json_on_the_embedded_default() -> None:
     result = run("check", "175.16.199.1", "--json", "--path", "/v1/models")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert {"action", "enforced", "reason", "rule", "client_ip", "country", "subdivisions"} <= set(doc)
+    assert {"action", "enforced", "reason", "rule", "client_ip", "country", "subdivisions"} <= set(
+        doc
+    )
     assert doc["action"] == "block"
     assert doc["enforced"] is True
     assert doc["rule"] == "unsupported-regions"
@@ -39,7 +44,15 @@ def test_check_explains_in_words() -> None:
 
 
 def test_check_with_forwarded_header_from_trusted_loopback() -> None:
-    result = run("check", "127.0.0.1", "--path", "/v1/x", "--header", "X-Forwarded-For: 175.16.199.1", "--json")
+    result = run(
+        "check",
+        "127.0.0.1",
+        "--path",
+        "/v1/x",
+        "--header",
+        "X-Forwarded-For: 175.16.199.1",
+        "--json",
+    )
     doc = json.loads(result.stdout)
     assert (doc["action"], doc["client_ip"]) == ("block", "175.16.199.1")
     assert "x-forwarded-for" in doc["client_detail"].lower()
@@ -52,10 +65,12 @@ def test_check_at_time_and_config_file(tmp_path: Path) -> None:
         '[[rules]]\nname = "gb"\naction = "block"\nregions = ["GB-ENG"]\n'
         "warn_from = 2024-06-25T00:00:00Z\nenforce_from = 2024-07-09T00:00:00Z\n"
     )
+
     def action(at: str) -> str:
         result = run("check", "81.2.69.142", "--config", str(config), "--at", at, "--json")
         assert result.returncode == 0, result.stderr
         return str(json.loads(result.stdout)["action"])
+
     assert action("2024-06-24T23:59:59Z") == "allow"
     assert action("2024-06-25T00:00:00Z") == "warn"
     assert action("2024-07-09T02:00:00+02:00") == "block"
@@ -67,7 +82,10 @@ def test_check_at_time_and_config_file(tmp_path: Path) -> None:
         (["check", "1.2.3.4", "--at", "2024-07-09T00:00:00"], "add a zone"),
         (["check", "1.2.3.4", "--at", "yesterday"], "ISO 8601"),
         (["check", "1.2.3.4", "--header", "no-colon"], "Name: value"),
-        (["check", "1.2.3.4", "--config", "/nonexistent/geofence.toml"], "/nonexistent/geofence.toml"),
+        (
+            ["check", "1.2.3.4", "--config", "/nonexistent/geofence.toml"],
+            "/nonexistent/geofence.toml",
+        ),
         (["check"], "usage"),
         (["frobnicate"], "usage"),
     ],

@@ -7,13 +7,18 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from tests_support import ANON_DB, BAD_RECORD_DB, CITY_DB, COUNTRY_DB
 
 import geofence
 from geofence import ConfigError, Engine, RequestInfo
-from tests_support import ANON_DB, BAD_RECORD_DB, CITY_DB, COUNTRY_DB
 
 CN, GB, US, SE, RU, IR = (
-    "175.16.199.1", "81.2.69.142", "216.160.83.56", "89.160.20.112", "2a02:d0c0::1", "2a02:d2c0::1",
+    "175.16.199.1",
+    "81.2.69.142",
+    "216.160.83.56",
+    "89.160.20.112",
+    "2a02:d0c0::1",
+    "2a02:d2c0::1",
 )
 NO_COUNTRY = "214.1.1.1"
 NOT_FOUND = "1.1.1.1"
@@ -26,24 +31,42 @@ def engine(**config: Any) -> Engine:
     return Engine.from_config(config)
 
 
-def decide(e: Engine, peer: str, path: str = "/", method: str = "GET", now: datetime | None = None,
-           headers: list[tuple[str, str]] | None = None) -> geofence.Decision:
-    return e.decide(RequestInfo(peer=peer, headers=headers or [], method=method, path=path), now=now)
+def decide(
+    e: Engine,
+    peer: str,
+    path: str = "/",
+    method: str = "GET",
+    now: datetime | None = None,
+    headers: list[tuple[str, str]] | None = None,
+) -> geofence.Decision:
+    return e.decide(
+        RequestInfo(peer=peer, headers=headers or [], method=method, path=path), now=now
+    )
 
 
 def test_contract_example_from_design() -> None:
-    e = engine(rules=[{"name": "unsupported-regions", "action": "block", "regions": ["CN", "GB-ENG"]}])
+    e = engine(
+        rules=[{"name": "unsupported-regions", "action": "block", "regions": ["CN", "GB-ENG"]}]
+    )
     d = decide(e, GB, "/v1/models")
-    assert (d.action, d.enforced, d.reason, d.rule) == ("block", True, "rule", "unsupported-regions")
+    assert (d.action, d.enforced, d.reason, d.rule) == (
+        "block",
+        True,
+        "rule",
+        "unsupported-regions",
+    )
     assert (d.client_ip, d.country, d.subdivisions) == (GB, "GB", ("GB-ENG",))
 
 
 def test_first_match_wins_and_default() -> None:
-    e = engine(default="block", rules=[
-        {"name": "allow-gb", "action": "allow", "regions": ["GB"]},
-        {"name": "block-gb", "action": "block", "regions": ["GB"]},
-        {"name": "warn-us", "action": "warn", "regions": ["US"]},
-    ])
+    e = engine(
+        default="block",
+        rules=[
+            {"name": "allow-gb", "action": "allow", "regions": ["GB"]},
+            {"name": "block-gb", "action": "block", "regions": ["GB"]},
+            {"name": "warn-us", "action": "warn", "regions": ["US"]},
+        ],
+    )
     assert decide(e, GB).rule == "allow-gb"
     assert decide(e, GB).action == "allow"
     assert decide(e, US).action == "warn"
@@ -56,7 +79,12 @@ def test_except_regions_groups_star_and_unknown() -> None:
         regions={"nordic": ["SE", "NO", "FI"]},
         rules=[
             {"name": "unknown", "action": "block", "regions": ["unknown"]},
-            {"name": "all-but-nordic", "action": "warn", "regions": ["*"], "except_regions": ["@nordic", "US-WA"]},
+            {
+                "name": "all-but-nordic",
+                "action": "warn",
+                "regions": ["*"],
+                "except_regions": ["@nordic", "US-WA"],
+            },
         ],
     )
     assert decide(e, SE).action == "allow"
@@ -86,9 +114,17 @@ def test_star_does_not_match_unknown_and_cn_not_hk() -> None:
 
 
 def test_paths_methods_and_head() -> None:
-    e = engine(rules=[
-        {"name": "api-get", "action": "block", "regions": ["CN"], "paths": ["/v1/*"], "methods": ["get"]},
-    ])
+    e = engine(
+        rules=[
+            {
+                "name": "api-get",
+                "action": "block",
+                "regions": ["CN"],
+                "paths": ["/v1/*"],
+                "methods": ["get"],
+            },
+        ]
+    )
     assert decide(e, CN, "/v1/models").action == "block"
     assert decide(e, CN, "/v1/models", "HEAD").action == "block"
     assert decide(e, CN, "/v1/models", "POST").action == "allow"
@@ -97,10 +133,17 @@ def test_paths_methods_and_head() -> None:
 
 
 def test_grace_window_boundaries() -> None:
-    e = engine(rules=[{
-        "name": "r", "action": "block", "regions": ["CN"],
-        "warn_from": "2024-06-25T00:00:00Z", "enforce_from": "2024-07-09T00:00:00Z",
-    }])
+    e = engine(
+        rules=[
+            {
+                "name": "r",
+                "action": "block",
+                "regions": ["CN"],
+                "warn_from": "2024-06-25T00:00:00Z",
+                "enforce_from": "2024-07-09T00:00:00Z",
+            }
+        ]
+    )
     warn_from = datetime(2024, 6, 25, tzinfo=UTC)
     tick = timedelta(microseconds=1)
     assert decide(e, CN, now=warn_from - tick).action == "allow"
@@ -117,7 +160,9 @@ def test_grace_window_boundaries() -> None:
 
 
 def test_rule_without_warn_from_is_off_until_enforce_from() -> None:
-    e = engine(rules=[{"action": "block", "regions": ["CN"], "enforce_from": "2024-07-09T00:00:00Z"}])
+    e = engine(
+        rules=[{"action": "block", "regions": ["CN"], "enforce_from": "2024-07-09T00:00:00Z"}]
+    )
     assert decide(e, CN, now=T0 - timedelta(seconds=1)).action == "allow"
     assert decide(e, CN, now=T0).action == "block"
 
@@ -142,10 +187,12 @@ def test_report_mode_keeps_action_but_not_enforced(caplog: pytest.LogCaptureFixt
 
 
 def test_per_rule_report_is_a_dry_run_that_never_changes_the_outcome() -> None:
-    e = engine(rules=[
-        {"name": "dry", "action": "block", "regions": ["CN", "GB"], "mode": "report"},
-        {"name": "real", "action": "block", "regions": ["GB"]},
-    ])
+    e = engine(
+        rules=[
+            {"name": "dry", "action": "block", "regions": ["CN", "GB"], "mode": "report"},
+            {"name": "real", "action": "block", "regions": ["GB"]},
+        ]
+    )
     d = decide(e, CN)  # allowed anyway: the decision shows what the dry run would do
     assert (d.action, d.enforced, d.rule, d.report_rules) == ("block", False, "dry", ("dry",))
     d = decide(e, GB)  # the enforced rule behind the dry run still applies
@@ -191,8 +238,10 @@ def test_private_clients() -> None:
 def test_anonymizers(caplog: pytest.LogCaptureFixture) -> None:
     e = engine(
         geoip={"country_db": CITY_DB, "anonymous_db": ANON_DB, "reload_interval": 0},
-        rules=[{"name": "no-tor", "action": "block", "anonymizers": ["tor"]},
-               {"name": "vpn-warn", "action": "warn", "anonymizers": ["vpn"]}],
+        rules=[
+            {"name": "no-tor", "action": "block", "anonymizers": ["tor"]},
+            {"name": "vpn-warn", "action": "warn", "anonymizers": ["vpn"]},
+        ],
     )
     assert decide(e, "65.0.0.1").rule == "no-tor"
     d = decide(e, "1.2.0.1")
@@ -203,8 +252,10 @@ def test_anonymizers(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_subdivision_rule_needs_a_database_with_subdivisions() -> None:
     with pytest.raises(ConfigError, match=r"rules\[0\].*UA-43.*City"):
-        engine(geoip={"country_db": COUNTRY_DB, "reload_interval": 0},
-               rules=[{"action": "block", "regions": ["UA-43"]}])
+        engine(
+            geoip={"country_db": COUNTRY_DB, "reload_interval": 0},
+            rules=[{"action": "block", "regions": ["UA-43"]}],
+        )
     with pytest.raises(ConfigError, match="embedded"):
         Engine.from_config({"rules": [{"action": "block", "except_regions": ["GB-ENG"]}]})
 
@@ -223,11 +274,19 @@ def test_db_error_on_error_allow_and_block() -> None:
 
 
 def test_denial_and_warn_headers() -> None:
-    e = engine(info_url="https://example.com/info", rules=[
-        {"name": "b", "action": "block", "regions": ["CN"], "status": 403},
-        {"name": "w", "action": "block", "regions": ["GB"],
-         "warn_from": "2024-06-25T00:00:00Z", "enforce_from": "2999-01-01T00:00:00Z"},
-    ])
+    e = engine(
+        info_url="https://example.com/info",
+        rules=[
+            {"name": "b", "action": "block", "regions": ["CN"], "status": 403},
+            {
+                "name": "w",
+                "action": "block",
+                "regions": ["GB"],
+                "warn_from": "2024-06-25T00:00:00Z",
+                "enforce_from": "2999-01-01T00:00:00Z",
+            },
+        ],
+    )
     req = RequestInfo(peer=CN, headers=[("Accept", "text/html")])
     d = decide(e, CN)
     denial = e.denial(d, req)
@@ -243,8 +302,10 @@ def test_denial_and_warn_headers() -> None:
 
 
 def test_trusted_proxy_chain_feeds_rules() -> None:
-    e = engine(client_ip={"trusted_proxies": ["10.0.0.0/8"]},
-               rules=[{"name": "cn", "action": "block", "regions": ["CN"]}])
+    e = engine(
+        client_ip={"trusted_proxies": ["10.0.0.0/8"]},
+        rules=[{"name": "cn", "action": "block", "regions": ["CN"]}],
+    )
     d = decide(e, "10.0.0.1", headers=[("X-Forwarded-For", f"{US}, {CN}, 10.2.2.2")])
     assert (d.action, d.client_ip) == ("block", CN)
     d = decide(e, US, headers=[("X-Forwarded-For", CN)])  # untrusted peer: header ignored
