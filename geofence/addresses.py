@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import socket
+import struct
 from bisect import bisect_right
 from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
@@ -49,9 +50,17 @@ _MAX_ZONE = 64
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 # Character classes are spelled out: \d would accept non-ASCII digits.
 _V4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
-_V6_CHARS = re.compile(r"[0-9A-Fa-f:.]{2,45}")
+# Hex groups with at most one "::"; group counts are checked separately.
+_V6_SHAPE = re.compile(
+    r"(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)?(?:::(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)?)?"
+)
+# Longest first: RFC 5952 compresses the first of the longest runs.
+_ZERO_RUNS = tuple(":0" * n + ":" for n in range(8, 1, -1))
 
 _inet_aton = socket.inet_aton
+_inet_pton = socket.inet_pton
+_AF_INET6 = socket.AF_INET6
+_unpack8 = struct.Struct(">8H").unpack
 _from_bytes = int.from_bytes
 
 _MAPPED = 0xFFFF  # ::ffff:0:0/96, value >> 32
@@ -71,55 +80,42 @@ def _v4_text(value: int) -> str:
     return f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
 
 
-def _v6_value(token: str) -> int | None:
-    """RFC 4291 section 2.2 text forms; ``None`` for anything else (zone ids included)."""
-    if _V6_CHARS.fullmatch(token) is None:
-        return None
+def _v6_value(token: str) -> bytes | None:
+    """RFC 4291 section 2.2 text forms, as 16 bytes; ``None`` for anything else."""
+    shape = token
     if "." in token:
-        # Form 3: x:x:x:x:x:x:d.d.d.d; the dotted tail becomes two hex groups.
+        # Form 3, x:x:x:x:x:x:d.d.d.d: the tail must be a strict dotted quad.
         cut = token.rfind(":")
-        tail = _v4_value(token[cut + 1 :])
-        if tail is None:
+        if _V4.fullmatch(token, cut + 1) is None:
             return None
-        token = f"{token[: cut + 1]}{tail >> 16:x}:{tail & 0xFFFF:x}"
-    if "::" in token:
-        head, _, tail_text = token.partition("::")
-        left = head.split(":") if head else []
-        right = tail_text.split(":") if tail_text else []
-        missing = 8 - len(left) - len(right)
-        if missing < 1:  # "::" stands for at least one group
+        shape = token[: cut + 1] + "0:0"
+    if _V6_SHAPE.fullmatch(shape) is None:
+        return None
+    colons = shape.count(":")
+    if "::" in shape:
+        # "::" stands for at least one group, so at most seven are written out.
+        edge = shape[:2] == "::" or shape[-2:] == "::"
+        if colons - edge > 7:
             return None
-        groups = [*left, *(["0"] * missing), *right]
-    else:
-        groups = token.split(":")
-        if len(groups) != 8:
-            return None
-    for group in groups:
-        # Also catches a second "::" (empty groups) and dots outside the tail.
-        if not 0 < len(group) <= 4 or "." in group:
-            return None
-    # Only hex digits remain, so int() cannot meet signs, underscores, spaces or "0x".
-    return int("".join([g.rjust(4, "0") for g in groups]), 16)
+    elif colons != 7:
+        return None
+    # The text is a valid RFC 4291 form by now, which every inet_pton reads the same way;
+    # should one still refuse it, the address is refused.
+    try:
+        return _inet_pton(_AF_INET6, token)
+    except (OSError, ValueError):
+        return None
 
 
-def _v6_text(value: int) -> str:
+def _v6_text(packed: bytes) -> str:
     """RFC 5952 text: lower case, no leading zeros, the first longest run of >= 2 zeros as ::."""
-    groups = [value >> shift & 0xFFFF for shift in range(112, -16, -16)]
-    best_at, best_len, run_at, run_len = -1, 1, 0, 0
-    for index, group in enumerate(groups):
-        if group:
-            run_len = 0
-            continue
-        if run_len == 0:
-            run_at = index
-        run_len += 1
-        if run_len > best_len:
-            best_at, best_len = run_at, run_len
-    if best_at < 0:
-        return ":".join([f"{g:x}" for g in groups])
-    head = ":".join([f"{g:x}" for g in groups[:best_at]])
-    tail = ":".join([f"{g:x}" for g in groups[best_at + best_len :]])
-    return f"{head}::{tail}"
+    text = ":%x:%x:%x:%x:%x:%x:%x:%x:" % _unpack8(packed)  # noqa: UP031 - one C call
+    if ":0:0:" in text:
+        for run in _ZERO_RUNS:
+            at = text.find(run)
+            if at >= 0:
+                return f"{text[1:at]}::{text[at + len(run) : -1]}"
+    return text[1:-1]
 
 
 def _embedded_v4(value: int) -> int | None:
@@ -139,13 +135,14 @@ def _parse(token: str) -> IP | None:
     if ":" not in token:
         v4 = _v4_value(token)
         return None if v4 is None else _new(IP, (token, 4, v4))
-    value = _v6_value(token)
-    if value is None:
+    packed = _v6_value(token)
+    if packed is None:
         return None
+    value = _from_bytes(packed, "big")
     v4 = _embedded_v4(value)
     if v4 is not None:
         return _new(IP, (_v4_text(v4), 4, v4))
-    return _new(IP, (_v6_text(value), 6, value))
+    return _new(IP, (_v6_text(packed), 6, value))
 
 
 # Bounded: when full it is emptied, which costs one burst of misses and keeps memory fixed

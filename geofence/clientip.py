@@ -21,7 +21,7 @@ header costs about what a short one does.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from .addresses import IP, NetworkSet, parse_ip, parse_peer, unusable_reason
@@ -86,7 +86,10 @@ _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 def _show(text: str) -> str:
     """Hostile text for a message: escaped (no control or non-ASCII characters) and short."""
-    return ascii(text) if len(text) <= 48 else ascii(text[:48]) + "..."
+    shown = ascii(text[:48])
+    if len(shown) > 60 or len(text) > 48:
+        return shown[:60] + "..."
+    return shown
 
 
 def _node(token: str, obfuscated_port: bool) -> IP | str:
@@ -169,26 +172,36 @@ def _forwarded_entry(element: str) -> IP | _Mark | str:
     return _node(value, obfuscated_port=True)
 
 
-def _split_list(lines: list[str]) -> tuple[list[str], bool]:
-    """Elements of the joined lines, right to left, at most _MAX_ELEMENTS of them.
+class _Stop:
+    """Where a walk must stop: what lies further left was not (or cannot be) split."""
 
-    The flag says there is more to the left that was not looked at.
-    """
-    out: list[str] = []
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+_TOO_LONG = _Stop("is too long to walk")
+_UNBALANCED = _Stop("has unbalanced quotes")
+
+
+def _split_list(lines: list[str]) -> Iterator[str | _Stop]:
+    """Elements of the joined lines, right to left, at most _MAX_ELEMENTS of them."""
+    budget = _MAX_ELEMENTS
     for line in reversed(lines):
-        budget = _MAX_ELEMENTS - len(out)
         if budget <= 0:
-            return out, True
+            yield _TOO_LONG
+            return
         cut = len(line) > _WINDOW
         parts = (line[-_WINDOW:] if cut else line).rsplit(",", budget)
-        if cut or (len(parts) > budget and "," in parts[0]):
+        stop = cut or (len(parts) > budget and "," in parts[0])
+        if stop:
             del parts[0]  # a partial element, or the unsplit rest
-            parts.reverse()
-            out += parts
-            return out, True
-        parts.reverse()
-        out += parts
-    return out, False
+        budget -= len(parts)
+        yield from reversed(parts)
+        if stop:
+            yield _TOO_LONG
+            return
 
 
 def _opening_quote(line: str, low: int, close: int) -> int:
@@ -208,43 +221,39 @@ def _opening_quote(line: str, low: int, close: int) -> int:
     return -1
 
 
-def _split_forwarded(lines: list[str]) -> tuple[list[str] | None, bool]:
+def _split_forwarded(lines: list[str]) -> Iterator[str | _Stop]:
     """Like :func:`_split_list`, but commas inside quoted-strings do not split.
 
-    ``None``: the quotes do not pair up where elements had to be found.
+    Lazy: quotes that do not pair up only matter when the walk has to go past them.
     """
-    out: list[str] = []
+    budget = _MAX_ELEMENTS
     for line in reversed(lines):
-        if '"' not in line[-_WINDOW:]:
-            parts, more = _split_list([line])
-            out += parts[: _MAX_ELEMENTS - len(out)]
-            if more or len(out) >= _MAX_ELEMENTS:
-                return out, True
-            continue
         cut = len(line) > _WINDOW
         low = len(line) - _WINDOW if cut else 0
         end = pos = len(line)
         while True:
-            if len(out) >= _MAX_ELEMENTS:
-                return out, True
+            if budget <= 0:
+                yield _TOO_LONG
+                return
             comma = line.rfind(",", low, pos)
             quote = line.rfind('"', max(comma, low), pos)
-            if quote >= 0 and quote > comma:
+            if quote > comma:
                 opening = _opening_quote(line, low, quote)
-                if opening < low:
-                    if cut:  # the quoted-string began before the window
-                        return out, True
-                    return None, False
+                if opening < 0:
+                    # With a cut line the quoted-string may have begun before the window.
+                    yield _TOO_LONG if cut else _UNBALANCED
+                    return
                 pos = opening
                 continue
+            budget -= 1
             if comma < 0:
                 if cut:
-                    return out, True
-                out.append(line[:end])
+                    yield _TOO_LONG
+                    return
+                yield line[:end]
                 break
-            out.append(line[comma + 1 : end])
+            yield line[comma + 1 : end]
             end = pos = comma
-    return out, False
 
 
 class ClientResolver:
@@ -293,14 +302,41 @@ class ClientResolver:
     def resolve(self, peer: str | None, headers: Sequence[tuple[str, str]]) -> ClientIP:
         """Never raises, whatever the input."""
         try:
-            if self._hops is not None:
-                return self._from_header(None, headers)
-            known = self._peers.get(peer)
-            if known is None:
-                known = self._peer(peer)
-            if isinstance(known, ClientIP):
-                return known
-            return self._from_header(known, headers)
+            proxy: IP | None = None
+            if self._hops is None:
+                known = self._peers.get(peer)
+                if known is None:
+                    known = self._peer(peer)
+                if isinstance(known, ClientIP):
+                    return known
+                proxy = known
+            header = self._header
+            size = len(header)
+            lines = [v for n, v in headers if len(n) == size and n.lower() == header]
+            if self._family == "list" and len(lines) == 1:
+                # The common case, walked inline: one short X-Forwarded-For line whose
+                # entries are all cached. Anything unusual falls through to the full walk.
+                line = lines[0]
+                if line.__class__ is str and len(line) <= _WINDOW:
+                    parts = line.rsplit(",", _MAX_ELEMENTS)
+                    if len(parts) <= _MAX_ELEMENTS:
+                        get = self._entries.get
+                        hops = self._hops
+                        counted = 0
+                        for element in reversed(parts):
+                            kind = get(element) or self._kind(element)
+                            if kind.__class__ is not IP and kind is not _TRUSTED:
+                                break
+                            counted += 1
+                            if hops is None:
+                                if kind is _TRUSTED:
+                                    if counted >= MAX_HOPS:
+                                        break
+                                    continue
+                                return _new(ClientIP, (kind, self._past[counted - 1]))
+                            if counted == hops:
+                                return _new(ClientIP, (kind, self._hops_detail))
+            return self._from_header(proxy, lines)
         except Exception:  # a bug must neither crash the request nor let it through
             return _unresolved("internal error while reading the client address")
 
@@ -350,33 +386,27 @@ class ClientResolver:
             self._entries[element] = kind
         return kind
 
-    def _from_header(self, proxy: IP | None, headers: Sequence[tuple[str, str]]) -> ClientIP:
+    def _from_header(self, proxy: IP | None, found: Sequence[object]) -> ClientIP:
         header = self._header
-        size = len(header)
-        found: list[object] = [v for n, v in headers if len(n) == size and n.lower() == header]
         sender = "the proxy" if proxy is None else f"the trusted proxy {proxy.text}"
         if not found:
             return _unresolved(f"{sender} sent no {header} header")
         for line in found:
             if not isinstance(line, str):
                 return _unresolved(f"a {header} value is not text")
-        lines: list[str] = found  # type: ignore[assignment]
+        lines: list[str] = list(found)  # type: ignore[arg-type]
         if self._family == "single":
             return self._single(lines, sender)
-        elements: list[str] | None
-        if self._family == "list":
-            elements, more = _split_list(lines)
-        else:
-            elements, more = _split_forwarded(lines)
-            if elements is None:
-                return _unresolved("unbalanced quotes in forwarded")
+        split = _split_list if self._family == "list" else _split_forwarded
         if self._hops is not None:
-            return self._walk_hops(elements, more, self._hops)
-        return self._walk_trusted(elements, more, sender)
+            return self._walk_hops(split(lines), self._hops)
+        return self._walk_trusted(split(lines), sender)
 
-    def _walk_trusted(self, elements: list[str], more: bool, sender: str) -> ClientIP:
+    def _walk_trusted(self, elements: Iterator[str | _Stop], sender: str) -> ClientIP:
         skipped = 0
         for element in elements:
+            if isinstance(element, _Stop):
+                return _unresolved(f"{self._header} {element.reason}")
             kind = self._entries.get(element) or self._kind(element)
             if kind is _EMPTY:
                 continue
@@ -388,15 +418,15 @@ class ClientResolver:
             if kind.__class__ is str:
                 return _unresolved(kind)
             return _new(ClientIP, (kind, self._past[skipped]))
-        if more:
-            return _unresolved(f"{self._header} is too long to walk")
         if skipped == 0:
             return _unresolved(f"{sender} sent an empty {self._header}")
         return _unresolved(f"every {self._header} entry is a trusted proxy")
 
-    def _walk_hops(self, elements: list[str], more: bool, hops: int) -> ClientIP:
+    def _walk_hops(self, elements: Iterator[str | _Stop], hops: int) -> ClientIP:
         seen = 0
         for element in elements:
+            if isinstance(element, _Stop):
+                return _unresolved(f"{self._header} {element.reason}")
             kind = self._entries.get(element) or self._kind(element)
             if kind is _EMPTY:
                 continue
@@ -405,8 +435,6 @@ class ClientResolver:
             seen += 1
             if seen == hops:
                 return _new(ClientIP, (kind, self._hops_detail))
-        if more:
-            return _unresolved(f"{self._header} is too long to walk")
         return _unresolved(
             f"{self._header} has {seen} entr{'y' if seen == 1 else 'ies'}, fewer than hops = {hops}"
         )

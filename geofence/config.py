@@ -558,7 +558,7 @@ def _moment(raw: Mapping[str, Any], name: str, rule: str) -> datetime | None:
         shown = value.isoformat()
         if value.tzinfo is None or value.utcoffset() is None:
             _fail(key, _no_zone(shown))
-        return value.astimezone(timezone.utc)
+        return _to_utc(value, key)
     if isinstance(value, date):
         _fail(
             key,
@@ -609,7 +609,16 @@ def _parse_time(text: str, key: str) -> datetime:
         )
     except ValueError as error:
         _fail(key, f"{text!r} is not a valid time ({error})")
-    return moment.astimezone(timezone.utc)
+    return _to_utc(moment, key)
+
+
+def _to_utc(moment: datetime, key: str) -> datetime:
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        _fail(
+            key, f"{moment.isoformat()} is outside the range of supported times (years 1-9999 UTC)"
+        )
 
 
 def _no_zone(shown: str) -> str:

@@ -19,17 +19,17 @@ from .globs import compile_globs, has_dot_segment
 from .model import Decision, RequestInfo
 from .policy import Policy
 from .responses import Responder, Response
-from .rules import Rule
+from .rules import Rule, micros
 
 OFF = Decision(action="allow", enforced=False, reason="off")
 
 
-def _timestamp(now: datetime | None) -> float:
+def _micros(now: datetime | None) -> int:
     if now is None:
-        return time.time()
+        return time.time_ns() // 1000
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be an aware datetime (e.g. datetime.now(timezone.utc))")
-    return now.timestamp()
+    return micros(now)
 
 
 class Engine:
@@ -92,12 +92,12 @@ class Engine:
         """Decide one request. Never raises because of configuration, input or databases."""
         if self._off:
             return OFF
-        decision = self._decide(request, _timestamp(now))
+        decision = self._decide(request, _micros(now))
         if decision.action != "allow" or decision.report_rules:
             logs.log_decision(decision, request)
         return decision
 
-    def _decide(self, request: RequestInfo, now: float) -> Decision:
+    def _decide(self, request: RequestInfo, now: int) -> Decision:
         client = self._resolver.resolve(request.peer, request.headers)
         ip = client.ip
         detail = client.detail
@@ -158,7 +158,7 @@ class Engine:
     def _apply_rules(
         self,
         request: RequestInfo,
-        now: float,
+        now: int,
         ip: IP | None,
         country: str | None,
         subdivisions: tuple[str, ...],

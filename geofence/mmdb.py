@@ -37,7 +37,7 @@ MODES = {
 CACHE_SIZE = 65_536
 # Search-tree leaves decoded at load from the start of the IPv4 and the global IPv6 space:
 # enough to reach corrupt data in a damaged file, a few milliseconds on a full-size one.
-WALK_LEAVES = 128
+WALK_LEAVES = 64
 _IPV6_GLOBAL = 0x2000 << 112
 
 # Magic numbers of what people download instead of the .mmdb itself.
@@ -243,9 +243,9 @@ def _validate(
             key, f"{path!r} is a {_printable(database_type)} database; {key} needs {kind.wants}"
         )
     try:
-        _walk(reader, 0, 32, _ipv4_text)
+        _walk(reader, 0, 32)
         if ip_version == 6:
-            _walk(reader, _IPV6_GLOBAL, 128, _ipv6_text)
+            _walk(reader, _IPV6_GLOBAL, 128)
     except Exception as error:
         raise ConfigError(
             key, f"{path!r} is corrupt: a test lookup failed ({_short(error)}); download it again"
@@ -262,25 +262,18 @@ def _validate(
     )
 
 
-def _walk(reader: maxminddb.Reader, start: int, bits: int, text: Callable[[int], str]) -> None:
+def _walk(reader: maxminddb.Reader, start: int, bits: int) -> None:
     """Decode the first leaves of the search tree from ``start``, network after network."""
+    make = ipaddress.IPv4Address if bits == 32 else ipaddress.IPv6Address
     address = start
     for _ in range(WALK_LEAVES):
         if address >> bits:
             return
-        _, prefix = reader.get_with_prefix_len(text(address))
+        _, prefix = reader.get_with_prefix_len(make(address))
         if not 0 <= prefix <= bits:
             raise ValueError(f"impossible prefix length {prefix}")
         shift = bits - prefix
         address = ((address >> shift) + 1) << shift
-
-
-def _ipv4_text(value: int) -> str:
-    return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
-
-
-def _ipv6_text(value: int) -> str:
-    return str(ipaddress.IPv6Address(value))
 
 
 def _printable(text: str, limit: int = 64) -> str:

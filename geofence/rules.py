@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from .globs import compile_globs
 from .model import Action
@@ -45,8 +45,17 @@ class RegionSet:
         return bool(self.subdivisions) and any(s in self.subdivisions for s in subdivisions)
 
 
-def _timestamp(moment: datetime | None) -> float | None:
-    return None if moment is None else moment.timestamp()
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(moment: datetime) -> int:
+    """Exact integer microseconds since 1970: a float timestamp loses microseconds far from 1970."""
+    return (moment - EPOCH) // MICROSECOND
+
+
+def _micros(moment: datetime | None) -> int | None:
+    return None if moment is None else micros(moment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +67,9 @@ class Rule:
     anonymizers: frozenset[str]
     paths: re.Pattern[str] | None
     methods: frozenset[str] | None
-    # Epoch seconds, so that the per-request comparison is a float compare.
-    starts: float | None  # the rule is off before this (warn_from, else enforce_from)
-    enforces: float | None  # from here on the rule's own action applies
+    # Integer microseconds since 1970, so that the per-request comparison is exact and cheap.
+    starts: int | None  # the rule is off before this (warn_from, else enforce_from)
+    enforces: int | None  # from here on the rule's own action applies
     warn_from: datetime | None
     enforce_from: datetime | None
     status: int
@@ -81,15 +90,15 @@ class Rule:
             anonymizers=frozenset(rule.anonymizers),
             paths=compile_globs(rule.paths),
             methods=methods or None,
-            starts=_timestamp(starts),
-            enforces=_timestamp(rule.enforce_from),
+            starts=_micros(starts),
+            enforces=_micros(rule.enforce_from),
             warn_from=rule.warn_from,
             enforce_from=rule.enforce_from,
             status=rule.status,
             report=rule.mode == "report",
         )
 
-    def action_at(self, now: float) -> Action | None:
+    def action_at(self, now: int) -> Action | None:
         """The rule's action at ``now``: None while it is off, "warn" in its grace period."""
         if self.starts is not None and now < self.starts:
             return None
@@ -97,7 +106,7 @@ class Rule:
             return "warn" if self.action == "block" else self.action
         return self.action
 
-    def phase_at(self, now: float) -> str:
+    def phase_at(self, now: int) -> str:
         if self.enforces is None:
             return "always"
         if now < self.enforces:

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
+from typing import Any, overload
 
 from geofence import Decision, Engine, Policy, RequestInfo, Response
 
@@ -22,6 +30,9 @@ RawHeaders = list[tuple[bytes, bytes]]
 
 #: Key of the decision in ``scope["state"]`` (Starlette: ``request.state.geofence``).
 STATE_KEY = "geofence"
+# "Already decided" is marked in the scope, which is new for every request, and not only in
+# the state, which a server could (against the spec) share between requests.
+_SCOPE_KEY = "geofence.decision"
 _DECIDED = frozenset({"http", "websocket"})
 # Messages that carry the response headers the warn headers are merged into.
 _STARTS = frozenset({"http.response.start", "websocket.accept", "websocket.http.response.start"})
@@ -65,20 +76,20 @@ class GeofenceMiddleware:
             # lifespan, and types this middleware does not know, are not requests.
             await self.app(scope, receive, send)
             return
-        state = scope.get("state")
-        if state is None:
-            state = scope["state"] = {}
-        elif isinstance(state.get(STATE_KEY), Decision):
+        if scope.get(_SCOPE_KEY) is not None:
             # Installed twice (app and router, or two wrappers): the outer one has decided.
             await self.app(scope, receive, send)
             return
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
         if self._off_decision is not None:
-            state[STATE_KEY] = self._off_decision
+            state[STATE_KEY] = scope[_SCOPE_KEY] = self._off_decision
             await self.app(scope, receive, send)
             return
         info = request_info(scope)
         decision = self.engine.decide(info)
-        state[STATE_KEY] = decision
+        state[STATE_KEY] = scope[_SCOPE_KEY] = decision
         if decision.action == "allow":
             await self.app(scope, receive, send)
             return
@@ -87,7 +98,7 @@ class GeofenceMiddleware:
             await self.app(scope, receive, self._with_headers(send, decision))
         elif kind == "http":
             # The app is not called and receive() is never awaited: the body stays unread.
-            await receive(); await _send_response(send, denial, "http.response")
+            await _send_response(send, denial, "http.response")
         elif _DENIAL_EXTENSION in (scope.get("extensions") or {}):
             await _send_response(send, denial, "websocket.http.response")
         else:
@@ -109,16 +120,55 @@ def request_info(scope: Scope) -> RequestInfo:
     """The request facts of an ``http`` or ``websocket`` scope."""
     client = scope.get("client")
     peer = client[0] if client else None
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers") or ()]
-    host = next((v for k, v in headers if k.lower() == "host"), "")
-    method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
+    raw = scope.get("headers") or ()
+    host = ""
+    for name, value in raw:
+        if name == b"host":  # ASGI header names are lower-case
+            host = value.decode("latin-1")
+            break
     return RequestInfo(
         peer=peer if isinstance(peer, str) else None,
-        headers=headers,
-        method=method,
+        headers=Headers(raw),
+        method=scope.get("method", "GET") if scope["type"] == "http" else "GET",
         path=routed_path(scope),
         host=host,
     )
+
+
+class Headers(Sequence[tuple[str, str]]):
+    """ASGI's raw request headers as (name, value) text, decoded on first use.
+
+    Most requests never need them: the engine reads forwarding headers only from a trusted
+    proxy and Accept only to answer a block, and decoding every header would cost more than
+    the rest of the adapter together.
+    """
+
+    __slots__ = ("_raw", "_text")
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._text: list[tuple[str, str]] | None = None
+
+    def _decoded(self) -> list[tuple[str, str]]:
+        if self._text is None:
+            self._text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw]
+        return self._text
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, str]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[str, str] | list[tuple[str, str]]:
+        return self._decoded()[index]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return f"Headers({self._decoded()!r})"
 
 
 def routed_path(scope: Scope) -> str:

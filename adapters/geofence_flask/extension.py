@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, overload
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 
 from geofence import ConfigError, Decision, Engine, Policy, RequestInfo, load_policy
 from geofence import Response as Denial
@@ -40,11 +40,32 @@ def _apply(response: Response, denial: Denial) -> Response:
     return response
 
 
-def _http_headers(environ: Mapping[str, Any]) -> list[tuple[str, str]]:
-    # Straight from the environ, in the server's order: cheaper than iterating request.headers.
-    return [
-        (key[5:].replace("_", "-"), value) for key, value in environ.items() if key[:5] == "HTTP_"
-    ]
+class EnvironHeaders(Sequence[tuple[str, str]]):
+    """The request's header lines, straight from the WSGI environ in the server's order.
+
+    Lazy: the engine reads headers only for a trusted proxy's forwarding header or to
+    negotiate a block page, so a direct client costs no per-request header list.
+    """
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self._environ = environ
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for key, value in self._environ.items():
+            if key[:5] == "HTTP_":
+                yield key[5:].replace("_", "-"), value
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[str, str]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[str, str] | Sequence[tuple[str, str]]:
+        return list(self)[index]
 
 
 class GeofenceState:
@@ -61,7 +82,9 @@ class GeofenceState:
         if self.off_decision is not None:
             g.geofence = self.off_decision
             return None
-        endpoint = request.endpoint
+        # One context lookup instead of one per attribute: this runs on every request.
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        endpoint = req.endpoint
         if endpoint is not None:
             # The matched endpoint, never the path: a URL spelled differently cannot reach or
             # dodge an exempt view.
@@ -69,7 +92,7 @@ class GeofenceState:
             if getattr(view, EXEMPT_ATTR, False):
                 g.geofence = EXEMPT_DECISION
                 return None
-        environ = request.environ
+        environ = req.environ
         peer = environ.get("REMOTE_ADDR")
         host = environ.get("HTTP_HOST", "")
         original = environ.get("werkzeug.proxy_fix.orig")
@@ -81,9 +104,9 @@ class GeofenceState:
             self._check_proxy_fix()
         info = RequestInfo(
             peer=peer or None,
-            headers=_http_headers(environ),
-            method=request.method,
-            path=request.path,
+            headers=EnvironHeaders(environ),
+            method=req.method,
+            path=req.path,
             host=host,
         )
         decision = self.engine.decide(info)
@@ -157,17 +180,19 @@ class Geofence:
                 "it once (Geofence(app) or Geofence().init_app(app), not both)",
             )
         state = GeofenceState(app, Engine.from_config(policy))
-        app.extensions["geofence"] = state
-        # Registered through the public decorators, then moved to the front: geofence runs
-        # before every other before_request hook (a blocked request never reaches a hook that
-        # reads the body, e.g. a CSRF check), and its after_request hook runs last (hooks run
-        # in reverse order), so it sees the response that actually leaves the app.
+        # Registered through the public decorators (which refuse an app that already served a
+        # request), then moved to the front: geofence runs before every other before_request
+        # hook (a blocked request never reaches a hook that reads the body, e.g. a CSRF check),
+        # and its after_request hook runs last (hooks run in reverse order), so it sees the
+        # response that actually leaves the app.
         app.before_request(state.before_request)
-        app.after_request(state.after_request)
         before = app.before_request_funcs[None]
         before.insert(0, before.pop())
+        app.after_request(state.after_request)
         after = app.after_request_funcs[None]
         after.insert(0, after.pop())
+        # Only once the hooks are in: a half-installed extension must not look installed.
+        app.extensions["geofence"] = state
 
     def exempt(self, view: View) -> View:
         """Mark a view (app or blueprint) as outside the policy: no decision is made for it and

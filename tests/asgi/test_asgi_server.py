@@ -170,3 +170,39 @@ def test_uvicorn_proxy_headers_rewrite_the_peer_geofence_sees() -> None:
         assert client.get("/v1/models", headers=from_(CN)).status_code == 451
         allowed = client.get("/v1/models", headers=from_(US))
     assert allowed.json()["geofence"]["country"] == "US"
+
+
+def test_django_asgi_handler_behind_the_middleware() -> None:
+    pytest.importorskip("django")
+    args = ["--no-proxy-headers", "--root-path", "/api"]
+    with (
+        serve("uvicorn", "asgi_django_app:application", cwd=HERE, env=ENV, extra_args=args) as base,
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+        blocked = client.get("/v1/models", headers=from_(CN))
+        allowed = client.get("/v1/models", headers=from_(US))
+        exempt = client.get("/healthz", headers=from_(CN))
+    assert blocked.status_code == 451
+    assert blocked.json()["error"]["code"] == JSON_CODE
+    assert allowed.json() == {"path_info": "/v1/models", "reason": "default", "country": "US"}
+    assert exempt.json()["reason"] == "exempt_path"
+
+
+def test_fastapi_example_works_as_documented() -> None:
+    pytest.importorskip("fastapi")
+    examples = HERE.parent.parent / "examples"
+    args = ["--no-proxy-headers"]
+    with (
+        serve("uvicorn", "fastapi_app:app", cwd=examples, extra_args=args) as base,
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+        blocked = client.get("/v1/models", headers=from_("175.16.199.1"))
+        warned = client.get("/v1/models", headers=from_("178.120.0.1"))
+        allowed = client.get("/v1/models", headers=from_("8.8.8.8"))
+        health = client.get("/healthz", headers=from_("175.16.199.1"))
+    assert blocked.status_code == 451
+    assert (warned.status_code, warned.json()["country"]) == (200, "BY")
+    assert warned.headers["sunset"] == "Tue, 01 Jan 2030 00:00:00 GMT"
+    assert (allowed.status_code, allowed.json()["country"]) == (200, "US")
+    assert "sunset" not in allowed.headers
+    assert health.status_code == 200

@@ -436,7 +436,7 @@ def test_corrupted_bytes_fail_at_load_or_per_lookup(tmp_path: Path, mode: str) -
     rng = random.Random(4)
     path = tmp_path / "GeoIP2-City.mmdb"
     refused = 0
-    for _ in range(60):
+    for _ in range(40):
         damaged = bytearray(data)
         for _ in range(rng.randrange(1, 8)):
             damaged[rng.randrange(len(damaged))] = rng.randrange(256)
@@ -452,7 +452,7 @@ def test_corrupted_bytes_fail_at_load_or_per_lookup(tmp_path: Path, mode: str) -
             except DatabaseError:
                 continue
             assert isinstance(answer, GeoRecord)
-    assert refused < 60  # damage outside the walked records still loads
+    assert 0 < refused < 40  # damage outside the walked records still loads
 
 
 def test_mmap_ext_needs_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""The Flask app served by gunicorn in test_server.py (config: a file named by an env var)."""
+"""The Flask app served by gunicorn in test_flask_server.py (config: a file named by an env var)."""
 
 from __future__ import annotations
 

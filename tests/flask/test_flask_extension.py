@@ -16,7 +16,7 @@ pytest.importorskip("flask")
 from flask import Blueprint, Flask, Response, abort, g, request
 from flask.views import MethodView
 from geofence_flask import EXEMPT_DECISION, Geofence
-from scenarios.table import APP_LINK, BASE, CN, IR, RU, US, merged
+from scenarios.table import APP_LINK, BASE, CN, IR, RU, US, WARN_HEADERS, merged
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from geofence import ConfigError, Decision, Engine
@@ -291,7 +291,7 @@ def test_installed_twice_decides_once() -> None:
     Geofence(app, config=merged())
     calls = counting(app)
     assert get(app, "/v1/models", CN).status_code == 451
-    assert get(app, "/v1/chat", IR).headers["Sunset"] == "Fri, 01 Jan 2999 00:00:00 GMT"
+    assert get(app, "/v1/chat", IR).headers["Sunset"] == WARN_HEADERS["sunset"]
     assert calls == ["/v1/models", "/v1/chat"]
     assert len(seen) == 1
 
@@ -439,3 +439,15 @@ def test_mode_off_sets_g_and_changes_nothing() -> None:
     assert response.status_code == 200
     assert seen[-1].reason == "off"
     assert response.headers.get("Cache-Control") is None
+
+
+def test_init_app_after_the_first_request_fails_loudly() -> None:
+    app = Flask(__name__)
+    app.config["GEOFENCE"] = BLOCK_CN
+    app.add_url_rule("/", view_func=lambda: "ok")
+    assert get(app, "/", CN).status_code == 200
+    with pytest.raises(AssertionError, match="before_request"):
+        Geofence(app)
+    assert "geofence" not in app.extensions
+    with pytest.raises(AssertionError):  # still refused, never silently "already installed"
+        Geofence(app)
