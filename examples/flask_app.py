@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, g
-
 from geofence_flask import Geofence
 
 GEOFENCE: dict[str, Any] = {
@@ -24,10 +23,20 @@ GEOFENCE: dict[str, Any] = {
     # geofence reads the socket peer and trusts only what this setting says).
     "client_ip": {"trusted_proxies": ["127.0.0.0/8", "::1/128"]},
     "rules": [
-        {"name": "unsupported", "action": "block", "regions": ["CN", "RU", "KP"],
-         "paths": ["/v1/*", "/web/*"]},
-        {"name": "leaving-soon", "action": "block", "regions": ["BY"], "paths": ["/v1/*"],
-         "warn_from": "2025-01-01T00:00:00Z", "enforce_from": "2030-01-01T00:00:00Z"},
+        {
+            "name": "unsupported",
+            "action": "block",
+            "regions": ["CN", "RU", "KP"],
+            "paths": ["/v1/*", "/web/*"],
+        },
+        {
+            "name": "leaving-soon",
+            "action": "block",
+            "regions": ["BY"],
+            "paths": ["/v1/*"],
+            "warn_from": "2025-01-01T00:00:00Z",
+            "enforce_from": "2030-01-01T00:00:00Z",
+        },
     ],
     "exempt": {"paths": ["/static/*"]},
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ ENV = {"GEOFENCE_TEST_CONFIG": json.dumps(CONFIG)}
 # tests are about geofence's own resolution.
 ARGS = ["--factory", "--no-proxy-headers"]
 SUNSET = WARN_HEADERS["sunset"]
+EXAMPLE_ENFORCE_FROM = datetime(2030, 1, 1, tzinfo=timezone.utc)
 JSON_CODE = "unsupported_country_region_territory"
 
 
@@ -201,8 +203,11 @@ def test_fastapi_example_works_as_documented() -> None:
         allowed = client.get("/v1/models", headers=from_("8.8.8.8"))
         health = client.get("/healthz", headers=from_("175.16.199.1"))
     assert blocked.status_code == 451
-    assert (warned.status_code, warned.json()["country"]) == (200, "BY")
-    assert warned.headers["sunset"] == "Tue, 01 Jan 2030 00:00:00 GMT"
+    if datetime.now(timezone.utc) < EXAMPLE_ENFORCE_FROM:  # the example's grace period
+        assert (warned.status_code, warned.json()["country"]) == (200, "BY")
+        assert warned.headers["sunset"] == "Tue, 01 Jan 2030 00:00:00 GMT"
+    else:
+        assert warned.status_code == 451
     assert (allowed.status_code, allowed.json()["country"]) == (200, "US")
     assert "sunset" not in allowed.headers
     assert health.status_code == 200
