@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
+
 from geofence_asgi import GeofenceMiddleware
 
 GEOFENCE: dict[str, Any] = {

@@ -11,10 +11,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from geofence_asgi import GeofenceMiddleware
 from scenarios.table import APP_BODY, APP_CACHE_CONTROL, APP_CONTENT_TYPE, APP_LINK, APP_STATUS
 
 import geofence
+from geofence_asgi import GeofenceMiddleware
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.http import HttpRequest, JsonResponse
 from django.urls import re_path
+
 from geofence_asgi import GeofenceMiddleware
 
 settings.configure(

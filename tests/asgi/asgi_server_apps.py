@@ -10,13 +10,14 @@ import json
 import os
 from typing import Any
 
-from geofence_asgi import GeofenceMiddleware
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+
+from geofence_asgi import GeofenceMiddleware
 
 METHODS = ["GET", "HEAD", "POST", "OPTIONS"]
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 from asgi_apps import Message, Receive, Scope, Seen, Send, raw_app
-from geofence_asgi import STATE_KEY, GeofenceMiddleware
-from geofence_asgi.middleware import encode_headers, request_info, routed_path
 from scenarios.table import BASE, CN, IR, RU, US, WARN_HEADERS
 
 import geofence
 from geofence import ConfigError
+from geofence_asgi import STATE_KEY, GeofenceMiddleware
+from geofence_asgi.middleware import encode_headers, request_info, routed_path
 
 SUNSET = WARN_HEADERS["sunset"]
 UK_RULE = {"rules": [{"action": "block", "regions": ["UK"]}]}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import gzip
 import io
 import json
 import logging
+import lzma
 import os
 import random
 import shutil
@@ -378,6 +380,8 @@ def _zip(data: bytes) -> bytes:
         (_tar_gz, "is gzip-compressed; decompress it first"),
         (_tar, "is a tar archive; decompress it first"),
         (_zip, "is a zip archive; decompress it first"),
+        (bz2.compress, "is bzip2-compressed; decompress it first"),
+        (lzma.compress, "is xz-compressed; decompress it first"),
         (lambda data: b"", "is empty"),
         (lambda data: b"<html>404 Not Found</html>", "is not a valid MaxMind DB file"),
     ],
