@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -18,10 +19,13 @@ from .errors import ConfigError, DatabaseError
 from .globs import compile_globs, has_dot_segment
 from .model import Decision, RequestInfo
 from .policy import Policy
+from .records import GeoRecord
 from .responses import Responder, Response
 from .rules import Rule, micros
 
 OFF = Decision(action="allow", enforced=False, reason="off")
+NO_ANONYMIZERS: frozenset[str] = frozenset()
+CACHE_SIZE = 65_536
 
 
 def _micros(now: datetime | None) -> int:
@@ -50,6 +54,14 @@ class Engine:
         # The anonymous-IP database is only consulted when some rule asks about network types.
         self._needs_anonymous = any(r.anonymizers for r in self._rules)
         self._check_database_fits()
+        # Every instant at which some rule changes phase; between two of them nothing does.
+        self._boundaries = tuple(
+            sorted({t for r in self._rules for t in (r.starts, r.enforces) if t is not None})
+        )
+        self._cache: dict[
+            tuple[str | None, str, str, str],
+            tuple[int, GeoRecord | None, frozenset[str] | None, Decision],
+        ] = {}
 
     @classmethod
     def from_config(
@@ -100,53 +112,89 @@ class Engine:
     def _decide(self, request: RequestInfo, now: int) -> Decision:
         client = self._resolver.resolve(request.peer, request.headers)
         ip = client.ip
-        detail = client.detail
+        # Decisions are cached per (client, path, method) and stay valid within one segment of
+        # the time line cut at every rule date, and while the database answers with the very
+        # same record objects (its cache is emptied on reload, so a reload invalidates us too).
+        segment = bisect_right(self._boundaries, now)
+        key = (ip.text if ip is not None else None, client.detail, request.method, request.path)
+        entry = self._cache.get(key)
+        if entry is not None and entry[0] == segment:
+            if ip is None or entry[1] is None:
+                return entry[3]
+            try:
+                facts = self._lookup(ip)
+            except DatabaseError as error:
+                return self._db_error(ip, client.detail, error)
+            if facts[0] is entry[1] and facts[1] is entry[2]:
+                return entry[3]
+        decision, record, anonymizers = self._evaluate(request, now, ip, client.detail)
+        if (
+            decision.reason != "db_error"
+            and len(request.path) <= 1024
+            and len(request.method) <= 32
+        ):
+            # Bounded: a flood of distinct clients or paths empties the cache, it never grows.
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = (segment, record, anonymizers, decision)
+        return decision
+
+    def _lookup(self, ip: IP) -> tuple[GeoRecord, frozenset[str]]:
+        record = self.country_db.lookup(ip.text)
+        if self._needs_anonymous and self.anonymous_db is not None:
+            return record, self.anonymous_db.lookup(ip.text)
+        return record, NO_ANONYMIZERS
+
+    def _evaluate(
+        self, request: RequestInfo, now: int, ip: IP | None, detail: str
+    ) -> tuple[Decision, GeoRecord | None, frozenset[str] | None]:
+        """The uncached decision, with the lookup answers it depended on (None: none)."""
         path = request.path
         if ip is not None and ip in self._exempt_ips:
-            return self._final(
-                Decision("allow", True, "exempt_ip", client_ip=ip.text, client_detail=detail)
-            )
+            decision = Decision("allow", True, "exempt_ip", client_ip=ip.text, client_detail=detail)
+            return decision, None, None
         if (
             self._exempt_paths is not None
             and self._exempt_paths.match(path) is not None
             and not has_dot_segment(path)
         ):
-            return Decision(
-                "allow",
-                True,
-                "exempt_path",
-                client_ip=ip.text if ip else None,
-                client_detail=detail,
+            client_ip = ip.text if ip is not None else None
+            decision = Decision(
+                "allow", True, "exempt_path", client_ip=client_ip, client_detail=detail
             )
+            return decision, None, None
         if ip is None:
-            return self._apply_rules(
-                request, now, None, None, (), frozenset(), "unresolved_client", detail
+            decision = self._apply_rules(
+                request, now, None, None, (), NO_ANONYMIZERS, "unresolved_client", detail
             )
+            return decision, None, None
         if is_private(ip):
             if self.policy.allow_private:
-                return Decision("allow", True, "private", client_ip=ip.text, client_detail=detail)
-            return self._apply_rules(request, now, ip, None, (), frozenset(), "private", detail)
+                decision = Decision(
+                    "allow", True, "private", client_ip=ip.text, client_detail=detail
+                )
+            else:
+                decision = self._apply_rules(
+                    request, now, ip, None, (), NO_ANONYMIZERS, "private", detail
+                )
+            return decision, None, None
         try:
-            record = self.country_db.lookup(ip.text)
-            anonymizers = (
-                self.anonymous_db.lookup(ip.text)
-                if self._needs_anonymous and self.anonymous_db is not None
-                else frozenset()
-            )
+            record, anonymizers = self._lookup(ip)
         except DatabaseError as error:
-            logs.log_db_error(error)
-            return self._db_error(ip, detail)
+            return self._db_error(ip, detail, error), None, None
         if not record.found:
             fallback = "not_found"
         elif record.country is None:
             fallback = "no_country"
         else:
             fallback = "default"
-        return self._apply_rules(
+        decision = self._apply_rules(
             request, now, ip, record.country, record.subdivisions, anonymizers, fallback, detail
         )
+        return decision, record, anonymizers
 
-    def _db_error(self, ip: IP, detail: str) -> Decision:
+    def _db_error(self, ip: IP, detail: str, error: DatabaseError) -> Decision:
+        logs.log_db_error(error)
         if self.policy.on_error == "block":
             return self._final(
                 Decision(
@@ -166,7 +214,8 @@ class Engine:
         fallback: str,
         detail: str,
     ) -> Decision:
-        method = request.method.upper()
+        # An absurdly long method matches no rule's methods; don't upper-case 100 KB per request.
+        method = request.method.upper() if len(request.method) <= 32 else ""
         client_ip = ip.text if ip is not None else None
         anon = tuple(sorted(anonymizers))
         dry_run: Decision | None = None

@@ -27,6 +27,8 @@ SyncGetResponse = Callable[[HttpRequest], HttpResponseBase]
 AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
 logger = logging.getLogger("geofence.django")
+# The two request headers WSGI/CGI keep without the HTTP_ prefix.
+_CGI_HEADERS = (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length"))
 
 
 class MetaHeaders(Sequence[tuple[str, str]]):
