@@ -10,7 +10,9 @@ from typing import Literal
 Action = Literal["allow", "warn", "block"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: adapters build one per request, and a frozen dataclass costs several times more to
+# construct (every field goes through object.__setattr__). The engine never changes it.
+@dataclass(slots=True)
 class RequestInfo:
     """What an adapter knows about a request, in framework-neutral form.
 

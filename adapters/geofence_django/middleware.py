@@ -51,10 +51,7 @@ class MetaHeaders(Sequence[tuple[str, str]]):
                 for key, value in meta.items()
                 if key.startswith("HTTP_") and isinstance(value, str)
             ]
-            for key, name in (
-                ("CONTENT_TYPE", "content-type"),
-                ("CONTENT_LENGTH", "content-length"),
-            ):
+            for key, name in _CGI_HEADERS:
                 value = meta.get(key)
                 if value and isinstance(value, str):
                     pairs.append((name, value))

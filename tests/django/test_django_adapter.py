@@ -18,12 +18,12 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client, RequestFactory, override_settings
 from django_support import PeerAsyncClient
 from djsite import views
-from geofence_django import conf, middleware
-from geofence_django.middleware import GeofenceMiddleware, request_info
 from scenarios.table import BASE, BROWSER_ACCEPT, CN, IR, US, merged
 
 import geofence
 from geofence.responses import TEMPLATE_CSP
+from geofence_django import conf, middleware
+from geofence_django.middleware import GeofenceMiddleware, request_info
 
 BAD_CONFIG = merged(rules=[{"name": "x", "action": "block", "regions": ["UK"]}])
 ACCEPT_HTML = {"accept": BROWSER_ACCEPT}
@@ -236,6 +236,10 @@ def test_request_info_from_meta() -> None:
     assert headers["content-type"] == "application/json"
     assert headers["content-length"] == "2"
     assert all(name == name.lower() and "_" not in name for name in headers)
+    pairs = list(info.headers)
+    assert len(info.headers) == len(pairs)
+    assert info.headers[0] == pairs[0]
+    assert info.headers[-2:] == pairs[-2:]
 
 
 def test_mount_prefix_is_not_part_of_the_path() -> None:
