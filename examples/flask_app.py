@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, g
+
 from geofence_flask import Geofence
 
 GEOFENCE: dict[str, Any] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from flask import Flask, g
+
 from geofence_flask import Geofence
 
 app = Flask(__name__)

@@ -15,11 +15,11 @@ pytest.importorskip("flask")
 
 from flask import Blueprint, Flask, Response, abort, g, request
 from flask.views import MethodView
-from geofence_flask import EXEMPT_DECISION, Geofence
 from scenarios.table import APP_LINK, BASE, CN, IR, RU, US, WARN_HEADERS, merged
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from geofence import ConfigError, Decision, Engine
+from geofence_flask import EXEMPT_DECISION, Geofence
 
 BLOCK_CN = {
     "rules": [{"name": "no-cn", "action": "block", "regions": ["CN"]}],

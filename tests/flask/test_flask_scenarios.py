@@ -11,7 +11,6 @@ import pytest
 pytest.importorskip("flask")
 
 from flask import Flask, g, request
-from geofence_flask import Geofence
 from scenarios.table import (
     APP_BODY,
     APP_CACHE_CONTROL,
@@ -21,6 +20,8 @@ from scenarios.table import (
     Scenario,
     check,
 )
+
+from geofence_flask import Geofence
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
