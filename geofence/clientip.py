@@ -31,7 +31,8 @@ MAX_HOPS = 32  # non-empty entries walked from the right before giving up
 _MAX_ELEMENTS = 64  # list elements split off the right, empty ones included
 _WINDOW = 4096  # characters of each header line looked at, from the right
 _MAX_ENTRY = 128  # longer list elements are never addresses (and are not cached)
-_CACHE_SIZE = 8192  # per resolver, for peers and for list elements
+_CACHE_SIZE = 8192  # per resolver, for peers, list elements and whole short lines
+_MAX_LINE = 256  # longer X-Forwarded-For lines are neither cached nor walked inline
 
 LIST_HEADERS = ("x-forwarded-for",)
 FORWARDED = "forwarded"
@@ -296,6 +297,7 @@ class ClientResolver:
         # Per-resolver caches (trust differs between resolvers); bounded like addresses._cache.
         self._peers: dict[str | None, ClientIP | IP] = {}
         self._entries: dict[str, Kind] = {}
+        self._lines: dict[str, ClientIP] = {}
 
     # -- per request ---------------------------------------------------------------------------
 
@@ -314,31 +316,43 @@ class ClientResolver:
             size = len(header)
             lines = [v for n, v in headers if len(n) == size and n.lower() == header]
             if self._family == "list" and len(lines) == 1:
-                # The common case, walked inline: one short X-Forwarded-For line whose
-                # entries are all cached. Anything unusual falls through to the full walk.
+                # The common case: one short X-Forwarded-For line, often seen before (the same
+                # client through the same proxies). Anything unusual takes the full walk.
                 line = lines[0]
-                if line.__class__ is str and len(line) <= _WINDOW:
-                    parts = line.rsplit(",", _MAX_ELEMENTS)
-                    if len(parts) <= _MAX_ELEMENTS:
-                        get = self._entries.get
-                        hops = self._hops
-                        counted = 0
-                        for element in reversed(parts):
-                            kind = get(element) or self._kind(element)
-                            if kind.__class__ is not IP and kind is not _TRUSTED:
-                                break
-                            counted += 1
-                            if hops is None:
-                                if kind is _TRUSTED:
-                                    if counted >= MAX_HOPS:
-                                        break
-                                    continue
-                                return _new(ClientIP, (kind, self._past[counted - 1]))
-                            if counted == hops:
-                                return _new(ClientIP, (kind, self._hops_detail))
+                if line.__class__ is str and len(line) <= _MAX_LINE:
+                    seen = self._lines.get(line)
+                    if seen is not None:
+                        return seen
+                    found = self._walk_line(line)
+                    if found is not None:
+                        if len(self._lines) >= _CACHE_SIZE:
+                            self._lines.clear()
+                        self._lines[line] = found
+                        return found
             return self._from_header(proxy, lines)
         except Exception:  # a bug must neither crash the request nor let it through
             return _unresolved("internal error while reading the client address")
+
+    def _walk_line(self, line: str) -> ClientIP | None:
+        """Resolve one short list line whose entries are all addresses; else None."""
+        get = self._entries.get
+        hops = self._hops
+        counted = 0
+        for element in reversed(line.rsplit(",")):
+            kind = get(element) or self._kind(element)
+            if kind is _TRUSTED:
+                counted += 1
+                if counted >= MAX_HOPS:
+                    return None
+                continue
+            if kind.__class__ is not IP:
+                return None
+            counted += 1
+            if hops is None:
+                return _new(ClientIP, (kind, self._past[counted - 1]))
+            if counted == hops:
+                return _new(ClientIP, (kind, self._hops_detail))
+        return None
 
     def _peer(self, peer: str | None) -> ClientIP | IP:
         """The final answer for this peer, or the peer itself when it is a trusted proxy."""

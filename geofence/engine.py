@@ -12,7 +12,7 @@ from typing import Any
 
 from . import logs
 from .addresses import IP, NetworkSet, is_private
-from .clientip import ClientResolver
+from .clientip import ClientIP, ClientResolver
 from .config import load_policy
 from .databases import AnonymousDB, CountryDB, open_anonymous_db, open_country_db
 from .errors import ConfigError, DatabaseError
@@ -58,8 +58,9 @@ class Engine:
         self._boundaries = tuple(
             sorted({t for r in self._rules for t in (r.starts, r.enforces) if t is not None})
         )
+        self._peer_only = not policy.client_ip.trusted_proxies and policy.client_ip.hops is None
         self._cache: dict[
-            tuple[str | None, str, str, str],
+            tuple[str | None, ...],
             tuple[int, GeoRecord | None, frozenset[str] | None, Decision],
         ] = {}
 
@@ -110,24 +111,34 @@ class Engine:
         return decision
 
     def _decide(self, request: RequestInfo, now: int) -> Decision:
-        client = self._resolver.resolve(request.peer, request.headers)
-        ip = client.ip
-        # Decisions are cached per (client, path, method) and stay valid within one segment of
-        # the time line cut at every rule date, and while the database answers with the very
-        # same record objects (its cache is emptied on reload, so a reload invalidates us too).
+        # Decisions are cached per (client, method, path). An entry stays valid within one
+        # segment of the time line cut at every rule date, and while the database answers with
+        # the very same record objects (its cache is emptied on reload, so a reload
+        # invalidates us too). Without trusted proxies the client is a function of the peer
+        # alone, so the peer is the key and a repeated request skips resolution entirely.
         segment = bisect_right(self._boundaries, now)
-        key = (ip.text if ip is not None else None, client.detail, request.method, request.path)
+        client: ClientIP | None = None
+        key: tuple[str | None, ...]
+        if self._peer_only:
+            key = (request.peer, request.method, request.path)
+        else:
+            client = self._resolver.resolve(request.peer, request.headers)
+            ip_text = client.ip.text if client.ip is not None else None
+            key = (ip_text, client.detail, request.method, request.path)
         entry = self._cache.get(key)
         if entry is not None and entry[0] == segment:
-            if ip is None or entry[1] is None:
-                return entry[3]
+            cached = entry[3]
+            if entry[1] is None or cached.client_ip is None:
+                return cached
             try:
-                facts = self._lookup(ip)
+                record, anonymizers = self._lookup(cached.client_ip)
             except DatabaseError as error:
-                return self._db_error(ip, client.detail, error)
-            if facts[0] is entry[1] and facts[1] is entry[2]:
-                return entry[3]
-        decision, record, anonymizers = self._evaluate(request, now, ip, client.detail)
+                return self._db_error(cached.client_ip, cached.client_detail, error)
+            if record is entry[1] and anonymizers is entry[2]:
+                return cached
+        if client is None:
+            client = self._resolver.resolve(request.peer, request.headers)
+        decision, looked_up, flags = self._evaluate(request, now, client.ip, client.detail)
         if (
             decision.reason != "db_error"
             and len(request.path) <= 1024
@@ -136,13 +147,13 @@ class Engine:
             # Bounded: a flood of distinct clients or paths empties the cache, it never grows.
             if len(self._cache) >= CACHE_SIZE:
                 self._cache.clear()
-            self._cache[key] = (segment, record, anonymizers, decision)
+            self._cache[key] = (segment, looked_up, flags, decision)
         return decision
 
-    def _lookup(self, ip: IP) -> tuple[GeoRecord, frozenset[str]]:
-        record = self.country_db.lookup(ip.text)
+    def _lookup(self, ip: str) -> tuple[GeoRecord, frozenset[str]]:
+        record = self.country_db.lookup(ip)
         if self._needs_anonymous and self.anonymous_db is not None:
-            return record, self.anonymous_db.lookup(ip.text)
+            return record, self.anonymous_db.lookup(ip)
         return record, NO_ANONYMIZERS
 
     def _evaluate(
@@ -179,9 +190,9 @@ class Engine:
                 )
             return decision, None, None
         try:
-            record, anonymizers = self._lookup(ip)
+            record, anonymizers = self._lookup(ip.text)
         except DatabaseError as error:
-            return self._db_error(ip, detail, error), None, None
+            return self._db_error(ip.text, detail, error), None, None
         if not record.found:
             fallback = "not_found"
         elif record.country is None:
@@ -193,15 +204,13 @@ class Engine:
         )
         return decision, record, anonymizers
 
-    def _db_error(self, ip: IP, detail: str, error: DatabaseError) -> Decision:
+    def _db_error(self, ip: str, detail: str, error: DatabaseError) -> Decision:
         logs.log_db_error(error)
         if self.policy.on_error == "block":
             return self._final(
-                Decision(
-                    "block", True, "db_error", client_ip=ip.text, status=503, client_detail=detail
-                )
+                Decision("block", True, "db_error", client_ip=ip, status=503, client_detail=detail)
             )
-        return Decision("allow", True, "db_error", client_ip=ip.text, client_detail=detail)
+        return Decision("allow", True, "db_error", client_ip=ip, client_detail=detail)
 
     def _apply_rules(
         self,

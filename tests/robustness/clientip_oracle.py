@@ -6,9 +6,12 @@ It is deliberately naive: every step is spelled out, addresses go through the st
 
 Where DESIGN.md is silent, the choices made here (and why) are:
 
-- ``hops`` trusts by position, not by address: the peer is not checked and the entries to the
-  right of the client are not parsed (RFC 7239 lets a proxy write ``for=_hidden`` for the hop
-  before it, so those entries need not be addresses).
+- ``hops`` trusts by position, not by address: the peer is not checked. The entries right of
+  the client are still read ("what lies left of it is never read" implies the right part is),
+  so one that is malformed or not a usable address makes the chain malformed: unresolved, as
+  the same entry would be in trusted_proxies mode, where it would stop the walk. (A first
+  draft of this oracle skipped them; the matrix showed the library's stricter reading, which
+  DESIGN.md supports better.)
 - A single-valued header (x-real-ip and the CDN headers) containing a comma is a list, even if
   some of its elements are empty: one value per header is its whole grammar.
 - Forwarded values follow RFC 7239 syntax: a value that is not a token must be quoted; an
@@ -275,6 +278,8 @@ def resolve(policy: OraclePolicy, peer: object, headers: Sequence[tuple[str, str
         return None  # unusable header, or a trusted peer that sent none
     if policy.hops is not None:
         if len(chain) < policy.hops:
+            return None
+        if any(client_text(entry) is None for entry in chain[-policy.hops :]):
             return None
         return client_text(chain[-policy.hops])
     for entry in reversed(chain):

@@ -1,0 +1,195 @@
+"""Sections 1 and 2: the engine's decision and the client-IP resolution, call by call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import maxminddb
+from iptocc import country_code
+from report import Row, spread, stats_numbers, us
+from timing import Batch, Stats, clock, paired, run
+from workload import HEADERS, HOST, PATH, REPEATED, Addresses, policy
+
+from geofence import Engine, RequestInfo, load_policy
+from geofence.clientip import ClientResolver
+from geofence.records import iso_countries
+
+NEW_IP_TARGET = 1.3  # decision / one raw lookup
+REPEATED_TARGET_NS = 500
+RESOLVE_TARGET_NS = 2000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    new_count: int  # decisions per new-client batch
+    repeat_count: int  # decisions per repeated-client batch
+    rounds: int
+
+
+def _request(peer: str, headers: tuple[tuple[str, str], ...] = HEADERS) -> RequestInfo:
+    return RequestInfo(peer=peer, headers=headers, method="GET", path=PATH, host=HOST)
+
+
+def _rounds(
+    addresses: list[list[str]], call: Callable[[Any], object], make: Callable[[str], Any]
+) -> Batch:
+    """A batch that calls ``call`` once on each input of the next round's addresses."""
+    prepared = [[make(a) for a in chunk] for chunk in addresses]
+    position = iter(prepared)
+
+    def batch(count: int) -> int:
+        inputs = next(position)
+        started = clock()
+        for item in inputs:
+            call(item)
+        return clock() - started
+
+    return batch
+
+
+def _repeat(item: object, call: Callable[[Any], object]) -> Batch:
+    def batch(count: int) -> int:
+        inputs = [item] * count
+        started = clock()
+        for each in inputs:
+            call(each)
+        return clock() - started
+
+    return batch
+
+
+def _mmdb_found(reader: maxminddb.Reader) -> Callable[[str], bool]:
+    def found(ip: str) -> bool:
+        record = reader.get(ip)
+        return isinstance(record, dict) and "country" in record
+
+    return found
+
+
+def _embedded_found(ip: str) -> bool:
+    return country_code(ip) in iso_countries()
+
+
+def decision_rows(
+    db_path: str, db_label: str, addresses: Addresses, sizes: Sizes, overhead: float
+) -> list[Row]:
+    reader = maxminddb.open_database(db_path, maxminddb.MODE_MMAP_EXT)
+    rows: list[Row] = []
+    cases: list[tuple[str, str | None, dict[str, Any], Callable[[str], object]]] = [
+        ("embedded default (iptocc)", None, {}, country_code),
+        (db_label, db_path, {}, reader.get),
+        (f"{db_label}, reload_interval=0", db_path, {"reload_interval": 0}, reader.get),
+    ]
+    for label, path, geoip, raw in cases:
+        engine = Engine.from_config(policy(path, **geoip))
+        found = _embedded_found if path is None else _mmdb_found(reader)
+        rows += _decision_pair(label, engine, raw, found, addresses, sizes, overhead, "v4")
+        if path is not None and not geoip:
+            rows += _decision_pair(
+                label, engine, raw, found, addresses, sizes, overhead, "v6", repeated=False
+            )
+    return rows
+
+
+def _decision_pair(
+    label: str,
+    engine: Engine,
+    raw: Callable[[str], object],
+    found: Callable[[str], bool],
+    addresses: Addresses,
+    sizes: Sizes,
+    overhead: float,
+    family: str,
+    *,
+    repeated: bool = True,
+) -> list[Row]:
+    section = "1. decision: engine.decide(RequestInfo) vs one raw lookup"
+    raw_name = "iptocc.country_code" if raw is country_code else "maxminddb reader.get"
+    chunks = [
+        (addresses.v4 if family == "v4" else addresses.v6)(sizes.new_count, found)
+        for _ in range(sizes.rounds + 1)  # + the warm-up round
+    ]
+    new = paired(
+        _rounds(chunks, raw, str),
+        _rounds(chunks, engine.decide, _request),
+        sizes.new_count,
+        sizes.rounds,
+    )
+    raw_new, decide_new = new.a.minus(overhead), new.b.minus(overhead)
+    ratio = decide_new.median / raw_new.median
+    client = "new client" if family == "v4" else "new IPv6 client"
+    rows = [
+        Row(
+            section,
+            f"{label}: {client}",
+            us(decide_new),
+            f"{spread(decide_new)}; raw {raw_name} {us(raw_new)}; = {ratio:.2f}x raw",
+            f"<= {NEW_IP_TARGET}x raw" if raw is not country_code and family == "v4" else "",
+            ratio <= NEW_IP_TARGET if raw is not country_code and family == "v4" else None,
+            {
+                **stats_numbers("decide", decide_new),
+                **stats_numbers("raw", raw_new),
+                "ratio": round(ratio, 3),
+            },
+        )
+    ]
+    if not repeated:
+        return rows
+    request = _request(REPEATED)
+    decide_rep = run(_repeat(request, engine.decide), sizes.repeat_count, sizes.rounds)
+    raw_rep = run(_repeat(REPEATED, raw), sizes.repeat_count, sizes.rounds)
+    decide_rep, raw_rep = decide_rep.minus(overhead), raw_rep.minus(overhead)
+    rows.append(
+        Row(
+            section,
+            f"{label}: repeated client",
+            us(decide_rep),
+            f"{spread(decide_rep)}; raw {raw_name} {us(raw_rep)}",
+            "<= 0.5 us",
+            decide_rep.median <= REPEATED_TARGET_NS,
+            {**stats_numbers("decide", decide_rep), **stats_numbers("raw", raw_rep)},
+        )
+    )
+    return rows
+
+
+def resolver_rows(addresses: Addresses, sizes: Sizes, overhead: float) -> list[Row]:
+    section = "2. client IP: ClientResolver.resolve(peer, headers)"
+    rows: list[Row] = []
+    direct = ClientResolver(load_policy({}).client_ip)
+    trusted = ClientResolver(load_policy({"client_ip": {"trusted_proxies": ["10.0.0.0/8"]}}).client_ip)
+    chain = (*HEADERS, ("x-forwarded-for", f"{REPEATED}, 10.0.0.1, 10.0.0.2"))
+    for resolver, peer, headers in ((direct, REPEATED, HEADERS), (trusted, "10.0.0.3", chain)):
+        answer = resolver.resolve(peer, headers)
+        if answer.ip is None or answer.ip.text != REPEATED:
+            raise RuntimeError(f"resolver gave {answer!r}, expected {REPEATED}")
+
+    def resolve_direct(headers: tuple[tuple[str, str], ...]) -> object:
+        return direct.resolve(REPEATED, headers)
+
+    def resolve_chain(headers: tuple[tuple[str, str], ...]) -> object:
+        return trusted.resolve("10.0.0.3", headers)
+
+    cases: list[tuple[str, Stats, str, bool | None]] = []
+    stats = run(_repeat(HEADERS, resolve_direct), sizes.repeat_count, sizes.rounds)
+    cases.append(("no forwarding header (socket peer only)", stats, "", None))
+    stats = run(_repeat(chain, resolve_chain), sizes.repeat_count, sizes.rounds)
+    cases.append(
+        ("trusted 3-hop X-Forwarded-For, repeated client", stats, "<= 2 us", None)
+    )
+    fresh = [
+        [(*HEADERS, ("x-forwarded-for", f"{a}, 10.0.0.1, 10.0.0.2")) for a in chunk]
+        for chunk in (
+            addresses.v4(sizes.new_count, lambda _: True) for _ in range(sizes.rounds + 1)
+        )
+    ]
+    stats = run(_rounds(fresh, resolve_chain, lambda h: h), sizes.new_count, sizes.rounds)
+    cases.append(("trusted 3-hop X-Forwarded-For, new client", stats, "", None))
+    for label, result, target, _ in cases:
+        result = result.minus(overhead)
+        met = result.median <= RESOLVE_TARGET_NS if target else None
+        rows.append(Row(section, label, us(result), spread(result), target, met,
+                        stats_numbers("resolve", result)))
+    return rows
