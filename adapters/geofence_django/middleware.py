@@ -6,9 +6,9 @@ Translation only: every decision, header and body comes from :class:`geofence.En
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import cast, overload
+from typing import cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
@@ -19,6 +19,7 @@ from django.utils.safestring import SafeString
 
 from geofence import Decision, RequestInfo, Response
 from geofence.responses import TEMPLATE_CSP
+from geofence.wsgi import EnvironHeaders
 
 from .conf import get_engine
 
@@ -27,49 +28,6 @@ SyncGetResponse = Callable[[HttpRequest], HttpResponseBase]
 AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
 logger = logging.getLogger("geofence.django")
-# The two request headers WSGI/CGI keep without the HTTP_ prefix.
-_CGI_HEADERS = (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length"))
-
-
-class MetaHeaders(Sequence[tuple[str, str]]):
-    """The headers in ``request.META`` as (lower-case name, value) pairs.
-
-    Built on first use only: an allowed request without trusted proxies never needs them.
-    """
-
-    __slots__ = ("_meta", "_pairs")
-
-    def __init__(self, meta: Mapping[str, object]) -> None:
-        self._meta = meta
-        self._pairs: list[tuple[str, str]] | None = None
-
-    def _list(self) -> list[tuple[str, str]]:
-        if self._pairs is None:
-            meta = self._meta
-            pairs = [
-                (key[5:].replace("_", "-").lower(), value)
-                for key, value in meta.items()
-                if key.startswith("HTTP_") and isinstance(value, str)
-            ]
-            for key, name in _CGI_HEADERS:
-                value = meta.get(key)
-                if value and isinstance(value, str):
-                    pairs.append((name, value))
-            self._pairs = pairs
-        return self._pairs
-
-    @overload
-    def __getitem__(self, index: int) -> tuple[str, str]: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[tuple[str, str]]: ...
-    def __getitem__(self, index: int | slice) -> tuple[str, str] | list[tuple[str, str]]:
-        return self._list()[index]
-
-    def __len__(self) -> int:
-        return len(self._list())
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._list())
 
 
 def request_info(request: HttpRequest) -> RequestInfo:
@@ -77,7 +35,7 @@ def request_info(request: HttpRequest) -> RequestInfo:
     meta = request.META
     return RequestInfo(
         peer=meta.get("REMOTE_ADDR") or None,
-        headers=MetaHeaders(meta),
+        headers=EnvironHeaders(meta),
         method=request.method or "GET",
         path=request.path_info,
         # The raw header: request.get_host() would raise DisallowedHost on a forged Host.

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar, overload
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from flask import Flask, Request, Response, g, request
 
 from geofence import ConfigError, Decision, Engine, Policy, RequestInfo, load_policy
 from geofence import Response as Denial
+from geofence.wsgi import EnvironHeaders
 
 Config = Mapping[str, Any] | str | os.PathLike[str] | Policy
 View = TypeVar("View", bound=Callable[..., Any])
@@ -38,34 +39,6 @@ def _apply(response: Response, denial: Denial) -> Response:
     # Last, so that a HEAD answer keeps the GET Content-Length that set_data(b"") replaced.
     headers.extend(denial.headers)
     return response
-
-
-class EnvironHeaders(Sequence[tuple[str, str]]):
-    """The request's header lines, straight from the WSGI environ in the server's order.
-
-    Lazy: the engine reads headers only for a trusted proxy's forwarding header or to
-    negotiate a block page, so a direct client costs no per-request header list.
-    """
-
-    __slots__ = ("_environ",)
-
-    def __init__(self, environ: Mapping[str, Any]) -> None:
-        self._environ = environ
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        for key, value in self._environ.items():
-            if key[:5] == "HTTP_":
-                yield key[5:].replace("_", "-"), value
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    @overload
-    def __getitem__(self, index: int) -> tuple[str, str]: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[tuple[str, str]]: ...
-    def __getitem__(self, index: int | slice) -> tuple[str, str] | Sequence[tuple[str, str]]:
-        return list(self)[index]
 
 
 class GeofenceState:

@@ -111,7 +111,13 @@ def describe(case: Case, expected: str | None, actual: str | None) -> str:
     return f"{case.kinds} peer={case.peer} headers={case.headers}: oracle {expected}, got {actual}"
 
 
-MATRIX = [(header, trust) for header in HEADERS for trust in TRUSTS]
+# A single-valued header holds one address, so hops above 1 is a config error (tested below).
+MATRIX = [
+    (header, trust)
+    for header in HEADERS
+    for trust in TRUSTS
+    if header not in SINGLE_VALUED or trust in {"cidr", "hops1"}
+]
 
 
 def test_matrix_size() -> None:
@@ -152,6 +158,13 @@ def test_engine_matches_oracle(header: str, trust: str) -> None:
         if decision.client_ip != expected or unresolved != (expected is None):
             wrong.append(describe(case, expected, f"{decision.client_ip} ({decision.reason})"))
     assert not wrong, f"{len(wrong)} mismatches, e.g.\n" + "\n".join(wrong[:20])
+
+
+@pytest.mark.parametrize("header", sorted(SINGLE_VALUED))
+@pytest.mark.parametrize("hops", [2, 3])
+def test_hops_above_one_with_single_valued_header_is_config_error(header: str, hops: int) -> None:
+    with pytest.raises(geofence.ConfigError, match=r"client_ip\.hops"):
+        geofence.Engine.from_config(engine_config(header, f"hops{hops}"))
 
 
 def test_untrusted_peer_header_is_never_read() -> None:
