@@ -76,7 +76,6 @@ def django_handlers(config: dict[str, Any]) -> tuple[Any, Any]:
             INSTALLED_APPS=["geofence_django"],
             MIDDLEWARE=[],
             USE_TZ=True,
-            LOGGING_CONFIG=None,
             GEOFENCE=config,
         )
         django.setup()

@@ -65,8 +65,8 @@ _RESERVED_V4 = tuple(
     )
 )
 _EU = frozenset(
-    "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
-)
+    ("AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU"),
+) | frozenset(("IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK"))
 _CONTINENTS = (
     ("AF", "Africa"),
     ("AN", "Antarctica"),
@@ -107,7 +107,7 @@ def build(target: Path, log: Callable[[str], None] = print) -> None:
     from mmdb_writer import MMDBWriter
     from netaddr import IPNetwork, IPSet
 
-    class Writer(MMDBWriter):  # type: ignore[misc]
+    class Writer(MMDBWriter):
         def _build_meta(self) -> dict[str, Any]:
             meta: dict[str, Any] = super()._build_meta()
             meta["build_epoch"] = BUILD_EPOCH
@@ -123,11 +123,11 @@ def build(target: Path, log: Callable[[str], None] = print) -> None:
         database_type=DATABASE_TYPE,
         languages=LANGUAGES,
         # Real files describe themselves in every language they name.
-        description={language: DESCRIPTION for language in LANGUAGES},
+        description=dict.fromkeys(LANGUAGES, DESCRIPTION),
         ipv4_compatible=True,
     )
     counts = {4: 0, 6: 0}
-    for network, code in zip(v4 + v6, codes):
+    for network, code in zip(v4 + v6, codes, strict=True):
         record = records.get(code)
         if record is None:
             continue
@@ -141,10 +141,7 @@ def build(target: Path, log: Callable[[str], None] = print) -> None:
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    log(
-        f"  {counts[4]:,} IPv4 + {counts[6]:,} IPv6 networks, "
-        f"{target.stat().st_size / 1e6:.1f} MB"
-    )
+    log(f"  {counts[4]:,} IPv4 + {counts[6]:,} IPv6 networks, {target.stat().st_size / 1e6:.1f} MB")
 
 
 def _ipv4_blocks(rng: random.Random) -> Iterator[Network]:
@@ -174,7 +171,7 @@ def _ipv6_blocks(
         candidates.add((rng.choice(V6_BLOCKS) << 16) | rng.getrandbits(20))
     ordered = sorted(candidates)
     found = country_code([_text((6, top << 96, 32)) for top in ordered])
-    for top, code in zip(ordered, found):
+    for top, code in zip(ordered, found, strict=True):
         if code is None:
             continue
         base = top << 96
@@ -244,7 +241,7 @@ def _names(english: str) -> dict[str, str]:
     def script(base: int, span: int, length: int) -> str:
         return "".join(chr(base + (seed >> i) % span) for i in range(length))
 
-    latin = english.split(",")[0]
+    latin = english.split(",", 1)[0]
     return {
         "de": latin + "ien" if len(latin) < 8 else latin,
         "en": english,

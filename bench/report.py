@@ -48,11 +48,11 @@ def table(rows: list[Row]) -> str:
     widths = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
 
     def line(values: tuple[str, ...]) -> str:
-        return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |"
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
 
     out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     section = None
-    for row, cell in zip(rows, cells):
+    for row, cell in zip(rows, cells, strict=True):
         if row.section != section:
             section = row.section
             out.append(line((f"**{section}**", "", "", "", "")))
@@ -63,10 +63,9 @@ def table(rows: list[Row]) -> str:
 def summary(rows: list[Row]) -> str:
     judged = [r for r in rows if r.met is not None]
     missed = [r for r in judged if not r.met]
-    text = f"targets met: {len(judged) - len(missed)} of {len(judged)}"
-    if missed:
-        text += "; missed: " + "; ".join(f"{r.section} / {r.label}" for r in missed)
-    return text
+    lines = [f"Targets met: {len(judged) - len(missed)} of {len(judged)}"]
+    lines += [f"  missed: {r.label} ({r.value}; target {r.target})" for r in missed]
+    return "\n".join(lines)
 
 
 def save(path: Path, machine: dict[str, Any], rows: list[Row]) -> None:

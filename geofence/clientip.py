@@ -229,6 +229,20 @@ def _split_forwarded(lines: list[str]) -> Iterator[str | _Stop]:
     """
     budget = _MAX_ELEMENTS
     for line in reversed(lines):
+        if budget <= 0:
+            yield _TOO_LONG
+            return
+        if len(line) <= _WINDOW and '"' not in line:
+            parts = line.rsplit(",", budget)
+            stop = len(parts) > budget and "," in parts[0]
+            if stop:
+                del parts[0]
+            budget -= len(parts)
+            yield from reversed(parts)
+            if stop:
+                yield _TOO_LONG
+                return
+            continue
         cut = len(line) > _WINDOW
         low = len(line) - _WINDOW if cut else 0
         end = pos = len(line)

@@ -520,7 +520,9 @@ def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         resolver.resolve(PROXY, xff(f"{n}" * 1000))
         assert len(resolver._peers) <= 50
         assert len(resolver._entries) <= 50
+        assert len(resolver._lines) <= 50
     assert all(len(key) <= 128 for key in resolver._entries)
+    assert all(len(key) <= 256 for key in resolver._lines)
 
 
 # -- resolve never raises ----------------------------------------------------------------------

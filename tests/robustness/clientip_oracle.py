@@ -15,7 +15,14 @@ Where DESIGN.md is silent, the choices made here (and why) are:
 - A single-valued header (x-real-ip and the CDN headers) containing a comma is a list, even if
   some of its elements are empty: one value per header is its whole grammar.
 - Forwarded values follow RFC 7239 syntax: a value that is not a token must be quoted; an
-  element without ``for=`` (or with two) cannot name the client, so it is malformed.
+  element without ``for=`` (or with two) cannot name the client, so it is malformed. A line
+  whose quotes do not pair up is read from the right as far as they do (the longest suffix
+  after a comma that parses); the rest is one malformed element, which only matters if the
+  walk reaches it. (A first draft rejected the whole line; the fuzz showed the library's
+  reading, which is the one "what lies left of it is never read" asks for: a client cannot
+  hide the proxies' own entries behind a stray quote.)
+- The socket peer may be bracketed (``[::1]``); its zone id is RFC 6874 text (unreserved
+  characters). DESIGN.md says nothing more: the peer comes from the server, not the client.
 - A port is 1 to 5 ASCII digits, at most 65535.
 
 The pure helpers are memoized (``functools.cache``) only so that the exhaustive matrix runs in
@@ -39,6 +46,8 @@ NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 # RFC 9110 token characters, for Forwarded parameter names and unquoted values.
+# RFC 3986 unreserved characters: what RFC 6874 allows in a zone id.
+ZONE_CHARS = frozenset("-._~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -130,16 +139,19 @@ def parse_node(text: str) -> Address | None:
 
 @functools.cache
 def parse_peer(peer: object) -> Address | None:
-    """The socket peer: a bare address; a zone id on an IPv6 peer is dropped."""
+    """The socket peer: a bare address; an IPv6 peer may be bracketed and carry a zone id."""
     if not isinstance(peer, str):
         return None
-    if "%" in peer:
-        host, _, zone = peer.partition("%")
-        address = parse_ip(host)
-        if zone and isinstance(address, ipaddress.IPv6Address):
-            return address
+    bracketed = peer.startswith("[") and peer.endswith("]")
+    if bracketed:
+        peer = peer[1:-1]
+    host, percent, zone = peer.partition("%")
+    if percent and not (zone and all(char in ZONE_CHARS for char in zone)):
         return None
-    return parse_ip(peer)
+    address = parse_ip(host)
+    if (bracketed or percent) and not isinstance(address, ipaddress.IPv6Address):
+        return None
+    return address
 
 
 # -- headers -----------------------------------------------------------------------------------
@@ -188,14 +200,29 @@ def unquote(value: str) -> str | None:
             if char == '"':
                 return None
             if char == "\\":
-                char = next(body, "")
-                if not char:
+                escaped = next(body, "")
+                if not escaped:
                     return None  # the backslash escaped the closing quote
-            out.append(char)
+                out.append(escaped)
+            else:
+                out.append(char)
         return "".join(out)
     if value and all(char in TCHAR for char in value):
         return value
     return None
+
+
+def forwarded_elements(line: str) -> list[str | None]:
+    """One Forwarded line's elements, left to right (None: the unreadable part, see above)."""
+    whole = split_quoted(line, ",")
+    if whole is not None:
+        return [*whole]
+    for comma, char in enumerate(line):
+        if char == ",":
+            suffix = split_quoted(line[comma + 1 :], ",")
+            if suffix is not None:
+                return [None, *suffix]
+    return [None]
 
 
 @functools.cache
@@ -205,8 +232,8 @@ def parse_forwarded_element(element: str) -> Address | None:
     if pairs is None:
         return None
     found: list[str] = []
-    for pair in pairs:
-        pair = pair.strip(" \t")
+    for raw_pair in pairs:
+        pair = raw_pair.strip(" \t")
         if not pair:
             continue
         name, equals, raw = pair.partition("=")
@@ -245,20 +272,16 @@ def lines_chain(header: str, lines: tuple[str, ...]) -> tuple[Address | None, ..
         return (parse_list_element(value),) if value else ()
     chain: list[Address | None] = []
     for line in lines:
-        if header == "forwarded":
-            elements = split_quoted(line, ",")
-            if elements is None:
-                return None
-        else:
-            elements = line.split(",")
-        for element in elements:
-            element = element.strip(" \t")
-            if not element:
-                continue
-            if header == "forwarded":
+        if header != "forwarded":
+            for raw_element in line.split(","):
+                if element := raw_element.strip(" \t"):
+                    chain.append(parse_list_element(element))
+            continue
+        for raw in forwarded_elements(line):
+            if raw is None:
+                chain.append(None)
+            elif element := raw.strip(" \t"):
                 chain.append(parse_forwarded_element(element))
-            else:
-                chain.append(parse_list_element(element))
     return tuple(chain)
 
 
