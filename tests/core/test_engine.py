@@ -319,3 +319,45 @@ def test_decide_never_raises_on_odd_requests() -> None:
             d = decide(e, peer, path, method="\r\n")
             assert d.action == "allow"
             assert d.client_ip is None
+
+
+def test_decision_cache_is_bounded_and_skips_huge_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    import geofence.engine
+
+    monkeypatch.setattr(geofence.engine, "CACHE_SIZE", 100)
+    e = engine(rules=[{"action": "block", "regions": ["CN"]}])
+    for i in range(1000):
+        decide(e, f"216.160.{i // 256}.{i % 256}")
+        assert len(e._cache) <= 100
+    e._cache.clear()
+    decide(e, US, "/" + "a" * 5000)
+    decide(e, US, "/", method="X" * 100)
+    assert e._cache == {}
+
+
+def test_cached_decision_follows_the_clock_across_rule_dates() -> None:
+    e = engine(
+        rules=[
+            {
+                "name": "r",
+                "action": "block",
+                "regions": ["CN"],
+                "warn_from": "2024-06-25T00:00:00Z",
+                "enforce_from": "2024-07-09T00:00:00Z",
+            }
+        ]
+    )
+    moments = [T0, T0 - timedelta(days=1), T0 - timedelta(days=30), T0 + timedelta(days=1), T0]
+    actions = [decide(e, CN, now=m).action for m in moments]
+    assert actions == ["block", "warn", "allow", "block", "block"]
+
+
+def test_cached_decision_per_trusted_chain() -> None:
+    e = engine(
+        client_ip={"trusted_proxies": ["10.0.0.0/8"]},
+        rules=[{"name": "cn", "action": "block", "regions": ["CN"]}],
+    )
+    for _ in range(3):
+        assert decide(e, "10.0.0.1", headers=[("x-forwarded-for", CN)]).action == "block"
+        assert decide(e, "10.0.0.1", headers=[("x-forwarded-for", US)]).action == "allow"
+        assert decide(e, "10.0.0.1").reason == "unresolved_client"

@@ -247,14 +247,34 @@ def test_a_swap_changes_a_cached_decision(tmp_path: Path) -> None:
 # -- ASGI: hundreds of concurrent tasks ----------------------------------------------------
 
 TASKS = 200
+ASGI_SWAPS = 200
+
+
+def scope_for(ip: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/v1/x",
+        "raw_path": b"/v1/x",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": (ip, 50000),
+        "server": ("testserver", 80),
+    }
 
 
 def test_asgi_tasks_through_hundreds_of_swaps(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """TASKS client tasks each send one request per wave; between two waves the file is
+    replaced, and during each wave every request is in flight at once (the app yields
+    between its response start and body), the swapper's probes among them."""
     from geofence_asgi import GeofenceMiddleware
 
-    # WARNING: the refusals are counted; a record per decided request would only cost time.
     caplog.set_level(logging.WARNING, logger="geofence")
     target = tmp_path / "GeoIP2-City.mmdb"
     install(CITY_A, target)
@@ -267,34 +287,21 @@ def test_asgi_tasks_through_hundreds_of_swaps(
 
     async def trivial(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        await asyncio.sleep(0)  # other requests and swaps run while this one is open
+        await asyncio.sleep(0)  # the other requests of the wave run while this one is open
         await send({"type": "http.response.body", "body": b"ok"})
 
     app = GeofenceMiddleware(trivial, engine=engine)
-    # Status each file gives each probe: 451 for a block, 200 otherwise (warn, allow).
+    # The status each file gives each probe: 451 for a block, 200 otherwise (warn, allow).
     status = {
         ip: {name: 451 if answer[0] == "block" else 200 for name, answer in per_file.items()}
         for ip, per_file in EXPECTED.items()
     }
     failures: list[str] = []
     sent = 0
-    done = asyncio.Event()
+    checked = 0
 
     async def request(ip: str) -> tuple[int, geofence.Decision]:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/v1/x",
-            "raw_path": b"/v1/x",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"testserver")],
-            "client": (ip, 50000),
-            "server": ("testserver", 80),
-        }
+        scope = scope_for(ip)
         messages: list[dict[str, Any]] = []
 
         async def receive() -> dict[str, Any]:
@@ -306,54 +313,71 @@ def test_asgi_tasks_through_hundreds_of_swaps(
         await app(scope, receive, send)
         return messages[0]["status"], scope["state"]["geofence"]
 
-    async def client(n: int) -> None:
-        nonlocal sent
-        rng = random.Random(n)
-        while not done.is_set():
-            ip = rng.choice(PROBES) if rng.random() < 0.8 else f"31.43.{n % 256}.{rng.randrange(256)}"
-            try:
-                code, decision = await request(ip)
-            except BaseException as error:  # noqa: BLE001
-                failures.append(f"{ip}: raised {error!r}")
-                continue
-            sent += 1
-            if key(decision) not in allowed(ip) or code not in (200, 451):
-                failures.append(f"{ip}: {code} {decision}")
-
-    swaps = 200
-    checked = 0
-
-    async def swapper() -> None:
-        nonlocal checked
-        current = "A"
-        try:
-            for i, (content, name) in enumerate(schedule(swaps)):
-                install(content, target)
-                clock.now += 1
-                while db.reloads + db.rejections < i + 1:
-                    await asyncio.sleep(0)  # the clients' requests run the check
-                current = name or current
-                # Concurrently: all five are in flight while the clients' requests run.
-                answers = await asyncio.gather(*(request(ip) for ip in PROBES))
-                for ip, (code, decision) in zip(PROBES, answers, strict=True):
-                    assert key(decision) == EXPECTED[ip][current], (i, ip, decision)
-                    assert code == status[ip][current]
-                    checked += 1
-        finally:
-            done.set()
-
     async def main() -> None:
+        nonlocal sent, checked
+        wave = 0
+        finished = 0
+        stop = False
+        turn = asyncio.Condition()
+        wave_done = asyncio.Event()
+
+        async def client(n: int) -> None:
+            nonlocal sent, finished
+            rng = random.Random(n)
+            seen = 0
+            while True:
+                async with turn:
+                    await turn.wait_for(lambda: wave > seen)
+                seen = wave
+                if stop:
+                    return
+                if rng.random() < 0.8:
+                    ip = rng.choice(PROBES)
+                else:
+                    ip = f"31.43.{n % 256}.{rng.randrange(256)}"
+                try:
+                    code, decision = await request(ip)
+                except BaseException as error:  # noqa: BLE001 - any escape is the failure
+                    failures.append(f"{ip}: raised {error!r}")
+                else:
+                    sent += 1
+                    if key(decision) not in allowed(ip) or code not in (200, 451):
+                        failures.append(f"{ip}: {code} {decision}")
+                finished += 1
+                if finished == TASKS:
+                    wave_done.set()
+
         clients = [asyncio.ensure_future(client(n)) for n in range(TASKS)]
-        await swapper()
+        current = "A"
+        for i, (content, name) in enumerate(schedule(ASGI_SWAPS)):
+            install(content, target)
+            clock.now += 1
+            current = name or current
+            finished = 0
+            wave_done.clear()
+            async with turn:
+                wave += 1
+                turn.notify_all()
+            # In the middle of the wave: the first request of it has checked the file.
+            answers = await asyncio.gather(*(request(ip) for ip in PROBES))
+            for ip, (code, decision) in zip(PROBES, answers, strict=True):
+                assert key(decision) == EXPECTED[ip][current], (i, ip, decision)
+                assert code == status[ip][current], (i, ip)
+                checked += 1
+            await wave_done.wait()
+            assert db.reloads + db.rejections == i + 1
+        async with turn:
+            stop = True
+            wave += 1
+            turn.notify_all()
         await asyncio.gather(*clients)
 
     asyncio.run(main())
     assert failures == []
-    assert (db.reloads, db.rejections) == (swaps // 2, swaps // 2)
-    assert checked == swaps * len(PROBES)
-    print("SENT", sent)
-    assert sent > TASKS * 10
-    assert len(errors(caplog)) == swaps // 2
+    assert (db.reloads, db.rejections) == (ASGI_SWAPS // 2, ASGI_SWAPS // 2)
+    assert checked == ASGI_SWAPS * len(PROBES)
+    assert sent == TASKS * ASGI_SWAPS
+    assert len(errors(caplog)) == ASGI_SWAPS // 2
     del app, engine, db
     gc.collect()
     assert (fds(), maps(tmp_path)) == (fds_before, maps_before)
