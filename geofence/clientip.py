@@ -328,7 +328,10 @@ class ClientResolver:
                 proxy = known
             header = self._header
             size = len(header)
-            lines = [v for n, v in headers if len(n) == size and n.lower() == header]
+            lines = []  # a loop, not a comprehension: no extra frame on Python < 3.12
+            for name, value in headers:
+                if len(name) == size and name.lower() == header:
+                    lines.append(value)
             if self._family == "list" and len(lines) == 1:
                 # The common case: one short X-Forwarded-For line, often seen before (the same
                 # client through the same proxies). Anything unusual takes the full walk.

@@ -38,12 +38,16 @@ BAD_DATA = DATA / "maxmind" / "bad-data"
 FIXTURES = DATA / "fixtures"
 CITY = TEST_DATA / "GeoIP2-City-Test.mmdb"
 
-MODES = ["auto", "mmap_ext", "mmap", "memory", "file"] if mmdb.has_extension() else [
-    "auto",
-    "mmap",
-    "memory",
-    "file",
-]
+MODES = (
+    ["auto", "mmap_ext", "mmap", "memory", "file"]
+    if mmdb.has_extension()
+    else [
+        "auto",
+        "mmap",
+        "memory",
+        "file",
+    ]
+)
 BROKEN_TEST_DATA = [
     "GeoIP2-City-Test-Broken-Double-Format.mmdb",
     "GeoIP2-City-Test-Invalid-Node-Count.mmdb",
@@ -290,12 +294,16 @@ def test_fault_corpus(name: str, corpus: dict[str, str], outcomes: dict[str, Any
 
 def test_the_corpus_reaches_both_outcomes(outcomes: dict[str, Any]) -> None:
     """The corpus is not all refusals: some corrupt files load and fail per lookup."""
-    loaded = {name for name, per_mode in outcomes.items() if per_mode["auto"]["outcome"] == "loaded"}
+    loaded = {
+        name for name, per_mode in outcomes.items() if per_mode["auto"]["outcome"] == "loaded"
+    }
     refused = set(outcomes) - loaded
     assert "bad-records-GeoIP2-City.mmdb" in loaded
     db_errors = [
         address
-        for address, row in zip(ADDRESSES, outcomes["bad-records-GeoIP2-City.mmdb"]["auto"]["decisions"])
+        for address, row in zip(
+            ADDRESSES, outcomes["bad-records-GeoIP2-City.mmdb"]["auto"]["decisions"]
+        )
         if row[2] == "db_error"
     ]
     assert "216.160.83.56" in db_errors

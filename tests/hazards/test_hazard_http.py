@@ -22,11 +22,14 @@ import pytest
 from hazard_drivers import (
     ADAPTERS,
     APP_BODY,
+    DJANGO_MIDDLEWARE,
     Reply,
     Wire,
     build_only,
+    django_ready,
     flask_app,
     send,
+    send_django,
     send_flask,
     send_twice_installed,
 )
@@ -121,9 +124,7 @@ BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u
 
 
 def unsafe(text: str) -> list[str]:
-    return [
-        ch for ch in text if unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs") or ch in BIDI
-    ]
+    return [ch for ch in text if unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs") or ch in BIDI]
 
 
 def strings(value: Any) -> Iterator[str]:
@@ -245,7 +246,9 @@ XSS_CASES: dict[str, Wire] = {
 def test_block_page_never_echoes_the_request(adapter: str, case: str) -> None:
     reply = send(adapter, CONFIG, XSS_CASES[case])
     assert reply.status in (451, 403)
-    assert reply.header("content-type", ).startswith("text/html")  # type: ignore[union-attr]
+    assert reply.header(
+        "content-type",
+    ).startswith("text/html")  # type: ignore[union-attr]
     assert b"<html" in reply.body
     for marker in RAW_MARKERS:
         assert marker not in reply.body, marker
@@ -471,3 +474,40 @@ def test_installed_twice_allows_once(adapter: str, caplog: pytest.LogCaptureFixt
     assert len(reply.decisions) == 1 and reply.decisions[0].reason == "default"
     assert reply.all("cache-control") == ["public, max-age=600, s-maxage=600"]
     assert [r for r in geofence_records(caplog) if r.levelno >= logging.WARNING] == []
+
+
+# -- a shared cache inside the app: Django's per-site cache --------------------------------
+
+
+def test_django_site_cache_never_stores_a_denial_or_a_warning() -> None:
+    """Django's per-site cache is a shared cache keyed on the URL only. With geofence between
+    UpdateCacheMiddleware and FetchFromCacheMiddleware (the order the README gives), a page
+    cached for an allowed client is never served to a blocked one, and neither a denial nor a
+    warned (now private) page is ever stored."""
+    django_ready()
+    from django.core.cache import cache
+
+    middleware = [
+        "django.middleware.cache.UpdateCacheMiddleware",
+        DJANGO_MIDDLEWARE,
+        "django.middleware.cache.FetchFromCacheMiddleware",
+    ]
+    cache.clear()
+    try:
+        url = "/v1/cached-page"
+        first = send_django(CONFIG, Wire(US, url), middleware=middleware)
+        assert first.status == 200 and len(first.decisions) == 1
+        cached = send_django(CONFIG, Wire(US, url), middleware=middleware)
+        assert cached.status == 200 and cached.decisions == []  # served from the cache
+        blocked = send_django(CONFIG, Wire(CN, url), middleware=middleware)
+        assert blocked.status == 451
+        assert send_django(CONFIG, Wire(US, url), middleware=middleware).status == 200
+        for _ in range(2):  # a warned page is private: never stored, the view runs each time
+            warned = send_django(CONFIG, Wire(IR, "/v1/warned"), middleware=middleware)
+            assert warned.status == 200 and len(warned.decisions) == 1
+        for _ in range(2):
+            assert send_django(CONFIG, Wire(CN, "/v1/blocked"), middleware=middleware).status == 451
+        after = send_django(CONFIG, Wire(US, "/v1/blocked"), middleware=middleware)
+        assert after.status == 200 and len(after.decisions) == 1  # no stored 451 served
+    finally:
+        cache.clear()
