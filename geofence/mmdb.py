@@ -265,13 +265,23 @@ def _validate(
 def _walk(reader: maxminddb.Reader, start: int, bits: int) -> None:
     """Decode the first leaves of the search tree from ``start``, network after network."""
     make = ipaddress.IPv4Address if bits == 32 else ipaddress.IPv6Address
+    # The C reader refuses a tree record that points into the 16-byte separator before the
+    # data section; the pure-Python reader decodes the zeros there as an empty record. Check
+    # it ourselves so that a file is accepted or refused the same way in every reader mode.
+    find = getattr(reader, "_find_address_in_tree", None)
+    node_count = reader.metadata().node_count
     address = start
     for _ in range(WALK_LEAVES):
         if address >> bits:
             return
+        packed = make(address).packed
         _, prefix = reader.get_with_prefix_len(make(address))
         if not 0 <= prefix <= bits:
             raise ValueError(f"impossible prefix length {prefix}")
+        if find is not None:
+            record, _ = find(bytearray(packed))
+            if node_count < record < node_count + 16:
+                raise ValueError("a search tree record points into the data section separator")
         shift = bits - prefix
         address = ((address >> shift) + 1) << shift
 

@@ -36,6 +36,10 @@ UNAVAILABLE_TYPE = "service_unavailable"
 # Deliberately generic: the cause (a database problem) is for the operator's log, not the client.
 UNAVAILABLE_MESSAGE = "This service is temporarily unavailable. Please try again later."
 RETRY_AFTER = "60"
+# Headers that let a cache store a response despite (or beside) Cache-Control: HTTP/1.0's
+# Expires and the CDN-targeted RFC 9213 / Surrogate-Control fields. A denial never carries them,
+# whatever an app hook added; adapters that let app code touch the denial remove them.
+CACHE_OVERRIDE_HEADERS = ("expires", "cdn-cache-control", "surrogate-control")
 
 _REASON_PHRASES = {
     451: "Unavailable For Legal Reasons",

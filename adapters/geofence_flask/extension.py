@@ -12,6 +12,7 @@ from flask import Flask, Request, Response, g, request
 
 from geofence import ConfigError, Decision, Engine, Policy, RequestInfo, load_policy
 from geofence import Response as Denial
+from geofence.responses import CACHE_OVERRIDE_HEADERS
 from geofence.wsgi import EnvironHeaders
 
 Config = Mapping[str, Any] | str | os.PathLike[str] | Policy
@@ -34,6 +35,8 @@ def _apply(response: Response, denial: Denial) -> Response:
     response.set_data(denial.body)
     response.status_code = denial.status
     headers = response.headers
+    for name in CACHE_OVERRIDE_HEADERS:
+        headers.remove(name)
     for name, _ in denial.headers:
         headers.remove(name)
     # Last, so that a HEAD answer keeps the GET Content-Length that set_data(b"") replaced.

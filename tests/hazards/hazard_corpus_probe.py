@@ -42,7 +42,7 @@ def probe(path: str, mode: str, addresses: list[str], policy: dict[str, Any]) ->
         engine = geofence.Engine.from_config(config)
     except geofence.ConfigError as error:
         return {"outcome": "config_error", "key": error.key, "message": str(error)}
-    except BaseException as error:  # noqa: BLE001 - reporting exactly this is the point
+    except BaseException as error:  # reporting exactly this is the point
         return {"outcome": "raised", "type": type(error).__qualname__, "message": str(error)}
     rows = []
     stable = True
@@ -52,7 +52,7 @@ def probe(path: str, mode: str, addresses: list[str], policy: dict[str, Any]) ->
             again = engine.decide(geofence.RequestInfo(peer=address))  # the cached path
             stable = stable and first == again
             rows.append(decision_row(first))
-    except BaseException as error:  # noqa: BLE001
+    except BaseException as error:
         return {"outcome": "raised", "type": type(error).__qualname__, "message": str(error)}
     return {"outcome": "loaded", "decisions": rows, "stable": stable}
 

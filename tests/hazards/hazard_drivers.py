@@ -107,9 +107,8 @@ def send_django(
     config: Mapping[str, Any], wire: Wire, *, middleware: Sequence[str] = (DJANGO_MIDDLEWARE,)
 ) -> Reply:
     django_ready()
-    from django.test import Client, override_settings
-
     import hazard_django_urls
+    from django.test import Client, override_settings
 
     seen = hazard_django_urls.SEEN
     seen.clear()
@@ -119,7 +118,7 @@ def send_django(
         client = Client(REMOTE_ADDR=wire.peer)
         response = client.generic(wire.method, wire.target, headers=headers)
     pairs = [(k.lower(), v) for k, v in response.items()]
-    body = b"".join(response) if response.streaming else response.content  # type: ignore[attr-defined]
+    body = b"".join(response) if response.streaming else response.content
     return Reply(response.status_code, pairs, body, list(seen))
 
 
@@ -134,6 +133,7 @@ def flask_app(config: Mapping[str, Any], *, installs: int = 1, hostile_hook: boo
     """
     pytest.importorskip("flask")
     from flask import Flask, g
+
     from geofence_flask import Geofence
 
     app = Flask(__name__, static_folder=None)

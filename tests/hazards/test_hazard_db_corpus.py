@@ -251,6 +251,7 @@ def check_decision(row: list[Any], address: str) -> None:
     else:
         assert subdivisions == [], row
     # The policy applied to what the database said (0.0.0.0 has no address to look up).
+    expected: tuple[str, str, str | None, int]
     if country is None:
         expected = ("block", "rule", "unknown", 403)
     elif country == "CN":
@@ -302,7 +303,7 @@ def test_the_corpus_reaches_both_outcomes(outcomes: dict[str, Any]) -> None:
     db_errors = [
         address
         for address, row in zip(
-            ADDRESSES, outcomes["bad-records-GeoIP2-City.mmdb"]["auto"]["decisions"]
+            ADDRESSES, outcomes["bad-records-GeoIP2-City.mmdb"]["auto"]["decisions"], strict=True
         )
         if row[2] == "db_error"
     ]

@@ -187,7 +187,7 @@ SPLITTING: list[tuple[str, str]] = [
 
 
 def load_error(adapter: str, cfg: dict[str, Any]) -> ConfigError:
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - the type depends on the adapter
+    with pytest.raises(Exception) as caught:  # the type depends on the adapter
         build_only(adapter, cfg)
     error = caught.value
     if adapter == "django":
@@ -246,9 +246,7 @@ XSS_CASES: dict[str, Wire] = {
 def test_block_page_never_echoes_the_request(adapter: str, case: str) -> None:
     reply = send(adapter, CONFIG, XSS_CASES[case])
     assert reply.status in (451, 403)
-    assert reply.header(
-        "content-type",
-    ).startswith("text/html")  # type: ignore[union-attr]
+    assert (reply.header("content-type") or "").startswith("text/html")
     assert b"<html" in reply.body
     for marker in RAW_MARKERS:
         assert marker not in reply.body, marker
