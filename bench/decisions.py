@@ -60,47 +60,40 @@ def _repeat(item: object, call: Callable[[Any], object]) -> Batch:
     return batch
 
 
-def _mmdb_found(reader: maxminddb.Reader) -> Callable[[str], bool]:
-    def found(ip: str) -> bool:
-        record = reader.get(ip)
-        return isinstance(record, dict) and "country" in record
-
-    return found
-
-
 def _embedded_found(ip: str) -> bool:
     return country_code(ip) in iso_countries()
+
+
+Fresh = Callable[[int], list[str]]  # count -> never-used client addresses
 
 
 def decision_rows(
     db_path: str, db_label: str, addresses: Addresses, sizes: Sizes, overhead: float
 ) -> list[Row]:
     reader = maxminddb.open_database(db_path, maxminddb.MODE_MMAP_EXT)
+
+    def embedded(count: int) -> list[str]:
+        return addresses.v4(count, _embedded_found)
+
+    def mmdb_v4(count: int) -> list[str]:
+        return addresses.new_networks(count, reader, 4)
+
+    def mmdb_v6(count: int) -> list[str]:
+        return addresses.new_networks(count, reader, 6)
+
     rows: list[Row] = []
-    cases: list[tuple[str, str | None, dict[str, Any], Callable[[str], object]]] = [
-        ("embedded default (iptocc)", None, {}, country_code),
-        (db_label, db_path, {}, reader.get),
-        (f"{db_label}, reload_interval=0", db_path, {"reload_interval": 0}, reader.get),
+    cases: list[tuple[str, str | None, dict[str, Any], Callable[[str], object], Fresh]] = [
+        ("embedded default (iptocc)", None, {}, country_code, embedded),
+        (db_label, db_path, {}, reader.get, mmdb_v4),
+        (f"{db_label}, reload_interval=0", db_path, {"reload_interval": 0}, reader.get, mmdb_v4),
     ]
-    for label, path, geoip, raw in cases:
+    for label, path, geoip, raw, fresh in cases:
         engine = Engine.from_config(policy(path, **geoip))
-        found = _embedded_found if path is None else _mmdb_found(reader)
         judged = path is not None and not geoip  # the default settings on a MaxMind file
-        rows += _decision_pair(
-            label, engine, raw, found, addresses, sizes, overhead, "v4", judged=judged
-        )
+        rows += _decision_pair(label, engine, raw, fresh, sizes, overhead, judged=judged)
         if judged:
             rows += _decision_pair(
-                label,
-                engine,
-                raw,
-                found,
-                addresses,
-                sizes,
-                overhead,
-                "v6",
-                repeated=False,
-                judged=False,
+                label, engine, raw, mmdb_v6, sizes, overhead, ipv6=True, judged=False
             )
     return rows
 
@@ -109,22 +102,19 @@ def _decision_pair(
     label: str,
     engine: Engine,
     raw: Callable[[str], object],
-    found: Callable[[str], bool],
-    addresses: Addresses,
+    fresh: Fresh,
     sizes: Sizes,
     overhead: float,
-    family: str,
     *,
-    repeated: bool = True,
+    ipv6: bool = False,
     judged: bool = True,
 ) -> list[Row]:
-    """New-client rows (and repeated-client ones); ``judged``: compare with the targets."""
+    """The new-client row (and for IPv4 the repeated-client one); ``judged``: against the
+    targets."""
     section = "1. decision: engine.decide(RequestInfo) vs one raw lookup"
     raw_name = "iptocc.country_code" if raw is country_code else "maxminddb reader.get"
-    chunks = [
-        (addresses.v4 if family == "v4" else addresses.v6)(sizes.new_count, found)
-        for _ in range(sizes.rounds + 1)  # + the warm-up round
-    ]
+    # One list per round, + the warm-up round.
+    chunks = [fresh(sizes.new_count) for _ in range(sizes.rounds + 1)]
     new = paired(
         _rounds(chunks, raw, str),
         _rounds(chunks, engine.decide, _request),
@@ -133,15 +123,15 @@ def _decision_pair(
     )
     raw_new, decide_new = new.a.minus(overhead), new.b.minus(overhead)
     ratio = decide_new.median / raw_new.median
-    client = "new client" if family == "v4" else "new IPv6 client"
+    client = "new IPv6 client" if ipv6 else "new client"
     rows = [
         Row(
             section,
             f"{label}: {client}",
             us(decide_new),
             f"{spread(decide_new)}; raw {raw_name} {us(raw_new)}; = {ratio:.2f}x raw",
-            f"<= {NEW_IP_TARGET}x raw" if judged and family == "v4" else "",
-            ratio <= NEW_IP_TARGET if judged and family == "v4" else None,
+            f"<= {NEW_IP_TARGET}x raw" if judged else "",
+            ratio <= NEW_IP_TARGET if judged else None,
             {
                 **stats_numbers("decide", decide_new),
                 **stats_numbers("raw", raw_new),
@@ -149,7 +139,7 @@ def _decision_pair(
             },
         )
     ]
-    if not repeated:
+    if ipv6:
         return rows
     request = _request(REPEATED)
     decide_rep = run(_repeat(request, engine.decide), sizes.repeat_count, sizes.rounds)

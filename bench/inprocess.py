@@ -146,9 +146,10 @@ def _asgi_status(app: Any, peer: str, loop: asyncio.AbstractEventLoop) -> int:
 
 
 def adapter_rows(
-    db_path: str, addresses: Addresses, found: Callable[[str], bool], blocked: str, sizes: Sizes
+    db_path: str, addresses: Addresses, reader: Any, blocked: str, sizes: Sizes
 ) -> list[Row]:
-    """``blocked``: an address the policy blocks on this database (to prove geofence is on)."""
+    """``reader``: the database's maxminddb Reader, to pick new clients from unused networks;
+    ``blocked``: an address the policy blocks on it (to prove that geofence is on)."""
     config = policy(db_path)
     django_bare, django_fenced = apps.django_handlers(config)
     flask_bare, flask_fenced = apps.flask_app(None), apps.flask_app(config)
@@ -168,7 +169,7 @@ def adapter_rows(
         return [REPEATED] * count
 
     def new(count: int) -> list[str]:
-        return addresses.v4(count, found)
+        return addresses.new_networks(count, reader)
 
     rows: list[Row] = []
     frameworks: list[tuple[str, Callable[[Callable[[int], list[str]]], tuple[Batch, Batch]]]] = [

@@ -112,9 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     addresses = Addresses()
     rows: list[report.Row] = []
 
-    def found(ip: str) -> bool:
-        return isinstance(reader.get(ip), dict)
-
     def step(name: str, what: str) -> bool:
         if name not in wanted:
             return False
@@ -127,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += decisions.resolver_rows(addresses, plan.decision, overhead)
     blocked = _blocked(reader, addresses) if wanted & {"adapters", "servers"} else ""
     if step("adapters", "adapters in-process"):
-        rows += inprocess.adapter_rows(str(db_path), addresses, found, blocked, plan.adapters)
+        rows += inprocess.adapter_rows(str(db_path), addresses, reader, blocked, plan.adapters)
     if step("servers", f"real servers ({servers.load_tool()})"):
         rows += servers.server_rows(str(db_path), blocked, plan.servers)
     if step("memory", f"memory ({plan.memory_clients:,} clients twice)"):

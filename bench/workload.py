@@ -46,6 +46,12 @@ _SKIP_V4 = (
     (0xCB007100, 0xCB007200),
     (0xE0000000, 0x100000000),
 )
+# Global unicast IPv6, without the ranges geofence reads as IPv4 clients (Teredo, 6to4).
+_GLOBAL_V6 = (0x2000 << 112, 0x4000 << 112)
+_SKIP_V6 = (
+    (0x2001_0000 << 96, 0x2001_0001 << 96),
+    (0x2002 << 112, 0x2003 << 112),
+)
 
 
 def policy(country_db: str | None, **geoip: Any) -> dict[str, Any]:
@@ -64,42 +70,65 @@ class Addresses:
 
     geofence keeps module-wide caches (address parsing) as well as per-engine ones, so a
     "new client" measurement must never see an address that any earlier measurement used.
-    ``found`` keeps only addresses the database knows, as for real traffic.
+    On a MaxMind file, :meth:`new_networks` goes further: each address lies in a network no
+    earlier address came from, so even a cache keyed by network misses every time.
     """
 
     def __init__(self, seed: int = SEED) -> None:
         self._rng = random.Random(seed)
         self._used: set[str] = set()
+        self._networks: set[tuple[int, int]] = set()
 
     def v4(self, count: int, found: Callable[[str], bool]) -> list[str]:
+        """Distinct addresses ``found`` accepts (for the embedded default, which has no
+        notion of networks)."""
         out: list[str] = []
         draw = self._rng.getrandbits
         while len(out) < count:
             value = draw(32)
             if any(low <= value < high for low, high in _SKIP_V4):
                 continue
-            text = f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
+            text = _v4_text(value)
             if text in self._used or not found(text):
                 continue
             self._used.add(text)
             out.append(text)
         return out
 
-    def v6(self, count: int, found: Callable[[str], bool]) -> list[str]:
-        """Addresses in a few hundred known /48s, differing in their low 80 bits."""
-        prefixes: list[int] = []
-        draw = self._rng.getrandbits
-        blocks = (0x2400, 0x2600, 0x2800, 0x2A00, 0x2C00)
-        while len(prefixes) < 200:
-            top = (self._rng.choice(blocks) << 32) | draw(36)  # a /48
-            if found(_v6_text(top << 80)):
-                prefixes.append(top)
+    def new_networks(self, count: int, reader: Any, version: int = 4) -> list[str]:
+        """One address in each of ``count`` networks of ``reader`` (a maxminddb Reader) that
+        have a country and that no earlier call used.
+
+        From a random point, walk forward network by network (the lookup's prefix length
+        says where the next one starts) to the first unused one: a few lookups per address
+        even when many networks are taken, and no two consecutive addresses are neighbours.
+        """
+        bits, low, high, skip = (
+            (32, 0, 1 << 32, _SKIP_V4) if version == 4 else (128, *_GLOBAL_V6, _SKIP_V6)
+        )
+        text_of = _v4_text if version == 4 else _v6_text
         out: list[str] = []
+        value = -1
         while len(out) < count:
-            text = _v6_text((self._rng.choice(prefixes) << 80) | draw(80))
-            if text not in self._used:
-                self._used.add(text)
-                out.append(text)
+            if not low <= value < high:
+                value = low + self._rng.randrange(high - low)
+            jump = next((end for start, end in skip if start <= value < end), None)
+            if jump is not None:
+                value = jump
+                continue
+            record, prefix = reader.get_with_prefix_len(text_of(value))
+            size = 1 << (bits - prefix)
+            start = value - value % size
+            key = (start, prefix)
+            if isinstance(record, dict) and "country" in record and key not in self._networks:
+                self._networks.add(key)
+                text = text_of(start + self._rng.randrange(size))
+                if text not in self._used:
+                    self._used.add(text)
+                    out.append(text)
+                value = -1  # the next one from a new random point: no locality between them
+                continue
+            value = start + size
         return out
 
     def v4_stream(self) -> Iterator[str]:
@@ -110,9 +139,13 @@ class Addresses:
             value = (value + step) & 0xFFFFFFFF
             if any(low <= value < high for low, high in _SKIP_V4):
                 continue
-            text = f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
+            text = _v4_text(value)
             if text not in self._used:
                 yield text
+
+
+def _v4_text(value: int) -> str:
+    return f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
 
 
 def _v6_text(value: int) -> str:

@@ -39,6 +39,7 @@ __all__ = [
 
 class CountryDB(Protocol):
     has_subdivisions: bool
+    reloads: int  # how many times the file was swapped for a new one: a cache generation
     description: str  # e.g. "GeoIP2-City database '/var/lib/GeoIP/GeoIP2-City.mmdb'"
 
     def lookup(self, ip: str) -> GeoRecord:
@@ -48,6 +49,7 @@ class CountryDB(Protocol):
 
 class AnonymousDB(Protocol):
     description: str
+    reloads: int
 
     def lookup(self, ip: str) -> frozenset[str]:
         """Network types of ``ip`` ("vpn", "tor", ...); raises DatabaseError on failure."""
@@ -79,6 +81,7 @@ class EmbeddedCountryDB:
 
     has_subdivisions = False
     description = "the embedded default (iptocc, RIR data)"
+    reloads = 0  # the embedded data never changes
 
     def __init__(self, country_code: Callable[[str], str | None]) -> None:
         self._country_code = country_code

@@ -20,6 +20,7 @@ from .globs import compile_globs, has_dot_segment
 from .model import Decision, RequestInfo
 from .policy import Policy
 from .records import GeoRecord
+from .reloading import Reloading
 from .responses import Responder, Response
 from .rules import Rule, micros
 
@@ -59,10 +60,12 @@ class Engine:
             sorted({t for r in self._rules for t in (r.starts, r.enforces) if t is not None})
         )
         self._peer_only = not policy.client_ip.trusted_proxies and policy.client_ip.hops is None
-        self._cache: dict[
-            tuple[str | None, ...],
-            tuple[int, GeoRecord | None, frozenset[str] | None, Decision],
-        ] = {}
+        self._boundary_seconds = tuple(b / 1_000_000 for b in self._boundaries)
+        self._cache: dict[tuple[str | None, ...], tuple[int, int, Decision]] = {}
+        self._clock = clock
+        reloading = any(isinstance(db, Reloading) for db in (self.country_db, self.anonymous_db))
+        self._poll_interval = policy.geoip.reload_interval if reloading else None
+        self._poll_at = clock() + policy.geoip.reload_interval if reloading else None
 
     @classmethod
     def from_config(
@@ -105,18 +108,28 @@ class Engine:
         """Decide one request. Never raises because of configuration, input or databases."""
         if self._off:
             return OFF
-        decision = self._decide(request, _micros(now))
-        if decision.action != "allow" or decision.report_rules:
-            logs.log_decision(decision, request)
-        return decision
-
-    def _decide(self, request: RequestInfo, now: int) -> Decision:
+        # One function on the hot path, on purpose: every call costs here.
+        moment: int | None
+        if now is not None:
+            moment = _micros(now)
+            segment = bisect_right(self._boundaries, moment) if self._boundaries else 0
+        elif self._boundaries:
+            # The float clock is the cheapest there is; a segment found with it can be off
+            # only within a microsecond of a rule date. A miss computes exactly (below).
+            moment = None
+            segment = bisect_right(self._boundary_seconds, time.time())
+        else:
+            moment = segment = 0  # no rule has dates: the time cannot change any decision
+        if self._poll_at is not None and self._clock() >= self._poll_at:
+            self._poll_databases()
         # Decisions are cached per (client, method, path). An entry stays valid within one
-        # segment of the time line cut at every rule date, and while the database answers with
-        # the very same record objects (its cache is emptied on reload, so a reload
-        # invalidates us too). Without trusted proxies the client is a function of the peer
-        # alone, so the peer is the key and a repeated request skips resolution entirely.
-        segment = bisect_right(self._boundaries, now)
+        # segment of the time line cut at every rule date, and until a database is reloaded
+        # (reload counters only grow, so their sum changes whenever either database does).
+        # Without trusted proxies the client is a function of the peer alone, so the peer is
+        # the key and a repeated request skips client resolution too.
+        generation = self.country_db.reloads
+        if self.anonymous_db is not None:
+            generation += self.anonymous_db.reloads
         client: ClientIP | None = None
         key: tuple[str | None, ...]
         if self._peer_only:
@@ -126,29 +139,35 @@ class Engine:
             ip_text = client.ip.text if client.ip is not None else None
             key = (ip_text, client.detail, request.method, request.path)
         entry = self._cache.get(key)
-        if entry is not None and entry[0] == segment:
-            cached = entry[3]
-            if entry[1] is None or cached.client_ip is None:
-                return cached
-            try:
-                record, anonymizers = self._lookup(cached.client_ip)
-            except DatabaseError as error:
-                return self._db_error(cached.client_ip, cached.client_detail, error)
-            if record is entry[1] and anonymizers is entry[2]:
-                return cached
-        if client is None:
-            client = self._resolver.resolve(request.peer, request.headers)
-        decision, looked_up, flags = self._evaluate(request, now, client.ip, client.detail)
-        if (
-            decision.reason != "db_error"
-            and len(request.path) <= 1024
-            and len(request.method) <= 32
-        ):
-            # Bounded: a flood of distinct clients or paths empties the cache, it never grows.
-            if len(self._cache) >= CACHE_SIZE:
-                self._cache.clear()
-            self._cache[key] = (segment, looked_up, flags, decision)
+        if entry is not None and entry[0] == segment and entry[1] == generation:
+            decision = entry[2]
+        else:
+            if client is None:
+                client = self._resolver.resolve(request.peer, request.headers)
+            if moment is None:
+                moment = time.time_ns() // 1000
+                segment = bisect_right(self._boundaries, moment)
+            decision = self._evaluate(request, moment, client.ip, client.detail)
+            if (
+                decision.reason != "db_error"
+                and len(request.path) <= 1024
+                and len(request.method) <= 32
+            ):
+                # Bounded: a flood of distinct clients or paths empties it, it never grows.
+                if len(self._cache) >= CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[key] = (segment, generation, decision)
+        if decision.action != "allow" or decision.report_rules:
+            logs.log_decision(decision, request)
         return decision
+
+    def _poll_databases(self) -> None:
+        """Let reloading databases check their files: cache hits make no lookups that would."""
+        assert self._poll_at is not None and self._poll_interval is not None
+        self._poll_at = self._clock() + self._poll_interval
+        for db in (self.country_db, self.anonymous_db):
+            if isinstance(db, Reloading):
+                db.poll()
 
     def _lookup(self, ip: str) -> tuple[GeoRecord, frozenset[str]]:
         record = self.country_db.lookup(ip)
@@ -156,29 +175,22 @@ class Engine:
             return record, self.anonymous_db.lookup(ip)
         return record, NO_ANONYMIZERS
 
-    def _evaluate(
-        self, request: RequestInfo, now: int, ip: IP | None, detail: str
-    ) -> tuple[Decision, GeoRecord | None, frozenset[str] | None]:
-        """The uncached decision, with the lookup answers it depended on (None: none)."""
+    def _evaluate(self, request: RequestInfo, now: int, ip: IP | None, detail: str) -> Decision:
+        """The decision, without the cache."""
         path = request.path
         if ip is not None and ip in self._exempt_ips:
-            decision = Decision("allow", True, "exempt_ip", client_ip=ip.text, client_detail=detail)
-            return decision, None, None
+            return Decision("allow", True, "exempt_ip", client_ip=ip.text, client_detail=detail)
         if (
             self._exempt_paths is not None
             and self._exempt_paths.match(path) is not None
             and not has_dot_segment(path)
         ):
             client_ip = ip.text if ip is not None else None
-            decision = Decision(
-                "allow", True, "exempt_path", client_ip=client_ip, client_detail=detail
-            )
-            return decision, None, None
+            return Decision("allow", True, "exempt_path", client_ip=client_ip, client_detail=detail)
         if ip is None:
-            decision = self._apply_rules(
+            return self._apply_rules(
                 request, now, None, None, (), NO_ANONYMIZERS, "unresolved_client", detail
             )
-            return decision, None, None
         if is_private(ip):
             if self.policy.allow_private:
                 decision = Decision(
@@ -188,21 +200,20 @@ class Engine:
                 decision = self._apply_rules(
                     request, now, ip, None, (), NO_ANONYMIZERS, "private", detail
                 )
-            return decision, None, None
+            return decision
         try:
             record, anonymizers = self._lookup(ip.text)
         except DatabaseError as error:
-            return self._db_error(ip.text, detail, error), None, None
+            return self._db_error(ip.text, detail, error)
         if not record.found:
             fallback = "not_found"
         elif record.country is None:
             fallback = "no_country"
         else:
             fallback = "default"
-        decision = self._apply_rules(
+        return self._apply_rules(
             request, now, ip, record.country, record.subdivisions, anonymizers, fallback, detail
         )
-        return decision, record, anonymizers
 
     def _db_error(self, ip: str, detail: str, error: DatabaseError) -> Decision:
         logs.log_db_error(error)

@@ -114,6 +114,8 @@ def _signature(st: os.stat_result) -> tuple[int, ...]:
 class MaxMindDB(Generic[T]):
     """One opened, validated file and the answers it gave. Looked up from many threads."""
 
+    reloads = 0  # a plain database never changes (see reloading.Reloading)
+
     def __init__(
         self,
         reader: maxminddb.Reader,

@@ -60,8 +60,14 @@ class Reloading(Generic[T]):
         # Replacing a City database by a Country one would silently disable subdivision rules.
         self.has_subdivisions = first.has_subdivisions
         self.description = first.description
-        self.reloads = 0  # successful swaps, for tests and monitoring
+        self.reloads = 0  # successful swaps: a generation number for caches, and for monitoring
         self.rejections = 0
+
+    def poll(self) -> None:
+        """Check the file now if the interval has passed (the engine calls this on cache hits,
+        which skip lookups)."""
+        if self._clock() >= self._deadline:
+            self._check()
 
     def lookup(self, ip: str) -> T:
         if self._clock() >= self._deadline:

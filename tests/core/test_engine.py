@@ -361,3 +361,20 @@ def test_cached_decision_per_trusted_chain() -> None:
         assert decide(e, "10.0.0.1", headers=[("x-forwarded-for", CN)]).action == "block"
         assert decide(e, "10.0.0.1", headers=[("x-forwarded-for", US)]).action == "allow"
         assert decide(e, "10.0.0.1").reason == "unresolved_client"
+
+
+def test_rule_dates_before_1970_are_exact() -> None:
+    # Negative epoch microseconds once looked like "not computed yet" to the cache.
+    enforce = datetime(1800, 1, 2, tzinfo=UTC)
+    e = engine(
+        default="block",
+        rules=[
+            {"name": "g", "action": "allow", "regions": ["CN"], "enforce_from": enforce.isoformat()}
+        ],
+    )
+    tick = timedelta(microseconds=1)
+    assert [decide(e, CN, now=enforce + k * tick).action for k in (-1, 0, 1)] == [
+        "block",
+        "allow",
+        "allow",
+    ]

@@ -116,6 +116,9 @@ LOG_CASES: dict[str, Wire] = {
     ),
     "method-esc": Wire(CN, method="GE\x1b[0mT"),
     "warn-path-crlf": Wire(IR, "/v1/x%0D%0Ageofence:%20block%1B[0m"),
+    # 100 KB of path: the record keeps a bounded prefix, so a client cannot fill the disk
+    # at the rate of its requests.
+    "path-huge": Wire(CN, "/v1/" + "%0A%1B" * 50_000),
 }
 # What may never reach a log line as itself: controls (C0, DEL, C1), line and paragraph
 # separators, lone surrogates, and the bidi controls that reorder what a terminal shows.
@@ -159,6 +162,7 @@ def test_log_injection(adapter: str, case: str, caplog: pytest.LogCaptureFixture
     for record in records:
         message = record.getMessage()
         assert unsafe(message) == [], (record.name, message)
+        assert len(message) < 4096
         assert unsafe(logging.Formatter().format(record)) == []
         for text in strings(getattr(record, "geofence", None)):
             assert unsafe(text) == [], (record.name, text)

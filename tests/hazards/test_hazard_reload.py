@@ -264,7 +264,7 @@ def test_a_swap_changes_a_cached_decision(tmp_path: Path) -> None:
 # -- ASGI: hundreds of concurrent tasks ----------------------------------------------------
 
 TASKS = 200
-ASGI_SWAPS = 100
+ASGI_SWAPS = 200
 
 
 def scope_for(ip: str) -> dict[str, Any]:
@@ -287,9 +287,8 @@ def scope_for(ip: str) -> dict[str, Any]:
 def test_asgi_tasks_through_hundreds_of_swaps(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """TASKS client tasks each send one request per wave; between two waves the file is
-    replaced, and during each wave every request is in flight at once (the app yields
-    between its response start and body), the swapper's probes among them."""
+    """TASKS client tasks send one request per wave, all in flight at once; the file is
+    replaced before each wave, while the previous wave's requests are still open."""
     caplog.set_level(logging.WARNING, logger="geofence")
     target = tmp_path / "GeoIP2-City.mmdb"
     install(CITY_A, target)
@@ -308,13 +307,31 @@ def serve_through_swaps(target: Path) -> None:
     engine = engine_for(target, clock, "auto")
     db = engine.country_db
     assert isinstance(db, Reloading)
+    # gates[w] opens wave w. A request of wave w that reaches the app stays open (response
+    # started, body not sent) until gates[w + 1]: across the next swap.
+    gates = [asyncio.Event() for _ in range(ASGI_SWAPS + 2)]
+    wave = 0
+    decided = 0  # requests of the current wave decided: parked in the app, or denied
+    all_decided = asyncio.Event()
 
-    async def trivial(scope: Any, receive: Any, send: Any) -> None:
+    def one_more_decided() -> None:
+        nonlocal decided
+        decided += 1
+        if decided == TASKS:
+            all_decided.set()
+
+    async def parking(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        await asyncio.sleep(0)  # the other requests of the wave run while this one is open
+        one_more_decided()
+        await gates[scope["wave"] + 1].wait()
         await send({"type": "http.response.body", "body": b"ok"})
 
-    app = GeofenceMiddleware(trivial, engine=engine)
+    async def quick(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    app = GeofenceMiddleware(parking, engine=engine)
+    probe_app = GeofenceMiddleware(quick, engine=engine)  # the same engine, nothing parks
     # The status each file gives each probe: 451 for a block, 200 otherwise (warn, allow).
     status = {
         ip: {name: 451 if answer[0] == "block" else 200 for name, answer in per_file.items()}
@@ -324,8 +341,8 @@ def serve_through_swaps(target: Path) -> None:
     sent = 0
     checked = 0
 
-    async def request(ip: str) -> tuple[int, geofence.Decision]:
-        scope = scope_for(ip)
+    async def request(asgi: Any, ip: str) -> tuple[int, geofence.Decision]:
+        scope = {**scope_for(ip), "wave": wave}
         messages: list[MutableMapping[str, Any]] = []
 
         async def receive() -> MutableMapping[str, Any]:
@@ -334,59 +351,48 @@ def serve_through_swaps(target: Path) -> None:
         async def send(message: MutableMapping[str, Any]) -> None:
             messages.append(message)
 
-        await app(scope, receive, send)
+        await asgi(scope, receive, send)
         return messages[0]["status"], scope["state"]["geofence"]
 
+    async def client(n: int) -> None:
+        nonlocal sent
+        rng = random.Random(n)
+        for gate in gates[1:-1]:
+            await gate.wait()
+            ip = rng.choice(PROBES) if rng.random() < 0.8 else f"31.43.{n}.{rng.randrange(256)}"
+            try:
+                code, decision = await request(app, ip)
+            except BaseException as error:  # any escape is the failure
+                failures.append(f"{ip}: raised {error!r}")
+                one_more_decided()
+                continue
+            sent += 1
+            if code == 451:
+                one_more_decided()  # denied: the app never saw it
+            if key(decision) not in allowed(ip) or code not in (200, 451):
+                failures.append(f"{ip}: {code} {decision}")
+
     async def main() -> None:
-        nonlocal sent, checked
-        finished = 0
-        stop = False
-        # gates[w] opens wave w: one event per wave wakes every client at once.
-        gates = [asyncio.Event() for _ in range(ASGI_SWAPS + 2)]
-        wave_done = asyncio.Event()
-
-        async def client(n: int) -> None:
-            nonlocal sent, finished
-            rng = random.Random(n)
-            for gate in gates[1:]:
-                await gate.wait()
-                if stop:
-                    return
-                if rng.random() < 0.8:
-                    ip = rng.choice(PROBES)
-                else:
-                    ip = f"31.43.{n % 256}.{rng.randrange(256)}"
-                try:
-                    code, decision = await request(ip)
-                except BaseException as error:  # any escape is the failure
-                    failures.append(f"{ip}: raised {error!r}")
-                else:
-                    sent += 1
-                    if key(decision) not in allowed(ip) or code not in (200, 451):
-                        failures.append(f"{ip}: {code} {decision}")
-                finished += 1
-                if finished == TASKS:
-                    wave_done.set()
-
+        nonlocal wave, decided, checked
         clients = [asyncio.ensure_future(client(n)) for n in range(TASKS)]
         current = "A"
         for i, (content, name) in enumerate(schedule(ASGI_SWAPS)):
+            # The requests of the previous wave are still open while the file changes.
             install(content, target)
             clock.now += 1
             current = name or current
-            finished = 0
-            wave_done.clear()
-            gates[i + 1].set()
-            # In the middle of the wave: the first request of it has checked the file.
-            answers = await asyncio.gather(*(request(ip) for ip in PROBES))
+            wave, decided = i + 1, 0
+            all_decided.clear()
+            gates[wave].set()
+            answers = await asyncio.gather(*(request(probe_app, ip) for ip in PROBES))
             for ip, (code, decision) in zip(PROBES, answers, strict=True):
                 assert key(decision) == EXPECTED[ip][current], (i, ip, decision)
                 assert code == status[ip][current], (i, ip)
                 checked += 1
-            await wave_done.wait()
+            # A bound, not a pause: a client that died would otherwise hang the test.
+            await asyncio.wait_for(all_decided.wait(), timeout=60)
             assert db.reloads + db.rejections == i + 1
-        stop = True
-        gates[ASGI_SWAPS + 1].set()
+        gates[-1].set()  # the last wave's open requests finish
         await asyncio.gather(*clients)
 
     asyncio.run(main())
