@@ -117,6 +117,11 @@ class Responder:
             elif self._sunset_link not in existing:
                 headers.append(("Link", f"{existing}, {self._sunset_link}"))
         headers.append(("Cache-Control", merge_cache_control(get("Cache-Control"))))
+        # A CDN obeys these instead of Cache-Control (RFC 9213): a response that depends on
+        # where the client is must not be stored there either.
+        for name in ("CDN-Cache-Control", "Surrogate-Control"):
+            if get(name) is not None:
+                headers.append((name, "no-store"))
         return headers
 
     def _date(self, moment: datetime, *, sunset: bool) -> str:

@@ -524,3 +524,19 @@ def test_http_dates_read_naive_times_as_utc() -> None:
 def test_imf_fixdate_agrees_with_the_stdlib(moment: datetime) -> None:
     assert imf_fixdate(moment) == email.utils.format_datetime(moment, usegmt=True)
     assert email.utils.parsedate_to_datetime(imf_fixdate(moment)) == moment.replace(microsecond=0)
+
+
+def test_warn_neutralises_cdn_cache_headers_the_app_sent() -> None:
+    from datetime import datetime, timezone
+
+    from geofence import Decision
+    from geofence.responses import Responder
+
+    decision = Decision(
+        "warn", True, "rule", rule="r", enforce_from=datetime(2999, 1, 1, tzinfo=timezone.utc)
+    )
+    app = {"CDN-Cache-Control": "max-age=3600", "Surrogate-Control": "max-age=600"}
+    headers = dict(Responder("m", None).warn_headers(decision, app.get))
+    assert headers["CDN-Cache-Control"] == "no-store"
+    assert headers["Surrogate-Control"] == "no-store"
+    assert "CDN-Cache-Control" not in dict(Responder("m", None).warn_headers(decision, {}.get))
