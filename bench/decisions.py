@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import maxminddb
@@ -172,11 +173,9 @@ def resolver_rows(addresses: Addresses, sizes: Sizes, overhead: float) -> list[R
         if answer.ip is None or answer.ip.text != REPEATED:
             raise RuntimeError(f"resolver gave {answer!r}, expected {REPEATED}")
 
-    def resolve_direct(headers: tuple[tuple[str, str], ...]) -> object:
-        return direct.resolve(REPEATED, headers)
-
-    def resolve_chain(headers: tuple[tuple[str, str], ...]) -> object:
-        return trusted.resolve("10.0.0.3", headers)
+    # partial, not a def: no extra Python frame in what is timed.
+    resolve_direct = partial(direct.resolve, REPEATED)
+    resolve_chain = partial(trusted.resolve, "10.0.0.3")
 
     cases: list[tuple[str, Stats, str, bool | None]] = []
     stats = run(_repeat(HEADERS, resolve_direct), sizes.repeat_count, sizes.rounds)

@@ -46,13 +46,13 @@ class Plan:
 FULL = Plan(
     decisions.Sizes(new_count=2000, repeat_count=20_000, rounds=15),
     inprocess.Sizes(count=300, rounds=31),
-    servers.Sizes(seconds=5, pairs=3),
+    servers.Sizes(seconds=4, pairs=5),
     memory_clients=1_000_000,
 )
 QUICK = Plan(
     decisions.Sizes(new_count=1000, repeat_count=10_000, rounds=5),
     inprocess.Sizes(count=150, rounds=9),
-    servers.Sizes(seconds=2, pairs=1),
+    servers.Sizes(seconds=2, pairs=2),
     memory_clients=100_000,
 )
 

@@ -166,7 +166,8 @@ def server_rows(db_path: str, blocked: str, sizes: Sizes) -> list[Row]:
                 label,
                 f"{ratio * 100:.1f} %",
                 f"bare {statistics.median(bare_rps):,.0f} req/s, "
-                f"geofence {statistics.median(fenced_rps):,.0f} req/s ({load_tool()})",
+                f"geofence {statistics.median(fenced_rps):,.0f} req/s ({load_tool()}); "
+                f"per-pair ratios {min(ratios) * 100:.0f}-{max(ratios) * 100:.0f} %",
                 f">= {TARGET * 100:.0f} % of bare",
                 ratio >= TARGET,
                 {

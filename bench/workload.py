@@ -77,7 +77,8 @@ class Addresses:
     def __init__(self, seed: int = SEED) -> None:
         self._rng = random.Random(seed)
         self._used: set[str] = set()
-        self._networks: set[tuple[int, int]] = set()
+        self._pools: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self._slices: dict[tuple[int, int], list[tuple[int, int]]] = {}
 
     def v4(self, count: int, found: Callable[[str], bool]) -> list[str]:
         """Distinct addresses ``found`` accepts (for the embedded default, which has no
@@ -99,37 +100,39 @@ class Addresses:
         """One address in each of ``count`` networks of ``reader`` (a maxminddb Reader) that
         have a country and that no earlier call used.
 
-        From a random point, walk forward network by network (the lookup's prefix length
-        says where the next one starts) to the first unused one: a few lookups per address
-        even when many networks are taken, and no two consecutive addresses are neighbours.
+        Networks come from walking randomly chosen slices of the address space (/8s, or /16s
+        of 2000::/3) network by network, four slices at a time, shuffled together: addresses
+        that follow each other come from unrelated parts of the search tree.
         """
-        bits, low, high, skip = (
-            (32, 0, 1 << 32, _SKIP_V4) if version == 4 else (128, *_GLOBAL_V6, _SKIP_V6)
-        )
+        pool = self._pools.setdefault((id(reader), version), [])
+        slices = self._slices.setdefault((id(reader), version), self._slice_order(version))
+        while len(pool) < count:
+            if not slices:
+                raise RuntimeError(
+                    f"the database has too few IPv{version} networks for this run; use a "
+                    "real-size one (the generated file, or a GeoIP2/GeoLite2 download)"
+                )
+            batch: list[tuple[int, int]] = []
+            for _ in range(min(4, len(slices))):
+                batch += _walk(reader, version, *slices.pop())
+            self._rng.shuffle(batch)
+            pool[:0] = batch  # handed out from the end: older networks first
+        bits = 32 if version == 4 else 128
         text_of = _v4_text if version == 4 else _v6_text
         out: list[str] = []
-        value = -1
-        while len(out) < count:
-            if not low <= value < high:
-                value = low + self._rng.randrange(high - low)
-            jump = next((end for start, end in skip if start <= value < end), None)
-            if jump is not None:
-                value = jump
-                continue
-            record, prefix = reader.get_with_prefix_len(text_of(value))
-            size = 1 << (bits - prefix)
-            start = value - value % size
-            key = (start, prefix)
-            if isinstance(record, dict) and "country" in record and key not in self._networks:
-                self._networks.add(key)
-                text = text_of(start + self._rng.randrange(size))
-                if text not in self._used:
-                    self._used.add(text)
-                    out.append(text)
-                value = -1  # the next one from a new random point: no locality between them
-                continue
-            value = start + size
+        for _ in range(count):
+            start, prefix = pool.pop()
+            out.append(text_of(start + self._rng.randrange(1 << (bits - prefix))))
         return out
+
+    def _slice_order(self, version: int) -> list[tuple[int, int]]:
+        if version == 4:
+            slices = [(first << 24, (first + 1) << 24) for first in range(1, 224)]
+        else:
+            low, high = _GLOBAL_V6
+            slices = [(start, start + (1 << 112)) for start in range(low, high, 1 << 112)]
+        self._rng.shuffle(slices)
+        return slices
 
     def v4_stream(self) -> Iterator[str]:
         """Distinct public IPv4 addresses without a database check (for the memory test)."""
@@ -142,6 +145,26 @@ class Addresses:
             text = _v4_text(value)
             if text not in self._used:
                 yield text
+
+
+def _walk(reader: Any, version: int, low: int, high: int) -> list[tuple[int, int]]:
+    """(start, prefix) of every network with a country in [low, high), special ranges
+    skipped: one lookup per network (or per empty stretch, whose prefix says how big it is)."""
+    bits, skip, text_of = (32, _SKIP_V4, _v4_text) if version == 4 else (128, _SKIP_V6, _v6_text)
+    found: list[tuple[int, int]] = []
+    value = low
+    while value < high:
+        jump = next((end for start, end in skip if start <= value < end), None)
+        if jump is not None:
+            value = jump
+            continue
+        record, prefix = reader.get_with_prefix_len(text_of(value))
+        size = 1 << (bits - prefix)
+        start = value - value % size
+        if isinstance(record, dict) and "country" in record:
+            found.append((start, prefix))
+        value = start + size
+    return found
 
 
 def _v4_text(value: int) -> str:

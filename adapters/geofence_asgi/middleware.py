@@ -33,6 +33,7 @@ STATE_KEY = "geofence"
 # "Already decided" is marked in the scope, which is new for every request, and not only in
 # the state, which a server could (against the spec) share between requests.
 _SCOPE_KEY = "geofence.decision"
+_POLICY_KEY = "geofence.policy"  # the policy that decided this scope
 _DECIDED = frozenset({"http", "websocket"})
 # Messages that carry the response headers the warn headers are merged into.
 _STARTS = frozenset({"http.response.start", "websocket.accept", "websocket.http.response.start"})
@@ -67,6 +68,7 @@ class GeofenceMiddleware:
             raise TypeError("GeofenceMiddleware takes config= or engine=, not both")
         self.app = app
         self.engine = engine
+        self._policy = engine.policy
         # Mode "off": the decision is the same for every request, so compute it once.
         self._off_decision = None if self.engine.active else self.engine.decide(RequestInfo(None))
 
@@ -76,10 +78,13 @@ class GeofenceMiddleware:
             # lifespan, and types this middleware does not know, are not requests.
             await self.app(scope, receive, send)
             return
-        if scope.get(_SCOPE_KEY) is not None:
+        decided_by = scope.get(_POLICY_KEY)
+        if decided_by is not None and (decided_by is self._policy or decided_by == self._policy):
             # Installed twice (app and router, or two wrappers): the outer one has decided.
+            # A nested middleware with *another* policy decides again: both policies apply.
             await self.app(scope, receive, send)
             return
+        scope[_POLICY_KEY] = self._policy
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}

@@ -249,15 +249,28 @@ def test_unknown_scope_type_passes_through() -> None:
 
 
 def test_installed_twice_decides_once() -> None:
+    # Two middlewares built from the same policy (e.g. on the app and on a mounted sub-app).
+    outer = CountingEngine.from_config(BASE)
+    inner = CountingEngine.from_config(BASE)
+    seen = Seen()
+    app = GeofenceMiddleware(GeofenceMiddleware(raw_app(seen), engine=inner), engine=outer)
+    peer = Peer()
+    run(app, http_scope(US), peer)
+    assert peer.sent[0]["status"] == 200
+    assert (outer.calls, inner.calls) == (1, 0)
+    assert seen.decisions[0].reason == "default" and seen.decisions[0].country == "US"
+
+
+def test_nested_middleware_with_another_policy_applies_both() -> None:
     allow_all = CountingEngine.from_config({"geoip": BASE["geoip"]})
     block_cn = CountingEngine.from_config(BASE)
     seen = Seen()
     app = GeofenceMiddleware(GeofenceMiddleware(raw_app(seen), engine=block_cn), engine=allow_all)
     peer = Peer()
     run(app, http_scope(CN), peer)
-    assert peer.sent[0]["status"] == 200
-    assert (allow_all.calls, block_cn.calls) == (1, 0)
-    assert seen.decisions[0].reason == "default" and seen.decisions[0].country == "CN"
+    assert peer.sent[0]["status"] == 451
+    assert (allow_all.calls, block_cn.calls) == (1, 1)
+    assert seen.decisions == []
 
 
 def test_shared_state_dict_does_not_skip_later_requests() -> None:

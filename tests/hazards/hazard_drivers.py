@@ -27,6 +27,9 @@ APP_BODY = b"hello from the app"
 APP_HEADERS: tuple[tuple[str, str], ...] = (
     ("Content-Type", "text/plain; charset=utf-8"),
     ("Cache-Control", "public, max-age=600, s-maxage=600"),
+    # RFC 9213 targeted fields: a CDN that honours them ignores Cache-Control altogether.
+    ("CDN-Cache-Control", "max-age=600"),
+    ("Surrogate-Control", "max-age=600"),
 )
 ADAPTERS = ("django", "flask", "asgi", "starlette")
 # Methods every app accepts (Flask and Starlette route by method).
@@ -153,6 +156,8 @@ def flask_app(config: Mapping[str, Any], *, installs: int = 1, hostile_hook: boo
         def make_public(response: Any) -> Any:
             response.headers["Cache-Control"] = "public, max-age=86400, s-maxage=86400"
             response.headers["Expires"] = "Fri, 01 Jan 2100 00:00:00 GMT"
+            response.headers["CDN-Cache-Control"] = "max-age=86400"
+            response.headers["Surrogate-Control"] = "max-age=86400"
             return response
 
     for _ in range(installs):

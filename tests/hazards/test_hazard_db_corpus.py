@@ -96,13 +96,6 @@ POLICY: dict[str, Any] = {
     ],
 }
 
-# Files that load with one reader and are refused by another: a behaviour of the maxminddb
-# readers that geofence does not (yet) hide. See the report in the test's xfail reason.
-MODE_DEPENDENT = {
-    "disguised-libmaxminddb-separator-record-min-left.mmdb",
-    "disguised-libmaxminddb-separator-record-min-right.mmdb",
-}
-
 
 def disguise(path: Path) -> bytes | None:
     """``path`` with its metadata rewritten to say GeoIP2-City; None if it has none to read.
@@ -201,7 +194,7 @@ def outcomes(corpus: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     return found
 
 
-def corpus_ids() -> list[Any]:
+def corpus_ids() -> list[str]:
     # The ids are known before the corpus is built: the fixture must produce exactly these.
     names = [p.name for p in CORRUPT]
     names += [f"disguised-{p.name}" for p in CORRUPT if disguise(p) is not None]
@@ -215,22 +208,7 @@ def corpus_ids() -> list[Any]:
     names += ["wrong-type-GeoLite2-ASN-Test.mmdb", "wrong-type-GeoIP2-Anonymous-IP-Test.mmdb"]
     names += ["wrong-type-ASN-with-countries.mmdb", "bad-records-GeoIP2-City.mmdb"]
     names += [f"damaged-{n}.mmdb" for n in range(12)]
-    return [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "BUG: the C reader refuses this file at load (search tree record points "
-                    "into the data section separator) while the pure-Python readers load it "
-                    "and answer {} (no_country): the outcome depends on geoip.reader"
-                ),
-            ),
-        )
-        if name in MODE_DEPENDENT
-        else name
-        for name in names
-    ]
+    return names
 
 
 def unsafe(text: str) -> list[str]:
@@ -265,9 +243,7 @@ def check_decision(row: list[Any], address: str) -> None:
 
 
 def test_corpus_ids_match_the_corpus(corpus: dict[str, str]) -> None:
-    assert sorted(corpus) == sorted(
-        p.values[0] if hasattr(p, "values") else p for p in corpus_ids()
-    )
+    assert sorted(corpus) == sorted(corpus_ids())
 
 
 @pytest.mark.parametrize("name", corpus_ids())
