@@ -155,7 +155,11 @@ class MaxMindDB(Generic[T]):
                 record = self.reader.get(ip)
             except Exception as error:
                 raise DatabaseError(f"{self.description}: lookup of {ip} failed: {error}") from None
-            answer = self._decode(record)
+            try:
+                answer = self._decode(record)
+            except DatabaseError as error:
+                # Name the file and the address: with two databases, say which one is damaged.
+                raise DatabaseError(f"{self.description}: record for {ip}: {error}") from None
         cache = self.cache
         if len(cache) >= CACHE_SIZE:
             cache.clear()
