@@ -3,9 +3,9 @@
 ``GET /v1/models`` answers a small JSON body. The bare apps have no middleware at all, which
 is the harshest baseline: any real stack (sessions, CSRF, auth) makes geofence's share smaller.
 
-Used in-process by ``inprocess.py`` and, through ``GEOFENCE_BENCH_*`` environment variables,
-by the real servers (``servers.py``): ``uvicorn apps:starlette_app``,
-``gunicorn apps:flask_app``.
+Used in-process by ``inprocess.py`` and by the real servers (``servers.py``), which load
+``apps:starlette_asgi`` / ``apps:flask_wsgi`` with the policy in ``GEOFENCE_BENCH_CONFIG``
+(JSON; empty for the bare app).
 """
 
 from __future__ import annotations

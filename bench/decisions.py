@@ -82,6 +82,11 @@ def decision_rows(
     def mmdb_v6(count: int) -> list[str]:
         return addresses.new_networks(count, reader, 6)
 
+    def mmdb_anywhere(count: int) -> list[str]:
+        # Uniform over the address space: big networks get many clients, as in real traffic,
+        # so a network-keyed cache would hit; only the address is new.
+        return addresses.v4(count, lambda ip: isinstance(reader.get(ip), dict))
+
     rows: list[Row] = []
     cases: list[tuple[str, str | None, dict[str, Any], Callable[[str], object], Fresh]] = [
         ("embedded default (iptocc)", None, {}, country_code, embedded),
@@ -91,11 +96,16 @@ def decision_rows(
     for label, path, geoip, raw, fresh in cases:
         engine = Engine.from_config(policy(path, **geoip))
         judged = path is not None and not geoip  # the default settings on a MaxMind file
-        rows += _decision_pair(label, engine, raw, fresh, sizes, overhead, judged=judged)
+        new = "new client" if path is None else "new client (each in a new network)"
+        rows += _decision_pair(label, engine, raw, fresh, sizes, overhead, new, judged=judged)
         if judged:
-            rows += _decision_pair(
-                label, engine, raw, mmdb_v6, sizes, overhead, ipv6=True, judged=False
-            )
+            for what, supply in (
+                ("new IPv6 client (new network)", mmdb_v6),
+                ("new address anywhere (networks may repeat)", mmdb_anywhere),
+            ):
+                rows += _decision_pair(
+                    label, engine, raw, supply, sizes, overhead, what, judged=False, repeated=False
+                )
     return rows
 
 
@@ -106,12 +116,13 @@ def _decision_pair(
     fresh: Fresh,
     sizes: Sizes,
     overhead: float,
+    client: str,
     *,
-    ipv6: bool = False,
-    judged: bool = True,
+    judged: bool,
+    repeated: bool = True,
 ) -> list[Row]:
-    """The new-client row (and for IPv4 the repeated-client one); ``judged``: against the
-    targets."""
+    """The new-client row and, with ``repeated``, the repeated-client one; ``judged``: compared
+    with the targets."""
     section = "1. decision: engine.decide(RequestInfo) vs one raw lookup"
     raw_name = "iptocc.country_code" if raw is country_code else "maxminddb reader.get"
     # One list per round, + the warm-up round.
@@ -124,7 +135,6 @@ def _decision_pair(
     )
     raw_new, decide_new = new.a.minus(overhead), new.b.minus(overhead)
     ratio = decide_new.median / raw_new.median
-    client = "new IPv6 client" if ipv6 else "new client"
     rows = [
         Row(
             section,
@@ -140,7 +150,7 @@ def _decision_pair(
             },
         )
     ]
-    if ipv6:
+    if not repeated:
         return rows
     request = _request(REPEATED)
     decide_rep = run(_repeat(request, engine.decide), sizes.repeat_count, sizes.rounds)

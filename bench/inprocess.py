@@ -40,7 +40,13 @@ class Sizes:
     rounds: int
 
 
-def _environ(peer: str) -> Environ:
+# One request's client: (socket peer, X-Forwarded-For value or None).
+Client = tuple[str, str | None]
+Clients = Callable[[int], list[Client]]
+PROXY = "127.0.0.1"  # trusted by the example policy
+
+
+def _environ(peer: str, forwarded: str | None = None) -> Environ:
     environ: Environ = {
         "REQUEST_METHOD": "GET",
         "SCRIPT_NAME": "",
@@ -61,13 +67,18 @@ def _environ(peer: str) -> Environ:
     }
     for name, value in HEADERS:
         environ["HTTP_" + name.upper().replace("-", "_")] = value
+    if forwarded is not None:
+        environ["HTTP_X_FORWARDED_FOR"] = forwarded
     return environ
 
 
 _RAW_HEADERS = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in HEADERS]
 
 
-def _scope(peer: str) -> dict[str, Any]:
+def _scope(peer: str, forwarded: str | None = None) -> dict[str, Any]:
+    headers = _RAW_HEADERS
+    if forwarded is not None:
+        headers = [*headers, (b"x-forwarded-for", forwarded.encode("latin-1"))]
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -78,7 +89,7 @@ def _scope(peer: str) -> dict[str, Any]:
         "raw_path": PATH.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": _RAW_HEADERS,
+        "headers": headers,
         "client": (peer, 54321),
         "server": ("127.0.0.1", 8000),
         "state": {},
@@ -91,9 +102,9 @@ def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any =
     return None
 
 
-def _wsgi_batch(app: WSGIApp, peers: Callable[[int], list[str]]) -> Batch:
+def _wsgi_batch(app: WSGIApp, clients: Clients) -> Batch:
     def batch(count: int) -> int:
-        environs = [_environ(p) for p in peers(count)]
+        environs = [_environ(*client) for client in clients(count)]
         start = _start_response
         started = clock()
         for environ in environs:
@@ -117,9 +128,7 @@ async def _send(message: dict[str, Any]) -> None:
         _send.status = message["status"]  # type: ignore[attr-defined]
 
 
-def _asgi_batch(
-    app: Any, peers: Callable[[int], list[str]], loop: asyncio.AbstractEventLoop
-) -> Batch:
+def _asgi_batch(app: Any, clients: Clients, loop: asyncio.AbstractEventLoop) -> Batch:
     async def many(scopes: list[dict[str, Any]]) -> int:
         started = clock()
         for scope in scopes:
@@ -127,21 +136,21 @@ def _asgi_batch(
         return clock() - started
 
     def batch(count: int) -> int:
-        return loop.run_until_complete(many([_scope(p) for p in peers(count)]))
+        return loop.run_until_complete(many([_scope(*client) for client in clients(count)]))
 
     return batch
 
 
-def _wsgi_status(app: WSGIApp, peer: str) -> int:
-    result = app(_environ(peer), _start_response)
+def _wsgi_status(app: WSGIApp, client: Client) -> int:
+    result = app(_environ(*client), _start_response)
     body = b"".join(result)
     getattr(result, "close", lambda: None)()
     assert body is not None
     return int(_start_response.status.split()[0])  # type: ignore[attr-defined]
 
 
-def _asgi_status(app: Any, peer: str, loop: asyncio.AbstractEventLoop) -> int:
-    loop.run_until_complete(app(_scope(peer), _receive, _send))
+def _asgi_status(app: Any, client: Client, loop: asyncio.AbstractEventLoop) -> int:
+    loop.run_until_complete(app(_scope(*client), _receive, _send))
     return int(_send.status)  # type: ignore[attr-defined]
 
 
@@ -156,46 +165,57 @@ def adapter_rows(
     loop = asyncio.new_event_loop()
     star_bare, star_fenced = apps.starlette_app(None), apps.starlette_app(config)
 
-    def check(name: str, status: Callable[[Any, str], int], bare: Any, fenced: Any) -> None:
-        got = (status(bare, blocked), status(fenced, blocked), status(fenced, REPEATED))
-        if got != (200, 451, 200):
-            raise RuntimeError(f"{name}: statuses {got}, expected (200, 451, 200)")
+    def check(name: str, status: Callable[[Any, Client], int], bare: Any, fenced: Any) -> None:
+        got = (
+            status(bare, (blocked, None)),
+            status(fenced, (blocked, None)),
+            status(fenced, (REPEATED, None)),
+            status(fenced, (PROXY, blocked)),
+        )
+        if got != (200, 451, 200, 451):
+            raise RuntimeError(f"{name}: statuses {got}, expected (200, 451, 200, 451)")
 
     check("Django", _wsgi_status, django_bare, django_fenced)
     check("Flask", _wsgi_status, flask_bare.wsgi_app, flask_fenced.wsgi_app)
     check("Starlette", lambda a, p: _asgi_status(a, p, loop), star_bare, star_fenced)
 
-    def repeated(count: int) -> list[str]:
-        return [REPEATED] * count
+    def repeated(count: int) -> list[Client]:
+        return [(REPEATED, None)] * count
 
-    def new(count: int) -> list[str]:
-        return addresses.new_networks(count, reader)
+    def new(count: int) -> list[Client]:
+        return [(peer, None) for peer in addresses.new_networks(count, reader)]
+
+    def proxied(count: int) -> list[Client]:
+        return [(PROXY, REPEATED)] * count
 
     rows: list[Row] = []
-    frameworks: list[tuple[str, Callable[[Callable[[int], list[str]]], tuple[Batch, Batch]]]] = [
+    frameworks: list[tuple[str, Callable[[Clients], tuple[Batch, Batch]]]] = [
         (
             "Django",
-            lambda peers: (_wsgi_batch(django_bare, peers), _wsgi_batch(django_fenced, peers)),
+            lambda clients: (
+                _wsgi_batch(django_bare, clients),
+                _wsgi_batch(django_fenced, clients),
+            ),
         ),
         (
             "Flask",
-            lambda peers: (
-                _wsgi_batch(flask_bare.wsgi_app, peers),
-                _wsgi_batch(flask_fenced.wsgi_app, peers),
+            lambda clients: (
+                _wsgi_batch(flask_bare.wsgi_app, clients),
+                _wsgi_batch(flask_fenced.wsgi_app, clients),
             ),
         ),
         (
             "Starlette",
-            lambda peers: (
-                _asgi_batch(star_bare, peers, loop),
-                _asgi_batch(star_fenced, peers, loop),
+            lambda clients: (
+                _asgi_batch(star_bare, clients, loop),
+                _asgi_batch(star_fenced, clients, loop),
             ),
         ),
     ]
     try:
-        for client, peers in (("repeated", repeated), ("new", new)):
+        for client, clients in (("repeated", repeated), ("new", new), ("proxied", proxied)):
             for name, make in frameworks:
-                bare, fenced = make(peers)
+                bare, fenced = make(clients)
                 result = paired(bare, fenced, sizes.count, sizes.rounds)
                 rows.append(_row(name, client, result))
     finally:
@@ -207,7 +227,11 @@ def _row(name: str, client: str, result: Pair) -> Row:
     limit = TARGETS.get((name, client))
     pct = result.overhead_pct
     added = (result.b.median - result.a.median) / 1000
-    who = "repeated client" if client == "repeated" else "new client each request"
+    who = {
+        "repeated": "repeated client",
+        "new": "new client each request",
+        "proxied": "repeated client via trusted proxy (X-Forwarded-For)",
+    }[client]
     return Row(
         SECTION,
         f"{name}: {who}",

@@ -52,8 +52,8 @@ FULL = Plan(
 QUICK = Plan(
     decisions.Sizes(new_count=1000, repeat_count=10_000, rounds=5),
     inprocess.Sizes(count=150, rounds=9),
-    servers.Sizes(seconds=2, pairs=2),
-    memory_clients=100_000,
+    servers.Sizes(seconds=1.5, pairs=3),
+    memory_clients=200_000,
 )
 
 
