@@ -26,6 +26,7 @@ from .rules import Rule, micros
 
 OFF = Decision(action="allow", enforced=False, reason="off")
 NO_ANONYMIZERS: frozenset[str] = frozenset()
+_wall_clock = time.time  # bound once: the hot path reads it on every request
 CACHE_SIZE = 65_536
 
 
@@ -61,7 +62,8 @@ class Engine:
         )
         self._peer_only = not policy.client_ip.trusted_proxies and policy.client_ip.hops is None
         self._boundary_seconds = tuple(b / 1_000_000 for b in self._boundaries)
-        self._cache: dict[tuple[str | None, ...], tuple[int, int, Decision]] = {}
+        # key -> (time segment, database generation, decision, whether it is logged)
+        self._cache: dict[tuple[str | None, ...], tuple[int, int, Decision, bool]] = {}
         self._clock = clock
         reloading = any(isinstance(db, Reloading) for db in (self.country_db, self.anonymous_db))
         self._poll_interval = policy.geoip.reload_interval if reloading else None
@@ -117,7 +119,7 @@ class Engine:
             # The float clock is the cheapest there is; a segment found with it can be off
             # only within a microsecond of a rule date. A miss computes exactly (below).
             moment = None
-            segment = bisect_right(self._boundary_seconds, time.time())
+            segment = bisect_right(self._boundary_seconds, _wall_clock())
         else:
             moment = segment = 0  # no rule has dates: the time cannot change any decision
         if self._poll_at is not None and self._clock() >= self._poll_at:
@@ -141,23 +143,27 @@ class Engine:
         entry = self._cache.get(key)
         if entry is not None and entry[0] == segment and entry[1] == generation:
             decision = entry[2]
-        else:
-            if client is None:
-                client = self._resolver.resolve(request.peer, request.headers)
-            if moment is None:
-                moment = time.time_ns() // 1000
-                segment = bisect_right(self._boundaries, moment)
-            decision = self._evaluate(request, moment, client.ip, client.detail)
-            if (
-                decision.reason != "db_error"
-                and len(request.path) <= 1024
-                and len(request.method) <= 32
-            ):
-                # Bounded: a flood of distinct clients or paths empties it, it never grows.
-                if len(self._cache) >= CACHE_SIZE:
-                    self._cache.clear()
-                self._cache[key] = (segment, generation, decision)
-        if decision.action != "allow" or decision.report_rules:
+            if entry[3]:
+                logs.log_decision(decision, request)
+            return decision
+        # A miss: decide for real, then remember.
+        if client is None:
+            client = self._resolver.resolve(request.peer, request.headers)
+        if moment is None:
+            moment = time.time_ns() // 1000
+            segment = bisect_right(self._boundaries, moment)
+        decision = self._evaluate(request, moment, client.ip, client.detail)
+        loggable = decision.action != "allow" or bool(decision.report_rules)
+        if (
+            decision.reason != "db_error"
+            and len(request.path) <= 1024
+            and len(request.method) <= 32
+        ):
+            # Bounded: a flood of distinct clients or paths empties it, it never grows.
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = (segment, generation, decision, loggable)
+        if loggable:
             logs.log_decision(decision, request)
         return decision
 
@@ -237,7 +243,7 @@ class Engine:
         # An absurdly long method matches no rule's methods; don't upper-case 100 KB per request.
         method = request.method.upper() if len(request.method) <= 32 else ""
         client_ip = ip.text if ip is not None else None
-        anon = tuple(sorted(anonymizers))
+        anon = tuple(sorted(anonymizers)) if anonymizers else ()
         dry_run: Decision | None = None
         dry_names: list[str] = []
         for rule in self._rules:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 from .globs import compile_globs
 from .model import Action
@@ -52,6 +53,13 @@ MICROSECOND = timedelta(microseconds=1)
 def micros(moment: datetime) -> int:
     """Exact integer microseconds since 1970: a float timestamp loses microseconds far from 1970."""
     return (moment - EPOCH) // MICROSECOND
+
+
+@lru_cache(maxsize=256)
+def _phase_words(enforce_from: datetime | None) -> tuple[str, str]:
+    """How the CLI and logs name a rule's phase; formatted once per date, not per request."""
+    shown = enforce_from.isoformat() if enforce_from else ""
+    return f"grace period until {shown}", f"enforced since {shown}"
 
 
 def _micros(moment: datetime | None) -> int | None:
@@ -109,10 +117,15 @@ class Rule:
     def phase_at(self, now: int) -> str:
         if self.enforces is None:
             return "always"
-        if now < self.enforces:
-            assert self.enforce_from is not None
-            return f"grace period until {self.enforce_from.isoformat()}"
-        return f"enforced since {self.enforce_from.isoformat() if self.enforce_from else ''}"
+        return self.grace_phase if now < self.enforces else self.enforced_phase
+
+    @property
+    def grace_phase(self) -> str:
+        return _phase_words(self.enforce_from)[0]
+
+    @property
+    def enforced_phase(self) -> str:
+        return _phase_words(self.enforce_from)[1]
 
     def matches_request(self, path: str, method: str) -> bool:
         if self.methods is not None and method not in self.methods:
