@@ -94,7 +94,7 @@ class GeofenceMiddleware:
         return decision, self._denial_response(denial, decision, info)
 
     def _after(self, decision: Decision | None, response: HttpResponseBase) -> HttpResponseBase:
-        if decision is not None:
+        if decision is not None and decision.action == "warn":  # only warnings add headers
             for name, value in self.engine.response_headers(decision, response.headers.get):
                 response[name] = value
         return response

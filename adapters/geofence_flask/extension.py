@@ -86,7 +86,8 @@ class GeofenceState:
             host=host,
         )
         decision = self.engine.decide(info)
-        g.geofence = decision
+        # Through the real object: each write via the `g` proxy costs a context lookup.
+        g._get_current_object().geofence = decision
         environ[DECISION_KEY] = decision
         denial = self.engine.denial(decision, info)
         if denial is None:
@@ -102,7 +103,7 @@ class GeofenceState:
             # (e.g. made it cacheable); put back what the core decided.
             return _apply(response, denial)
         decision: Decision | None = environ.get(DECISION_KEY)
-        if decision is not None:
+        if decision is not None and decision.action == "warn":  # only warnings add headers
             headers = response.headers
             for name, value in self.engine.response_headers(
                 decision, lambda key: ", ".join(headers.getlist(key)) or None
