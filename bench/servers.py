@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import re
 import shutil
@@ -114,7 +115,8 @@ def _load(port: int, seconds: float) -> float:
     header = f"X-Forwarded-For: {REPEATED}"
     if shutil.which("wrk"):
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "-H", header, url],
+            # wrk takes whole seconds only ("-d1.5s" is a usage error).
+            ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{math.ceil(seconds)}s", "-H", header, url],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
