@@ -519,7 +519,7 @@ def test_starlette_mount_decides_on_the_routed_path() -> None:
 
 
 def test_root_path_is_not_part_of_the_routed_path() -> None:
-    import httpx
+    httpx = pytest.importorskip("httpx")
 
     async def main() -> list[int]:
         app = GeofenceMiddleware(raw_app(Seen()), engine=ENGINE)

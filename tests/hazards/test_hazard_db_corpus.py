@@ -26,10 +26,11 @@ from typing import Any
 
 import maxminddb
 import pytest
-from mmdb_writer import Encoder
 
 from geofence import mmdb
 from geofence.records import iso_countries
+
+Encoder = pytest.importorskip("mmdb_writer").Encoder
 
 HERE = Path(__file__).parent
 DATA = HERE.parent / "data"
