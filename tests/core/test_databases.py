@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests_support import CORRUPT_FILES, reader_modes
 
 from geofence import mmdb
 from geofence.databases import (
@@ -33,29 +34,13 @@ from geofence.records import iso_countries
 
 DATA = Path(__file__).parent.parent / "data"
 TEST_DATA = DATA / "maxmind" / "test-data"
-BAD_DATA = DATA / "maxmind" / "bad-data"
 FIXTURES = DATA / "fixtures"
 EXPECTED = json.loads((FIXTURES / "fixtures.json").read_text())
 
 CITY = TEST_DATA / "GeoIP2-City-Test.mmdb"
 ANONYMOUS = TEST_DATA / "GeoIP2-Anonymous-IP-Test.mmdb"
-MODES = [
-    "auto",
-    pytest.param(
-        "mmap_ext",
-        marks=pytest.mark.skipif(not mmdb.has_extension(), reason="no maxminddb C extension"),
-    ),
-    "mmap",
-    "memory",
-    "file",
-]
-BROKEN_TEST_DATA = [
-    "GeoIP2-City-Test-Broken-Double-Format.mmdb",
-    "GeoIP2-City-Test-Invalid-Node-Count.mmdb",
-    "MaxMind-DB-test-broken-pointers-24.mmdb",
-    "MaxMind-DB-test-broken-search-tree-24.mmdb",
-]
-BAD_FILES = sorted(BAD_DATA.rglob("*.mmdb")) + [TEST_DATA / name for name in BROKEN_TEST_DATA]
+MODES = reader_modes()
+BAD_FILES = CORRUPT_FILES
 
 CITY_ANSWERS = {
     "81.2.69.142": GeoRecord(True, "GB", ("GB-ENG",)),

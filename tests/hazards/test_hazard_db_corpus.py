@@ -26,8 +26,8 @@ from typing import Any
 
 import maxminddb
 import pytest
+from tests_support import CORRUPT_FILES, reader_modes
 
-from geofence import mmdb
 from geofence.records import iso_countries
 
 Encoder = pytest.importorskip("mmdb_writer").Encoder
@@ -35,27 +35,11 @@ Encoder = pytest.importorskip("mmdb_writer").Encoder
 HERE = Path(__file__).parent
 DATA = HERE.parent / "data"
 TEST_DATA = DATA / "maxmind" / "test-data"
-BAD_DATA = DATA / "maxmind" / "bad-data"
 FIXTURES = DATA / "fixtures"
 CITY = TEST_DATA / "GeoIP2-City-Test.mmdb"
 
-MODES = (
-    ["auto", "mmap_ext", "mmap", "memory", "file"]
-    if mmdb.has_extension()
-    else [
-        "auto",
-        "mmap",
-        "memory",
-        "file",
-    ]
-)
-BROKEN_TEST_DATA = [
-    "GeoIP2-City-Test-Broken-Double-Format.mmdb",
-    "GeoIP2-City-Test-Invalid-Node-Count.mmdb",
-    "MaxMind-DB-test-broken-pointers-24.mmdb",
-    "MaxMind-DB-test-broken-search-tree-24.mmdb",
-]
-CORRUPT = sorted(BAD_DATA.rglob("*.mmdb")) + [TEST_DATA / name for name in BROKEN_TEST_DATA]
+MODES = reader_modes()
+CORRUPT = CORRUPT_FILES
 METADATA_MARKER = b"\xab\xcd\xefMaxMind.com"
 
 # Addresses from every part of the test databases' trees, both families, and edge forms.
