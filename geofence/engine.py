@@ -30,9 +30,7 @@ _wall_clock = time.time  # bound once: the hot path reads it on every request
 CACHE_SIZE = 65_536
 
 
-def _micros(now: datetime | None) -> int:
-    if now is None:
-        return time.time_ns() // 1000
+def _micros(now: datetime) -> int:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be an aware datetime (e.g. datetime.now(timezone.utc))")
     return micros(now)
