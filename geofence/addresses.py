@@ -179,9 +179,8 @@ def parse_peer(text: str | None) -> IP | None:
     tolerated: ``[2001:db8::1]`` and ``fe80::1%eth0``. Anything else is as strict as
     :func:`parse_ip`; ``None`` (e.g. a Unix socket) gives ``None``.
     """
-    ip = _cache.get(text, _MISS)  # type: ignore[arg-type]
-    if ip is not None and ip is not _MISS:
-        return ip
+    # Not through parse_ip's cache: the resolver keeps its own answer per peer, so a peer is
+    # parsed once per resolver anyway, and a second cache would only cost a miss and a store.
     if not isinstance(text, str) or len(text) > _MAX_TOKEN + _MAX_ZONE + 3:
         return None
     if text[:1] == "[" and text[-1:] == "]":
@@ -193,7 +192,9 @@ def parse_peer(text: str | None) -> IP | None:
         if ":" not in text or zone == len(text) - 1:
             return None
         text = text[:zone]
-    return parse_ip(text)
+    if len(text) > _MAX_TOKEN:
+        return None
+    return _parse(text)
 
 
 # -- network membership ------------------------------------------------------------------------

@@ -310,6 +310,8 @@ class ClientResolver:
             self._peer_detail = "socket peer (not a trusted proxy)"
         # Per-resolver caches (trust differs between resolvers); bounded like addresses._cache.
         self._peers: dict[str | None, ClientIP | IP] = {}
+        # Read by the engine: a ClientIP here means the peer is the client, headers unread.
+        self.peers = self._peers
         self._entries: dict[str, Kind] = {}
         self._lines: dict[str, ClientIP] = {}
 

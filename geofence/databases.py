@@ -1,9 +1,9 @@
 """Country and anonymous-IP lookups: embedded iptocc data and MaxMind databases, with reload.
 
 ``open_country_db`` / ``open_anonymous_db`` are called once, when the engine is built; any
-problem with a database is a :class:`ConfigError` then. Afterwards ``lookup`` takes canonical
-address text (the engine has already parsed and normalised it) and returns an immutable
-answer, or raises :class:`DatabaseError`, which the engine turns into ``db_error``.
+problem with a database is a :class:`ConfigError` then. Afterwards ``find`` takes the parsed
+address (``lookup`` its canonical text) and returns an immutable answer, or raises
+:class:`DatabaseError`, which the engine turns into ``db_error``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from .addresses import IP
 from .errors import ConfigError, DatabaseError
 from .mmdb import (
     CACHE_SIZE,
@@ -42,8 +43,12 @@ class CountryDB(Protocol):
     reloads: int  # how many times the file was swapped for a new one: a cache generation
     description: str  # e.g. "GeoIP2-City database '/var/lib/GeoIP/GeoIP2-City.mmdb'"
 
+    def find(self, ip: IP) -> GeoRecord:
+        """Raises geofence.errors.DatabaseError on failure."""
+        ...
+
     def lookup(self, ip: str) -> GeoRecord:
-        """``ip`` is canonical text; raises geofence.errors.DatabaseError on failure."""
+        """``ip`` is canonical text; the same answer as ``find`` for that address."""
         ...
 
 
@@ -51,8 +56,12 @@ class AnonymousDB(Protocol):
     description: str
     reloads: int
 
-    def lookup(self, ip: str) -> frozenset[str]:
+    def find(self, ip: IP) -> frozenset[str]:
         """Network types of ``ip`` ("vpn", "tor", ...); raises DatabaseError on failure."""
+        ...
+
+    def lookup(self, ip: str) -> frozenset[str]:
+        """``ip`` is canonical text; the same answer as ``find`` for that address."""
         ...
 
 
@@ -88,6 +97,9 @@ class EmbeddedCountryDB:
         # RIR files also use "EU" and "AP" (somewhere in a region): those name no country.
         self._answers = {code: GeoRecord(True, code) for code in iso_countries()}
         self._cache: dict[str, GeoRecord] = {}
+
+    def find(self, ip: IP) -> GeoRecord:
+        return self.lookup(ip.text)  # iptocc takes text
 
     def lookup(self, ip: str) -> GeoRecord:
         hit = self._cache.get(ip)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
@@ -27,7 +28,14 @@ from .rules import Rule, micros
 OFF = Decision(action="allow", enforced=False, reason="off")
 NO_ANONYMIZERS: frozenset[str] = frozenset()
 _wall_clock = time.time  # bound once: the hot path reads it on every request
-CACHE_SIZE = 65_536
+Epoch = tuple[int, int]  # (time segment, database generation)
+_new = tuple.__new__  # builds a Decision without NamedTuple's Python-level __new__
+CACHE_SIZE = 65_536  # decisions, per (client, method, path)
+VERDICT_CACHE_SIZE = 4096  # what the rules say, per (time segment, method, path, lookup result)
+# Decisions that do not depend on rules, without their last two fields (client_ip, detail).
+EXEMPT_IP = Decision("allow", True, "exempt_ip")[:-2]
+EXEMPT_PATH = Decision("allow", True, "exempt_path")[:-2]
+PRIVATE = Decision("allow", True, "private")[:-2]
 
 
 def _micros(now: datetime) -> int:
@@ -41,12 +49,14 @@ class Engine:
 
     def __init__(self, policy: Policy, *, clock: Callable[[], float] | None = None) -> None:
         self.policy = policy
+        injected_clock = clock is not None
         clock = clock or time.monotonic
         self._off = policy.mode == "off"
         self._report = policy.mode == "report"
         self._rules = tuple(Rule.compile(r) for r in policy.rules)
         self._resolver = ClientResolver(policy.client_ip)
         self._exempt_ips = NetworkSet(policy.exempt_ips)
+        self._any_exempt_ips = bool(self._exempt_ips)
         self._exempt_paths = compile_globs(policy.exempt_paths)
         self._responder = Responder(policy.message, policy.info_url)
         self.country_db: CountryDB = open_country_db(policy.geoip, clock)
@@ -58,14 +68,26 @@ class Engine:
         self._boundaries = tuple(
             sorted({t for r in self._rules for t in (r.starts, r.enforces) if t is not None})
         )
-        self._peer_only = not policy.client_ip.trusted_proxies and policy.client_ip.hops is None
         self._boundary_seconds = tuple(b / 1_000_000 for b in self._boundaries)
-        # key -> (time segment, database generation, decision, whether it is logged)
-        self._cache: dict[tuple[str | None, ...], tuple[int, int, Decision, bool]] = {}
+        # The resolver's peer -> answer cache: when it holds a final answer for a peer, that
+        # peer is no trusted proxy. Under ``hops`` the peer is never consulted.
+        self._peers = self._resolver.peers if policy.client_ip.hops is None else None
+        # key -> (epoch, decision, whether it is logged)
+        self._cache: dict[tuple[str | None, ...], tuple[Epoch, Decision, bool]] = {}
+        self._verdicts: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._clock = clock
         reloading = any(isinstance(db, Reloading) for db in (self.country_db, self.anonymous_db))
         self._poll_interval = policy.geoip.reload_interval if reloading else None
-        self._poll_at = clock() + policy.geoip.reload_interval if reloading else None
+        self._poll_at: float = clock() + policy.geoip.reload_interval if reloading else 0.0
+        # With the default clock, database checks are scheduled by the wall-clock window (one
+        # clock read per request); an injected clock (tests) is read on every request instead.
+        self._poll_each = reloading and injected_clock
+        # (start, end, epoch): the wall-clock window the last request fell in (empty at first)
+        # and its epoch, (time segment, database generation). A cache entry is valid while it
+        # carries the current epoch object.
+        self._generation = 0
+        self._state: tuple[float, float, Epoch] = (0.0, 0.0, (0, 0))
+        self._state_lock = threading.Lock()
 
     @classmethod
     def from_config(
@@ -108,116 +130,178 @@ class Engine:
         """Decide one request. Never raises because of configuration, input or databases."""
         if self._off:
             return OFF
-        # One function on the hot path, on purpose: every call costs here.
-        moment: int | None
         if now is not None:
             moment = _micros(now)
             segment = bisect_right(self._boundaries, moment) if self._boundaries else 0
-        elif self._boundaries:
-            # The float clock is the cheapest there is; a segment found with it can be off
-            # only within a microsecond of a rule date. A miss computes exactly (below).
-            moment = None
-            segment = bisect_right(self._boundary_seconds, _wall_clock())
-        else:
-            moment = segment = 0  # no rule has dates: the time cannot change any decision
-        if self._poll_at is not None and self._clock() >= self._poll_at:
-            self._poll_databases()
-        # Decisions are cached per (client, method, path). An entry stays valid within one
-        # segment of the time line cut at every rule date, and until a database is reloaded
-        # (reload counters only grow, so their sum changes whenever either database does).
-        # Without trusted proxies the client is a function of the peer alone, so the peer is
-        # the key and a repeated request skips client resolution too.
-        generation = self.country_db.reloads
-        if self.anonymous_db is not None:
-            generation += self.anonymous_db.reloads
-        client: ClientIP | None = None
+            self._poll_if_due()
+            return self._decide(request, moment, (segment, self._generation))
+        # The hot path, kept to a few operations on purpose: it runs for every request.
+        # Within the current window of the wall clock no rule changes phase and no database
+        # check is due, so the epoch (time segment, database generation) is already known.
+        wall = _wall_clock()
+        start, end, epoch = self._state
+        if not start <= wall < end:
+            epoch = self._tick(wall)
+        # A client that is its own socket peer (no trusted proxy in between) is cached under
+        # (peer, method, path): a repeated request is one dictionary lookup.
+        entry = self._cache.get((request.peer, request.method, request.path))
+        if entry is not None and entry[0] is epoch:
+            if entry[2]:
+                logs.log_decision(entry[1], request)
+            return entry[1]
+        return self._decide(request, None, epoch)
+
+    def _decide(self, request: RequestInfo, moment: int | None, epoch: Epoch) -> Decision:
+        """Decide with the cache: ``epoch`` is what its entries must carry to be valid."""
+        peer, method, path = request.peer, request.method, request.path
+        client = self._resolver.resolve(peer, request.headers)
         key: tuple[str | None, ...]
-        if self._peer_only:
-            key = (request.peer, request.method, request.path)
+        if self._peers is not None and self._peers.get(peer).__class__ is ClientIP:
+            # The peer is no trusted proxy: the client is the peer whatever the headers say.
+            key = (peer, method, path)
         else:
-            client = self._resolver.resolve(request.peer, request.headers)
             ip_text = client.ip.text if client.ip is not None else None
-            key = (ip_text, client.detail, request.method, request.path)
+            key = (ip_text, client.detail, method, path)
         entry = self._cache.get(key)
-        if entry is not None and entry[0] == segment and entry[1] == generation:
-            decision = entry[2]
-            if entry[3]:
-                logs.log_decision(decision, request)
-            return decision
-        # A miss: decide for real, then remember.
-        if client is None:
-            client = self._resolver.resolve(request.peer, request.headers)
+        if entry is not None and entry[0] == epoch:
+            if entry[2]:
+                logs.log_decision(entry[1], request)
+            return entry[1]
+        segment = epoch[0]
         if moment is None:
+            # The window was found with the float clock, which can be off within a
+            # microsecond of a rule date: decide with the exact time.
             moment = time.time_ns() // 1000
-            segment = bisect_right(self._boundaries, moment)
-        decision = self._evaluate(request, moment, client.ip, client.detail)
+            if self._boundaries:
+                segment = bisect_right(self._boundaries, moment)
+        decision = self._evaluate(request, moment, segment, client.ip, client.detail)
         loggable = decision.action != "allow" or bool(decision.report_rules)
         if (
-            decision.reason != "db_error"
-            and len(request.path) <= 1024
-            and len(request.method) <= 32
+            segment == epoch[0]
+            and decision.reason != "db_error"
+            and len(path) <= 1024
+            and len(method) <= 32
         ):
             # Bounded: a flood of distinct clients or paths empties it, it never grows.
             if len(self._cache) >= CACHE_SIZE:
                 self._cache.clear()
-            self._cache[key] = (segment, generation, decision, loggable)
+            # Stored with the epoch read *before* the lookup: should a reload have happened
+            # in between, the entry is merely stale-marked, never newer than it claims.
+            self._cache[key] = (epoch, decision, loggable)
         if loggable:
             logs.log_decision(decision, request)
         return decision
 
+    def _tick(self, wall: float) -> Epoch:
+        """The wall clock left the current window: find the segment, check databases if due."""
+        self._poll_if_due()
+        with self._state_lock:
+            segment = bisect_right(self._boundary_seconds, wall)
+            bounds = self._boundary_seconds
+            start = bounds[segment - 1] if segment else float("-inf")
+            end = bounds[segment] if segment < len(bounds) else float("inf")
+            if self._poll_interval is not None:
+                if self._poll_each:
+                    end = start  # an injected clock is read on every request instead
+                else:
+                    end = min(end, wall + max(0.0, self._poll_at - self._clock()))
+            epoch = self._epoch(segment)
+            self._state = (start, end, epoch)
+            return epoch
+
+    def _epoch(self, segment: int) -> Epoch:
+        """The current epoch for ``segment``; the same object while nothing changes, so that
+        cache entries compare by identity. Call with the state lock held."""
+        generation = self.country_db.reloads
+        if self.anonymous_db is not None:
+            generation += self.anonymous_db.reloads
+        self._generation = generation
+        epoch = self._state[2]
+        if epoch != (segment, generation):
+            epoch = (segment, generation)
+            # Entries of another epoch can never be valid again (time and reloads only move
+            # forward): let their memory go now rather than when the cache fills up.
+            self._cache.clear()
+        return epoch
+
+    def _note_reloads(self) -> None:
+        """A lookup may have reloaded a database: move the epoch on if it did."""
+        generation = self.country_db.reloads
+        if self.anonymous_db is not None:
+            generation += self.anonymous_db.reloads
+        if generation != self._generation:
+            with self._state_lock:
+                start, end, epoch = self._state
+                self._state = (start, end, self._epoch(epoch[0]))
+
+    def _poll_if_due(self) -> None:
+        if self._poll_interval is not None and self._clock() >= self._poll_at:
+            self._poll_databases()
+
     def _poll_databases(self) -> None:
         """Let reloading databases check their files: cache hits make no lookups that would."""
-        assert self._poll_at is not None and self._poll_interval is not None
+        assert self._poll_interval is not None
         self._poll_at = self._clock() + self._poll_interval
         for db in (self.country_db, self.anonymous_db):
             if isinstance(db, Reloading):
                 db.poll()
+        self._note_reloads()
 
-    def _lookup(self, ip: str) -> tuple[GeoRecord, frozenset[str]]:
-        record = self.country_db.lookup(ip)
-        if self._needs_anonymous and self.anonymous_db is not None:
-            return record, self.anonymous_db.lookup(ip)
-        return record, NO_ANONYMIZERS
+    def _lookup(self, ip: IP) -> tuple[GeoRecord, frozenset[str]]:
+        try:
+            record = self.country_db.find(ip)
+            if self._needs_anonymous and self.anonymous_db is not None:
+                return record, self.anonymous_db.find(ip)
+            return record, NO_ANONYMIZERS
+        finally:
+            if self._poll_interval is not None:
+                self._note_reloads()
 
-    def _evaluate(self, request: RequestInfo, now: int, ip: IP | None, detail: str) -> Decision:
-        """The decision, without the cache."""
+    def _evaluate(
+        self, request: RequestInfo, now: int, segment: int, ip: IP | None, detail: str
+    ) -> Decision:
+        """The decision, without the cache: what the policy says, plus who asked."""
         path = request.path
-        if ip is not None and ip in self._exempt_ips:
-            return Decision("allow", True, "exempt_ip", client_ip=ip.text, client_detail=detail)
+        client_ip = ip.text if ip is not None else None
+        if ip is not None and self._any_exempt_ips and ip in self._exempt_ips:
+            return _new(Decision, (*EXEMPT_IP, client_ip, detail))
         if (
             self._exempt_paths is not None
             and self._exempt_paths.match(path) is not None
             and not has_dot_segment(path)
         ):
-            client_ip = ip.text if ip is not None else None
-            return Decision("allow", True, "exempt_path", client_ip=client_ip, client_detail=detail)
+            return _new(Decision, (*EXEMPT_PATH, client_ip, detail))
+        facts: tuple[str | None, tuple[str, ...], frozenset[str], str]
         if ip is None:
-            return self._apply_rules(
-                request, now, None, None, (), NO_ANONYMIZERS, "unresolved_client", detail
-            )
-        if is_private(ip):
+            facts = (None, (), NO_ANONYMIZERS, "unresolved_client")
+        elif is_private(ip):
             if self.policy.allow_private:
-                decision = Decision(
-                    "allow", True, "private", client_ip=ip.text, client_detail=detail
-                )
-            else:
-                decision = self._apply_rules(
-                    request, now, ip, None, (), NO_ANONYMIZERS, "private", detail
-                )
-            return decision
-        try:
-            record, anonymizers = self._lookup(ip.text)
-        except DatabaseError as error:
-            return self._db_error(ip.text, detail, error)
-        if not record.found:
-            fallback = "not_found"
-        elif record.country is None:
-            fallback = "no_country"
+                return _new(Decision, (*PRIVATE, client_ip, detail))
+            facts = (None, (), NO_ANONYMIZERS, "private")
         else:
-            fallback = "default"
-        return self._apply_rules(
-            request, now, ip, record.country, record.subdivisions, anonymizers, fallback, detail
-        )
+            try:
+                record, anonymizers = self._lookup(ip)
+            except DatabaseError as error:
+                return self._db_error(ip.text, detail, error)
+            if not record.found:
+                fallback = "not_found"
+            elif record.country is None:
+                fallback = "no_country"
+            else:
+                fallback = "default"
+            facts = (record.country, record.subdivisions, anonymizers, fallback)
+        # What the rules say depends on the request only through its method and path, and on
+        # the client only through these facts: many clients share one verdict.
+        method = request.method.upper() if len(request.method) <= 32 else ""
+        key = (segment, method, path, *facts)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdict(method, path, now, *facts)
+            if len(path) <= 1024:
+                if len(self._verdicts) >= VERDICT_CACHE_SIZE:
+                    self._verdicts.clear()
+                self._verdicts[key] = verdict
+        return _new(Decision, (*verdict, client_ip, detail))
 
     def _db_error(self, ip: str, detail: str, error: DatabaseError) -> Decision:
         logs.log_db_error(error)
@@ -227,26 +311,23 @@ class Engine:
             )
         return Decision("allow", True, "db_error", client_ip=ip, client_detail=detail)
 
-    def _apply_rules(
+    def _verdict(
         self,
-        request: RequestInfo,
+        method: str,
+        path: str,
         now: int,
-        ip: IP | None,
         country: str | None,
         subdivisions: tuple[str, ...],
         anonymizers: frozenset[str],
         fallback: str,
-        detail: str,
-    ) -> Decision:
-        # An absurdly long method matches no rule's methods; don't upper-case 100 KB per request.
-        method = request.method.upper() if len(request.method) <= 32 else ""
-        client_ip = ip.text if ip is not None else None
+    ) -> tuple[Any, ...]:
+        """The decision's fields that do not name the client (all but the last two)."""
         anon = tuple(sorted(anonymizers)) if anonymizers else ()
         dry_run: Decision | None = None
         dry_names: list[str] = []
         for rule in self._rules:
             action = rule.action_at(now)
-            if action is None or not rule.matches_request(request.path, method):
+            if action is None or not rule.matches_request(path, method):
                 continue
             if not rule.matches_client(country, subdivisions, anonymizers):
                 continue
@@ -255,14 +336,12 @@ class Engine:
                 True,
                 "rule",
                 rule=rule.name,
-                client_ip=client_ip,
                 country=country,
                 subdivisions=subdivisions,
                 anonymizers=anon,
                 status=rule.status,
                 warn_from=rule.warn_from,
                 enforce_from=rule.enforce_from,
-                client_detail=detail,
                 phase=rule.phase_at(now),
             )
             if rule.report:
@@ -271,18 +350,16 @@ class Engine:
                     dry_names.append(rule.name)
                     dry_run = dry_run or decision
                 continue
-            return self._final(decision, dry_run, dry_names)
+            return self._final(decision, dry_run, dry_names)[:-2]
         default = Decision(
             self.policy.default,
             True,
             fallback,
-            client_ip=client_ip,
             country=country,
             subdivisions=subdivisions,
             anonymizers=anon,
-            client_detail=detail,
         )
-        return self._final(default, dry_run, dry_names)
+        return self._final(default, dry_run, dry_names)[:-2]
 
     def _final(
         self,
@@ -293,11 +370,11 @@ class Engine:
         """Apply report modes: the whole policy's, and the dry runs of report-mode rules."""
         if dry_run is not None and decision.action == "allow":
             # The request goes through anyway; what it shows is what the dry run would do.
-            decision = replace(dry_run, enforced=False)
+            decision = dry_run._replace(enforced=False)
         if dry_names:
-            decision = replace(decision, report_rules=tuple(dry_names))
+            decision = decision._replace(report_rules=tuple(dry_names))
         if self._report and decision.action != "allow":
-            decision = replace(decision, enforced=False)
+            decision = decision._replace(enforced=False)
         return decision
 
     # -- answers -----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""MaxMind DB files: opened, type-checked and smoke-tested at load, then looked up with a cache.
+"""MaxMind DB files: opened, type-checked and smoke-tested at load, then looked up with caches.
 
 Every way a file can be wrong (missing, a directory, unreadable, empty, still compressed,
 truncated, corrupt, the wrong kind of database) is a :class:`ConfigError` naming the setting,
@@ -19,7 +19,9 @@ from typing import Any, Generic, TypeVar
 
 import maxminddb
 
+from .addresses import IP
 from .errors import ConfigError, DatabaseError
+from .mmdbtree import MAX_NODES, SearchTree, TreeError, read_children
 from .records import RecordDecoder
 
 T = TypeVar("T")
@@ -32,8 +34,9 @@ MODES = {
     "memory": maxminddb.MODE_MEMORY,
     "file": maxminddb.MODE_FILE,
 }
-# Answers kept per database; the whole cache is dropped when full, which bounds memory and
-# costs one miss per address afterwards (cheaper than tracking recency on every hit).
+# Answers kept per database, by address for lookup() and by data record for find(); a cache is
+# dropped whole when full, which bounds memory and costs one miss per key afterwards (cheaper
+# than tracking recency on every hit).
 CACHE_SIZE = 65_536
 # Search-tree leaves decoded at load from the start of the IPv4 and the global IPv6 space:
 # enough to reach corrupt data in a damaged file, a few milliseconds on a full-size one.
@@ -127,6 +130,7 @@ class MaxMindDB(Generic[T]):
         has_subdivisions: bool,
         ipv4_only: bool,
         signature: tuple[int, ...],
+        tree: SearchTree | None = None,
     ) -> None:
         self.reader = reader
         self.signature = signature  # of the file as it was just before it was opened
@@ -139,6 +143,63 @@ class MaxMindDB(Generic[T]):
         self._decode = kind.decoder(RecordDecoder())
         self._ipv4_only = ipv4_only
         self._empty = kind.empty
+        # find(): the search tree walked here, and answers by data pointer, so a record is
+        # decoded once however many networks lead to it. Without a tree, find() is lookup().
+        self.tree = tree
+        self.answers: dict[int, T] = {}
+
+    def find(self, ip: IP) -> T:
+        """The answer for a parsed address; raises DatabaseError like :meth:`lookup`."""
+        tree = self.tree
+        if tree is None:
+            return self.lookup(ip.text)
+        if ip.version == 6 and self._ipv4_only:
+            return self._empty  # as in miss(): IPv6 is simply not in an IPv4-only database
+        try:
+            record = tree.leaf(ip)
+        except TreeError as error:
+            raise DatabaseError(
+                f"{self.description}: lookup of {ip.text} failed: {error}"
+            ) from None
+        answer = self.answers.get(record)
+        if answer is None:
+            answer = self._decode_record(record, ip)
+        return answer
+
+    def _decode_record(self, record: int, ip: IP) -> T:
+        """The answer for search tree ``record``, which the walk for ``ip`` ended on."""
+        assert self.tree is not None
+        if record == self.tree.node_count:
+            answer = self._decode(None)
+        else:
+            try:
+                self.tree.check(record)
+            except TreeError as error:
+                raise DatabaseError(
+                    f"{self.description}: lookup of {ip.text} failed: {error}"
+                ) from None
+            # The reader reads the same file (see _load_tree) and walks to the same record;
+            # asking it for this address is simpler, and as fast, as decoding at the offset.
+            try:
+                raw = self.reader.get(ip.text)
+            except Exception as error:
+                raise DatabaseError(
+                    f"{self.description}: lookup of {ip.text} failed: {error}"
+                ) from None
+            if raw is None:
+                raise DatabaseError(
+                    f"{self.description}: lookup of {ip.text} failed: the reader found no "
+                    "record where the search tree has one"
+                )
+            try:
+                answer = self._decode(raw)
+            except DatabaseError as error:
+                raise DatabaseError(f"{self.description}: record for {ip.text}: {error}") from None
+        answers = self.answers
+        if len(answers) >= CACHE_SIZE:
+            answers.clear()
+        answers[record] = answer
+        return answer
 
     def lookup(self, ip: str) -> T:
         hit = self.cache.get(ip)
@@ -239,6 +300,8 @@ def _validate(
         database_type = metadata.database_type
         ip_version = metadata.ip_version
         build_epoch = metadata.build_epoch
+        node_count = metadata.node_count
+        record_size = metadata.record_size
     except Exception as error:
         raise ConfigError(key, f"{path!r} has corrupt metadata ({_short(error)})") from None
     if not isinstance(database_type, str) or ip_version not in (4, 6):
@@ -265,6 +328,47 @@ def _validate(
         has_subdivisions=has_subdivisions,
         ipv4_only=ip_version == 4,
         signature=file_signature,
+        tree=_load_tree(path, file_signature, node_count, record_size, ip_version),
+    )
+
+
+def _load_tree(
+    path: str, file_signature: tuple[int, ...], node_count: int, record_size: int, ip_version: int
+) -> SearchTree | None:
+    """The file's search tree, or None (find() then uses the reader) if it cannot be had safely.
+
+    The tree must come from the very file the reader opened: the file is replaced on disk by
+    renaming a new one over it, and a tree from one file with records from another would give
+    wrong answers. So it is read only while the path still names the file, unchanged, that it
+    named before the reader opened it.
+    """
+    if node_count > MAX_NODES:
+        logger.info(
+            "%r: %d search tree nodes, more than the %d geofence copies into memory; "
+            "new addresses are looked up with the maxminddb reader",
+            path,
+            node_count,
+            MAX_NODES,
+        )
+        return None
+    if node_count <= 0:
+        return None  # nothing to walk; the reader gives its own verdict
+    try:
+        with open(path, "rb") as file:
+            if _signature(os.fstat(file.fileno())) != file_signature:
+                return None
+            children = read_children(file, node_count, record_size)
+            after = os.fstat(file.fileno())
+    except (OSError, ValueError):
+        return None
+    if children is None or _signature(after) != file_signature:
+        return None
+    return SearchTree(
+        children,
+        node_count=node_count,
+        record_size=record_size,
+        ip_version=ip_version,
+        file_size=after.st_size,
     )
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Action = Literal["allow", "warn", "block"]
 
@@ -28,19 +28,20 @@ class RequestInfo:
     host: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The engine's answer for one request.
+class Decision(NamedTuple):
+    """The engine's answer for one request. Immutable: cached decisions are shared by requests.
 
-    The first seven fields are the public contract (DESIGN.md); the rest carry what adapters and
-    the CLI need to answer and to explain.
+    A named tuple rather than a frozen dataclass because one is built for every new client and
+    construction is several times cheaper. Fields are read by name; their order is not part of
+    the API. ``action``, ``enforced``, ``reason``, ``rule``, ``client_ip``, ``country`` and
+    ``subdivisions`` are the public contract (DESIGN.md); the rest carry what adapters and the
+    CLI need to answer and to explain.
     """
 
     action: Action
     enforced: bool
     reason: str
     rule: str | None = None
-    client_ip: str | None = None
     country: str | None = None
     subdivisions: tuple[str, ...] = ()
     # Network types reported by the anonymous-IP database ("vpn", "tor", ...), sorted.
@@ -50,9 +51,11 @@ class Decision:
     # The matching rule's grace window, for the Sunset / Deprecation headers.
     warn_from: datetime | None = None
     enforce_from: datetime | None = None
-    # Human words on how the client IP was found (or why it could not be).
-    client_detail: str = ""
     # Human words on the rule's phase: "grace period", "enforced since ...", "always".
     phase: str = ""
     # Rules in report mode that matched on the way (dry runs), by name.
-    report_rules: tuple[str, ...] = field(default=())
+    report_rules: tuple[str, ...] = ()
+    # Last, so that the engine can build a decision as (what the policy says) + (who asked):
+    client_ip: str | None = None
+    # Human words on how the client IP was found (or why it could not be).
+    client_detail: str = ""

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from .addresses import IP
 from .errors import ConfigError
 from .mmdb import MaxMindDB, signature
 
@@ -77,6 +78,11 @@ class Reloading(Generic[T]):
         if hit is not None:
             return hit
         return current.miss(ip)
+
+    def find(self, ip: IP) -> T:
+        if self._clock() >= self._deadline:
+            self._check()
+        return self._current.find(ip)  # one read: the database and its caches go together
 
     def _check(self) -> None:
         if not self._lock.acquire(blocking=False):
