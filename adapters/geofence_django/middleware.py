@@ -33,13 +33,14 @@ logger = logging.getLogger("geofence.django")
 def request_info(request: HttpRequest) -> RequestInfo:
     """The core's request facts from ``request.META``; never touches the body."""
     meta = request.META
+    # Positional (peer, headers, method, path, host): keywords cost twice as much, per request.
     return RequestInfo(
-        peer=meta.get("REMOTE_ADDR") or None,
-        headers=EnvironHeaders(meta),
-        method=request.method or "GET",
-        path=request.path_info,
+        meta.get("REMOTE_ADDR") or None,
+        EnvironHeaders(meta),  # lazy: most requests never read a header
+        request.method or "GET",
+        request.path_info,
         # The raw header: request.get_host() would raise DisallowedHost on a forged Host.
-        host=meta.get("HTTP_HOST", ""),
+        meta.get("HTTP_HOST", ""),
     )
 
 
@@ -47,7 +48,8 @@ class GeofenceMiddleware:
     """Decide every request; answer blocks itself, add warn headers to the app's response.
 
     Works under WSGI and ASGI without a thread hop: the decision is CPU-only, so the async
-    path calls the engine directly.
+    path calls the engine directly. Both paths run once per request of the whole site, so
+    they do only what an allowed request needs; blocks and warnings branch off to helpers.
     """
 
     sync_capable = True
@@ -55,53 +57,68 @@ class GeofenceMiddleware:
 
     def __init__(self, get_response: SyncGetResponse | AsyncGetResponse) -> None:
         self.get_response = get_response
+        # The same callable, typed for the path that calls it (cast here, not per request).
+        self._app = cast(SyncGetResponse, get_response)
+        self._async_app = cast(AsyncGetResponse, get_response)
         # Raises ImproperlyConfigured: a bad policy stops the server instead of being skipped.
         self.engine = get_engine()
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
         # Mode "off": the view still sees a decision, with no per-request work.
-        self._off = None if self.engine.active else self.engine.decide(RequestInfo(peer=None))
+        self._off = None if self.engine.active else self.engine.decide(RequestInfo(None))
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self._async:
             return self.__acall__(request)
-        decision, denial = self._before(request)
-        if denial is not None:
-            return denial
-        response = cast(SyncGetResponse, self.get_response)(request)
-        return self._after(decision, response)
-
-    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        decision, denial = self._before(request)
-        if denial is not None:
-            return denial
-        response = await cast(AsyncGetResponse, self.get_response)(request)
-        return self._after(decision, response)
-
-    def _before(self, request: HttpRequest) -> tuple[Decision | None, HttpResponse | None]:
-        if hasattr(request, "geofence"):
-            return None, None  # installed twice: the outer instance has decided already
-        if self._off is not None:
-            request.geofence = self._off  # type: ignore[attr-defined]
-            return None, None
+        if self._off is not None or hasattr(request, "geofence"):
+            self._pass(request)
+            return self._app(request)
         info = request_info(request)
         decision = self.engine.decide(info)
         request.geofence = decision  # type: ignore[attr-defined]
-        denial = self.engine.denial(decision, info)
-        if denial is None:
-            return decision, None
-        return decision, self._denial_response(denial, decision, info)
-
-    def _after(self, decision: Decision | None, response: HttpResponseBase) -> HttpResponseBase:
-        if decision is not None and decision.action == "warn":  # only warnings add headers
-            for name, value in self.engine.response_headers(decision, response.headers.get):
-                response[name] = value
+        # Only a block is ever answered by geofence: allows and warnings skip the engine call.
+        if decision.action == "block":
+            denial = self._denial(decision, info)
+            if denial is not None:  # None: the block is reported, not enforced
+                return denial
+        response = self._app(request)
+        if decision.action == "warn":
+            self._warn(decision, response)
         return response
 
-    def _denial_response(
-        self, denial: Response, decision: Decision, info: RequestInfo
-    ) -> HttpResponse:
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        # The same steps as __call__, awaiting the app.
+        if self._off is not None or hasattr(request, "geofence"):
+            self._pass(request)
+            return await self._async_app(request)
+        info = request_info(request)
+        decision = self.engine.decide(info)
+        request.geofence = decision  # type: ignore[attr-defined]
+        if decision.action == "block":
+            denial = self._denial(decision, info)
+            if denial is not None:
+                return denial
+        response = await self._async_app(request)
+        if decision.action == "warn":
+            self._warn(decision, response)
+        return response
+
+    def _pass(self, request: HttpRequest) -> None:
+        """Mode "off", or installed twice: decide nothing, but let the view see a decision."""
+        # Installed twice: the outer instance has decided (and set the decision) already.
+        if self._off is not None and not hasattr(request, "geofence"):
+            request.geofence = self._off  # type: ignore[attr-defined]
+
+    def _warn(self, decision: Decision, response: HttpResponseBase) -> None:
+        for name, value in self.engine.response_headers(decision, response.headers.get):
+            response[name] = value
+
+    def _denial(self, decision: Decision, info: RequestInfo) -> HttpResponse | None:
+        """The answer to a block decision, or None when the engine lets the request through."""
+        denial = self.engine.denial(decision, info)
+        if denial is None:
+            return None
         response = HttpResponse(denial.body, status=denial.status)
         for name, value in denial.headers:
             response[name] = value

@@ -286,6 +286,47 @@ def test_installed_twice_decides_once(monkeypatch: pytest.MonkeyPatch) -> None:
     assert blocked.status_code == 451
 
 
+def _count_decisions(monkeypatch: pytest.MonkeyPatch) -> list[geofence.RequestInfo]:
+    calls: list[geofence.RequestInfo] = []
+    decide = geofence.Engine.decide
+
+    def counting(self: geofence.Engine, info: geofence.RequestInfo, now: Any = None) -> Any:
+        calls.append(info)
+        return decide(self, info, now)
+
+    monkeypatch.setattr(geofence.Engine, "decide", counting)
+    return calls
+
+
+def test_mode_off_installed_twice_gives_the_view_the_off_decision(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _count_decisions(monkeypatch)
+    with override_settings(GEOFENCE=merged(mode="off"), MIDDLEWARE=[OURS, OURS]):
+        response = Client(REMOTE_ADDR=CN).get("/v1/models")
+    assert response.status_code == 200
+    # Only the startup decision of each instance (no peer); the request is not decided.
+    assert [info.peer for info in calls] == [None, None]
+    assert [(d.action, d.reason) for d in views.SEEN] == [("allow", "off")]  # type: ignore[attr-defined]
+
+
+def test_a_decision_set_before_the_middleware_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another instance (an outer one, or a subclass) that decided first is not overruled."""
+    calls = _count_decisions(monkeypatch)
+    earlier = object()
+
+    def app(request: HttpRequest) -> HttpResponse:
+        assert request.geofence is earlier  # type: ignore[attr-defined]
+        return HttpResponse(b"ok")
+
+    request = RequestFactory().get("/v1/models", REMOTE_ADDR=CN)
+    request.geofence = earlier  # type: ignore[attr-defined]
+    with override_settings(GEOFENCE=BASE):
+        response = GeofenceMiddleware(app)(request)
+    assert calls == []
+    assert response.status_code == 200  # type: ignore[union-attr]
+
+
 # -- async --------------------------------------------------------------------------------
 
 
@@ -321,3 +362,34 @@ def test_sync_and_async_modes() -> None:
     with override_settings(GEOFENCE=BASE):
         assert not iscoroutinefunction(GeofenceMiddleware(ok))
         assert iscoroutinefunction(GeofenceMiddleware(async_view))
+
+
+def test_installed_twice_decides_once_under_asgi(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_decisions(monkeypatch)
+
+    async def send() -> tuple[HttpResponse, HttpResponse]:
+        warned = await PeerAsyncClient(IR).get("/v1/chat")
+        blocked = await PeerAsyncClient(CN).get("/v1/models")
+        return warned, blocked
+
+    with override_settings(
+        GEOFENCE=BASE, MIDDLEWARE=[OURS, OURS], ROOT_URLCONF="djsite.urls_async"
+    ):
+        warned, blocked = asyncio.run(send())
+    assert len(calls) == 2
+    assert warned.status_code == 200
+    assert warned["Cache-Control"] == "private, max-age=60"  # merged once, not twice
+    assert blocked.status_code == 451
+
+
+def test_mode_off_under_asgi_sets_the_decision_and_changes_nothing() -> None:
+    async def send() -> HttpResponse:
+        return await PeerAsyncClient(CN).get("/v1/models")
+
+    with override_settings(
+        GEOFENCE=merged(mode="off"), MIDDLEWARE=[OURS, OURS], ROOT_URLCONF="djsite.urls_async"
+    ):
+        response = asyncio.run(send())
+    assert response.status_code == 200
+    assert "Cache-Control" in response and response["Cache-Control"] == "max-age=60"
+    assert [(d.action, d.reason) for d in views.SEEN] == [("allow", "off")]  # type: ignore[attr-defined]
