@@ -151,6 +151,24 @@ class Engine:
             return entry[1]
         return self._decide(request, None, epoch)
 
+    def cached(self, peer: str | None, method: str, path: str) -> Decision | None:
+        """The allow decision already made for this (peer, method, path), if it is still valid
+        and its client is the socket peer itself; None otherwise: then call :meth:`decide`.
+
+        For adapters whose request facts are costly to assemble: a repeated allowed request
+        needs neither the headers nor a :class:`RequestInfo`. Anything that must be logged,
+        warned or blocked is never answered here.
+        """
+        if self._off:
+            return None
+        start, end, epoch = self._state
+        if not start <= _wall_clock() < end:
+            return None
+        entry = self._cache.get((peer, method, path))
+        if entry is not None and entry[0] is epoch and not entry[2]:
+            return entry[1]
+        return None
+
     def _decide(self, request: RequestInfo, moment: int | None, epoch: Epoch) -> Decision:
         """Decide with the cache: ``epoch`` is what its entries must carry to be valid."""
         peer, method, path = request.peer, request.method, request.path

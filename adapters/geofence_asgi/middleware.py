@@ -30,11 +30,10 @@ RawHeaders = list[tuple[bytes, bytes]]
 
 #: Key of the decision in ``scope["state"]`` (Starlette: ``request.state.geofence``).
 STATE_KEY = "geofence"
-# "Already decided" is marked in the scope, which is new for every request, and not only in
-# the state, which a server could (against the spec) share between requests.
-_SCOPE_KEY = "geofence.decision"
-_POLICY_KEY = "geofence.policy"  # the policy that decided this scope
-_DECIDED = frozenset({"http", "websocket"})
+# "Already decided" is marked in the scope, which is new for every request, and not in the
+# state, which a server could (against the spec) share between requests. The mark is the policy
+# that decided, so that a nested middleware with another policy still decides.
+_POLICY_KEY = "geofence.policy"
 # Messages that carry the response headers the warn headers are merged into.
 _STARTS = frozenset({"http.response.start", "websocket.accept", "websocket.http.response.start"})
 _DENIAL_EXTENSION = "websocket.http.response"
@@ -73,31 +72,58 @@ class GeofenceMiddleware:
         self._off_decision = None if self.engine.active else self.engine.decide(RequestInfo(None))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Runs for every request: each line of the allow path below is paid each time, so it
+        # only reads the scope, builds the request facts and asks the engine.
         kind = scope["type"]
-        if kind not in _DECIDED:
+        if kind not in {"http", "websocket"}:
             # lifespan, and types this middleware does not know, are not requests.
             await self.app(scope, receive, send)
             return
-        decided_by = scope.get(_POLICY_KEY)
-        if decided_by is not None and (decided_by is self._policy or decided_by == self._policy):
-            # Installed twice (app and router, or two wrappers): the outer one has decided.
-            # A nested middleware with *another* policy decides again: both policies apply.
+        if _POLICY_KEY in scope and self._decided_before(scope[_POLICY_KEY]):
             await self.app(scope, receive, send)
             return
         scope[_POLICY_KEY] = self._policy
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
-        if self._off_decision is not None:
-            state[STATE_KEY] = scope[_SCOPE_KEY] = self._off_decision
+        decision = self._off_decision
+        if decision is not None:
+            state[STATE_KEY] = decision
             await self.app(scope, receive, send)
             return
-        info = request_info(scope)
+        peer, method, path = _facts(scope, kind)
+        # A repeated allowed request needs no headers and no RequestInfo.
+        decision = self.engine.cached(peer, method, path)
+        if decision is not None:
+            state[STATE_KEY] = decision
+            await self.app(scope, receive, send)
+            return
+        info = RequestInfo(peer, Headers(scope.get("headers") or ()), method, path)
         decision = self.engine.decide(info)
-        state[STATE_KEY] = scope[_SCOPE_KEY] = decision
+        state[STATE_KEY] = decision
         if decision.action == "allow":
             await self.app(scope, receive, send)
-            return
+        else:
+            await self._answer(scope, receive, send, kind, info, decision)
+
+    def _decided_before(self, decided_by: object) -> bool:
+        """Whether a middleware with this same policy has decided the scope already.
+
+        Installed twice (app and router, or two wrappers), the outer one decides. A nested
+        middleware with *another* policy decides again: both policies apply.
+        """
+        return decided_by is self._policy or decided_by == self._policy
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        kind: str,
+        info: RequestInfo,
+        decision: Decision,
+    ) -> None:
+        """A warned request goes on with the warn headers; a blocked one is answered here."""
         denial = self.engine.denial(decision, info)
         if denial is None:
             await self.app(scope, receive, self._with_headers(send, decision))
@@ -121,23 +147,38 @@ class GeofenceMiddleware:
         return send_with_headers
 
 
-def request_info(scope: Scope) -> RequestInfo:
-    """The request facts of an ``http`` or ``websocket`` scope."""
+def request_facts(scope: Scope, kind: str) -> RequestInfo:
+    """What the engine decides on, from an ``http`` or ``websocket`` scope (its ``kind``).
+
+    ``host`` is left empty: the engine never reads it, and finding it means a scan of the
+    headers on every request. :func:`request_info` fills it in.
+    """
+    peer, method, path = _facts(scope, kind)
+    # Positional: keyword arguments cost a dataclass __init__ about twice as much.
+    return RequestInfo(peer, Headers(scope.get("headers") or ()), method, path)
+
+
+def _facts(scope: Scope, kind: str) -> tuple[str | None, str, str]:
+    """The socket peer, the method and the routed path of a request scope."""
     client = scope.get("client")
     peer = client[0] if client else None
-    raw = scope.get("headers") or ()
-    host = ""
-    for name, value in raw:
+    if not isinstance(peer, str):
+        peer = None  # the engine keys its cache on the peer: it must be text (or None)
+    path = scope.get("path") or "/"
+    root = scope.get("root_path")
+    if root:
+        path = _without_root(path, root)
+    return peer, scope.get("method", "GET") if kind == "http" else "GET", path
+
+
+def request_info(scope: Scope) -> RequestInfo:
+    """The request facts of an ``http`` or ``websocket`` scope, ``Host`` included."""
+    info = request_facts(scope, scope["type"])
+    for name, value in scope.get("headers") or ():
         if name == b"host":  # ASGI header names are lower-case
-            host = value.decode("latin-1")
+            info.host = value.decode("latin-1")
             break
-    return RequestInfo(
-        peer=peer if isinstance(peer, str) else None,
-        headers=Headers(raw),
-        method=scope.get("method", "GET") if scope["type"] == "http" else "GET",
-        path=routed_path(scope),
-        host=host,
-    )
+    return info
 
 
 class Headers(Sequence[tuple[str, str]]):
@@ -183,8 +224,10 @@ def routed_path(scope: Scope) -> str:
     in ``root_path``; older servers left the prefix out of ``path``. Like Starlette's router,
     strip the prefix only where it ends at a segment boundary, and otherwise keep the path.
     """
-    path: str = scope.get("path") or "/"
-    root: str = scope.get("root_path") or ""
+    return _without_root(scope.get("path") or "/", scope.get("root_path") or "")
+
+
+def _without_root(path: str, root: str) -> str:
     if root and path.startswith(root):
         rest = path[len(root) :]
         if not rest:

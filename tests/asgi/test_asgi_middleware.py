@@ -21,10 +21,11 @@ from scenarios.table import BASE, CN, IR, RU, US, WARN_HEADERS
 import geofence
 from geofence import ConfigError
 from geofence_asgi import STATE_KEY, GeofenceMiddleware
-from geofence_asgi.middleware import encode_headers, request_info, routed_path
+from geofence_asgi.middleware import encode_headers, request_facts, request_info, routed_path
 
 SUNSET = WARN_HEADERS["sunset"]
 UK_RULE = {"rules": [{"action": "block", "regions": ["UK"]}]}
+UK_FREE = {"geoip": BASE["geoip"]}  # another policy that allows everyone
 MIXED_HEADERS = [(b"host", b"api.example.com"), (b"x-name", b"caf\xe9")]
 
 
@@ -169,6 +170,34 @@ def test_websocket_is_decided_as_get() -> None:
     assert request_info(ws_scope(CN)).method == "GET"
 
 
+def test_request_facts_are_request_info_without_host() -> None:
+    # The middleware builds request_facts (the engine never reads Host); request_info adds it.
+    for scope in (
+        http_scope(CN, "/api/v1/models", root_path="/api", method="POST", headers=MIXED_HEADERS),
+        ws_scope(US, headers=MIXED_HEADERS),
+        http_scope(None, headers=[]),
+    ):
+        facts, info = request_facts(scope, scope["type"]), request_info(scope)
+        assert facts.host == ""
+        assert (facts.peer, list(facts.headers), facts.method, facts.path) == (
+            info.peer,
+            list(info.headers),
+            info.method,
+            info.path,
+        )
+
+
+@pytest.mark.parametrize("client", [(b"175.16.199.1", 1), (None, 1), (175, 1), ("", 1)])
+def test_a_peer_that_is_not_text_is_no_peer(client: Any) -> None:
+    assert request_info(http_scope(client=client)).peer in (None, "")
+    seen = Seen()
+    peer = Peer()
+    run(GeofenceMiddleware(raw_app(seen), engine=ENGINE), http_scope(client=client), peer)
+    # Decided without a client address, never crashed (BASE lets unresolved clients through).
+    assert peer.sent[0]["status"] == 200
+    assert seen.decisions[0].reason == "unresolved_client"
+
+
 @pytest.mark.parametrize(
     ("path", "root_path", "routed"),
     [
@@ -271,6 +300,52 @@ def test_nested_middleware_with_another_policy_applies_both() -> None:
     assert peer.sent[0]["status"] == 451
     assert (allow_all.calls, block_cn.calls) == (1, 1)
     assert seen.decisions == []
+
+
+def test_policies_alternating_down_the_stack_each_decide() -> None:
+    # The mark is the policy of the nearest middleware that decided, so A inside B inside A
+    # decides three times.
+    outer, middle, inner = (CountingEngine.from_config(c) for c in (BASE, UK_FREE, BASE))
+    seen = Seen()
+    app = GeofenceMiddleware(
+        GeofenceMiddleware(GeofenceMiddleware(raw_app(seen), engine=inner), engine=middle),
+        engine=outer,
+    )
+    run(app, http_scope(US), Peer())
+    assert (outer.calls, middle.calls, inner.calls) == (1, 1, 1)
+    assert seen.decisions[0].reason == "default"
+
+
+def test_allowed_request_reaches_the_app_untouched() -> None:
+    # The allow path wraps nothing: the app gets the server's own scope, receive and send.
+    calls: list[tuple[Scope, Receive, Send]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        calls.append((scope, receive, send))
+
+    scope = http_scope(US)
+    peer = Peer()
+    run(GeofenceMiddleware(app, engine=ENGINE), scope, peer)
+    assert calls[0][0] is scope and scope["state"][STATE_KEY].action == "allow"
+    assert calls[0][1] == peer.receive and calls[0][2] == peer.send
+
+
+class WatchedHeaders(list[tuple[bytes, bytes]]):
+    """Raw headers that count how often they are read."""
+
+    reads = 0
+
+    def __iter__(self) -> Any:
+        self.reads += 1
+        return super().__iter__()
+
+
+def test_headers_are_not_decoded_when_no_one_reads_them() -> None:
+    # No trusted proxy: the client is the peer, so an allowed request needs no header.
+    headers = WatchedHeaders([(b"host", b"x"), (b"x-forwarded-for", b"175.16.199.1")])
+    seen = Seen()
+    run(GeofenceMiddleware(raw_app(seen), engine=ENGINE), http_scope(US, headers=headers), Peer())
+    assert seen.decisions[0].country == "US" and headers.reads == 0
 
 
 def test_shared_state_dict_does_not_skip_later_requests() -> None:

@@ -378,3 +378,27 @@ def test_rule_dates_before_1970_are_exact() -> None:
         "allow",
         "allow",
     ]
+
+
+def test_cached_answers_only_repeated_allowed_requests_of_direct_clients() -> None:
+    e = engine(
+        client_ip={"trusted_proxies": ["10.0.0.0/8"]},
+        rules=[{"name": "cn", "action": "block", "regions": ["CN"]}],
+    )
+    assert e.cached(US, "GET", "/") is None  # never decided yet
+    allowed = decide(e, US)
+    assert e.cached(US, "GET", "/") is allowed
+    assert e.cached(US, "POST", "/") is None  # another method, another key
+    assert e.cached(US, "GET", "/other") is None
+    # A block must be logged (and answered) by decide(): never served from cached().
+    assert decide(e, CN).action == "block"
+    assert e.cached(CN, "GET", "/") is None
+    # A trusted proxy's requests depend on their headers: never keyed on the peer alone.
+    assert decide(e, "10.0.0.1", headers=[("x-forwarded-for", US)]).action == "allow"
+    assert e.cached("10.0.0.1", "GET", "/") is None
+
+
+def test_cached_is_off_in_mode_off() -> None:
+    e = engine(mode="off")
+    decide(e, US)
+    assert e.cached(US, "GET", "/") is None
