@@ -8,6 +8,22 @@ from typing import overload
 # The two request headers CGI keeps without the HTTP_ prefix.
 _CGI_HEADERS = (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length"))
 
+# Environ key -> header name, or "" for a key that holds no HTTP_ header. Converting a key
+# costs several times a lookup, and a server uses few distinct keys; bounded, so that a client
+# sending ever new header names only empties it.
+_names: dict[object, str] = {}
+NAMES_SIZE = 1024
+
+
+def _header_name(key: object) -> str:
+    name = ""
+    if isinstance(key, str) and key.startswith("HTTP_"):
+        name = key[5:].replace("_", "-").lower()
+    if len(_names) >= NAMES_SIZE:
+        _names.clear()
+    _names[key] = name
+    return name
+
 
 class EnvironHeaders(Sequence[tuple[str, str]]):
     """The headers of a WSGI environ (or Django's ``request.META``) as (name, value) pairs.
@@ -27,11 +43,14 @@ class EnvironHeaders(Sequence[tuple[str, str]]):
     def _list(self) -> list[tuple[str, str]]:
         if self._pairs is None:
             environ = self._environ
-            pairs = [
-                (key[5:].replace("_", "-").lower(), value)
-                for key, value in environ.items()
-                if key.startswith("HTTP_") and isinstance(value, str)
-            ]
+            names = _names
+            pairs = []
+            for key, value in environ.items():
+                name = names.get(key)
+                if name is None:
+                    name = _header_name(key)
+                if name and isinstance(value, str):
+                    pairs.append((name, value))
             for key, name in _CGI_HEADERS:
                 value = environ.get(key)
                 if value and isinstance(value, str):

@@ -5,7 +5,7 @@ Flask hook at all. Every decision is the core engine's."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from geofence.wsgi import EnvironHeaders
 from .globals_class import DECISION_KEY, with_decision
 
 if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 logger = logging.getLogger("geofence.flask")
@@ -29,7 +30,11 @@ EXEMPT_ATTR = "geofence_exempt"
 #: ``g.geofence`` in a view marked with ``@geofence.exempt``: the engine was not consulted.
 EXEMPT_DECISION = Decision(action="allow", enforced=True, reason="exempt_view")
 
-Headers = list[tuple[str, str]]
+# PATH_INFO -> routed path (see routed_path). A pure function of the string, remembered because
+# computing it costs more than a dictionary lookup, and an app sees few distinct paths.
+_routed_paths: dict[str, str] = {}
+REMEMBERED_PATHS = 4096
+MAX_REMEMBERED_PATH = 1024
 
 
 def routed_path(raw: str) -> str:
@@ -48,13 +53,6 @@ def routed_path(raw: str) -> str:
             _routed_paths.clear()
         _routed_paths[raw] = path
     return path
-
-
-# PATH_INFO -> routed path (see routed_path). A pure function of the string, remembered because
-# computing it costs more than a dictionary lookup, and an app sees few distinct paths.
-_routed_paths: dict[str, str] = {}
-REMEMBERED_PATHS = 4096
-MAX_REMEMBERED_PATH = 1024
 
 
 def apply_denial(response: Response, denial: Denial) -> Response:
@@ -167,17 +165,19 @@ class GeofenceState:
         pages included), merged with the app's own Cache-Control and Link."""
         headers_for = self.engine.response_headers
 
-        def start(status: str, headers: Headers, exc_info: object = None) -> object:
+        def start(
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
+        ) -> Callable[[bytes], object]:
             def get(name: str) -> str | None:
                 key = name.lower()
                 return ", ".join(v for k, v in headers if k.lower() == key) or None
 
             added = headers_for(decision, get)
-            names = {name.lower() for name, _ in added}
-            kept = [(k, v) for k, v in headers if k.lower() not in names]
-            return start_response(status, kept + added, exc_info)  # type: ignore[arg-type]
+            replaced = {name.lower() for name, _ in added}
+            kept = [(k, v) for k, v in headers if k.lower() not in replaced]
+            return start_response(status, kept + added, exc_info)
 
-        return start  # type: ignore[return-value]
+        return start
 
     # -- exempt views ------------------------------------------------------------------------
 
