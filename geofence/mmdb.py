@@ -180,25 +180,8 @@ class MaxMindDB(Generic[T]):
                 ) from None
             # The reader reads the same file (see _load_tree) and walks to the same record;
             # asking it for this address is simpler, and as fast, as decoding at the offset.
-            try:
-                raw = self.reader.get(ip.text)
-            except Exception as error:
-                raise DatabaseError(
-                    f"{self.description}: lookup of {ip.text} failed: {error}"
-                ) from None
-            if raw is None:
-                raise DatabaseError(
-                    f"{self.description}: lookup of {ip.text} failed: the reader found no "
-                    "record where the search tree has one"
-                )
-            try:
-                answer = self._decode(raw)
-            except DatabaseError as error:
-                raise DatabaseError(f"{self.description}: record for {ip.text}: {error}") from None
-        answers = self.answers
-        if len(answers) >= CACHE_SIZE:
-            answers.clear()
-        answers[record] = answer
+            answer = self._read(ip.text, found_by_tree=True)
+        _remember(self.answers, record, answer)
         return answer
 
     def lookup(self, ip: str) -> T:
@@ -208,24 +191,27 @@ class MaxMindDB(Generic[T]):
         return self.miss(ip)
 
     def miss(self, ip: str) -> T:
-        if self._ipv4_only and ":" in ip:
-            # Documented: a native IPv6 client is simply not in an IPv4-only database.
-            answer = self._empty
-        else:
-            try:
-                record = self.reader.get(ip)
-            except Exception as error:
-                raise DatabaseError(f"{self.description}: lookup of {ip} failed: {error}") from None
-            try:
-                answer = self._decode(record)
-            except DatabaseError as error:
-                # Name the file and the address: with two databases, say which one is damaged.
-                raise DatabaseError(f"{self.description}: record for {ip}: {error}") from None
-        cache = self.cache
-        if len(cache) >= CACHE_SIZE:
-            cache.clear()
-        cache[ip] = answer
+        # Documented: a native IPv6 client is simply not in an IPv4-only database.
+        answer = self._empty if self._ipv4_only and ":" in ip else self._read(ip)
+        _remember(self.cache, ip, answer)
         return answer
+
+    def _read(self, ip: str, *, found_by_tree: bool = False) -> T:
+        """The reader's record for ``ip``, decoded; DatabaseError naming the file and address."""
+        try:
+            record = self.reader.get(ip)
+        except Exception as error:
+            raise DatabaseError(f"{self.description}: lookup of {ip} failed: {error}") from None
+        if record is None and found_by_tree:
+            raise DatabaseError(
+                f"{self.description}: lookup of {ip} failed: the reader found no record where "
+                "the search tree has one"
+            )
+        try:
+            return self._decode(record)
+        except DatabaseError as error:
+            # Name the file and the address: with two databases, say which one is damaged.
+            raise DatabaseError(f"{self.description}: record for {ip}: {error}") from None
 
     def built(self) -> str:
         try:
@@ -404,3 +390,10 @@ def _printable(text: str, limit: int = 64) -> str:
 def _short(error: BaseException) -> str:
     detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
     return _printable(f"{type(error).__name__}: {detail}" if detail else type(error).__name__, 200)
+
+
+def _remember(cache: dict[Any, T], key: object, answer: T) -> None:
+    """Bounded: a full cache is emptied, which keeps memory fixed whatever the traffic."""
+    if len(cache) >= CACHE_SIZE:
+        cache.clear()
+    cache[key] = answer
