@@ -14,8 +14,8 @@ from timing import Batch, Stats, clock, paired, run
 from workload import HEADERS, HOST, PATH, REPEATED, Addresses, policy
 
 from geofence import Engine, RequestInfo, load_policy
-from geofence.clientip import ClientResolver
-from geofence.records import iso_countries
+from geofence.clientip._resolver import ClientResolver
+from geofence.geoip._records import iso_countries
 
 NEW_IP_TARGET = 1.3  # decision / one raw lookup
 REPEATED_TARGET_NS = 500

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from ipaddress import IPv6Address
 from typing import Any
 
-from geofence.example import example_policy
+from geofence.cli._example import example_policy
 
 PATH = "/v1/models"
 HOST = "api.example.com"

@@ -8,12 +8,12 @@
 
 from __future__ import annotations
 
-from .config import load_policy
-from .engine import Engine
-from .errors import ConfigError
-from .model import Decision, RequestInfo
-from .policy import Policy
-from .responses import Response
+from geofence._engine import Engine
+from geofence._errors import ConfigError
+from geofence._model import Decision, RequestInfo
+from geofence.config._loader import load_policy
+from geofence.config._policy import Policy
+from geofence.http._responses import Response
 
 __version__ = "0.1.0"
 

@@ -29,7 +29,7 @@ CORRUPT_FILES = sorted(BAD_DATA.rglob("*.mmdb")) + [MAXMIND / name for name in B
 
 def reader_modes() -> list[str]:
     """Every geoip.reader mode this machine supports (mmap_ext needs the C extension)."""
-    from geofence import mmdb
+    from geofence.geoip import _mmdb as mmdb
 
     modes = ["auto", "mmap_ext", "mmap", "memory", "file"]
     return modes if mmdb.has_extension() else [m for m in modes if m != "mmap_ext"]

@@ -18,8 +18,8 @@ from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
 from geofence import Decision, RequestInfo, Response
-from geofence.responses import TEMPLATE_CSP
-from geofence.wsgi import EnvironHeaders
+from geofence.http._environ import EnvironHeaders
+from geofence.http._responses import TEMPLATE_CSP
 
 from .conf import get_engine
 

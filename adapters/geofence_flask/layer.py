@@ -14,8 +14,8 @@ from werkzeug.routing import Rule
 
 from geofence import Decision, Engine, RequestInfo
 from geofence import Response as Denial
-from geofence.responses import CACHE_OVERRIDE_HEADERS
-from geofence.wsgi import EnvironHeaders
+from geofence.http._environ import EnvironHeaders
+from geofence.http._responses import CACHE_OVERRIDE_HEADERS
 
 from .globals_class import DECISION_KEY, with_decision
 

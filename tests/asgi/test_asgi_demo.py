@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from servers import serve
 
-from geofence import demo
+from geofence.cli import demo
 
 httpx = pytest.importorskip("httpx")
 
@@ -62,7 +62,7 @@ def test_examples_cover_every_outcome() -> None:
 def served() -> Iterator[str]:
     with serve(
         "uvicorn",
-        "geofence.demo:create_app",
+        "geofence.cli.demo:create_app",
         cwd=".",
         extra_args=["--factory", "--no-proxy-headers"],
     ) as url:

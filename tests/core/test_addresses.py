@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from geofence import addresses
-from geofence.addresses import (
+from geofence.clientip import _addresses as addresses
+from geofence.clientip._addresses import (
     IP,
     PRIVATE_TABLE,
     NetworkSet,

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from geofence import clientip
-from geofence.addresses import IP, parse_ip
-from geofence.clientip import MAX_HOPS, ClientIP, ClientResolver
-from geofence.policy import HEADER_NAMES, ClientIPPolicy
+from geofence.clientip import _resolver as clientip
+from geofence.clientip._addresses import IP, parse_ip
+from geofence.clientip._resolver import MAX_HOPS, ClientIP, ClientResolver
+from geofence.config._policy import HEADER_NAMES, ClientIPPolicy
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
 SINGLE = ("x-real-ip", "cf-connecting-ip", "true-client-ip", "fastly-client-ip")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from geofence import ConfigError, load_policy
-from geofence.policy import DEFAULT_MESSAGE, ClientIPPolicy, GeoIPPolicy, Policy
+from geofence.config._policy import DEFAULT_MESSAGE, ClientIPPolicy, GeoIPPolicy, Policy
 
 UTC = timezone.utc
 ANON = {"anonymous_db": "/data/anon.mmdb"}
@@ -663,7 +663,7 @@ def test_toml_local_times_are_errors(tmp_path: Path, line: str, fragment: str) -
 
 
 def test_example_policy_loads() -> None:
-    from geofence.example import example_policy
+    from geofence.cli._example import example_policy
 
     p = load_policy(example_policy(datetime(2025, 1, 1, tzinfo=UTC)))
     assert p.rules[1].warn_from == datetime(2024, 12, 2, tzinfo=UTC)

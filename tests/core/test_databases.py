@@ -21,16 +21,16 @@ from typing import Any
 import pytest
 from tests_support import CORRUPT_FILES, reader_modes
 
-from geofence import mmdb
-from geofence.databases import (
+from geofence._errors import ConfigError, DatabaseError
+from geofence.config._policy import GeoIPPolicy
+from geofence.geoip import _mmdb as mmdb
+from geofence.geoip._databases import (
     EmbeddedCountryDB,
     GeoRecord,
     open_anonymous_db,
     open_country_db,
 )
-from geofence.errors import ConfigError, DatabaseError
-from geofence.policy import GeoIPPolicy
-from geofence.records import iso_countries
+from geofence.geoip._records import iso_countries
 
 DATA = Path(__file__).parent.parent / "data"
 TEST_DATA = DATA / "maxmind" / "test-data"
@@ -242,7 +242,7 @@ def test_cache_returns_the_same_answer_and_stays_bounded(monkeypatch: pytest.Mon
 
 
 def test_embedded_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import geofence.databases as databases
+    from geofence.geoip import _databases as databases
 
     monkeypatch.setattr(databases, "CACHE_SIZE", 8)
     db = EmbeddedCountryDB(lambda ip: "CN")

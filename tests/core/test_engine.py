@@ -322,9 +322,9 @@ def test_decide_never_raises_on_odd_requests() -> None:
 
 
 def test_decision_cache_is_bounded_and_skips_huge_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    import geofence.engine
+    import geofence._engine
 
-    monkeypatch.setattr(geofence.engine, "CACHE_SIZE", 100)
+    monkeypatch.setattr(geofence._engine, "CACHE_SIZE", 100)
     e = engine(rules=[{"action": "block", "regions": ["CN"]}])
     for i in range(1000):
         decide(e, f"216.160.{i // 256}.{i % 256}")

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from geofence import logs
-from geofence.errors import DatabaseError
-from geofence.model import Decision, RequestInfo
+from geofence import _logs as logs
+from geofence._errors import DatabaseError
+from geofence._model import Decision, RequestInfo
 
 BLOCK = Decision(
     "block",

@@ -19,12 +19,13 @@ import maxminddb
 import pytest
 from tests_support import CORRUPT_FILES, reader_modes
 
-from geofence import mmdb, mmdbtree
-from geofence.addresses import IP, parse_ip
-from geofence.databases import ANONYMOUS, COUNTRY, EmbeddedCountryDB
-from geofence.errors import ConfigError, DatabaseError
-from geofence.records import NOT_FOUND, GeoRecord
-from geofence.reloading import Reloading
+from geofence._errors import ConfigError, DatabaseError
+from geofence.clientip._addresses import IP, parse_ip
+from geofence.geoip import _mmdb as mmdb
+from geofence.geoip import _tree as mmdbtree
+from geofence.geoip._databases import ANONYMOUS, COUNTRY, EmbeddedCountryDB
+from geofence.geoip._records import NOT_FOUND, GeoRecord
+from geofence.geoip._reloading import Reloading
 
 DATA = Path(__file__).parent.parent / "data"
 TEST_DATA = DATA / "maxmind" / "test-data"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pycountry
 import pytest
 
-from geofence import regions
-from geofence.regions import RegionCodeError, check_code
+from geofence.rules import _regions as regions
+from geofence.rules._regions import RegionCodeError, check_code
 
 
 @pytest.mark.parametrize(

@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-import geofence.databases as databases
-from geofence.databases import GeoRecord, open_country_db
-from geofence.errors import DatabaseError
-from geofence.mmdb import MaxMindDB
-from geofence.policy import GeoIPPolicy
-from geofence.reloading import Reloading
+from geofence._errors import DatabaseError
+from geofence.config._policy import GeoIPPolicy
+from geofence.geoip import _databases as databases
+from geofence.geoip._databases import GeoRecord, open_country_db
+from geofence.geoip._mmdb import MaxMindDB
+from geofence.geoip._reloading import Reloading
 
 DATA = Path(__file__).parent.parent / "data"
 TEST_DATA = DATA / "maxmind" / "test-data"
@@ -311,8 +311,8 @@ def test_swaps_under_concurrent_lookups(
 
 _TRUNCATE = """
 import os, sys, time
-from geofence.databases import open_country_db
-from geofence.policy import GeoIPPolicy
+from geofence.geoip._databases import open_country_db
+from geofence.config._policy import GeoIPPolicy
 path, mode = sys.argv[1], sys.argv[2]
 db = open_country_db(GeoIPPolicy(country_db=path, reader=mode, reload_interval=0), time.monotonic)
 os.truncate(path, 0)  # an in-place overwrite (cp, curl -o) starts like this

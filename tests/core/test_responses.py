@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from geofence import accept
-from geofence.httpdate import imf_fixdate, sf_date
-from geofence.model import Decision
-from geofence.responses import (
+from geofence._model import Decision
+from geofence.http import _accept as accept
+from geofence.http._httpdate import imf_fixdate, sf_date
+from geofence.http._responses import (
     TEMPLATE_CSP,
     UNAVAILABLE_MESSAGE,
     Responder,
@@ -530,7 +530,7 @@ def test_warn_neutralises_cdn_cache_headers_the_app_sent() -> None:
     from datetime import datetime, timezone
 
     from geofence import Decision
-    from geofence.responses import Responder
+    from geofence.http._responses import Responder
 
     decision = Decision(
         "warn", True, "rule", rule="r", enforce_from=datetime(2999, 1, 1, tzinfo=timezone.utc)

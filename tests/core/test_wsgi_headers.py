@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from geofence.wsgi import EnvironHeaders
+from geofence.http._environ import EnvironHeaders
 
 
 def test_environ_headers_are_lazy_lower_case_pairs_with_cgi_headers() -> None:

@@ -21,7 +21,7 @@ from djsite import views
 from scenarios.table import BASE, BROWSER_ACCEPT, CN, IR, US, merged
 
 import geofence
-from geofence.responses import TEMPLATE_CSP
+from geofence.http._responses import TEMPLATE_CSP
 from geofence_django import conf, middleware
 from geofence_django.middleware import GeofenceMiddleware, request_info
 

@@ -21,7 +21,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from geofence import ConfigError, Decision
-from geofence.wsgi import NAMES_SIZE, EnvironHeaders, _names
+from geofence.http._environ import NAMES_SIZE, EnvironHeaders, _names
 from geofence_flask import EXEMPT_DECISION, Geofence
 from geofence_flask.layer import MAX_REMEMBERED_PATH, REMEMBERED_PATHS, _routed_paths, routed_path
 

@@ -34,7 +34,8 @@ from hazard_drivers import (
     send_twice_installed,
 )
 
-from geofence import ConfigError, logs
+from geofence import ConfigError
+from geofence import _logs as logs
 
 DATA = Path(__file__).parent.parent / "data"
 CITY_DB = str(DATA / "maxmind" / "test-data" / "GeoIP2-City-Test.mmdb")

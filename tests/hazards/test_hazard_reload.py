@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 import geofence
-from geofence.reloading import Reloading
+from geofence.geoip._reloading import Reloading
 
 DATA = Path(__file__).parent.parent / "data"
 TEST_DATA = DATA / "maxmind" / "test-data"

@@ -13,8 +13,8 @@ import pytest
 from clientip_oracle import OraclePolicy, resolve
 from clientip_tokens import TRUSTED, nat64, six_to_four, teredo
 
-from geofence.clientip import ClientResolver
-from geofence.policy import ClientIPPolicy
+from geofence.clientip._resolver import ClientResolver
+from geofence.config._policy import ClientIPPolicy
 
 CIDR = OraclePolicy(trusted_proxies=TRUSTED)
 FWD = OraclePolicy(trusted_proxies=TRUSTED, header="forwarded")

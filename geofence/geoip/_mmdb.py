@@ -19,10 +19,10 @@ from typing import Any, Generic, TypeVar
 
 import maxminddb
 
-from .addresses import IP
-from .errors import ConfigError, DatabaseError
-from .mmdbtree import MAX_NODES, SearchTree, TreeError, read_children
-from .records import RecordDecoder
+from geofence._errors import ConfigError, DatabaseError
+from geofence.clientip._addresses import IP
+from geofence.geoip._records import RecordDecoder
+from geofence.geoip._tree import MAX_NODES, SearchTree, TreeError, read_children
 
 T = TypeVar("T")
 logger = logging.getLogger("geofence")

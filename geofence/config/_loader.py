@@ -21,10 +21,8 @@ from types import MappingProxyType
 from typing import Any, Literal, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
-from . import regions
-from .errors import ConfigError
-from .globs import GlobError, glob_to_regex
-from .policy import (
+from geofence._errors import ConfigError
+from geofence.config._policy import (
     ANONYMIZERS,
     DEFAULT_MESSAGE,
     HEADER_NAMES,
@@ -35,6 +33,8 @@ from .policy import (
     Policy,
     RulePolicy,
 )
+from geofence.rules import _regions as regions
+from geofence.rules._globs import GlobError, glob_to_regex
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -11,19 +11,19 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from . import logs
-from .addresses import IP, NetworkSet, is_private
-from .clientip import ClientIP, ClientResolver
-from .config import load_policy
-from .databases import AnonymousDB, CountryDB, open_anonymous_db, open_country_db
-from .errors import ConfigError, DatabaseError
-from .globs import compile_globs, has_dot_segment
-from .model import Decision, RequestInfo
-from .policy import Policy
-from .records import GeoRecord
-from .reloading import Reloading
-from .responses import Responder, Response
-from .rules import Rule, micros
+from geofence import _logs as logs
+from geofence._errors import ConfigError, DatabaseError
+from geofence._model import Decision, RequestInfo
+from geofence.clientip._addresses import IP, NetworkSet, is_private
+from geofence.clientip._resolver import ClientIP, ClientResolver
+from geofence.config._loader import load_policy
+from geofence.config._policy import Policy
+from geofence.geoip._databases import AnonymousDB, CountryDB, open_anonymous_db, open_country_db
+from geofence.geoip._records import GeoRecord
+from geofence.geoip._reloading import Reloading
+from geofence.http._responses import Responder, Response
+from geofence.rules._globs import compile_globs, has_dot_segment
+from geofence.rules._rule import Rule, micros
 
 OFF = Decision(action="allow", enforced=False, reason="off")
 NO_ANONYMIZERS: frozenset[str] = frozenset()

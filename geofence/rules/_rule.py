@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
-from .globs import compile_globs
-from .model import Action
-from .policy import RulePolicy
+from geofence._model import Action
+from geofence.config._policy import RulePolicy
+from geofence.rules._globs import compile_globs
 
 
 def is_subdivision(code: str) -> bool:

@@ -14,10 +14,10 @@ from datetime import datetime
 from types import MappingProxyType
 from urllib.parse import quote
 
-from .accept import prefers_html
-from .httpdate import imf_fixdate, sf_date
-from .model import Decision
-from .page import PAGE_CSP, TEMPLATE_CSP, render_page
+from geofence._model import Decision
+from geofence.http._accept import prefers_html
+from geofence.http._httpdate import imf_fixdate, sf_date
+from geofence.http._page import PAGE_CSP, TEMPLATE_CSP, render_page
 
 __all__ = [
     "PAGE_CSP",

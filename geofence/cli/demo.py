@@ -6,7 +6,7 @@ the decision the middleware handed it, so a visitor sees why a request was allow
 The example policy believes X-Forwarded-For from loopback only, which lets curl on the same
 machine pretend to come from anywhere.
 
-Under another server: ``uvicorn --factory geofence.demo:create_app``.
+Under another server: ``uvicorn --factory geofence.cli.demo:create_app``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime
 from typing import Any
 
-from .example import example_policy
-from .model import Decision
+from geofence._model import Decision
+from geofence.cli._example import example_policy
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

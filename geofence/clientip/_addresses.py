@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
 from typing import NamedTuple
 
-from .policy import Network
+from geofence.config._policy import Network
 
 
 class IP(NamedTuple):

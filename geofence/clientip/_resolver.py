@@ -24,8 +24,8 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from .addresses import IP, NetworkSet, parse_ip, parse_peer, unusable_reason
-from .policy import ClientIPPolicy
+from geofence.clientip._addresses import IP, NetworkSet, parse_ip, parse_peer, unusable_reason
+from geofence.config._policy import ClientIPPolicy
 
 MAX_HOPS = 32  # non-empty entries walked from the right before giving up
 _MAX_ELEMENTS = 64  # list elements split off the right, empty ones included

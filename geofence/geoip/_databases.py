@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from .addresses import IP
-from .errors import ConfigError, DatabaseError
-from .mmdb import (
+from geofence._errors import ConfigError, DatabaseError
+from geofence.clientip._addresses import IP
+from geofence.config._policy import GeoIPPolicy
+from geofence.geoip._mmdb import (
     CACHE_SIZE,
     Kind,
     MaxMindDB,
@@ -22,9 +23,8 @@ from .mmdb import (
     open_mmdb,
     reader_mode,
 )
-from .policy import GeoIPPolicy
-from .records import NO_COUNTRY, NO_FLAGS, NOT_FOUND, GeoRecord, iso_countries
-from .reloading import Reloading, log_loaded
+from geofence.geoip._records import NO_COUNTRY, NO_FLAGS, NOT_FOUND, GeoRecord, iso_countries
+from geofence.geoip._reloading import Reloading, log_loaded
 
 T = TypeVar("T")
 

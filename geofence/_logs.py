@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .model import Decision, RequestInfo
+from geofence._model import Decision, RequestInfo
 
 logger = logging.getLogger("geofence")
 

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from .engine import Engine
-from .errors import ConfigError
-from .example import example_policy
-from .model import Decision, RequestInfo
+from geofence._engine import Engine
+from geofence._errors import ConfigError
+from geofence._model import Decision, RequestInfo
+from geofence.cli._example import example_policy
 
 REASONS = {
     "rule": "a rule matched (rules are tried in order; the first match decides)",
@@ -111,7 +111,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from . import demo
+    from geofence.cli import demo
 
     return demo.run(host=args.host, port=args.port)
 

@@ -3,7 +3,7 @@
 A raw ``reader.get`` builds the whole record (names in every language, continent, registered
 country...) for every address, yet a Country database has only a few thousand distinct
 records for hundreds of thousands of networks. Walking the tree here gives the record's
-*data pointer*, so :class:`~geofence.mmdb.MaxMindDB` decodes each record once and answers
+*data pointer*, so :class:`~geofence.geoip._mmdb.MaxMindDB` decodes each record once and answers
 every later address that leads to it from a dictionary.
 
 A damaged tree gets the C reader's (libmaxminddb's) verdicts, in every reader mode: a record
@@ -17,7 +17,7 @@ import sys
 from array import array
 from typing import BinaryIO
 
-from .addresses import IP
+from geofence.clientip._addresses import IP
 
 # Above this many nodes (8 bytes each here) lookups go through the reader as before: the copy
 # is per process, whereas the reader's memory map is shared between processes. 4 Mi nodes

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeGuard
 
-from .errors import DatabaseError
+from geofence._errors import DatabaseError
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network
 from typing import Literal
 
-from .model import Action
+from geofence._model import Action
 
 Network = IPv4Network | IPv6Network
 

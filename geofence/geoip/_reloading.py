@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from .addresses import IP
-from .errors import ConfigError
-from .mmdb import MaxMindDB, signature
+from geofence._errors import ConfigError
+from geofence.clientip._addresses import IP
+from geofence.geoip._mmdb import MaxMindDB, signature
 
 T = TypeVar("T")
 logger = logging.getLogger("geofence")
