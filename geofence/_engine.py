@@ -13,7 +13,7 @@ from typing import Any
 
 from geofence import _logs as logs
 from geofence._errors import ConfigError, DatabaseError
-from geofence._model import Decision, RequestInfo
+from geofence._model import Decision, RequestInfo, with_client
 from geofence.clientip._addresses import IP, NetworkSet, is_private
 from geofence.clientip._resolver import ClientIP, ClientResolver
 from geofence.config._loader import load_policy
@@ -21,21 +21,23 @@ from geofence.config._policy import Policy
 from geofence.geoip._databases import AnonymousDB, CountryDB, open_anonymous_db, open_country_db
 from geofence.geoip._records import GeoRecord
 from geofence.geoip._reloading import Reloading
+from geofence.http._answer import Answer
 from geofence.http._responses import Responder, Response
 from geofence.rules._globs import compile_globs, has_dot_segment
 from geofence.rules._rule import Rule, micros
 
 OFF = Decision(action="allow", enforced=False, reason="off")
+OFF_ANSWER = Answer(OFF)
 NO_ANONYMIZERS: frozenset[str] = frozenset()
 _wall_clock = time.time  # bound once: the hot path reads it on every request
 Epoch = tuple[int, int]  # (time segment, database generation)
-_new = tuple.__new__  # builds a Decision without NamedTuple's Python-level __new__
+Entry = tuple[Epoch, Decision, bool, "Answer | None"]
 CACHE_SIZE = 65_536  # decisions, per (client, method, path)
 VERDICT_CACHE_SIZE = 4096  # what the rules say, per (time segment, method, path, lookup result)
-# Decisions that do not depend on rules, without their last two fields (client_ip, detail).
-EXEMPT_IP = Decision("allow", True, "exempt_ip")[:-2]
-EXEMPT_PATH = Decision("allow", True, "exempt_path")[:-2]
-PRIVATE = Decision("allow", True, "private")[:-2]
+# Verdicts that do not depend on rules (see with_client).
+EXEMPT_IP = Decision(action="allow", enforced=True, reason="exempt_ip")
+EXEMPT_PATH = Decision(action="allow", enforced=True, reason="exempt_path")
+PRIVATE = Decision(action="allow", enforced=True, reason="private")
 
 
 def _micros(now: datetime) -> int:
@@ -72,9 +74,10 @@ class Engine:
         # The resolver's peer -> answer cache: when it holds a final answer for a peer, that
         # peer is no trusted proxy. Under ``hops`` the peer is never consulted.
         self._peers = self._resolver.peers if policy.client_ip.hops is None else None
-        # key -> (epoch, decision, whether it is logged)
-        self._cache: dict[tuple[str | None, ...], tuple[Epoch, Decision, bool]] = {}
-        self._verdicts: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        # key -> (epoch, decision, whether it is logged, its answer: None for an enforced
+        # block, whose response depends on the request's Accept and method)
+        self._cache: dict[tuple[str | None, ...], Entry] = {}
+        self._verdicts: dict[tuple[Any, ...], Decision] = {}
         self._clock = clock
         reloading = any(isinstance(db, Reloading) for db in (self.country_db, self.anonymous_db))
         self._poll_interval = policy.geoip.reload_interval if reloading else None
@@ -126,18 +129,31 @@ class Engine:
         """False in mode "off": adapters then pass every request straight through."""
         return not self._off
 
+    @property
+    def mark(self) -> object:
+        """What an adapter stores on a request it has answered, for :meth:`decided`."""
+        return self.policy
+
+    def decided(self, mark: object) -> bool:
+        """Whether a request an adapter marked with ``mark`` needs no answer from this engine.
+
+        Installed twice (a project and an app, a router and its app, two wrappers), the outer
+        adapter answers and the inner one passes the request on untouched. Adapters with
+        *different* policies each decide: both policies apply, the outer one first.
+        """
+        return mark is self.policy or mark == self.policy
+
     def decide(self, request: RequestInfo, now: datetime | None = None) -> Decision:
         """Decide one request. Never raises because of configuration, input or databases."""
         if self._off:
             return OFF
         if now is not None:
-            moment = _micros(now)
-            segment = bisect_right(self._boundaries, moment) if self._boundaries else 0
-            self._poll_if_due()
-            return self._decide(request, moment, (segment, self._generation))
+            return self._dated_entry(request, now)[1]
         # The hot path, kept to a few operations on purpose: it runs for every request.
         # Within the current window of the wall clock no rule changes phase and no database
         # check is due, so the epoch (time segment, database generation) is already known.
+        # (answer() repeats these lines rather than sharing a function: a call is a
+        # measurable part of a cache hit.)
         wall = _wall_clock()
         start, end, epoch = self._state
         if not start <= wall < end:
@@ -145,31 +161,62 @@ class Engine:
         # A client that is its own socket peer (no trusted proxy in between) is cached under
         # (peer, method, path): a repeated request is one dictionary lookup.
         entry = self._cache.get((request.peer, request.method, request.path))
-        if entry is not None and entry[0] is epoch:
-            if entry[2]:
-                logs.log_decision(entry[1], request)
-            return entry[1]
-        return self._decide(request, None, epoch)
+        if entry is None or entry[0] is not epoch:
+            return self._entry(request, None, epoch)[1]
+        if entry[2]:
+            logs.log_decision(entry[1], request)
+        return entry[1]
 
-    def cached(self, peer: str | None, method: str, path: str) -> Decision | None:
-        """The allow decision already made for this (peer, method, path), if it is still valid
-        and its client is the socket peer itself; None otherwise: then call :meth:`decide`.
+    def answer(self, request: RequestInfo, now: datetime | None = None) -> Answer:
+        """What the adapter does with this request (see :class:`geofence.http.Answer`): pass
+        it, pass it and add headers to the app's response (a warning), or send a response
+        (a block or a 503). Never raises because of configuration, input or databases."""
+        if self._off:
+            return OFF_ANSWER
+        entry: Entry | None
+        if now is not None:
+            entry = self._dated_entry(request, now)
+        else:
+            wall = _wall_clock()
+            start, end, epoch = self._state
+            if not start <= wall < end:
+                epoch = self._tick(wall)
+            entry = self._cache.get((request.peer, request.method, request.path))
+            if entry is None or entry[0] is not epoch:
+                entry = self._entry(request, None, epoch)
+            elif entry[2]:
+                logs.log_decision(entry[1], request)
+        answer = entry[3]
+        if answer is None:
+            return Answer(entry[1], self.denial(entry[1], request))
+        return answer
+
+    def cached(self, peer: str | None, method: str, path: str) -> Answer | None:
+        """The answer already given to this (peer, method, path), if it is still valid, passes
+        the request untouched and needs no log line; None otherwise: then call :meth:`answer`.
 
         For adapters whose request facts are costly to assemble: a repeated allowed request
         needs neither the headers nor a :class:`RequestInfo`. Anything that must be logged,
         warned or blocked is never answered here.
         """
         if self._off:
-            return None
+            return OFF_ANSWER
         start, end, epoch = self._state
         if not start <= _wall_clock() < end:
             return None
         entry = self._cache.get((peer, method, path))
         if entry is not None and entry[0] is epoch and not entry[2]:
-            return entry[1]
+            return entry[3]
         return None
 
-    def _decide(self, request: RequestInfo, moment: int | None, epoch: Epoch) -> Decision:
+    def _dated_entry(self, request: RequestInfo, now: datetime) -> Entry:
+        """The entry for a request decided at a given time (tests, the CLI, replays)."""
+        moment = _micros(now)
+        segment = bisect_right(self._boundaries, moment) if self._boundaries else 0
+        self._poll_if_due()
+        return self._entry(request, moment, (segment, self._generation))
+
+    def _entry(self, request: RequestInfo, moment: int | None, epoch: Epoch) -> Entry:
         """Decide with the cache: ``epoch`` is what its entries must carry to be valid."""
         peer, method, path = request.peer, request.method, request.path
         client = self._resolver.resolve(peer, request.headers)
@@ -184,7 +231,7 @@ class Engine:
         if entry is not None and entry[0] == epoch:
             if entry[2]:
                 logs.log_decision(entry[1], request)
-            return entry[1]
+            return entry
         segment = epoch[0]
         if moment is None:
             # The window was found with the float clock, which can be off within a
@@ -194,6 +241,7 @@ class Engine:
                 segment = bisect_right(self._boundaries, moment)
         decision = self._evaluate(request, moment, segment, client.ip, client.detail)
         loggable = decision.action != "allow" or bool(decision.report_rules)
+        entry = (epoch, decision, loggable, self._answer_of(decision))
         if (
             segment == epoch[0]
             and decision.reason != "db_error"
@@ -205,10 +253,19 @@ class Engine:
                 self._cache.clear()
             # Stored with the epoch read *before* the lookup: should a reload have happened
             # in between, the entry is merely stale-marked, never newer than it claims.
-            self._cache[key] = (epoch, decision, loggable)
+            self._cache[key] = entry
         if loggable:
             logs.log_decision(decision, request)
-        return decision
+        return entry
+
+    def _answer_of(self, decision: Decision) -> Answer | None:
+        """The answer shared by every request with this decision; None for an enforced block,
+        whose response depends on the request (Accept, HEAD)."""
+        if not decision.enforced or decision.action == "allow":
+            return Answer(decision)
+        if decision.action == "warn":
+            return Answer(decision, None, self._responder)
+        return None
 
     def _tick(self, wall: float) -> Epoch:
         """The wall clock left the current window: find the segment, check databases if due."""
@@ -282,19 +339,19 @@ class Engine:
         path = request.path
         client_ip = ip.text if ip is not None else None
         if ip is not None and self._any_exempt_ips and ip in self._exempt_ips:
-            return _new(Decision, (*EXEMPT_IP, client_ip, detail))
+            return with_client(EXEMPT_IP, client_ip, detail)
         if (
             self._exempt_paths is not None
             and self._exempt_paths.match(path) is not None
             and not has_dot_segment(path)
         ):
-            return _new(Decision, (*EXEMPT_PATH, client_ip, detail))
+            return with_client(EXEMPT_PATH, client_ip, detail)
         facts: tuple[str | None, tuple[str, ...], frozenset[str], str]
         if ip is None:
             facts = (None, (), NO_ANONYMIZERS, "unresolved_client")
         elif is_private(ip):
             if self.policy.allow_private:
-                return _new(Decision, (*PRIVATE, client_ip, detail))
+                return with_client(PRIVATE, client_ip, detail)
             facts = (None, (), NO_ANONYMIZERS, "private")
         else:
             try:
@@ -319,15 +376,24 @@ class Engine:
                 if len(self._verdicts) >= VERDICT_CACHE_SIZE:
                     self._verdicts.clear()
                 self._verdicts[key] = verdict
-        return _new(Decision, (*verdict, client_ip, detail))
+        return with_client(verdict, client_ip, detail)
 
     def _db_error(self, ip: str, detail: str, error: DatabaseError) -> Decision:
         logs.log_db_error(error)
         if self.policy.on_error == "block":
             return self._final(
-                Decision("block", True, "db_error", client_ip=ip, status=503, client_detail=detail)
+                Decision(
+                    action="block",
+                    enforced=True,
+                    reason="db_error",
+                    client_ip=ip,
+                    status=503,
+                    client_detail=detail,
+                )
             )
-        return Decision("allow", True, "db_error", client_ip=ip, client_detail=detail)
+        return Decision(
+            action="allow", enforced=True, reason="db_error", client_ip=ip, client_detail=detail
+        )
 
     def _verdict(
         self,
@@ -338,8 +404,8 @@ class Engine:
         subdivisions: tuple[str, ...],
         anonymizers: frozenset[str],
         fallback: str,
-    ) -> tuple[Any, ...]:
-        """The decision's fields that do not name the client (all but the last two)."""
+    ) -> Decision:
+        """The decision without its client fields: what the policy says about these facts."""
         anon = tuple(sorted(anonymizers)) if anonymizers else ()
         dry_run: Decision | None = None
         dry_names: list[str] = []
@@ -350,14 +416,14 @@ class Engine:
             if not rule.matches_client(country, subdivisions, anonymizers):
                 continue
             decision = Decision(
-                action,
-                True,
-                "rule",
+                action=action,
+                enforced=True,
+                reason="rule",
                 rule=rule.name,
                 country=country,
                 subdivisions=subdivisions,
                 anonymizers=anon,
-                status=rule.status,
+                status=rule.status if action == "block" else None,
                 warn_from=rule.warn_from,
                 enforce_from=rule.enforce_from,
                 phase=rule.phase_at(now),
@@ -368,16 +434,17 @@ class Engine:
                     dry_names.append(rule.name)
                     dry_run = dry_run or decision
                 continue
-            return self._final(decision, dry_run, dry_names)[:-2]
+            return self._final(decision, dry_run, dry_names)
         default = Decision(
-            self.policy.default,
-            True,
-            fallback,
+            action=self.policy.default,
+            enforced=True,
+            reason=fallback,
+            status=451 if self.policy.default == "block" else None,
             country=country,
             subdivisions=subdivisions,
             anonymizers=anon,
         )
-        return self._final(default, dry_run, dry_names)[:-2]
+        return self._final(default, dry_run, dry_names)
 
     def _final(
         self,

@@ -46,8 +46,9 @@ class Decision(NamedTuple):
     subdivisions: tuple[str, ...] = ()
     # Network types reported by the anonymous-IP database ("vpn", "tor", ...), sorted.
     anonymizers: tuple[str, ...] = ()
-    # HTTP status of a block (451 or the rule's status; 503 for db_error).
-    status: int = 451
+    # HTTP status of a block (451 or the rule's status; 503 for db_error); None unless the
+    # action is "block".
+    status: int | None = None
     # The matching rule's grace window, for the Sunset / Deprecation headers.
     warn_from: datetime | None = None
     enforce_from: datetime | None = None
@@ -59,3 +60,18 @@ class Decision(NamedTuple):
     client_ip: str | None = None
     # Human words on how the client IP was found (or why it could not be).
     client_detail: str = ""
+
+
+# The client's two fields come last, so that a verdict (what the policy says, shared by many
+# clients) becomes a client's decision by appending them: one tuple build, no Python-level
+# __new__ and no _replace, on the path of every new client. This is the one place that
+# knows their position.
+_CLIENT_FIELDS = ("client_ip", "client_detail")
+assert Decision._fields[-2:] == _CLIENT_FIELDS, "with_client() relies on the field order"
+_new = tuple.__new__
+
+
+def with_client(verdict: Decision, client_ip: str | None, client_detail: str) -> Decision:
+    """``verdict`` (a decision whose client fields are unset) for the client ``client_ip``."""
+    decision: Decision = _new(Decision, (*verdict[:-2], client_ip, client_detail))
+    return decision

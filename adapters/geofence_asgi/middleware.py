@@ -93,9 +93,9 @@ class GeofenceMiddleware:
             return
         peer, method, path = _facts(scope, kind)
         # A repeated allowed request needs no headers and no RequestInfo.
-        decision = self.engine.cached(peer, method, path)
-        if decision is not None:
-            state[STATE_KEY] = decision
+        cached = self.engine.cached(peer, method, path)
+        if cached is not None:
+            state[STATE_KEY] = cached.decision
             await self.app(scope, receive, send)
             return
         info = RequestInfo(peer, Headers(scope.get("headers") or ()), method, path)

@@ -387,7 +387,9 @@ def test_cached_answers_only_repeated_allowed_requests_of_direct_clients() -> No
     )
     assert e.cached(US, "GET", "/") is None  # never decided yet
     allowed = decide(e, US)
-    assert e.cached(US, "GET", "/") is allowed
+    hit = e.cached(US, "GET", "/")
+    assert hit is not None and hit.decision is allowed and hit.response is None
+    assert not hit.amends
     assert e.cached(US, "POST", "/") is None  # another method, another key
     assert e.cached(US, "GET", "/other") is None
     # A block must be logged (and answered) by decide(): never served from cached().
@@ -398,7 +400,10 @@ def test_cached_answers_only_repeated_allowed_requests_of_direct_clients() -> No
     assert e.cached("10.0.0.1", "GET", "/") is None
 
 
-def test_cached_is_off_in_mode_off() -> None:
-    e = engine(mode="off")
-    decide(e, US)
-    assert e.cached(US, "GET", "/") is None
+def test_cached_passes_everything_in_mode_off() -> None:
+    e = engine(mode="off", rules=[{"name": "cn", "action": "block", "regions": ["CN"]}])
+    for peer in (US, CN):
+        hit = e.cached(peer, "GET", "/")
+        assert hit is not None and hit.response is None and not hit.amends
+        assert hit.decision.reason == "off"
+        assert e.answer(geofence.RequestInfo(peer)) is hit
