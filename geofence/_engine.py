@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from geofence import _logs as logs
+from geofence._cache import BoundedCache
 from geofence._errors import ConfigError, DatabaseError
-from geofence._model import Decision, RequestInfo, with_client
+from geofence._model import Decision, DecisionKey, Facts, RequestInfo, with_client
 from geofence.clientip._addresses import IP, NetworkSet, is_private
 from geofence.clientip._resolver import ClientIP, ClientResolver
 from geofence.config._loader import load_policy
@@ -76,8 +77,11 @@ class Engine:
         self._peers = self._resolver.peers if policy.client_ip.hops is None else None
         # key -> (epoch, decision, whether it is logged, its answer: None for an enforced
         # block, whose response depends on the request's Accept and method)
-        self._cache: dict[tuple[str | None, ...], Entry] = {}
-        self._verdicts: dict[tuple[Any, ...], Decision] = {}
+        self._cache: BoundedCache[tuple[str | None, str, str, str], Entry] = BoundedCache(
+            CACHE_SIZE
+        )
+        # (time segment, facts) -> verdict
+        self._verdicts: BoundedCache[tuple[int, Facts], Decision] = BoundedCache(VERDICT_CACHE_SIZE)
         self._clock = clock
         reloading = any(isinstance(db, Reloading) for db in (self.country_db, self.anonymous_db))
         self._poll_interval = policy.geoip.reload_interval if reloading else None
@@ -160,7 +164,8 @@ class Engine:
             epoch = self._tick(wall)
         # A client that is its own socket peer (no trusted proxy in between) is cached under
         # (peer, method, path): a repeated request is one dictionary lookup.
-        entry = self._cache.get((request.peer, request.method, request.path))
+        # (peer, method, path) is a DecisionKey of a direct client (see _entry).
+        entry = self._cache.get((request.peer, "", request.method, request.path))
         if entry is None or entry[0] is not epoch:
             return self._entry(request, None, epoch)[1]
         if entry[2]:
@@ -181,7 +186,7 @@ class Engine:
             start, end, epoch = self._state
             if not start <= wall < end:
                 epoch = self._tick(wall)
-            entry = self._cache.get((request.peer, request.method, request.path))
+            entry = self._cache.get((request.peer, "", request.method, request.path))
             if entry is None or entry[0] is not epoch:
                 entry = self._entry(request, None, epoch)
             elif entry[2]:
@@ -204,7 +209,7 @@ class Engine:
         start, end, epoch = self._state
         if not start <= _wall_clock() < end:
             return None
-        entry = self._cache.get((peer, method, path))
+        entry = self._cache.get((peer, "", method, path))
         if entry is not None and entry[0] is epoch and not entry[2]:
             return entry[3]
         return None
@@ -220,13 +225,15 @@ class Engine:
         """Decide with the cache: ``epoch`` is what its entries must carry to be valid."""
         peer, method, path = request.peer, request.method, request.path
         client = self._resolver.resolve(peer, request.headers)
-        key: tuple[str | None, ...]
         if self._peers is not None and self._peers.get(peer).__class__ is ClientIP:
-            # The peer is no trusted proxy: the client is the peer whatever the headers say.
-            key = (peer, method, path)
+            # The peer is no trusted proxy: the client is the peer whatever the headers say,
+            # so a repeated request can be found before its headers are read. Hot paths
+            # probe with a plain tuple of these same four values, which hashes and compares
+            # equal to this key.
+            key = DecisionKey(peer, "", method, path)
         else:
             ip_text = client.ip.text if client.ip is not None else None
-            key = (ip_text, client.detail, method, path)
+            key = DecisionKey(ip_text, client.detail, method, path)
         entry = self._cache.get(key)
         if entry is not None and entry[0] == epoch:
             if entry[2]:
@@ -248,12 +255,9 @@ class Engine:
             and len(path) <= 1024
             and len(method) <= 32
         ):
-            # Bounded: a flood of distinct clients or paths empties it, it never grows.
-            if len(self._cache) >= CACHE_SIZE:
-                self._cache.clear()
             # Stored with the epoch read *before* the lookup: should a reload have happened
             # in between, the entry is merely stale-marked, never newer than it claims.
-            self._cache[key] = entry
+            self._cache.put(key, entry)
         if loggable:
             logs.log_decision(decision, request)
         return entry
@@ -346,13 +350,15 @@ class Engine:
             and not has_dot_segment(path)
         ):
             return with_client(EXEMPT_PATH, client_ip, detail)
-        facts: tuple[str | None, tuple[str, ...], frozenset[str], str]
+        # What the rules say depends on the request only through its method and path, and on
+        # the client only through its facts: many clients share one verdict.
+        method = request.method.upper() if len(request.method) <= 32 else ""
         if ip is None:
-            facts = (None, (), NO_ANONYMIZERS, "unresolved_client")
+            facts = Facts(method, path, None, (), NO_ANONYMIZERS, "unresolved_client")
         elif is_private(ip):
             if self.policy.allow_private:
                 return with_client(PRIVATE, client_ip, detail)
-            facts = (None, (), NO_ANONYMIZERS, "private")
+            facts = Facts(method, path, None, (), NO_ANONYMIZERS, "private")
         else:
             try:
                 record, anonymizers = self._lookup(ip)
@@ -364,18 +370,13 @@ class Engine:
                 fallback = "no_country"
             else:
                 fallback = "default"
-            facts = (record.country, record.subdivisions, anonymizers, fallback)
-        # What the rules say depends on the request only through its method and path, and on
-        # the client only through these facts: many clients share one verdict.
-        method = request.method.upper() if len(request.method) <= 32 else ""
-        key = (segment, method, path, *facts)
+            facts = Facts(method, path, record.country, record.subdivisions, anonymizers, fallback)
+        key = (segment, facts)
         verdict = self._verdicts.get(key)
         if verdict is None:
-            verdict = self._verdict(method, path, now, *facts)
+            verdict = self._verdict(facts, now)
             if len(path) <= 1024:
-                if len(self._verdicts) >= VERDICT_CACHE_SIZE:
-                    self._verdicts.clear()
-                self._verdicts[key] = verdict
+                self._verdicts.put(key, verdict)
         return with_client(verdict, client_ip, detail)
 
     def _db_error(self, ip: str, detail: str, error: DatabaseError) -> Decision:
@@ -395,17 +396,9 @@ class Engine:
             action="allow", enforced=True, reason="db_error", client_ip=ip, client_detail=detail
         )
 
-    def _verdict(
-        self,
-        method: str,
-        path: str,
-        now: int,
-        country: str | None,
-        subdivisions: tuple[str, ...],
-        anonymizers: frozenset[str],
-        fallback: str,
-    ) -> Decision:
+    def _verdict(self, facts: Facts, now: int) -> Decision:
         """The decision without its client fields: what the policy says about these facts."""
+        method, path, country, subdivisions, anonymizers, fallback = facts
         anon = tuple(sorted(anonymizers)) if anonymizers else ()
         dry_run: Decision | None = None
         dry_names: list[str] = []

@@ -62,6 +62,31 @@ class Decision(NamedTuple):
     client_detail: str = ""
 
 
+class Facts(NamedTuple):
+    """What a verdict depends on besides the time: the request's method and path, and what the
+    databases say about its client. Rules see only these, and the verdict cache is keyed on
+    them, so a new fact (an account's state, an ASN, the host) is one new field here, and two
+    requests that differ in it can never share a verdict."""
+
+    method: str  # upper-case ("" for one too long to be a method)
+    path: str
+    country: str | None
+    subdivisions: tuple[str, ...]
+    anonymizers: frozenset[str]
+    fallback: str  # the decision's reason when no rule matches ("default", "not_found", ...)
+
+
+class DecisionKey(NamedTuple):
+    """The key of the engine's decision cache: everything about a request its decision
+    depends on, besides the time and the databases (which the cache's epoch covers). A fact
+    that can change a decision (an account) must be a field here."""
+
+    client: str | None  # the socket peer for a direct client; else the resolved address
+    via: str  # "" for a client that is its own socket peer; else how the client was found
+    method: str
+    path: str
+
+
 # The client's two fields come last, so that a verdict (what the policy says, shared by many
 # clients) becomes a client's decision by appending them: one tuple build, no Python-level
 # __new__ and no _replace, on the path of every new client. This is the one place that

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from geofence._cache import BoundedCache
+
 # The header is client input: bound the work whatever it holds. Real browsers send < 300
 # bytes and < 10 ranges.
 MAX_LENGTH = 4096
@@ -11,7 +13,7 @@ MAX_RANGES = 32
 # Browsers send a handful of distinct values, so a small cache absorbs nearly every request.
 _CACHE_SIZE = 256
 _CACHE_KEY_MAX = 1024
-_cache: dict[str, bool] = {}
+_cache: BoundedCache[str, bool] = BoundedCache(_CACHE_SIZE)
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
@@ -33,10 +35,7 @@ def prefers_html(accept: str | None) -> bool:
         return cached
     result = _negotiate(accept)
     if len(accept) <= _CACHE_KEY_MAX:
-        if len(_cache) >= _CACHE_SIZE:
-            # Cheap and bounded; a flood of distinct values only costs recomputation.
-            _cache.clear()
-        _cache[accept] = result
+        _cache.put(accept, result)
     return result
 
 

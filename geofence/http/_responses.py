@@ -14,6 +14,7 @@ from datetime import datetime
 from types import MappingProxyType
 from urllib.parse import quote
 
+from geofence._cache import BoundedCache
 from geofence._model import Decision
 from geofence.http._accept import prefers_html
 from geofence.http._httpdate import imf_fixdate, sf_date
@@ -82,8 +83,8 @@ class Responder:
         }
         self._sunset_link = f'<{uri}>; rel="sunset"' if uri else None
         # Rule dates seen so far -> header text; as many as there are rules with dates.
-        self._sunsets: dict[datetime, str] = {}
-        self._deprecations: dict[datetime, str] = {}
+        self._sunsets: BoundedCache[datetime, str] = BoundedCache(256)
+        self._deprecations: BoundedCache[datetime, str] = BoundedCache(256)
 
     def denial(self, decision: Decision, accept: str | None) -> Response:
         """The block (451/403) or db_error (503) response for an enforced block decision."""
@@ -128,10 +129,7 @@ class Responder:
         cache = self._sunsets if sunset else self._deprecations
         text = cache.get(moment)
         if text is None:
-            text = imf_fixdate(moment) if sunset else sf_date(moment)
-            if len(cache) >= 256:
-                cache.clear()
-            cache[moment] = text
+            text = cache.put(moment, imf_fixdate(moment) if sunset else sf_date(moment))
         return text
 
 
@@ -197,7 +195,7 @@ def header_uri(url: str) -> str:
 _REPLACED = frozenset({"public", "s-maxage", "private"})
 # One directive: anything but commas, where a quoted string may hold commas.
 _DIRECTIVE = re.compile(r'(?:[^,"]+|"(?:[^"\\]|\\.?)*"?)+', re.DOTALL)
-_cache_control: dict[str, str] = {}
+_cache_control: BoundedCache[str, str] = BoundedCache(256)
 
 
 def merge_cache_control(value: str | None) -> str:
@@ -218,7 +216,5 @@ def merge_cache_control(value: str | None) -> str:
             kept.append(directive)
     merged = ", ".join(kept)
     if len(key) <= 1024:
-        if len(_cache_control) >= 256:
-            _cache_control.clear()
-        _cache_control[key] = merged
+        _cache_control.put(key, merged)
     return merged
