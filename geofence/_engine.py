@@ -65,7 +65,7 @@ class Engine:
         self.country_db: CountryDB = open_country_db(policy.geoip, clock)
         self.anonymous_db: AnonymousDB | None = open_anonymous_db(policy.geoip, clock)
         # The anonymous-IP database is only consulted when some rule asks about network types.
-        self._needs_anonymous = any(r.anonymizers for r in self._rules)
+        self._needs_anonymous = any("anonymizers" in r.needs for r in self._rules)
         self._check_database_fits()
         # Every instant at which some rule changes phase; between two of them nothing does.
         self._boundaries = tuple(
@@ -115,10 +115,8 @@ class Engine:
         if self.country_db.has_subdivisions:
             return
         for index, rule in enumerate(self._rules):
-            if rule.uses_subdivisions:
-                codes = sorted(
-                    {c for r in (rule.regions, rule.except_regions) if r for c in r.subdivisions}
-                )
+            codes = sorted(rule.subdivision_codes)
+            if codes:
                 raise ConfigError(
                     f"rules[{index}].regions",
                     f"subdivision code {codes[0]!r} needs a database with subdivisions, but "
@@ -398,15 +396,13 @@ class Engine:
 
     def _verdict(self, facts: Facts, now: int) -> Decision:
         """The decision without its client fields: what the policy says about these facts."""
-        method, path, country, subdivisions, anonymizers, fallback = facts
+        country, subdivisions, anonymizers = facts.country, facts.subdivisions, facts.anonymizers
         anon = tuple(sorted(anonymizers)) if anonymizers else ()
         dry_run: Decision | None = None
         dry_names: list[str] = []
         for rule in self._rules:
             action = rule.action_at(now)
-            if action is None or not rule.matches_request(path, method):
-                continue
-            if not rule.matches_client(country, subdivisions, anonymizers):
+            if action is None or not rule.matches(facts):
                 continue
             decision = Decision(
                 action=action,
@@ -431,7 +427,7 @@ class Engine:
         default = Decision(
             action=self.policy.default,
             enforced=True,
-            reason=fallback,
+            reason=facts.fallback,
             status=451 if self.policy.default == "block" else None,
             country=country,
             subdivisions=subdivisions,

@@ -1,50 +1,14 @@
-"""Rules compiled for matching: sets and one regex each, built once at load time."""
+"""Compiled rules: conditions, grace schedule and phase, built once at load time."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
-from geofence._model import Action
+from geofence._model import Action, Facts
 from geofence.config._policy import RulePolicy
-from geofence.rules._globs import compile_globs
-
-
-def is_subdivision(code: str) -> bool:
-    return "-" in code
-
-
-@dataclass(frozen=True, slots=True)
-class RegionSet:
-    """Normalised region codes as sets; ``matches`` answers for one lookup result."""
-
-    countries: frozenset[str]
-    subdivisions: frozenset[str]
-    any_known: bool  # "*"
-    unknown: bool  # "unknown"
-
-    @classmethod
-    def build(cls, codes: Iterable[str]) -> RegionSet | None:
-        codes = tuple(codes)
-        if not codes:
-            return None
-        return cls(
-            countries=frozenset(c for c in codes if len(c) == 2),
-            subdivisions=frozenset(c for c in codes if is_subdivision(c)),
-            any_known="*" in codes,
-            unknown="unknown" in codes,
-        )
-
-    def matches(self, country: str | None, subdivisions: tuple[str, ...]) -> bool:
-        if country is None:
-            return self.unknown
-        if self.any_known or country in self.countries:
-            return True
-        return bool(self.subdivisions) and any(s in self.subdivisions for s in subdivisions)
-
+from geofence.rules._conditions import CONDITIONS, Condition, Regions
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MICROSECOND = timedelta(microseconds=1)
@@ -70,11 +34,8 @@ def _micros(moment: datetime | None) -> int | None:
 class Rule:
     name: str
     action: Action
-    regions: RegionSet | None
-    except_regions: RegionSet | None
-    anonymizers: frozenset[str]
-    paths: re.Pattern[str] | None
-    methods: frozenset[str] | None
+    # What the rule requires, each given condition once (see _conditions.py).
+    conditions: tuple[Condition, ...]
     # Integer microseconds since 1970, so that the per-request comparison is exact and cheap.
     starts: int | None  # the rule is off before this (warn_from, else enforce_from)
     enforces: int | None  # from here on the rule's own action applies
@@ -85,19 +46,12 @@ class Rule:
 
     @classmethod
     def compile(cls, rule: RulePolicy) -> Rule:
-        methods = frozenset(rule.methods)
-        if "GET" in methods:
-            # HEAD is GET without a body: a rule about GET must not be bypassed with HEAD.
-            methods |= {"HEAD"}
+        built = (condition.build(rule) for condition in CONDITIONS)
         starts = rule.warn_from or rule.enforce_from
         return cls(
             name=rule.name,
             action=rule.action,
-            regions=RegionSet.build(rule.regions),
-            except_regions=RegionSet.build(rule.except_regions),
-            anonymizers=frozenset(rule.anonymizers),
-            paths=compile_globs(rule.paths),
-            methods=methods or None,
+            conditions=tuple(c for c in built if c is not None),
             starts=_micros(starts),
             enforces=_micros(rule.enforce_from),
             warn_from=rule.warn_from,
@@ -127,22 +81,21 @@ class Rule:
     def enforced_phase(self) -> str:
         return _phase_words(self.enforce_from)[1]
 
-    def matches_request(self, path: str, method: str) -> bool:
-        if self.methods is not None and method not in self.methods:
-            return False
-        return self.paths is None or self.paths.match(path) is not None
+    def matches(self, facts: Facts) -> bool:
+        """Whether every condition the rule gives holds for ``facts``."""
+        return all(condition.matches(facts) for condition in self.conditions)
 
-    def matches_client(
-        self, country: str | None, subdivisions: tuple[str, ...], anonymizers: frozenset[str]
-    ) -> bool:
-        if self.regions is not None and not self.regions.matches(country, subdivisions):
-            return False
-        if self.except_regions is not None and self.except_regions.matches(country, subdivisions):
-            return False
-        return not self.anonymizers or not self.anonymizers.isdisjoint(anonymizers)
+    def failed_condition(self, facts: Facts) -> Condition | None:
+        """The first condition that does not hold for ``facts`` (None: the rule matches)."""
+        return next((c for c in self.conditions if not c.matches(facts)), None)
 
     @property
-    def uses_subdivisions(self) -> bool:
-        return any(
-            r is not None and bool(r.subdivisions) for r in (self.regions, self.except_regions)
-        )
+    def needs(self) -> frozenset[str]:
+        """The client facts this rule's conditions read (e.g. "anonymizers")."""
+        return frozenset().union(*(c.needs for c in self.conditions))
+
+    @property
+    def subdivision_codes(self) -> frozenset[str]:
+        """The ISO 3166-2 codes the rule names (they need a database with subdivisions)."""
+        regions = (c for c in self.conditions if isinstance(c, Regions))
+        return frozenset().union(*(r.subdivisions for r in regions))

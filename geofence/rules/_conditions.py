@@ -1,0 +1,132 @@
+"""Rule conditions: one class per condition a rule can give.
+
+A rule matches when every condition it gives matches (DESIGN "Rule conditions"); an omitted or
+empty condition places no constraint and is simply not built. Each class knows which key of a
+rule it reads and which :class:`geofence._model.Facts` it looks at, so adding a condition is:
+a field on ``RulePolicy`` (and its check in the loader), and one class here, listed in
+:data:`CONDITIONS`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import ClassVar
+
+from geofence._model import Facts
+from geofence.config._policy import RulePolicy
+from geofence.rules._globs import compile_globs
+
+
+class Condition:
+    """One condition of a compiled rule. Built once at load time; ``matches`` runs once per
+    distinct set of facts (verdicts are cached), never per request."""
+
+    __slots__ = ()
+    #: The facts this condition reads beyond the request's method and path; the engine
+    #: consults a database only when some condition needs what it answers.
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def build(cls, rule: RulePolicy) -> Condition | None:
+        """The condition ``rule`` gives, or None when it gives none (omitted or empty)."""
+        raise NotImplementedError
+
+    def matches(self, facts: Facts) -> bool:
+        raise NotImplementedError
+
+
+class Methods(Condition):
+    __slots__ = ("methods",)
+
+    def __init__(self, methods: frozenset[str]) -> None:
+        self.methods = methods
+
+    @classmethod
+    def build(cls, rule: RulePolicy) -> Methods | None:
+        methods = frozenset(rule.methods)
+        if "GET" in methods:
+            # HEAD is GET without a body: a rule about GET must not be bypassed with HEAD.
+            methods |= {"HEAD"}
+        return cls(methods) if methods else None
+
+    def matches(self, facts: Facts) -> bool:
+        return facts.method in self.methods
+
+
+class Paths(Condition):
+    __slots__ = ("pattern",)
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+
+    @classmethod
+    def build(cls, rule: RulePolicy) -> Paths | None:
+        pattern = compile_globs(rule.paths)
+        return None if pattern is None else cls(pattern)
+
+    def matches(self, facts: Facts) -> bool:
+        return self.pattern.match(facts.path) is not None
+
+
+class Regions(Condition):
+    """``regions``: the client's country or one of its subdivisions is listed; ``*`` is any
+    known country, ``unknown`` a client without one."""
+
+    __slots__ = ("any_known", "countries", "subdivisions", "unknown")
+    needs = frozenset({"country"})
+
+    def __init__(self, codes: Iterable[str]) -> None:
+        codes = tuple(codes)
+        self.countries = frozenset(c for c in codes if len(c) == 2)
+        self.subdivisions = frozenset(c for c in codes if "-" in c)
+        self.any_known = "*" in codes
+        self.unknown = "unknown" in codes
+
+    @classmethod
+    def build(cls, rule: RulePolicy) -> Condition | None:
+        return cls(rule.regions) if rule.regions else None
+
+    def covers(self, country: str | None, subdivisions: tuple[str, ...]) -> bool:
+        if country is None:
+            return self.unknown
+        if self.any_known or country in self.countries:
+            return True
+        return bool(self.subdivisions) and any(s in self.subdivisions for s in subdivisions)
+
+    def matches(self, facts: Facts) -> bool:
+        return self.covers(facts.country, facts.subdivisions)
+
+
+class ExceptRegions(Regions):
+    """``except_regions``: subtracted from ``regions`` (the client is in none of them)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def build(cls, rule: RulePolicy) -> Condition | None:
+        return cls(rule.except_regions) if rule.except_regions else None
+
+    def matches(self, facts: Facts) -> bool:
+        return not self.covers(facts.country, facts.subdivisions)
+
+
+class Anonymizers(Condition):
+    """``anonymizers``: the anonymous-IP database flags the client with one of these types."""
+
+    __slots__ = ("kinds",)
+    needs = frozenset({"anonymizers"})
+
+    def __init__(self, kinds: frozenset[str]) -> None:
+        self.kinds = kinds
+
+    @classmethod
+    def build(cls, rule: RulePolicy) -> Anonymizers | None:
+        return cls(frozenset(rule.anonymizers)) if rule.anonymizers else None
+
+    def matches(self, facts: Facts) -> bool:
+        return not self.kinds.isdisjoint(facts.anonymizers)
+
+
+#: Every condition, in the order a rule checks them (cheapest first).
+CONDITIONS: tuple[type[Condition], ...] = (Methods, Paths, Regions, ExceptRegions, Anonymizers)

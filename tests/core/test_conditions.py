@@ -1,0 +1,85 @@
+"""Rule conditions, one class each: what each one reads and when it holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from geofence import load_policy
+from geofence._model import Facts
+from geofence.rules._conditions import (
+    CONDITIONS,
+    Anonymizers,
+    ExceptRegions,
+    Methods,
+    Paths,
+    Regions,
+)
+from geofence.rules._rule import Rule
+
+NONE: frozenset[str] = frozenset()
+
+
+def facts(
+    country: str | None = "CN",
+    subdivisions: tuple[str, ...] = (),
+    anonymizers: frozenset[str] = NONE,
+    method: str = "GET",
+    path: str = "/v1/models",
+) -> Facts:
+    return Facts(method, path, country, subdivisions, anonymizers, "default")
+
+
+def rule(**keys: object) -> Rule:
+    policy = load_policy({"rules": [{"name": "r", "action": "block", **keys}]})
+    return Rule.compile(policy.rules[0])
+
+
+def test_a_rule_builds_only_the_conditions_it_gives() -> None:
+    assert [type(c) for c in rule(regions=["CN"], paths=["/v1/*"]).conditions] == [Paths, Regions]
+    # Empty lists place no constraint: no condition is built for them.
+    assert [type(c) for c in rule(methods=[], regions=["CN"]).conditions] == [Regions]
+    assert len(CONDITIONS) == len(set(CONDITIONS))
+
+
+@pytest.mark.parametrize(
+    ("keys", "matching", "other"),
+    [
+        ({"regions": ["CN"]}, facts("CN"), facts("HK")),
+        ({"regions": ["*"]}, facts("US"), facts(None)),
+        ({"regions": ["unknown"]}, facts(None), facts("US")),
+        ({"regions": ["UA-43"]}, facts("UA", ("UA-43",)), facts("UA", ("UA-30",))),
+        ({"except_regions": ["CN"]}, facts("US"), facts("CN")),
+        ({"regions": ["*"], "except_regions": ["US"]}, facts("CN"), facts("US")),
+        ({"methods": ["POST"]}, facts(method="POST"), facts(method="GET")),
+        ({"methods": ["GET"]}, facts(method="HEAD"), facts(method="POST")),
+        ({"paths": ["/v1/*"]}, facts(path="/v1/x"), facts(path="/v1")),
+    ],
+)
+def test_each_condition_holds_exactly_where_it_should(
+    keys: dict[str, object], matching: Facts, other: Facts
+) -> None:
+    compiled = rule(**keys)
+    assert compiled.matches(matching) and compiled.failed_condition(matching) is None
+    assert not compiled.matches(other) and compiled.failed_condition(other) is not None
+
+
+def test_anonymizers_match_any_listed_type_and_say_what_they_need() -> None:
+    condition = Anonymizers(frozenset({"vpn", "tor"}))
+    assert condition.matches(facts(anonymizers=frozenset({"tor", "hosting"})))
+    assert not condition.matches(facts(anonymizers=frozenset({"hosting"})))
+    assert not condition.matches(facts())
+    assert Anonymizers.needs == {"anonymizers"} and Methods.needs == frozenset()
+
+
+def test_the_failed_condition_is_the_first_that_does_not_hold() -> None:
+    compiled = rule(methods=["POST"], regions=["CN"])
+    failed = compiled.failed_condition(facts("US", method="GET"))
+    assert isinstance(failed, Methods)
+    assert isinstance(compiled.failed_condition(facts("US", method="POST")), Regions)
+    assert not isinstance(compiled.failed_condition(facts("US", method="POST")), ExceptRegions)
+
+
+def test_a_rule_reports_its_subdivision_codes() -> None:
+    compiled = rule(regions=["UA-43", "CN"], except_regions=["UA-14"])
+    assert compiled.subdivision_codes == {"UA-43", "UA-14"}
+    assert rule(regions=["CN"]).subdivision_codes == frozenset()
