@@ -29,6 +29,8 @@ from geofence.rules._rule import Rule, micros
 
 OFF = Decision(action="allow", enforced=False, reason="off")
 OFF_ANSWER = Answer(OFF)
+# Decision reasons for which the rules were consulted (see explain()).
+_CONSULTS_RULES = frozenset({"rule", "default", "not_found", "no_country", "unresolved_client"})
 NO_ANONYMIZERS: frozenset[str] = frozenset()
 _wall_clock = time.time  # bound once: the hot path reads it on every request
 Epoch = tuple[int, int]  # (time segment, database generation)
@@ -450,6 +452,41 @@ class Engine:
         if self._report and decision.action != "allow":
             decision = decision._replace(enforced=False)
         return decision
+
+    def explain(self, request: RequestInfo, now: datetime | None = None) -> list[tuple[str, str]]:
+        """Why each rule tried before the deciding one did not decide (every rule when none
+        did), as (rule name, reason) pairs; empty when no rule was consulted (an exemption,
+        an allowed private client, a database error). For ``geofence check``; not a hot path.
+        """
+        decision = self.decide(request, now)
+        consulted = decision.reason in _CONSULTS_RULES or (
+            decision.reason == "private" and not self.policy.allow_private
+        )
+        if not consulted:
+            return []
+        moment = _micros(now) if now is not None else time.time_ns() // 1000
+        method = request.method.upper() if len(request.method) <= 32 else ""
+        facts = Facts(
+            method,
+            request.path,
+            decision.country,
+            decision.subdivisions,
+            frozenset(decision.anonymizers),
+            decision.reason,
+        )
+        reasons: list[tuple[str, str]] = []
+        for rule in self._rules:
+            if rule.name == decision.rule and not rule.report:
+                break
+            failed = rule.failed_condition(facts)
+            if rule.action_at(moment) is None:
+                why = f"not in force yet (from {rule.warn_from or rule.enforce_from})"
+            elif failed is not None:
+                why = failed.why_not(facts)
+            else:
+                why = "matched, but is in report mode (a dry run)"
+            reasons.append((rule.name, why))
+        return reasons
 
     # -- answers -----------------------------------------------------------------------------
 

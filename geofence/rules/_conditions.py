@@ -35,6 +35,14 @@ class Condition:
     def matches(self, facts: Facts) -> bool:
         raise NotImplementedError
 
+    def why_not(self, facts: Facts) -> str:
+        """Human words on why the condition does not hold for ``facts`` (``geofence check``)."""
+        raise NotImplementedError
+
+
+def _listed(values: Iterable[str]) -> str:
+    return ", ".join(sorted(values))
+
 
 class Methods(Condition):
     __slots__ = ("methods",)
@@ -53,6 +61,9 @@ class Methods(Condition):
     def matches(self, facts: Facts) -> bool:
         return facts.method in self.methods
 
+    def why_not(self, facts: Facts) -> str:
+        return f"method {facts.method or '?'} is not one of {_listed(self.methods)}"
+
 
 class Paths(Condition):
     __slots__ = ("pattern",)
@@ -67,6 +78,9 @@ class Paths(Condition):
 
     def matches(self, facts: Facts) -> bool:
         return self.pattern.match(facts.path) is not None
+
+    def why_not(self, facts: Facts) -> str:
+        return f"path {facts.path!r} matches none of its paths"
 
 
 class Regions(Condition):
@@ -97,6 +111,9 @@ class Regions(Condition):
     def matches(self, facts: Facts) -> bool:
         return self.covers(facts.country, facts.subdivisions)
 
+    def why_not(self, facts: Facts) -> str:
+        return f"{_where(facts)} is not in its regions"
+
 
 class ExceptRegions(Regions):
     """``except_regions``: subtracted from ``regions`` (the client is in none of them)."""
@@ -109,6 +126,9 @@ class ExceptRegions(Regions):
 
     def matches(self, facts: Facts) -> bool:
         return not self.covers(facts.country, facts.subdivisions)
+
+    def why_not(self, facts: Facts) -> str:
+        return f"{_where(facts)} is in its except_regions"
 
 
 class Anonymizers(Condition):
@@ -126,6 +146,16 @@ class Anonymizers(Condition):
 
     def matches(self, facts: Facts) -> bool:
         return not self.kinds.isdisjoint(facts.anonymizers)
+
+    def why_not(self, facts: Facts) -> str:
+        seen = _listed(facts.anonymizers) or "no anonymizer"
+        return f"the network ({seen}) is none of {_listed(self.kinds)}"
+
+
+def _where(facts: Facts) -> str:
+    if facts.country is None:
+        return "a client without a country"
+    return " / ".join((facts.country, *facts.subdivisions))
 
 
 #: Every condition, in the order a rule checks them (cheapest first).

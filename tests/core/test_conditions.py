@@ -83,3 +83,48 @@ def test_a_rule_reports_its_subdivision_codes() -> None:
     compiled = rule(regions=["UA-43", "CN"], except_regions=["UA-14"])
     assert compiled.subdivision_codes == {"UA-43", "UA-14"}
     assert rule(regions=["CN"]).subdivision_codes == frozenset()
+
+
+def test_explain_says_why_each_earlier_rule_did_not_decide() -> None:
+    from datetime import datetime, timezone
+
+    from geofence import Engine, RequestInfo
+
+    engine = Engine.from_config(
+        {
+            "rules": [
+                {"name": "posts", "action": "block", "methods": ["POST"], "regions": ["*"]},
+                {"name": "api", "action": "block", "paths": ["/api/*"], "regions": ["CN"]},
+                {"name": "ru", "action": "block", "regions": ["RU"]},
+                {
+                    "name": "not-yet",
+                    "action": "block",
+                    "regions": ["CN"],
+                    "enforce_from": "2999-01-01T00:00:00Z",
+                },
+                {"name": "dry", "action": "block", "regions": ["CN"], "mode": "report"},
+                {
+                    "name": "asia",
+                    "action": "block",
+                    "regions": ["CN"],
+                    "except_regions": ["CN"],
+                    "paths": ["/*"],
+                },
+                {"name": "cn", "action": "block", "regions": ["CN"]},
+                {"name": "after", "action": "block", "regions": ["US"]},
+            ]
+        }
+    )
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    why = dict(engine.explain(RequestInfo("175.16.199.1", path="/web"), now))
+    assert list(why) == ["posts", "api", "ru", "not-yet", "dry", "asia"]
+    assert why["posts"] == "method GET is not one of POST"
+    assert why["api"] == "path '/web' matches none of its paths"
+    assert why["ru"] == "CN is not in its regions"
+    assert why["not-yet"].startswith("not in force yet (from 2999-01-01")
+    assert why["dry"] == "matched, but is in report mode (a dry run)"
+    assert why["asia"] == "CN is in its except_regions"
+    # Exempt and allowed-private clients never reach the rules.
+    assert engine.explain(RequestInfo("10.0.0.1"), now) == []
+    # No rule decided: every rule is explained.
+    assert len(engine.explain(RequestInfo("89.160.20.112"), now)) == 8
