@@ -210,7 +210,9 @@ def resized(
 def _reader_for(data: bytes) -> Any:
     import io
 
-    return maxminddb.open_database(io.BytesIO(data), maxminddb.MODE_FD)  # type: ignore[arg-type]
+    buffer = io.BytesIO(data)
+    buffer.name = "<memory>"  # type: ignore[attr-defined]  # maxminddb 2.6 requires a name
+    return maxminddb.open_database(buffer, maxminddb.MODE_FD)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("record_size", [24, 28, 32])
