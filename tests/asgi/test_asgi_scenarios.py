@@ -1,4 +1,4 @@
-"""The shared scenario table (tests/scenarios/table.py) through the ASGI middleware.
+"""The shared scenario table (tests/helpers/scenarios/table.py) through the ASGI middleware.
 
 Every scenario runs on a raw ASGI app, a Starlette app and a FastAPI app, each sent through
 httpx's ASGI transport with the scenario's peer as the client address.

@@ -175,7 +175,7 @@ def test_uvicorn_proxy_headers_rewrite_the_peer_geofence_sees() -> None:
 
 
 def test_django_asgi_handler_behind_the_middleware() -> None:
-    pytest.importorskip("django.conf")  # not "django": tests/django shadows a missing one
+    pytest.importorskip("django")
     args = ["--no-proxy-headers", "--root-path", "/api"]
     with (
         serve("uvicorn", "asgi_django_app:application", cwd=HERE, env=ENV, extra_args=args) as base,

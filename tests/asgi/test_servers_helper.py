@@ -1,4 +1,4 @@
-"""tests/servers.py itself: both servers start on a handed-over socket, and failures show why."""
+"""tests/helpers/servers.py itself: both servers start on a handed-over socket; failures say why."""
 
 from __future__ import annotations
 

@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-pytest.importorskip("django.conf")  # not "django": tests/django shadows a missing one
+pytest.importorskip("django")
 
 import django
 from django.conf import settings
 from django.test.utils import override_settings
 
-HERE = Path(__file__).parent
-# djsite is imported by name (settings, ROOT_URLCONF), whatever pytest's import mode.
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
+# djsite is imported by name (DJANGO_SETTINGS_MODULE, ROOT_URLCONF): tests/django is on pytest's
+# pythonpath (pyproject.toml).
 if not settings.configured:
     os.environ["DJANGO_SETTINGS_MODULE"] = "djsite.settings"
     django.setup()
 
-from djsite import settings as site_settings  # noqa: E402
-from djsite import views  # noqa: E402
+from djsite import settings as site_settings
+from djsite import views
 
 # Re-applied around every test in case another suite in this process configured Django first.
 SITE = {

@@ -46,7 +46,9 @@ def base_url(
         "DJANGO_SETTINGS_MODULE": "djsite.settings",
         "DJSITE_GEOFENCE": str(config),
         # djsite's view answers with the scenario table's constants.
-        "PYTHONPATH": os.pathsep.join(map(str, (TESTS.parent / "adapters", TESTS.parent, TESTS))),
+        "PYTHONPATH": os.pathsep.join(
+            map(str, (TESTS.parent / "adapters", TESTS.parent, TESTS / "helpers"))
+        ),
         **extra_env,
     }
     with serve(server, app, cwd=HERE, env=env, extra_args=extra_args) as url:

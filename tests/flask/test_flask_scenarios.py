@@ -1,4 +1,4 @@
-"""The shared scenario table (tests/scenarios/table.py) through the Flask extension."""
+"""The shared scenario table (tests/helpers/scenarios/table.py) through the Flask extension."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("flask.app")  # not "flask": tests/flask shadows a missing one
+pytest.importorskip("flask")
 
 from flask import Flask, g, request
 from scenarios.table import (

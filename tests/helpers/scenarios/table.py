@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).parent.parent / "data"
+DATA = Path(__file__).parent.parent.parent / "data"
 CITY_DB = str(DATA / "maxmind" / "test-data" / "GeoIP2-City-Test.mmdb")
 # A GeoIP2-City database that loads and answers the smoke lookups, but whose record for
 # 216.160.83.0/24 is malformed: a lookup of US (below) fails at request time.

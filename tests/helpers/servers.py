@@ -26,7 +26,7 @@ import pytest
 
 # Generous: a server shutting down gracefully waits for open keep-alive connections.
 STOP_TIMEOUT = 10.0
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parent.parent.parent
 
 
 def _command(server: str, app: str, fd: int, extra_args: Sequence[str]) -> list[str]:

@@ -1,10 +1,10 @@
-"""Paths shared by the tests (importable because pytest puts tests/ on sys.path)."""
+"""Paths shared by the tests (importable by name: tests/helpers is on pytest's ``pythonpath``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 MAXMIND = DATA / "maxmind" / "test-data"
 BAD_DATA = DATA / "maxmind" / "bad-data"
 FIXTURES = DATA / "fixtures"
