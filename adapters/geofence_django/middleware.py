@@ -1,13 +1,14 @@
-"""``GeofenceMiddleware``: Django's request in, the core's decision and answer out.
+"""``GeofenceMiddleware``: Django's request in, the core's answer out.
 
-Translation only: every decision, header and body comes from :class:`geofence.Engine`.
+Translation only: the engine says what to do with each request (:class:`geofence.http.Answer`),
+and every decision, header and body comes from it; the one Django-specific step is rendering
+the block page from the overridable template ``geofence/blocked.html``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Mapping
 from typing import cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -17,13 +18,14 @@ from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
-from geofence import Decision, RequestInfo, Response
-from geofence.http._environ import EnvironHeaders
-from geofence.http._responses import TEMPLATE_CSP
+from geofence import RequestInfo
+from geofence.http import TEMPLATE_CSP, Answer, EnvironHeaders, Responder
 
 from .conf import get_engine
 
 TEMPLATE = "geofence/blocked.html"
+# The request attribute holding the mark of the engine that answered it (installed twice).
+MARK = "_geofence_mark"
 SyncGetResponse = Callable[[HttpRequest], HttpResponseBase]
 AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
@@ -33,7 +35,7 @@ logger = logging.getLogger("geofence.django")
 def request_info(request: HttpRequest) -> RequestInfo:
     """The core's request facts from ``request.META``; never touches the body."""
     meta = request.META
-    # Positional (peer, headers, method, path, host): keywords cost twice as much, per request.
+    # Positional (peer, headers, method, path, host): keywords cost twice as much.
     return RequestInfo(
         meta.get("REMOTE_ADDR") or None,
         EnvironHeaders(meta),  # lazy: most requests never read a header
@@ -45,11 +47,11 @@ def request_info(request: HttpRequest) -> RequestInfo:
 
 
 class GeofenceMiddleware:
-    """Decide every request; answer blocks itself, add warn headers to the app's response.
+    """Ask the engine about every request; send its response, or call the view and add the
+    headers a warning asks for. ``request.geofence`` is the decision, for the view.
 
-    Works under WSGI and ASGI without a thread hop: the decision is CPU-only, so the async
-    path calls the engine directly. Both paths run once per request of the whole site, so
-    they do only what an allowed request needs; blocks and warnings branch off to helpers.
+    Works under WSGI and ASGI without a thread hop: the answer is CPU-only, so the async path
+    asks the engine directly. The two paths differ only in awaiting the view.
     """
 
     sync_capable = True
@@ -62,89 +64,84 @@ class GeofenceMiddleware:
         self._async_app = cast(AsyncGetResponse, get_response)
         # Raises ImproperlyConfigured: a bad policy stops the server instead of being skipped.
         self.engine = get_engine()
+        # The core's pages as a GET gets them: a HEAD answer has no body, yet a page rendered
+        # from the template needs the default page to give HEAD the GET page's length.
+        self._pages = Responder(self.engine.policy.message, self.engine.policy.info_url)
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
-        # Mode "off": the view still sees a decision, with no per-request work.
-        self._off = None if self.engine.active else self.engine.decide(RequestInfo(None))
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self._async:
             return self.__acall__(request)
-        if self._off is not None or hasattr(request, "geofence"):
-            self._pass(request)
-            return self._app(request)
-        info = request_info(request)
-        decision = self.engine.decide(info)
-        request.geofence = decision  # type: ignore[attr-defined]
-        # Only a block is ever answered by geofence: allows and warnings skip the engine call.
-        if decision.action == "block":
-            denial = self._denial(decision, info)
-            if denial is not None:  # None: the block is reported, not enforced
-                return denial
+        answer = self._answer(request)
+        if answer.response is not None:
+            return self._respond(answer)
         response = self._app(request)
-        if decision.action == "warn":
-            self._warn(decision, response)
+        if answer.amends:
+            self._amend(answer, response)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        # The same steps as __call__, awaiting the app.
-        if self._off is not None or hasattr(request, "geofence"):
-            self._pass(request)
-            return await self._async_app(request)
-        info = request_info(request)
-        decision = self.engine.decide(info)
-        request.geofence = decision  # type: ignore[attr-defined]
-        if decision.action == "block":
-            denial = self._denial(decision, info)
-            if denial is not None:
-                return denial
+        answer = self._answer(request)
+        if answer.response is not None:
+            return self._respond(answer)
         response = await self._async_app(request)
-        if decision.action == "warn":
-            self._warn(decision, response)
+        if answer.amends:
+            self._amend(answer, response)
         return response
 
-    def _pass(self, request: HttpRequest) -> None:
-        """Mode "off", or installed twice: decide nothing, but let the view see a decision."""
-        # Installed twice: the outer instance has decided (and set the decision) already.
-        if self._off is not None and not hasattr(request, "geofence"):
-            request.geofence = self._off  # type: ignore[attr-defined]
+    def _answer(self, request: HttpRequest) -> Answer:
+        # A repeated allowed request (and every request in mode "off"): one cache probe.
+        answer = self.engine.cached(
+            request.META.get("REMOTE_ADDR") or None, request.method or "GET", request.path_info
+        )
+        if answer is None:
+            mark = getattr(request, MARK, None)
+            if mark is not None and self.engine.decided(mark):
+                # Installed twice with this policy: the outer instance answered already.
+                # (Both instances share one engine, so a request the outer one answered from
+                # the cache is a cache hit here too, and needs no mark.)
+                return Answer(request.geofence)  # type: ignore[attr-defined]
+            setattr(request, MARK, self.engine.mark)
+            answer = self.engine.answer(request_info(request))
+        request.geofence = answer.decision  # type: ignore[attr-defined]
+        return answer
 
-    def _warn(self, decision: Decision, response: HttpResponseBase) -> None:
-        for name, value in self.engine.response_headers(decision, response.headers.get):
+    @staticmethod
+    def _amend(answer: Answer, response: HttpResponseBase) -> None:
+        for name, value in answer.headers(response.headers.get):
             response[name] = value
 
-    def _denial(self, decision: Decision, info: RequestInfo) -> HttpResponse | None:
-        """The answer to a block decision, or None when the engine lets the request through."""
-        denial = self.engine.denial(decision, info)
-        if denial is None:
-            return None
-        response = HttpResponse(denial.body, status=denial.status)
-        for name, value in denial.headers:
+    def _respond(self, answer: Answer) -> HttpResponse:
+        """The engine's response as Django's; an HTML page comes from the template."""
+        sent = answer.response
+        assert sent is not None
+        response = HttpResponse(sent.body, status=sent.status)
+        for name, value in sent.headers:
             response[name] = value
-        if denial.html:
-            full = denial
-            if not denial.body:  # HEAD: render what GET would get, to send its length
-                full = self.engine.denial(decision, replace(info, method="GET")) or denial
-            page = self._page(full)
-            # HEAD keeps the GET answer's headers, Content-Length included, and no body.
-            if denial.body:
+        if sent.html:
+            # HEAD: no body, but the headers (Content-Length included) of the GET answer.
+            default = sent.body or self._pages.denial(answer.decision, "text/html").body
+            page = self._page(sent.context, default)
+            if sent.body:
                 response.content = page
             response["Content-Length"] = str(len(page))
-            if page != full.body:
+            if page != default:
                 # The core's CSP allows only its own page's style sheet (by hash).
                 response["Content-Security-Policy"] = TEMPLATE_CSP
         return response
 
-    def _page(self, denial: Response) -> bytes:
+    @staticmethod
+    def _page(context: Mapping[str, object], default: bytes) -> bytes:
         """The block page from the overridable template, or the core's page if it fails."""
-        context = {**denial.context, "default_page": SafeString(denial.body.decode())}
+        values = {**context, "default_page": SafeString(default.decode())}
         try:
-            return render_to_string(TEMPLATE, context).encode()
+            return render_to_string(TEMPLATE, values).encode()
         except TemplateDoesNotExist:
-            return denial.body  # geofence_django not in INSTALLED_APPS: the default page
+            return default  # geofence_django not in INSTALLED_APPS: the default page
         except Exception:
             # A broken override (system check W002): still block, with the core's page,
             # rather than fail the request.
             logger.exception("cannot render %s; sending the default block page", TEMPLATE)
-            return denial.body
+            return default

@@ -21,7 +21,7 @@ from djsite import views
 from scenarios.table import BASE, BROWSER_ACCEPT, CN, IR, US, merged
 
 import geofence
-from geofence.http._responses import TEMPLATE_CSP
+from geofence.http import PAGE_CSP, TEMPLATE_CSP
 from geofence_django import conf, middleware
 from geofence_django.middleware import GeofenceMiddleware, request_info
 
@@ -139,7 +139,7 @@ def test_default_template_is_the_core_page_byte_for_byte() -> None:
         response = Client(REMOTE_ADDR=CN).get("/web/home", headers=ACCEPT_HTML)
         engine = conf.get_engine()
         info = geofence.RequestInfo(peer=CN, headers=list(ACCEPT_HTML.items()), path="/web/home")
-        denial = engine.denial(engine.decide(info), info)
+        denial = engine.answer(info).response
     assert denial is not None and denial.html
     assert response.status_code == 451
     assert response.content == denial.body
@@ -183,6 +183,17 @@ def test_template_override_is_used_with_the_documented_context(tmp_path: Path) -
     assert head.status_code == 451
     assert head.content == b""
     assert head["Content-Length"] == get["Content-Length"]
+
+
+def test_head_first_gets_the_get_page_headers_without_a_body() -> None:
+    with override_settings(GEOFENCE=BASE):
+        head = Client(REMOTE_ADDR=CN).head("/web/home", headers=ACCEPT_HTML)
+        get = Client(REMOTE_ADDR=CN).get("/web/home", headers=ACCEPT_HTML)
+    assert head.status_code == get.status_code == 451
+    assert head.content == b""
+    assert head["Content-Length"] == get["Content-Length"] == str(len(get.content))
+    # The default template prints the core's page: its own CSP stays.
+    assert head["Content-Security-Policy"] == get["Content-Security-Policy"] == PAGE_CSP
 
 
 def test_json_answers_ignore_the_template(tmp_path: Path) -> None:
@@ -269,14 +280,7 @@ def test_no_remote_addr_is_unresolved_not_a_crash() -> None:
 
 
 def test_installed_twice_decides_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[geofence.RequestInfo] = []
-    decide = geofence.Engine.decide
-
-    def counting(self: geofence.Engine, info: geofence.RequestInfo, now: Any = None) -> Any:
-        calls.append(info)
-        return decide(self, info, now)
-
-    monkeypatch.setattr(geofence.Engine, "decide", counting)
+    calls = _count_decisions(monkeypatch)
     with override_settings(GEOFENCE=BASE, MIDDLEWARE=[OURS, OURS]):
         warned = Client(REMOTE_ADDR=IR).get("/v1/chat")
         assert len(calls) == 1
@@ -287,14 +291,22 @@ def test_installed_twice_decides_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _count_decisions(monkeypatch: pytest.MonkeyPatch) -> list[geofence.RequestInfo]:
+    """The requests the engine is asked to decide (a repeated allowed request is answered
+    from its cache without being decided again, and is not counted)."""
     calls: list[geofence.RequestInfo] = []
+    answer = geofence.Engine.answer
     decide = geofence.Engine.decide
 
-    def counting(self: geofence.Engine, info: geofence.RequestInfo, now: Any = None) -> Any:
+    def counting_answer(self: geofence.Engine, info: geofence.RequestInfo, now: Any = None) -> Any:
+        calls.append(info)
+        return answer(self, info, now)
+
+    def counting_decide(self: geofence.Engine, info: geofence.RequestInfo, now: Any = None) -> Any:
         calls.append(info)
         return decide(self, info, now)
 
-    monkeypatch.setattr(geofence.Engine, "decide", counting)
+    monkeypatch.setattr(geofence.Engine, "answer", counting_answer)
+    monkeypatch.setattr(geofence.Engine, "decide", counting_decide)
     return calls
 
 
@@ -305,8 +317,8 @@ def test_mode_off_installed_twice_gives_the_view_the_off_decision(
     with override_settings(GEOFENCE=merged(mode="off"), MIDDLEWARE=[OURS, OURS]):
         response = Client(REMOTE_ADDR=CN).get("/v1/models")
     assert response.status_code == 200
-    # Only the startup decision of each instance (no peer); the request is not decided.
-    assert [info.peer for info in calls] == [None, None]
+    # Nothing is decided, neither at startup nor for the request.
+    assert [info.peer for info in calls] == []
     assert [(d.action, d.reason) for d in views.SEEN] == [("allow", "off")]  # type: ignore[attr-defined]
 
 
@@ -322,9 +334,100 @@ def test_a_decision_set_before_the_middleware_is_kept(monkeypatch: pytest.Monkey
     request = RequestFactory().get("/v1/models", REMOTE_ADDR=CN)
     request.geofence = earlier  # type: ignore[attr-defined]
     with override_settings(GEOFENCE=BASE):
+        # What an instance with this policy leaves on a request it has answered.
+        setattr(request, middleware.MARK, conf.get_engine().mark)
         response = GeofenceMiddleware(app)(request)
     assert calls == []
     assert response.status_code == 200  # type: ignore[union-attr]
+
+
+def _logged_actions(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.geofence["action"] for r in caplog.records if hasattr(r, "geofence")]
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["wsgi", "asgi"])
+@pytest.mark.parametrize(
+    ("peer", "path", "status", "action"),
+    [(CN, "/v1/models", 451, "block"), (IR, "/v1/chat", 200, "warn"), (US, "/v1/x", 200, "allow")],
+)
+def test_installed_twice_with_the_same_policy_decides_and_logs_once(
+    asgi: bool,
+    peer: str,
+    path: str,
+    status: int,
+    action: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = _count_decisions(monkeypatch)
+    caplog.set_level(logging.INFO, logger="geofence")
+    urls = "djsite.urls_async" if asgi else "djsite.urls"
+    with override_settings(GEOFENCE=BASE, MIDDLEWARE=[OURS, OURS], ROOT_URLCONF=urls):
+        for _ in range(2):  # a new request, then the same again
+            if asgi:
+                response = asyncio.run(PeerAsyncClient(peer).get(path))
+            else:
+                response = Client(REMOTE_ADDR=peer).get(path)
+            assert response.status_code == status
+            if action == "warn":
+                assert response["Cache-Control"] == "private, max-age=60"
+    if action == "allow":
+        # Decided once; the repeat is answered from the engine's cache, by both instances.
+        assert len(calls) == 1
+        assert _logged_actions(caplog) == []
+    else:
+        assert len(calls) == 2  # once per request: the inner instance passes it on
+        assert _logged_actions(caplog) == [action, action]
+    seen = [d.action for d in views.SEEN]  # type: ignore[attr-defined]
+    assert seen == ([] if action == "block" else [action, action])
+
+
+def test_installed_twice_with_different_policies_applies_both() -> None:
+    """An outer instance built with another policy (settings changed in between) does not
+    stop the inner one from deciding with its own: both policies apply, the outer first."""
+    seen: list[Any] = []
+
+    def app(request: HttpRequest) -> HttpResponse:
+        seen.append(request.geofence)  # type: ignore[attr-defined]
+        response = HttpResponse(b"ok")
+        response["Cache-Control"] = "max-age=60"
+        return response
+
+    with override_settings(GEOFENCE=BASE):
+        strict = GeofenceMiddleware(app)
+    with override_settings(GEOFENCE=merged(rules=[])):
+        lenient_outside = GeofenceMiddleware(strict)
+        lenient_inside = GeofenceMiddleware(app)
+    with override_settings(GEOFENCE=BASE):
+        strict_outside = GeofenceMiddleware(lenient_inside)
+    factory = RequestFactory()
+    for _ in range(2):  # a new request, then the same again
+        blocked = lenient_outside(factory.get("/v1/models", REMOTE_ADDR=CN))
+        assert blocked.status_code == 451  # type: ignore[union-attr]
+        assert seen == []
+        warned = lenient_outside(factory.get("/v1/chat", REMOTE_ADDR=IR))
+        assert warned["Cache-Control"] == "private, max-age=60"  # type: ignore[index]
+        assert seen.pop().action == "warn"
+        blocked = strict_outside(factory.get("/v1/models", REMOTE_ADDR=CN))
+        assert blocked.status_code == 451  # type: ignore[union-attr]
+        assert seen == []
+
+
+def test_a_repeated_allowed_request_builds_no_request_info(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[HttpRequest] = []
+    translate = middleware.request_info
+
+    def spy(request: HttpRequest) -> geofence.RequestInfo:
+        built.append(request)
+        return translate(request)
+
+    monkeypatch.setattr(middleware, "request_info", spy)
+    with override_settings(GEOFENCE=BASE):
+        client = Client(REMOTE_ADDR=US)
+        for _ in range(3):
+            assert client.get("/v1/models").status_code == 200
+    assert len(built) == 1
+    assert [d.reason for d in views.SEEN] == ["default"] * 3  # type: ignore[attr-defined]
 
 
 # -- async --------------------------------------------------------------------------------
