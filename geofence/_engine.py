@@ -327,11 +327,16 @@ class Engine:
         self._note_reloads()
 
     def _lookup(self, ip: IP) -> tuple[GeoRecord, frozenset[str]]:
+        db: object = self.country_db  # the one asked, for the per-database log limit
         try:
             record = self.country_db.find(ip)
             if self._needs_anonymous and self.anonymous_db is not None:
+                db = self.anonymous_db
                 return record, self.anonymous_db.find(ip)
             return record, NO_ANONYMIZERS
+        except DatabaseError as error:
+            logs.log_db_error(error, db, self._clock)
+            raise
         finally:
             if self._poll_interval is not None:
                 self._note_reloads()
@@ -380,7 +385,6 @@ class Engine:
         return with_client(verdict, client_ip, detail)
 
     def _db_error(self, ip: str, detail: str, error: DatabaseError) -> Decision:
-        logs.log_db_error(error)
         if self.policy.on_error == "block":
             return self._final(
                 Decision(

@@ -3,7 +3,8 @@
 Paths, methods and anything else a client controls are escaped before they reach a record, so a
 request cannot forge log lines (CR/LF), drive the operator's terminal (ESC and other controls)
 or reorder what is shown (bidi overrides). Each record also carries the same facts as
-``record.geofence`` (a dict) for JSON formatters.
+``record.geofence`` (a dict) for JSON formatters. The text never repeats the logger's name:
+the handler's format (``%(name)s``) shows it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from geofence._model import Decision, RequestInfo
@@ -60,7 +62,7 @@ def _bare(value: str | None) -> str:
 
 
 def log_decision(decision: Decision, request: RequestInfo) -> None:
-    """One INFO record: ``geofence: block|warn|would block|would warn ...``."""
+    """One INFO record: ``block|warn|would block|would warn client_ip=... path=...``."""
     if not logger.isEnabledFor(logging.INFO):
         return
     action = decision.action
@@ -82,8 +84,7 @@ def log_decision(decision: Decision, request: RequestInfo) -> None:
         "report_rules": report_rules,
     }
     logger.info(
-        "geofence: %s client_ip=%s country=%s subdivisions=%s rule=%s reason=%s method=%s "
-        "path=%s%s",
+        "%s client_ip=%s country=%s subdivisions=%s rule=%s reason=%s method=%s path=%s%s",
         verb,
         _bare(decision.client_ip),
         _bare(decision.country),
@@ -128,24 +129,67 @@ class RateLimit:
             self._suppressed = 0
 
 
-# A failing database fails every request: one record a minute tells the operator without
-# flooding the log (or the disk) at request rate.
-DB_ERRORS = RateLimit(60.0)
+class DatabaseErrorLimits:
+    """One :class:`RateLimit` per database: a failing database fails every request, so one
+    record a minute tells the operator without flooding the log (or the disk) at request rate,
+    and a failure of one database never silences another's (another engine's included).
+
+    Databases are held weakly: an engine that goes away takes its limits with it.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._limits: weakref.WeakKeyDictionary[object, RateLimit] = weakref.WeakKeyDictionary()
+        # For a database object that cannot be referenced weakly (a test double with slots).
+        self._shared: RateLimit | None = None
+
+    def admit(self, db: object, clock: Callable[[], float] = time.monotonic) -> int | None:
+        """Like :meth:`RateLimit.admit`, for ``db``; ``clock`` is read from its first failure."""
+        with self._lock:
+            try:
+                limit = self._limits.get(db)
+                if limit is None:
+                    limit = self._limits[db] = RateLimit(self.interval, clock)
+            except TypeError:
+                if self._shared is None:
+                    self._shared = RateLimit(self.interval, clock)
+                limit = self._shared
+        return limit.admit()
+
+    def reset(self) -> None:
+        """Forget every database's limit (tests)."""
+        with self._lock:
+            self._limits.clear()
+            self._shared = None
 
 
-def log_db_error(error: BaseException) -> None:
-    """ERROR record for a lookup failure, at most one per minute (count of suppressed ones)."""
+DB_ERRORS = DatabaseErrorLimits(60.0)
+
+
+def log_db_error(
+    error: BaseException, db: object, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """ERROR record for a lookup failure in ``db``: at most one per minute for each database,
+    with the count of those held back since. ``clock`` is a monotonic clock in seconds."""
     if not logger.isEnabledFor(logging.ERROR):
         return
-    suppressed = DB_ERRORS.admit()
+    suppressed = DB_ERRORS.admit(db, clock)
     if suppressed is None:
         return
     text = escape(_describe(error), 500)
+    description = getattr(db, "description", None)
     logger.error(
-        "geofence: database lookup failed: %s%s",
+        "database lookup failed: %s%s",
         text,
         f" ({suppressed} more suppressed since the last report)" if suppressed else "",
-        extra={"geofence": {"error": text, "suppressed": suppressed}},
+        extra={
+            "geofence": {
+                "db": escape(description, 500) if isinstance(description, str) else None,
+                "error": text,
+                "suppressed": suppressed,
+            }
+        },
     )
 
 

@@ -1,8 +1,13 @@
-"""`geofence check` as a user runs it: a real subprocess of the installed package."""
+"""`geofence` as a user runs it: real subprocesses of the installed package, real pipes."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +15,34 @@ from pathlib import Path
 import pytest
 from tests_support import CITY_DB
 
+import geofence
+from geofence import cli
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMAND = [sys.executable, "-m", "geofence"]
+BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell shows for a writer whose reader went away
+
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "geofence", *args],
+        [*COMMAND, *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def run_here(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``geofence ARGS`` in this process: (exit status, stdout, stderr)."""
+    status = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
 def test_check_json_on_the_embedded_default() -> None:
@@ -79,7 +103,11 @@ def test_check_at_time_and_config_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["check", "1.2.3.4", "--at", "2024-07-09T00:00:00"], "add a zone"),
+        (["check", "1.2.3.4", "--at", "2024-07-09T00:00:00"], "2024-07-09T00:00:00Z"),
+        (["check", "1.2.3.4", "--at", "2024-07-01Z"], "2024-07-01T00:00:00Z"),
+        (["check", "not-an-ip"], "not an IP address"),
+        (["check", "175.16.199.1:443"], "not an IP address"),
+        (["check", "1.2.3.4", "--path", "v1/models"], "/v1/models"),
         (["check", "1.2.3.4", "--at", "yesterday"], "ISO 8601"),
         (["check", "1.2.3.4", "--header", "no-colon"], "Name: value"),
         (
@@ -105,3 +133,220 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "rules[0].regions[0]" in result.stderr and "GB" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- the socket peer must be an IP address ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "peer", ["not-an-ip", "", "1.2.3", "01.2.3.4", "1.2.3.4 ", "1.2.3.4:80", "2001:db8::1::1"]
+)
+def test_check_refuses_what_is_not_an_ip_address(
+    capsys: pytest.CaptureFixture[str], peer: str
+) -> None:
+    status, out, err = run_here(capsys, "check", peer)
+    assert status == 2
+    assert out == ""
+    assert err == (
+        f"geofence: IP {peer!r} is not an IP address; give the socket peer, e.g. 175.16.199.1 "
+        "or 2a02:d0c0::1 (for a client behind a proxy, the proxy's address and --header "
+        "'X-Forwarded-For: ...')\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("peer", "client_ip"),
+    [
+        ("175.16.199.1", "175.16.199.1"),
+        ("2a02:d0c0::1", "2a02:d0c0::1"),
+        ("[2a02:d0c0::1]", "2a02:d0c0::1"),  # as servers report IPv6 peers
+        ("fe80::1%eth0", "fe80::1"),  # a zone id on the peer is stripped (DESIGN "Client IP")
+        ("::ffff:175.16.199.1", "175.16.199.1"),
+    ],
+)
+def test_check_takes_the_peer_forms_servers_report(
+    capsys: pytest.CaptureFixture[str], peer: str, client_ip: str
+) -> None:
+    status, out, err = run_here(capsys, "check", peer, "--json")
+    assert (status, err) == (0, "")
+    assert json.loads(out)["client_ip"] == client_ip
+
+
+# -- --at --------------------------------------------------------------------------------------
+
+BAD_TIMES = [
+    "2024-07-01Z",
+    "2024-07-01z",
+    "2024-07-01",
+    "2024-07-01+02:00",
+    "2024-07-01-0530",
+    "2024-07-09T00:00:00",
+    "2024-07-09T00:00",
+    "2024-07-09 00:00:00.5",
+    "2024-07-09T25:00:00Z",
+    "2024-07-09T00:00:00+25:00",
+    "2024-02-30T00:00:00Z",
+    "2024-07-09T00:00:00ZZ",
+    "yesterday",
+    "",
+    "1720483200",
+]
+
+
+def suggestions(message: str) -> list[str]:
+    """The times a message offers: after "e.g." and ") or", quoted for a shell or not."""
+    found = re.findall(r"(?:e\.g\.|\) or) (\"[^\"]*\"|'[^']*'|[^\s,;()]+)", message)
+    return [shlex.split(word)[0] for word in found]
+
+
+@pytest.mark.parametrize("text", BAD_TIMES)
+def test_at_errors_suggest_only_what_works(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    status, out, err = run_here(capsys, "check", "1.2.3.4", "--at", text)
+    assert (status, out) == (2, "")
+    assert err.startswith(f"geofence: --at {text!r} ")
+    assert err.count("\n") == 1
+    for suggestion in suggestions(err):
+        # Every time the message offers is one --at accepts.
+        ok, shown, problem = run_here(capsys, "check", "1.2.3.4", "--at", suggestion, "--json")
+        assert (ok, problem) == (0, ""), (text, suggestion)
+        assert json.loads(shown)["action"] == "allow"
+
+
+def test_a_date_with_a_zone_keeps_its_zone_in_the_suggestion(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, _, err = run_here(capsys, "check", "1.2.3.4", "--at", "2024-07-01+02:00")
+    assert err == (
+        "geofence: --at '2024-07-01+02:00' is a date without a time; write e.g. "
+        "2024-07-01T00:00:00+02:00\n"
+    )
+    _, _, err = run_here(capsys, "check", "1.2.3.4", "--at", "2024-07-01Z")
+    assert "2024-07-01ZZ" not in err and "e.g. 2024-07-01T00:00:00Z\n" in err
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-07-09T00:00:00Z",
+        "2024-07-09t00:00:00z",
+        "2024-07-09 02:00+02:00",
+        "2024-07-09T02:00:00+0200",
+    ],
+)
+def test_at_reads_times_as_the_config_does(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        f'[geoip]\ncountry_db = "{CITY_DB}"\nreload_interval = 0\n'
+        '[[rules]]\nname = "gb"\naction = "block"\nregions = ["GB-ENG"]\n'
+        "enforce_from = 2024-07-09T00:00:00Z\n"
+    )
+    status, out, err = run_here(
+        capsys, "check", "81.2.69.142", "--config", str(policy), "--at", text, "--json"
+    )
+    assert (status, err) == (0, "")
+    assert json.loads(out)["action"] == "block"
+
+
+# -- --version ---------------------------------------------------------------------------------
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"geofence {geofence.__version__}\n"
+
+
+def test_version_is_the_distributions() -> None:
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        project = tomllib.load(file)["project"]
+    assert project.get("version", geofence.__version__) == geofence.__version__
+
+
+def test_installed_console_script() -> None:
+    script = Path(sys.executable).with_name("geofence")
+    if not script.exists():
+        pytest.skip("no geofence script next to this Python (not installed)")
+    result = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (result.returncode, result.stdout) == (0, f"geofence {geofence.__version__}\n")
+
+
+# -- why: the rules tried before the match ------------------------------------------------------
+
+
+def test_check_says_why_earlier_rules_did_not_match(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run_here(capsys, "check", "8.8.8.8", "--path", "/v1/models")
+    assert status == 0
+    assert out.splitlines()[0] == "ALLOW"
+    assert "  tried      rule 'unsupported-regions': US is not in its regions" in out
+    assert "  tried      rule 'new-restrictions': US is not in its regions" in out
+    status, out, _ = run_here(capsys, "check", "178.120.0.1", "--path", "/v1/models", "--json")
+    doc = json.loads(out)
+    assert doc["rule"] == "new-restrictions"
+    assert doc["rules_passed"] == [
+        {"rule": "unsupported-regions", "why": "BY is not in its regions"}
+    ]
+
+
+# -- pipes ---------------------------------------------------------------------------------------
+
+PIPED = [
+    ["check", "175.16.199.1", "--path", "/v1/models", "--json"],
+    ["check", "175.16.199.1", "--path", "/v1/models"],
+    ["check", "127.0.0.1", "--header", "X-Forwarded-For: 178.120.0.1", "--path", "/v1/x"],
+    ["--version"],
+    ["--help"],
+    ["check", "--help"],
+]
+
+
+@pytest.mark.parametrize("args", PIPED, ids=" ".join)
+def test_a_closed_pipe_ends_the_command_quietly(args: list[str]) -> None:
+    # The reader is gone before the command writes a byte: every write fails with EPIPE.
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen([*COMMAND, *args], stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    os.close(read_end)
+    _, err = process.communicate(timeout=60)
+    assert err == b""
+    assert process.returncode == BROKEN_PIPE
+
+
+@pytest.mark.skipif(shutil.which("head") is None, reason="needs head")
+@pytest.mark.parametrize("args", PIPED, ids=" ".join)
+def test_piped_into_head(args: list[str]) -> None:
+    command = subprocess.Popen([*COMMAND, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = subprocess.Popen(["head", "-c", "10"], stdin=command.stdout, stdout=subprocess.PIPE)
+    assert command.stdout is not None
+    command.stdout.close()  # head holds the only reader now
+    shown, _ = head.communicate(timeout=60)
+    _, err = command.communicate(timeout=60)
+    assert len(shown) == 10
+    assert err == b""
+    # Whether the command finished writing before head left is a race: both are quiet.
+    assert command.returncode in (0, BROKEN_PIPE)
+
+
+def test_usage_error_with_no_stderr_reader_keeps_its_status() -> None:
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [*COMMAND, "check", "not-an-ip"], stdout=subprocess.PIPE, stderr=write_end
+    )
+    os.close(write_end)
+    os.close(read_end)
+    out, _ = process.communicate(timeout=60)
+    assert (process.returncode, out) == (2, b"")
+
+
+class ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_main_returns_the_broken_pipe_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert cli.main(["check", "175.16.199.1", "--json"]) == BROKEN_PIPE
+    assert cli.main(["--version"]) == BROKEN_PIPE

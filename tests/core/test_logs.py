@@ -6,13 +6,17 @@ import io
 import json
 import logging
 import shlex
-from collections.abc import Iterator
 
 import pytest
+from tests_support import ANON_DB, BAD_RECORD_DB, CITY_DB, FIXTURES
 
+from geofence import Decision, Engine, RequestInfo
 from geofence import _logs as logs
-from geofence._errors import DatabaseError
-from geofence._model import Decision, RequestInfo
+
+
+class DatabaseError(Exception):
+    """Stands for the engine's lookup failure: the log takes any exception."""
+
 
 BLOCK = Decision(
     "block",
@@ -76,7 +80,7 @@ def test_block_is_one_info_record_with_every_fact(records: pytest.LogCaptureFixt
     record = only(records)
     assert record.levelno == logging.INFO
     assert record.getMessage() == (
-        "geofence: block client_ip=175.16.199.1 country=CN subdivisions=CN-22 "
+        "block client_ip=175.16.199.1 country=CN subdivisions=CN-22 "
         'rule="unsupported-regions" reason=rule method=GET path="/v1/models"'
     )
 
@@ -94,7 +98,7 @@ def test_verbs(records: pytest.LogCaptureFixture, action: str, enforced: bool, v
     decision = Decision(action, enforced, "rule", rule="r", client_ip="1.2.3.4")  # type: ignore[arg-type]
     logs.log_decision(decision, REQUEST)
     message = only(records).getMessage()
-    assert message.startswith(f"geofence: {verb} client_ip=1.2.3.4 ")
+    assert message.startswith(f"{verb} client_ip=1.2.3.4 ")
     assert ("would" in message) is (not enforced)
 
 
@@ -102,7 +106,7 @@ def test_missing_facts_are_dashes(records: pytest.LogCaptureFixture) -> None:
     decision = Decision("block", True, "unresolved_client")
     logs.log_decision(decision, RequestInfo(peer=None))
     assert only(records).getMessage() == (
-        "geofence: block client_ip=- country=- subdivisions=- rule=- reason=unresolved_client "
+        "block client_ip=- country=- subdivisions=- rule=- reason=unresolved_client "
         'method=GET path="/"'
     )
 
@@ -113,7 +117,7 @@ def test_report_rules_are_named(records: pytest.LogCaptureFixture) -> None:
     )
     logs.log_decision(dry, REQUEST)
     record = only(records)
-    assert record.getMessage().startswith("geofence: would block ")
+    assert record.getMessage().startswith("would block ")
     assert record.getMessage().endswith(' report_rules="new-rule","b"')
     assert record.geofence["report_rules"] == ["new-rule", "b"]  # type: ignore[attr-defined]
 
@@ -182,7 +186,7 @@ def test_method_and_rule_cannot_fake_fields(records: pytest.LogCaptureFixture) -
     assert 'rule="x\\" reason=allow"' in message
     assert "method=GET\\x20path\\x3d/ok " in message
     # The line splits into exactly the fields it was given (shell-style quoting).
-    fields = dict(token.split("=", 1) for token in shlex.split(message)[2:])
+    fields = dict(token.split("=", 1) for token in shlex.split(message)[1:])
     assert fields["rule"] == 'x" reason=allow'
     assert fields["reason"] == "rule"
     assert fields["path"] == "/"
@@ -229,6 +233,26 @@ def test_message_with_percent_signs_is_not_reformatted(records: pytest.LogCaptur
     assert only(records).getMessage().endswith('path="/%s%d%(x)s"')
 
 
+# -- the logger's name is not repeated ----------------------------------------------------
+
+
+def test_a_usual_format_shows_the_name_once(records: pytest.LogCaptureFixture) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    logs.logger.addHandler(handler)
+    try:
+        logs.log_decision(BLOCK, REQUEST)
+        logs.log_db_error(DatabaseError("lookup failed"), FakeDB(), FakeClock())
+    finally:
+        logs.logger.removeHandler(handler)
+    assert stream.getvalue().splitlines() == [
+        "INFO geofence block client_ip=175.16.199.1 country=CN subdivisions=CN-22 "
+        'rule="unsupported-regions" reason=rule method=GET path="/v1/models"',
+        "ERROR geofence database lookup failed: DatabaseError: lookup failed",
+    ]
+
+
 # -- database errors ------------------------------------------------------------------------
 
 
@@ -240,13 +264,13 @@ class FakeClock:
         return self.now
 
 
+class FakeDB:
+    description = "GeoIP2-City database '/var/lib/GeoIP/GeoIP2-City.mmdb'"
+
+
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
-    fake = FakeClock()
-    monkeypatch.setattr(logs.DB_ERRORS, "clock", fake)
-    logs.DB_ERRORS.reset()
-    yield fake
-    logs.DB_ERRORS.reset()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 def db_messages(records: pytest.LogCaptureFixture) -> list[str]:
@@ -258,27 +282,38 @@ def db_messages(records: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_db_errors_are_rate_limited(records: pytest.LogCaptureFixture, clock: FakeClock) -> None:
-    logs.log_db_error(DatabaseError("lookup failed"))
-    assert db_messages(records) == [
-        "geofence: database lookup failed: DatabaseError: lookup failed"
-    ]
+    db = FakeDB()
+    logs.log_db_error(DatabaseError("lookup failed"), db, clock)
+    assert db_messages(records) == ["database lookup failed: DatabaseError: lookup failed"]
     for offset in (1.0, 30.0, 59.999):
         clock.now = 1000.0 + offset
-        logs.log_db_error(DatabaseError("lookup failed"))
+        logs.log_db_error(DatabaseError("lookup failed"), db, clock)
     assert len(db_messages(records)) == 1
     clock.now = 1060.0
-    logs.log_db_error(DatabaseError("again"))
+    logs.log_db_error(DatabaseError("again"), db, clock)
     assert db_messages(records)[1] == (
-        "geofence: database lookup failed: DatabaseError: again "
-        "(3 more suppressed since the last report)"
+        "database lookup failed: DatabaseError: again (3 more suppressed since the last report)"
     )
     clock.now = 1119.0
-    logs.log_db_error(DatabaseError("held"))
+    logs.log_db_error(DatabaseError("held"), db, clock)
     clock.now = 1200.0
-    logs.log_db_error(DatabaseError("later"))
+    logs.log_db_error(DatabaseError("later"), db, clock)
     assert db_messages(records)[2:] == [
-        "geofence: database lookup failed: DatabaseError: later "
-        "(1 more suppressed since the last report)"
+        "database lookup failed: DatabaseError: later (1 more suppressed since the last report)"
+    ]
+
+
+def test_db_errors_are_limited_per_database(
+    records: pytest.LogCaptureFixture, clock: FakeClock
+) -> None:
+    first, second = FakeDB(), FakeDB()
+    logs.log_db_error(DatabaseError("one"), first, clock)
+    logs.log_db_error(DatabaseError("one again"), first, clock)
+    logs.log_db_error(DatabaseError("two"), second, clock)
+    logs.log_db_error(DatabaseError("two again"), second, clock)
+    assert db_messages(records) == [
+        "database lookup failed: DatabaseError: one",
+        "database lookup failed: DatabaseError: two",
     ]
 
 
@@ -291,15 +326,19 @@ def test_db_error_record_is_escaped_and_structured(
         except OSError as cause:
             raise DatabaseError("lookup of 1.2.3.4 failed") from cause
     except DatabaseError as error:
-        logs.log_db_error(error)
+        logs.log_db_error(error, FakeDB(), clock)
     (record,) = [r for r in records.records if r.levelno == logging.ERROR]
     message = record.getMessage()
     assert_clean(message)
     assert message == (
-        "geofence: database lookup failed: DatabaseError: lookup of 1.2.3.4 failed "
+        "database lookup failed: DatabaseError: lookup of 1.2.3.4 failed "
         "(caused by OSError: read /var/lib/GeoIP/x.mmdb\\x0d\\x0afailed\\x1b[31m)"
     )
-    assert record.geofence["suppressed"] == 0  # type: ignore[attr-defined]
+    assert record.geofence == {  # type: ignore[attr-defined]
+        "db": "GeoIP2-City database '/var/lib/GeoIP/GeoIP2-City.mmdb'",
+        "error": message.removeprefix("database lookup failed: "),
+        "suppressed": 0,
+    }
 
 
 def test_db_error_with_a_broken_str(records: pytest.LogCaptureFixture, clock: FakeClock) -> None:
@@ -307,8 +346,19 @@ def test_db_error_with_a_broken_str(records: pytest.LogCaptureFixture, clock: Fa
         def __str__(self) -> str:
             raise RuntimeError("no")
 
-    logs.log_db_error(Broken())
-    assert db_messages(records) == ["geofence: database lookup failed: Broken"]
+    logs.log_db_error(Broken(), FakeDB(), clock)
+    assert db_messages(records) == ["database lookup failed: Broken"]
+
+
+def test_a_database_without_weak_references_is_still_limited(
+    records: pytest.LogCaptureFixture, clock: FakeClock
+) -> None:
+    class Slotted:
+        __slots__ = ()
+
+    for _ in range(3):
+        logs.log_db_error(DatabaseError("x"), Slotted(), clock)
+    assert len(db_messages(records)) == 1
 
 
 def test_rate_limit_counts_independently_of_logging() -> None:
@@ -323,3 +373,59 @@ def test_rate_limit_counts_independently_of_logging() -> None:
     assert limit.admit() is None
     limit.reset()
     assert limit.admit() == 0
+
+
+# -- through engines: one limit per database, never process-wide -----------------------------
+
+BAD_ADDRESS = "216.160.83.56"  # its record in BAD_RECORD_DB is malformed (country 12345)
+ANON_BAD_RECORD_DB = str(FIXTURES / "GeoIP2-Anonymous-IP-bad-record.mmdb")
+ANON_BAD_ADDRESS = "1.2.0.1"  # malformed flags in ANON_BAD_RECORD_DB
+
+
+def engine(clock: FakeClock, country_db: str, **geoip: str) -> Engine:
+    rules = [{"name": "anon", "action": "block", "anonymizers": ["vpn"]}] if geoip else []
+    return Engine.from_config(
+        {"geoip": {"country_db": country_db, "reload_interval": 0, **geoip}, "rules": rules},
+        clock=clock,
+    )
+
+
+def test_a_second_engine_logs_its_first_failure(
+    records: pytest.LogCaptureFixture, clock: FakeClock
+) -> None:
+    first, second = engine(clock, BAD_RECORD_DB), engine(clock, BAD_RECORD_DB)
+    request = RequestInfo(peer=BAD_ADDRESS)
+    assert first.decide(request).reason == "db_error"
+    assert first.decide(request).reason == "db_error"
+    assert len(db_messages(records)) == 1
+    # Before: silent for 60 s, because the first engine had just logged.
+    assert second.decide(request).reason == "db_error"
+    second.decide(request)
+    messages = db_messages(records)
+    assert len(messages) == 2
+    assert all("malformed record: country iso_code 12345" in m for m in messages)
+    clock.now += 60.0
+    first.decide(request)
+    assert db_messages(records)[2].endswith("(1 more suppressed since the last report)")
+    record = next(r for r in records.records if r.levelno == logging.ERROR)
+    assert record.geofence["db"] == f"GeoIP2-City database {BAD_RECORD_DB!r}"  # type: ignore[attr-defined]
+
+
+def test_each_database_of_one_engine_has_its_own_limit(
+    records: pytest.LogCaptureFixture, clock: FakeClock
+) -> None:
+    both = engine(clock, BAD_RECORD_DB, anonymous_db=ANON_BAD_RECORD_DB)
+    assert both.decide(RequestInfo(peer=ANON_BAD_ADDRESS)).reason == "db_error"
+    assert both.decide(RequestInfo(peer=BAD_ADDRESS)).reason == "db_error"
+    assert [r.geofence["db"] for r in records.records if r.levelno == logging.ERROR] == [  # type: ignore[attr-defined]
+        f"GeoIP2-Anonymous-IP database {ANON_BAD_RECORD_DB!r}",
+        f"GeoIP2-City database {BAD_RECORD_DB!r}",
+    ]
+
+
+def test_a_healthy_engine_logs_no_database_error(
+    records: pytest.LogCaptureFixture, clock: FakeClock
+) -> None:
+    healthy = engine(clock, CITY_DB, anonymous_db=ANON_DB)
+    assert healthy.decide(RequestInfo(peer=BAD_ADDRESS)).reason != "db_error"
+    assert db_messages(records) == []
