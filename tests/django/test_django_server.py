@@ -1,13 +1,19 @@
 """End to end: the djsite project behind a real gunicorn (WSGI) and a real uvicorn (ASGI).
 
 The server sees every request from 127.0.0.1; the policy trusts X-Forwarded-For from there,
-so each request names its client in that header.
+so each request names its client in that header. A bad policy stops gunicorn, uvicorn and
+runserver before they serve.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,3 +116,77 @@ def test_only_the_entry_next_to_the_trusted_proxy_counts(base_url: str) -> None:
     # Two hops: the client-supplied entry left of the trusted proxy's is never read.
     response = httpx.get(base_url + "/v1/models", headers=via(f"{US}, {CN}"))
     assert response.status_code == 451
+
+
+# -- a bad policy stops every server before it serves ----------------------------------------
+
+BAD_POLICY = {"rules": [{"name": "x", "action": "block", "regions": ["UK"]}]}
+BAD_POLICY_TEXT = "rules[0].regions[0]: 'UK' is not an ISO 3166"
+# Default flags, but port 0: each exits at startup, whatever port it would have used.
+STARTUP = {
+    "gunicorn": ("gunicorn", ["--bind", "127.0.0.1:0", "djsite.wsgi:application"]),
+    "uvicorn": ("uvicorn", ["--port", "0", "djsite.asgi:application"]),
+    "runserver-noreload": ("django", ["runserver", "127.0.0.1:0", "--noreload"]),
+}
+
+
+def _bad_policy_env(tmp_path: Path) -> dict[str, str]:
+    config = tmp_path / "geofence.json"
+    config.write_text(json.dumps(BAD_POLICY))
+    paths = (HERE, TESTS.parent / "adapters", TESTS.parent, TESTS / "helpers")
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "djsite.settings",
+        "DJSITE_GEOFENCE": str(config),
+        "PYTHONPATH": os.pathsep.join(map(str, paths)),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.mark.parametrize("server", sorted(STARTUP))
+def test_bad_policy_stops_the_server(server: str, tmp_path: Path) -> None:
+    module, args = STARTUP[server]
+    pytest.importorskip(module)
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        check=False,
+        cwd=HERE,
+        env=_bad_policy_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+    )
+    output = (done.stdout + done.stderr).decode("utf-8", "replace")
+    assert done.returncode != 0, output
+    assert BAD_POLICY_TEXT in output
+
+
+def test_bad_policy_runserver_with_autoreload_never_serves(tmp_path: Path) -> None:
+    """runserver's default: the system check fails, the autoreloader waits for a fix, and
+    nothing listens meanwhile."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "runserver.log"
+    with log.open("wb") as output:
+        # Its own process group: the autoreloader runs the server in a child process.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}"],
+            cwd=HERE,
+            env=_bad_policy_env(tmp_path),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "geofence_django.E002" not in log.read_text("utf-8", "replace"):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert BAD_POLICY_TEXT in log.read_text("utf-8", "replace")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
