@@ -26,6 +26,7 @@ from geofence.config._policy import (
     ANONYMIZERS,
     DEFAULT_MESSAGE,
     HEADER_NAMES,
+    LOADER,
     READERS,
     ClientIPPolicy,
     GeoIPPolicy,
@@ -33,8 +34,7 @@ from geofence.config._policy import (
     Policy,
     RulePolicy,
 )
-from geofence.rules import _regions as regions
-from geofence.rules._globs import GlobError, glob_to_regex
+from geofence.rules import GROUP_NAME, GlobError, RegionCodeError, check_code, glob_to_regex
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -266,6 +266,7 @@ class _Loader:
             rules=rules,
             exempt_ips=_networks(exempt.get("ips", []), "exempt.ips", trust=False),
             exempt_paths=_paths(exempt.get("paths", []), "exempt.paths"),
+            made_by=LOADER,  # the only Policy(...) call that succeeds (see _policy.py)
         )
 
     def geoip(self, raw: Mapping[str, Any]) -> GeoIPPolicy:
@@ -440,7 +441,7 @@ def _groups(raw: Any) -> dict[str, tuple[str, ...]]:
         if not isinstance(name, str):
             _fail("regions", f"group names must be strings, got {_kind(name)} {name!r}")
         key = f"regions.{name}"
-        if not regions.GROUP_NAME.match(name):
+        if not GROUP_NAME.match(name):
             fixed = re.sub(r"[^a-z0-9_-]", "_", name.lstrip("@").lower())
             hint = (
                 "write the name without '@' (the '@' goes in front when you use it)"
@@ -505,8 +506,8 @@ def _code(code: Any, key: str) -> str:
     if not isinstance(code, str):
         _fail(key, f'expected a region code string, e.g. "CN", got {_kind(code)}')
     try:
-        return regions.check_code(code)
-    except regions.RegionCodeError as error:
+        return check_code(code)
+    except RegionCodeError as error:
         _fail(key, str(error))
 
 

@@ -1,15 +1,20 @@
 """The validated configuration, as produced by :func:`geofence.config.load_policy`.
 
-Everything here is already checked and normalised; the engine never re-validates it.
+Everything here is already checked and normalised; the engine never re-validates it. That is
+safe because :func:`~geofence.config.load_policy` is the only maker of a :class:`Policy`:
+``Policy(...)`` (and so ``dataclasses.replace(policy, ...)``) raises ``TypeError``, so a
+hand-built policy that skipped validation (a ``0.0.0.0/0`` trusted proxy, a region ``"ZZZ"``)
+can never reach an engine. The parts (:class:`ClientIPPolicy`, :class:`GeoIPPolicy`,
+:class:`RulePolicy`) stay constructible, for unit tests of the code that reads each one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network
-from typing import Literal
+from typing import Any, Final, Literal
 
 from geofence._model import Action
 
@@ -61,8 +66,33 @@ class RulePolicy:
     key: str = ""  # "rules[2]", for messages
 
 
+class _Checked:
+    """The loader's mark on a Policy it made (see :class:`Policy`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<made by geofence.load_policy>"
+
+
+#: Passed by the loader, and only by the loader, as ``Policy(..., made_by=LOADER)``.
+LOADER: Final = _Checked()
+
+_MADE_BY_LOADER_ONLY = (
+    "a geofence Policy is made only by geofence.load_policy(mapping), which validates it "
+    "(a mapping, or the path of a .toml / .json file); build the mapping and pass it to "
+    "load_policy, or straight to geofence.Engine.from_config(mapping)"
+)
+
+
 @dataclass(frozen=True)
 class Policy:
+    """A validated policy: get one from ``geofence.load_policy(mapping_or_path)``.
+
+    Constructing one directly, or copying one with changes (``dataclasses.replace``), raises
+    ``TypeError``: a Policy that exists has passed every check of the loader.
+    """
+
     mode: Literal["enforce", "report", "off"] = "enforce"
     default: Literal["allow", "block"] = "allow"
     allow_private: bool = True
@@ -75,3 +105,13 @@ class Policy:
     rules: tuple[RulePolicy, ...] = ()
     exempt_ips: tuple[Network, ...] = ()
     exempt_paths: tuple[str, ...] = ()
+    _: KW_ONLY
+    made_by: InitVar[object] = None
+
+    def __post_init__(self, made_by: object) -> None:
+        if made_by is not LOADER:
+            raise TypeError(_MADE_BY_LOADER_ONLY)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass could construct itself without the loader's mark.
+        raise TypeError("geofence.Policy cannot be subclassed; " + _MADE_BY_LOADER_ONLY)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from geofence._cache import BoundedCache
 from geofence._errors import ConfigError, DatabaseError
 from geofence.clientip._addresses import IP
-from geofence.config._policy import GeoIPPolicy
+from geofence.config import GeoIPPolicy
 from geofence.geoip._mmdb import (
     CACHE_SIZE,
     Kind,
@@ -95,8 +96,9 @@ class EmbeddedCountryDB:
     def __init__(self, country_code: Callable[[str], str | None]) -> None:
         self._country_code = country_code
         # RIR files also use "EU" and "AP" (somewhere in a region): those name no country.
+        # The codes are the ones the config accepts (geofence._iso3166), "XK" included.
         self._answers = {code: GeoRecord(True, code) for code in iso_countries()}
-        self._cache: dict[str, GeoRecord] = {}
+        self._cache: BoundedCache[str, GeoRecord] = BoundedCache(CACHE_SIZE)
 
     def find(self, ip: IP) -> GeoRecord:
         return self.lookup(ip.text)  # iptocc takes text
@@ -115,11 +117,7 @@ class EmbeddedCountryDB:
             answer = self._answers.get(code, NO_COUNTRY)
         else:
             raise DatabaseError(f"embedded lookup of {ip} returned {code!r}")
-        cache = self._cache
-        if len(cache) >= CACHE_SIZE:
-            cache.clear()
-        cache[ip] = answer
-        return answer
+        return self._cache.put(ip, answer)
 
 
 def open_embedded() -> EmbeddedCountryDB:

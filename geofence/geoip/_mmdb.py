@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 import maxminddb
 
+from geofence._cache import BoundedCache
 from geofence._errors import ConfigError, DatabaseError
 from geofence.clientip._addresses import IP
 from geofence.geoip._records import RecordDecoder
@@ -34,9 +35,8 @@ MODES = {
     "memory": maxminddb.MODE_MEMORY,
     "file": maxminddb.MODE_FILE,
 }
-# Answers kept per database, by address for lookup() and by data record for find(); a cache is
-# dropped whole when full, which bounds memory and costs one miss per key afterwards (cheaper
-# than tracking recency on every hit).
+# Answers kept per database, by address for lookup() and by data record for find() (each a
+# BoundedCache: emptied when full, which bounds memory whatever the traffic).
 CACHE_SIZE = 65_536
 # Search-tree leaves decoded at load from the start of the IPv4 and the global IPv6 space:
 # enough to reach corrupt data in a damaged file, a few milliseconds on a full-size one.
@@ -139,14 +139,14 @@ class MaxMindDB(Generic[T]):
         self.build_epoch = build_epoch
         self.has_subdivisions = has_subdivisions
         self.description = f"{database_type} database {path!r}"
-        self.cache: dict[str, T] = {}
+        self.cache: BoundedCache[str, T] = BoundedCache(CACHE_SIZE)
         self._decode = kind.decoder(RecordDecoder())
         self._ipv4_only = ipv4_only
         self._empty = kind.empty
         # find(): the search tree walked here, and answers by data pointer, so a record is
         # decoded once however many networks lead to it. Without a tree, find() is lookup().
         self.tree = tree
-        self.answers: dict[int, T] = {}
+        self.answers: BoundedCache[int, T] = BoundedCache(CACHE_SIZE)
 
     def find(self, ip: IP) -> T:
         """The answer for a parsed address; raises DatabaseError like :meth:`lookup`."""
@@ -181,8 +181,7 @@ class MaxMindDB(Generic[T]):
             # The reader reads the same file (see _load_tree) and walks to the same record;
             # asking it for this address is simpler, and as fast, as decoding at the offset.
             answer = self._read(ip.text, found_by_tree=True)
-        _remember(self.answers, record, answer)
-        return answer
+        return self.answers.put(record, answer)
 
     def lookup(self, ip: str) -> T:
         hit = self.cache.get(ip)
@@ -193,8 +192,7 @@ class MaxMindDB(Generic[T]):
     def miss(self, ip: str) -> T:
         # Documented: a native IPv6 client is simply not in an IPv4-only database.
         answer = self._empty if self._ipv4_only and ":" in ip else self._read(ip)
-        _remember(self.cache, ip, answer)
-        return answer
+        return self.cache.put(ip, answer)
 
     def _read(self, ip: str, *, found_by_tree: bool = False) -> T:
         """The reader's record for ``ip``, decoded; DatabaseError naming the file and address."""
@@ -390,10 +388,3 @@ def _printable(text: str, limit: int = 64) -> str:
 def _short(error: BaseException) -> str:
     detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
     return _printable(f"{type(error).__name__}: {detail}" if detail else type(error).__name__, 200)
-
-
-def _remember(cache: dict[Any, T], key: object, answer: T) -> None:
-    """Bounded: a full cache is emptied, which keeps memory fixed whatever the traffic."""
-    if len(cache) >= CACHE_SIZE:
-        cache.clear()
-    cache[key] = answer

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, TypeGuard
 
+from geofence import _iso3166 as iso
 from geofence._errors import DatabaseError
 
 
@@ -37,21 +37,20 @@ ANONYMOUS_FLAGS = (
 )
 
 
-@cache
 def iso_countries() -> frozenset[str]:
-    """Every ISO 3166-1 alpha-2 code (from pycountry, the list the config is checked against)."""
-    import pycountry
-
-    return frozenset(str(c.alpha_2) for c in pycountry.countries)
+    """Every country code a record can carry: the list the config is checked against too."""
+    return iso.countries()
 
 
 def is_well_formed_country(code: object) -> TypeGuard[str]:
+    """Two upper-case ASCII characters, a letter first: an ISO 3166-1 alpha-2 code or a
+    pseudo-code of that shape ("EU", "AP", "XX", MaxMind's legacy "A1", "A2", "O1")."""
     return (
         isinstance(code, str)
         and len(code) == 2
         and code.isascii()
-        and code.isalpha()
-        and code.isupper()
+        and code[0].isupper()
+        and (code[1].isupper() or code[1].isdigit())
     )
 
 
@@ -59,7 +58,7 @@ class RecordDecoder:
     """Turns raw records into shared, immutable answers (one object per distinct answer)."""
 
     def __init__(self) -> None:
-        self._iso = iso_countries()
+        self._iso = iso.countries()
         self._records: dict[tuple[str, tuple[str, ...]], GeoRecord] = {}
         self._flags: dict[tuple[str, ...], frozenset[str]] = {}
 
@@ -77,7 +76,8 @@ class RecordDecoder:
         if not is_well_formed_country(code):
             raise DatabaseError(f"malformed record: country iso_code {code!r}")
         if code not in self._iso:
-            # RIR and legacy pseudo-codes ("EU", "AP", "ZZ") name no country.
+            # Pseudo-codes name no country: RIR regions ("EU", "AP"), placeholders ("XX",
+            # "ZZ"), MaxMind's legacy anonymous proxy, satellite and other ("A1", "A2", "O1").
             return NO_COUNTRY
         subdivisions = self._subdivisions(code, record.get("subdivisions"))
         key = (code, subdivisions)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from geofence._model import Facts
-from geofence.config._policy import RulePolicy
+from geofence.config import RulePolicy
 from geofence.rules._globs import compile_globs
 
 

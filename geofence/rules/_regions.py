@@ -1,14 +1,11 @@
 """ISO 3166 region codes: which ones a policy may use, and helpful words for the ones it may not.
 
-Validity comes from :mod:`pycountry` (the ISO 3166-1 and ISO 3166-2 lists, maintained upstream),
-never from a list kept here. What *is* kept here are hints: codes people write by mistake (``UK``,
-``EL``, ``EU``, MaxMind's and Cloudflare's pseudo-codes) and what to write instead.
+Validity comes from :mod:`geofence._iso3166`, the one list of codes that database records are
+decoded against too (so ``XK``, Kosovo, is accepted here *and* found in records), never from a
+list kept here. What *is* kept here are hints: codes people write by mistake (``UK``, ``EL``,
+``EU``, MaxMind's and Cloudflare's pseudo-codes) and what to write instead.
 
-One addition to ISO 3166-1: ``XK`` (Kosovo). It is a user-assigned code, but the European
-Commission, MaxMind, the RIRs and most geolocation data use it, so a policy must be able to name it.
-
-pycountry takes ~0.1 s to import and another ~0.1 s to load the subdivisions; both happen lazily,
-the first time a code of that kind is checked, and the lookup tables are built once.
+The tables are built lazily, the first time a code of that kind is checked (see _iso3166).
 """
 
 from __future__ import annotations
@@ -18,9 +15,11 @@ import re
 import unicodedata
 from functools import cache
 
+from geofence import _iso3166 as iso
+from geofence._iso3166 import KOSOVO
+
 ANY = "*"  # every client with a known country
 UNKNOWN = "unknown"  # clients with no country (not found, no country, unresolved)
-KOSOVO = "XK"
 
 GROUP_NAME = re.compile(r"[a-z0-9_-]+\Z")
 _COUNTRY = re.compile(r"[A-Z]{2}\Z")
@@ -133,29 +132,27 @@ def check_code(code: str) -> str:
 
     Group references (``@name``) are the caller's business: only the caller knows the groups.
     """
-    if code in (ANY, UNKNOWN) or code in _countries():
+    if code in (ANY, UNKNOWN) or code in iso.countries():
         return code
-    if _SUBDIVISION.match(code) and code in _subdivisions() and code not in _ALSO_COUNTRIES:
+    if _SUBDIVISION.match(code) and code in iso.subdivisions() and code not in _ALSO_COUNTRIES:
         return code
     raise RegionCodeError(_explain(code))
 
 
 def is_country(code: str) -> bool:
-    return code in _countries()
+    return code in iso.countries()
 
 
 def is_subdivision(code: str) -> bool:
-    return _SUBDIVISION.match(code) is not None and code in _subdivisions()
+    return _SUBDIVISION.match(code) is not None and code in iso.subdivisions()
 
 
 def region_name(code: str) -> str | None:
     """English name of a valid code ("China", "England"), for explanations; None if unknown."""
-    if code == KOSOVO:
-        return "Kosovo"
     if _COUNTRY.match(code):
-        return _country_names().get(code)
+        return iso.country_names().get(code)
     if _SUBDIVISION.match(code):
-        return _subdivision_names().get(code)
+        return iso.subdivision_names().get(code)
     return None
 
 
@@ -163,25 +160,11 @@ def region_name(code: str) -> str | None:
 
 
 @cache
-def _countries() -> frozenset[str]:
-    import pycountry
-
-    return frozenset(c.alpha_2 for c in pycountry.countries) | {KOSOVO}
-
-
-@cache
-def _country_names() -> dict[str, str]:
-    import pycountry
-
-    return {c.alpha_2: getattr(c, "common_name", None) or c.name for c in pycountry.countries}
-
-
-@cache
 def _alpha3() -> dict[str, str]:
     import pycountry
 
     table = {c.alpha_3: c.alpha_2 for c in pycountry.countries}
-    table["XKX"] = KOSOVO
+    table.update(iso.EXTRA_ALPHA3)
     return table
 
 
@@ -190,20 +173,6 @@ def _numeric() -> dict[str, str]:
     import pycountry
 
     return {c.numeric: c.alpha_2 for c in pycountry.countries}
-
-
-@cache
-def _subdivisions() -> frozenset[str]:
-    import pycountry
-
-    return frozenset(s.code for s in pycountry.subdivisions)
-
-
-@cache
-def _subdivision_names() -> dict[str, str]:
-    import pycountry
-
-    return {s.code: s.name for s in pycountry.subdivisions}
 
 
 @cache
@@ -318,18 +287,18 @@ def _explain_two_letters(code: str, upper: str) -> str:
 def _explain_subdivision(code: str, upper: str) -> str:
     shown = repr(code)
     country, _, rest = upper.partition("-")
-    if country not in _countries():
+    if country not in iso.countries():
         fixed = _REPLACED.get(country, ("",))[0]
         candidate = f"{fixed}-{rest}"
-        if len(fixed) == 2 and candidate in _subdivisions():
+        if len(fixed) == 2 and candidate in iso.subdivisions():
             return f"{shown}: {country!r} is not an ISO 3166-1 code (did you mean {candidate!r}?)"
         return f"{shown}: {country!r} is not an ISO 3166-1 alpha-2 country code"
-    if code != upper and upper in _subdivisions():
+    if code != upper and upper in iso.subdivisions():
         return f"{shown} is not an ISO 3166-2 code: codes are upper-case (did you mean {upper!r}?)"
     by_name = _names().get(_fold(code[3:]))
     if by_name is not None and by_name.startswith(country + "-"):
         return f"{shown} is not an ISO 3166-2 code (did you mean {by_name!r}?)"
-    same_country = sorted(s for s in _subdivisions() if s.startswith(country + "-"))
+    same_country = sorted(s for s in iso.subdivisions() if s.startswith(country + "-"))
     close = difflib.get_close_matches(upper, same_country, n=1, cutoff=0.75)
     if close:
         return f"{shown} is not an ISO 3166-2 subdivision of {country} (did you mean {close[0]!r}?)"

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 from geofence._model import Action, Facts
-from geofence.config._policy import RulePolicy
+from geofence.config import RulePolicy
 from geofence.rules._conditions import CONDITIONS, Condition, Regions
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import MISSING, fields, replace
 from datetime import date, datetime, time, timedelta, timezone
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from geofence import ConfigError, load_policy
-from geofence.config._policy import DEFAULT_MESSAGE, ClientIPPolicy, GeoIPPolicy, Policy
+from geofence import ConfigError, Engine, RequestInfo, load_policy
+from geofence.config import DEFAULT_MESSAGE, ClientIPPolicy, GeoIPPolicy, Policy, RulePolicy
 
 UTC = timezone.utc
 ANON = {"anonymous_db": "/data/anon.mmdb"}
@@ -307,7 +308,9 @@ def test_not_a_mapping_or_path() -> None:
 
 def test_empty_config_gives_defaults() -> None:
     policy = load_policy({})
-    assert policy == Policy(regions=policy.regions)
+    for f in fields(Policy):  # every field has its declared default
+        default = f.default if f.default_factory is MISSING else f.default_factory()
+        assert getattr(policy, f.name) == default, f.name
     assert policy.mode == "enforce" and policy.default == "allow" and policy.on_error == "allow"
     assert policy.allow_private is True and policy.message == DEFAULT_MESSAGE
     assert policy.client_ip == ClientIPPolicy()
@@ -711,3 +714,62 @@ paths = ["/healthz", "/static/*"]
 """
     p = load_policy(write(tmp_path, "design.toml", text))
     assert len(p.rules[0].regions) == 10
+
+
+# -- a Policy is always valid ----------------------------------------------------------------
+
+EVERY_ADDRESS = ClientIPPolicy(trusted_proxies=(ip_network("0.0.0.0/0"),))
+NOT_A_REGION = RulePolicy(name="zzz", action="block", regions=("ZZZ",))
+
+
+@pytest.mark.parametrize(
+    "hand_built",
+    [
+        {},
+        {"client_ip": EVERY_ADDRESS},
+        {"rules": (NOT_A_REGION,)},
+        {"mode": "enforce", "default": "allow"},
+    ],
+    ids=["defaults", "trusts-0.0.0.0/0", "region-ZZZ", "valid-values"],
+)
+def test_a_policy_cannot_be_built_by_hand(hand_built: dict[str, Any]) -> None:
+    # Whatever the values, valid or not: only the loader makes a Policy, so none can skip it.
+    with pytest.raises(TypeError, match=r"made only by geofence\.load_policy\(mapping\)"):
+        Policy(**hand_built)
+
+
+def test_a_hand_built_invalid_policy_cannot_reach_an_engine() -> None:
+    with pytest.raises(TypeError, match="load_policy"):
+        Engine(Policy(client_ip=EVERY_ADDRESS))
+    with pytest.raises(TypeError, match="load_policy"):
+        Engine.from_config(Policy(rules=(NOT_A_REGION,)))
+    # The same policies written as mappings are refused by the loader, naming the key.
+    with pytest.raises(ConfigError, match=r"client_ip\.trusted_proxies\[0\]: .* trusts every"):
+        Engine.from_config(trusted("0.0.0.0/0"))
+    with pytest.raises(ConfigError, match=r"rules\[0\]\.regions\[0\]: 'ZZZ'"):
+        Engine.from_config({"rules": [{"action": "block", "regions": ["ZZZ"]}]})
+
+
+def test_a_policy_cannot_be_copied_with_changes_or_subclassed() -> None:
+    policy = load_policy({"client_ip": {"trusted_proxies": ["10.0.0.0/8"]}})
+    with pytest.raises(TypeError, match="load_policy"):
+        replace(policy, client_ip=EVERY_ADDRESS)
+    with pytest.raises(TypeError, match="cannot be subclassed"):
+
+        class Lenient(Policy):  # pragma: no cover - never created
+            pass
+
+
+def test_a_policy_from_the_loader_builds_an_engine() -> None:
+    config = {"client_ip": {"hops": 1}, "rules": [{"action": "block", "regions": ["CN"]}]}
+    policy = load_policy(config)
+    info = RequestInfo(peer="10.0.0.1", headers=[("x-forwarded-for", "175.16.199.1")])
+    for engine in (Engine.from_config(policy), Engine(policy), Engine.from_config(config)):
+        assert engine.policy == policy
+        decision = engine.decide(info)
+        assert (decision.action, decision.country) == ("block", "CN")
+    # The parts of a Policy stay plain dataclasses, for the unit tests of what reads them.
+    assert policy.client_ip == ClientIPPolicy(hops=1)
+    assert policy.rules[0] == RulePolicy(
+        name="rules[0]", action="block", regions=("CN",), key="rules[0]"
+    )

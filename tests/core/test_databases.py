@@ -22,15 +22,18 @@ import pytest
 from tests_support import CORRUPT_FILES, reader_modes
 
 from geofence._errors import ConfigError, DatabaseError
-from geofence.config._policy import GeoIPPolicy
-from geofence.geoip import _mmdb as mmdb
-from geofence.geoip._databases import (
+from geofence.config import GeoIPPolicy
+from geofence.geoip import MODES as READER_MODES
+from geofence.geoip import (
     EmbeddedCountryDB,
     GeoRecord,
+    Kind,
+    iso_countries,
     open_anonymous_db,
     open_country_db,
+    open_mmdb,
 )
-from geofence.geoip._records import iso_countries
+from geofence.geoip import _mmdb as mmdb  # its module settings are patched in some tests
 
 DATA = Path(__file__).parent.parent / "data"
 TEST_DATA = DATA / "maxmind" / "test-data"
@@ -272,7 +275,7 @@ def test_bad_files_are_config_errors(path: Path, mode: str) -> None:
         assert str(path) in error.reason
 
 
-PERMISSIVE: mmdb.Kind[GeoRecord] = mmdb.Kind(
+PERMISSIVE: Kind[GeoRecord] = Kind(
     key="geoip.country_db",
     wants="anything",
     subdivisions=lambda database_type: True,
@@ -286,7 +289,7 @@ PERMISSIVE: mmdb.Kind[GeoRecord] = mmdb.Kind(
 def test_bad_files_fail_cleanly_even_with_the_right_type(path: Path, mode: str) -> None:
     """Beyond the type check: open, walk and lookups never leak a raw third-party error."""
     try:
-        db = mmdb.open_mmdb(str(path), PERMISSIVE, mmdb.MODES[mode])
+        db = open_mmdb(str(path), PERMISSIVE, READER_MODES[mode])
     except ConfigError as error:
         assert error.key == "geoip.country_db"
         return

@@ -21,11 +21,20 @@ from tests_support import CORRUPT_FILES, reader_modes
 
 from geofence._errors import ConfigError, DatabaseError
 from geofence.clientip._addresses import IP, parse_ip
-from geofence.geoip import _mmdb as mmdb
-from geofence.geoip import _tree as mmdbtree
-from geofence.geoip._databases import ANONYMOUS, COUNTRY, EmbeddedCountryDB
-from geofence.geoip._records import NOT_FOUND, GeoRecord
-from geofence.geoip._reloading import Reloading
+from geofence.geoip import (
+    ANONYMOUS,
+    COUNTRY,
+    NOT_FOUND,
+    EmbeddedCountryDB,
+    GeoRecord,
+    Kind,
+    Reloading,
+    has_extension,
+    open_mmdb,
+)
+from geofence.geoip import MODES as READER_MODES
+from geofence.geoip import _mmdb as mmdb  # its module settings are patched in some tests
+from geofence.geoip import _tree as mmdbtree  # the search tree's own pieces, tested directly
 
 DATA = Path(__file__).parent.parent / "data"
 TEST_DATA = DATA / "maxmind" / "test-data"
@@ -36,14 +45,14 @@ MODES = reader_modes()
 METADATA_MARKER = b"\xab\xcd\xefMaxMind.com"
 
 # Any database type, records decoded as country records (a non-map record is DatabaseError).
-ANY_TYPE: mmdb.Kind[GeoRecord] = mmdb.Kind(
+ANY_TYPE: Kind[GeoRecord] = Kind(
     key="geoip.country_db",
     wants="anything",
     subdivisions=lambda database_type: True,
     decoder=lambda decoder: decoder.country,
     empty=NOT_FOUND,
 )
-DATABASES: list[tuple[Path, mmdb.Kind[Any]]] = [
+DATABASES: list[tuple[Path, Kind[Any]]] = [
     (TEST_DATA / "GeoIP2-City-Test.mmdb", COUNTRY),
     (TEST_DATA / "GeoIP2-Country-Test.mmdb", COUNTRY),
     (TEST_DATA / "GeoIP2-Enterprise-Test.mmdb", COUNTRY),
@@ -53,6 +62,7 @@ DATABASES: list[tuple[Path, mmdb.Kind[Any]]] = [
     (FIXTURES / "GeoIP2-City-UA.mmdb", COUNTRY),
     (FIXTURES / "GeoIP2-City-IPv4-only.mmdb", COUNTRY),
     (FIXTURES / "GeoIP2-City-bad-record.mmdb", COUNTRY),
+    (FIXTURES / "GeoIP2-City-pseudo-codes.mmdb", COUNTRY),
     (FIXTURES / "GeoIP2-Anonymous-IP-bad-record.mmdb", ANONYMOUS),
     # Refused as country databases, but their trees are worth walking: an IPv4-only tree,
     # and an IPv6 tree in which every IPv4 address ends on one record before the 96th bit.
@@ -62,8 +72,8 @@ DATABASES: list[tuple[Path, mmdb.Kind[Any]]] = [
 ]
 
 
-def open_db(path: Path | str, kind: mmdb.Kind[Any] = COUNTRY, mode: str = "auto") -> Any:
-    return mmdb.open_mmdb(str(path), kind, mmdb.MODES[mode])
+def open_db(path: Path | str, kind: Kind[Any] = COUNTRY, mode: str = "auto") -> Any:
+    return open_mmdb(str(path), kind, READER_MODES[mode])
 
 
 def found(db: Any, ip: IP) -> object:
@@ -132,7 +142,7 @@ def random_ips(seed: int, count: int, ipv6: bool = True) -> list[IP]:
     return ips
 
 
-def assert_find_is_lookup(path: Path | str, kind: mmdb.Kind[Any], mode: str, ips: list[IP]) -> int:
+def assert_find_is_lookup(path: Path | str, kind: Kind[Any], mode: str, ips: list[IP]) -> int:
     """find() on one database object and lookup() on another agree on every address.
 
     Returns how many addresses reached a data record (an answer or a DatabaseError), so a
@@ -347,7 +357,7 @@ def test_a_damaged_record_is_a_database_error_in_every_mode(
             db.find(ip_of(DAMAGED))
     # The rest of the tree still answers.
     assert db.find(ip_of("81.2.69.142")) == GeoRecord(True, "GB", ("GB-ENG",))
-    if mmdb.has_extension():  # the C reader is the reference: it refuses these too
+    if has_extension():  # the C reader is the reference: it refuses these too
         reference = open_db(path, COUNTRY, "mmap_ext")
         with pytest.raises(DatabaseError):
             reference.lookup(DAMAGED)
@@ -361,7 +371,7 @@ def test_a_record_leading_back_up_the_tree(tmp_path: Path, target: str, mode: st
     values = {"root": 0, "first": 1, "self": steps[-1][0], "parent": steps[-2][0]}
     path = damaged(tmp_path, target, lambda node, bit, c, s: {(node, bit): values[target]})
     db = open_db(path, COUNTRY, mode)
-    reference = open_db(path, COUNTRY, "mmap_ext" if mmdb.has_extension() else mode)
+    reference = open_db(path, COUNTRY, "mmap_ext" if has_extension() else mode)
     base = ip_of(DAMAGED).value & ~0xFFFF
     for ip in [
         ip_of(DAMAGED),
@@ -385,7 +395,7 @@ def test_corrupt_files_that_load_give_the_readers_verdicts(path: Path, mode: str
         db = open_db(path, ANY_TYPE, mode)
     except ConfigError:
         return
-    reference = open_db(path, ANY_TYPE, "mmap_ext" if mmdb.has_extension() else mode)
+    reference = open_db(path, ANY_TYPE, "mmap_ext" if has_extension() else mode)
     for ip in [*random_ips(7, 300), *boundaries_or_nothing(path)]:
         assert found(db, ip) == looked_up(reference, ip), ip
 
@@ -416,7 +426,7 @@ def test_random_damage_to_the_tree(tmp_path: Path, mode: str) -> None:
         except ConfigError:
             continue
         loaded += 1
-        reference = open_db(path, COUNTRY, "mmap_ext" if mmdb.has_extension() else mode)
+        reference = open_db(path, COUNTRY, "mmap_ext" if has_extension() else mode)
         for ip in ips:
             assert found(db, ip) == looked_up(reference, ip), ip
     assert loaded > 5

@@ -22,11 +22,9 @@ from typing import Any
 import pytest
 
 from geofence._errors import DatabaseError
-from geofence.config._policy import GeoIPPolicy
-from geofence.geoip import _databases as databases
-from geofence.geoip._databases import GeoRecord, open_country_db
-from geofence.geoip._mmdb import MaxMindDB
-from geofence.geoip._reloading import Reloading
+from geofence.config import GeoIPPolicy
+from geofence.geoip import GeoRecord, MaxMindDB, Reloading, open_country_db
+from geofence.geoip import _databases as databases  # where open_mmdb is patched
 
 DATA = Path(__file__).parent.parent / "data"
 TEST_DATA = DATA / "maxmind" / "test-data"
@@ -311,8 +309,8 @@ def test_swaps_under_concurrent_lookups(
 
 _TRUNCATE = """
 import os, sys, time
-from geofence.geoip._databases import open_country_db
-from geofence.config._policy import GeoIPPolicy
+from geofence.geoip import open_country_db
+from geofence.config import GeoIPPolicy
 path, mode = sys.argv[1], sys.argv[2]
 db = open_country_db(GeoIPPolicy(country_db=path, reader=mode, reload_interval=0), time.monotonic)
 os.truncate(path, 0)  # an in-place overwrite (cp, curl -o) starts like this

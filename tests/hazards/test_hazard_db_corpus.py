@@ -28,7 +28,7 @@ import maxminddb
 import pytest
 from tests_support import CORRUPT_FILES, reader_modes
 
-from geofence.geoip._records import iso_countries
+from geofence.geoip import iso_countries
 
 Encoder = pytest.importorskip("mmdb_writer").Encoder
 
