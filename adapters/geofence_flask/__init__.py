@@ -1,10 +1,8 @@
-"""geofence for Flask: ``Geofence(app)`` or ``Geofence().init_app(app)``.
-
-The decision for the current request is ``flask.g.geofence`` (a :class:`geofence.Decision`).
-"""
+"""geofence for Flask: ``Geofence(app)``; the request's decision is ``flask.g.geofence``."""
 
 from __future__ import annotations
 
-from .extension import EXEMPT_DECISION, Geofence, GeofenceState
+from .extension import Geofence
+from .layer import EXEMPT_DECISION, GeofenceState
 
 __all__ = ["EXEMPT_DECISION", "Geofence", "GeofenceState"]

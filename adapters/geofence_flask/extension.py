@@ -1,5 +1,4 @@
-"""The Flask extension: ``Geofence(app)`` or ``Geofence().init_app(app)``. It installs one WSGI
-layer per app (``layer.py``); every decision is the core engine's."""
+"""The Flask extension: it installs the WSGI layer of ``layer.py`` around ``app.wsgi_app``."""
 
 from __future__ import annotations
 
@@ -12,22 +11,16 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from geofence import ConfigError, Engine, Policy, load_policy
 
-from .layer import EXEMPT_ATTR, EXEMPT_DECISION, GeofenceState
-
-__all__ = ["EXEMPT_DECISION", "Geofence", "GeofenceState"]
+from .layer import EXEMPT_ATTR, GeofenceState
 
 Config = Mapping[str, Any] | str | os.PathLike[str] | Policy
 View = TypeVar("View", bound=Callable[..., Any])
 
 
 class Geofence:
-    """Flask extension: ``Geofence(app)``, or ``geofence = Geofence()`` then
-    ``geofence.init_app(app)`` in an application factory (one object can serve several apps).
-
-    The policy is ``config`` when given, else ``app.config["GEOFENCE"]`` (a dict, or the path
-    of a ``.toml`` / ``.json`` file). A bad policy raises :class:`geofence.ConfigError` from
-    ``init_app``.
-    """
+    """``Geofence(app)``, or ``Geofence().init_app(app)`` (one object can serve several apps).
+    The policy is ``config``, else ``app.config["GEOFENCE"]``; a bad one raises ConfigError.
+    Installed again with the same policy, nothing changes; with another, both apply."""
 
     def __init__(self, app: Flask | None = None, *, config: Config | None = None) -> None:
         self.config = config
@@ -39,26 +32,21 @@ class Geofence:
         if config is None:
             raise ConfigError(
                 "GEOFENCE",
-                "no geofence configuration: set app.config['GEOFENCE'] to a dict or to the "
-                "path of a .toml or .json file, or pass Geofence(app, config=...)",
+                "no geofence configuration: set app.config['GEOFENCE'] to a dict or to the path "
+                "of a .toml or .json file, or pass Geofence(app, config=...)",
             )
         policy = config if isinstance(config, Policy) else load_policy(config)
-        existing: GeofenceState | None = app.extensions.get("geofence")
-        if existing is not None:
-            if existing.engine.policy == policy:
-                return  # Installed twice with one policy: keep one layer, decide once.
-            raise ConfigError(
-                "GEOFENCE",
-                "geofence is already installed on this app with a different policy; install "
-                "it once (Geofence(app) or Geofence().init_app(app), not both)",
-            )
+        last = state = app.extensions.get("geofence")
+        while state is not None:
+            if state.engine.policy == policy:  # the rule of Engine.decided
+                return
+            last, state = state, state.outer
         if app._got_first_request:
             # Like Flask's own setup methods: installed now, it would apply to some requests
             # (threads already serving) and not others.
             raise AssertionError(
                 "geofence cannot be installed on an app that has already handled a request; "
-                "call Geofence(app) or init_app(app) while setting the app up, where "
-                "before_request hooks are registered"
+                "install it while setting the app up, where before_request hooks are registered"
             )
         behind_proxy_fix = _check_wrapped(app)
         state = GeofenceState(app, Engine.from_config(policy), app.wsgi_app)
@@ -66,7 +54,9 @@ class Geofence:
             state.check_proxy_fix()
         # Only once the engine is built: a half-installed extension must not look installed.
         app.wsgi_app = state.wsgi  # type: ignore[method-assign]
-        app.extensions["geofence"] = state
+        if last is not None:  # another policy: it applies too, and decides first
+            last.outer = state
+        app.extensions.setdefault("geofence", state)
 
     def exempt(self, view: View) -> View:
         """Mark a view (app or blueprint) as outside the policy: no decision is made for it and
@@ -76,25 +66,21 @@ class Geofence:
 
 
 def _check_wrapped(app: Flask) -> bool:
-    """Refuse an ``app.wsgi_app`` that some middleware already wraps, unless it is ProxyFix;
-    return whether ProxyFix is there.
-
-    geofence must decide on the request that Flask will route. Middleware installed after
-    geofence runs before it and is seen through; middleware installed before it would run
-    after geofence's decision and may change the request (a prefix mount moves the path into
-    SCRIPT_NAME, so rules on paths would not match). ProxyFix changes only the client address
-    and host, which geofence reads from the socket peer anyway, and SCRIPT_NAME.
-    """
-    inner: object = app.wsgi_app
+    """Whether ProxyFix wraps ``app.wsgi_app``. Other middleware is refused: it would run after
+    the decision and may change the request Flask routes (a mount moves the path to SCRIPT_NAME);
+    ProxyFix changes only the client address (geofence reads the peer), host and SCRIPT_NAME."""
+    inner: Any = app.wsgi_app
     proxy_fix = False
-    while isinstance(inner, ProxyFix):
-        proxy_fix = True
-        inner = inner.app
-    if getattr(inner, "__self__", None) is not app:
-        raise ConfigError(
-            "app.wsgi_app",
-            f"already wrapped by {type(inner).__name__}; install geofence first "
-            "(Geofence(app) or init_app(app) before wrapping app.wsgi_app), so that it "
-            "decides on the request as Flask routes it",
-        )
+    while (owner := getattr(inner, "__self__", None)) is not app:
+        if isinstance(inner, ProxyFix):
+            inner, proxy_fix = inner.app, True
+        elif isinstance(owner, GeofenceState) and owner.app is app:
+            inner = owner.inner
+        else:
+            raise ConfigError(
+                "app.wsgi_app",
+                f"already wrapped by {type(inner).__name__}; install geofence first "
+                "(Geofence(app) or init_app(app) before wrapping app.wsgi_app), so that it "
+                "decides on the request as Flask routes it",
+            )
     return proxy_fix

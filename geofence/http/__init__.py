@@ -16,15 +16,19 @@ from geofence.http._responses import (
     merge_cache_control,
     prefers_html,
 )
+from geofence.http._wsgi import WSGI_ROUTED_PATHS, wsgi_amend, wsgi_send
 
 __all__ = [
     "CACHE_OVERRIDE_HEADERS",
     "PAGE_CSP",
     "TEMPLATE_CSP",
+    "WSGI_ROUTED_PATHS",
     "Answer",
     "EnvironHeaders",
     "Responder",
     "Response",
     "merge_cache_control",
     "prefers_html",
+    "wsgi_amend",
+    "wsgi_send",
 ]

@@ -1,6 +1,47 @@
+"""The WSGI (PEP 3333) helpers adapters share: request headers from an environ, the core's
+response sent as a WSGI response, and a warning's headers set through ``start_response``."""
+
 from __future__ import annotations
 
-from geofence.http._environ import EnvironHeaders
+from typing import Any
+
+import geofence
+from geofence.http import Answer, wsgi_amend, wsgi_send
+from geofence.http._environ import NAMES_SIZE, EnvironHeaders, _names
+
+CN, BY, US = "175.16.199.1", "178.120.0.1", "216.160.83.56"
+POLICY = {
+    "info_url": "https://example.com/regions",
+    "rules": [
+        {"name": "cn", "action": "block", "regions": ["CN"]},
+        {
+            "name": "by",
+            "action": "block",
+            "regions": ["BY"],
+            "warn_from": "2024-01-01T00:00:00Z",
+            "enforce_from": "2999-01-01T00:00:00Z",
+        },
+    ],
+}
+
+
+class Started:
+    """A WSGI server's ``start_response``: records what it was called with."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[tuple[str, str]], Any]] = []
+
+    def __call__(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        self.calls.append((status, headers, exc_info))
+        return lambda data: None
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.calls[-1][1] if k.lower() == name]
+
+
+def answer(peer: str, method: str = "GET") -> Answer:
+    engine = geofence.Engine.from_config(POLICY)
+    return engine.answer(geofence.RequestInfo(peer, [], method, "/v1/models"))
 
 
 def test_environ_headers_are_lazy_lower_case_pairs_with_cgi_headers() -> None:
@@ -22,3 +63,86 @@ def test_environ_headers_are_lazy_lower_case_pairs_with_cgi_headers() -> None:
     ]
     assert len(headers) == 3
     assert headers[0] in list(headers)
+
+
+def test_environ_header_names_stay_bounded() -> None:
+    for n in range(NAMES_SIZE + 10):
+        environ = {f"HTTP_X_CUSTOM_{n}": "v", "REMOTE_ADDR": "10.0.0.1"}
+        assert list(EnvironHeaders(environ)) == [(f"x-custom-{n}", "v")]
+    assert len(_names) <= NAMES_SIZE
+
+
+def test_environ_header_names_from_odd_keys() -> None:
+    environ: dict[Any, object] = {
+        "HTTP_": "no name, so no header",
+        "http_lower": "not CGI",
+        "HTTP_X_Mixed_Case": "kept",
+        ("HTTP_TUPLE",): "not a string key",
+    }
+    assert list(EnvironHeaders(environ)) == [("x-mixed-case", "kept")]
+
+
+def test_a_response_is_sent_with_its_status_line_headers_and_body() -> None:
+    response = answer(CN).response
+    assert response is not None
+    started = Started()
+    assert wsgi_send(response, started) == [response.body]
+    status, headers, _ = started.calls[0]
+    assert status == "451 Unavailable For Legal Reasons"
+    assert headers == list(response.headers)
+
+
+def test_a_sent_response_keeps_added_headers_but_not_changed_or_cacheable_ones() -> None:
+    response = answer(CN, "HEAD").response
+    assert response is not None and response.body == b""
+    kept = [
+        ("Access-Control-Allow-Origin", "*"),
+        ("Cache-Control", "public, max-age=3600"),
+        ("Content-Length", "0"),
+        ("Expires", "Fri, 01 Jan 2100 00:00:00 GMT"),
+        ("CDN-Cache-Control", "max-age=86400"),
+        ("Surrogate-Control", "max-age=86400"),
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "b=2"),
+    ]
+    started = Started()
+    assert wsgi_send(response, started, kept) == [b""]
+    assert started.all("access-control-allow-origin") == ["*"]
+    assert started.all("set-cookie") == ["a=1", "b=2"]
+    assert started.all("cache-control") == ["private, no-store"]
+    # A HEAD answer keeps the GET answer's length.
+    assert started.all("content-length") == [dict(response.headers)["Content-Length"]]
+    assert started.all("content-length") != ["0"]
+    for name in ("expires", "cdn-cache-control", "surrogate-control"):
+        assert started.all(name) == []
+
+
+def test_amending_sets_the_warn_headers_merged_with_the_apps_own() -> None:
+    warned = answer(BY)
+    assert warned.amends and warned.response is None
+    started = Started()
+    start = wsgi_amend(warned, started)
+    app_headers = [
+        ("Content-Type", "text/plain"),
+        ("Cache-Control", "public"),
+        ("Cache-Control", "max-age=60"),
+        ("Link", '<https://example.com/app>; rel="help"'),
+    ]
+    error = (RuntimeError, RuntimeError("boom"), None)
+    start("500 Internal Server Error", app_headers, error)
+    status, _, exc_info = started.calls[0]
+    assert status == "500 Internal Server Error" and exc_info is error
+    assert started.all("content-type") == ["text/plain"]
+    assert started.all("cache-control") == ["private, max-age=60"]
+    (link,) = started.all("link")
+    assert '<https://example.com/app>; rel="help"' in link
+    assert '<https://example.com/regions>; rel="sunset"' in link
+    assert len(started.all("sunset")) == 1
+    assert started.all("deprecation")
+
+
+def test_amending_with_a_passing_answer_changes_nothing() -> None:
+    started = Started()
+    start = wsgi_amend(answer(US), started)
+    start("200 OK", [("Cache-Control", "public")])
+    assert started.calls == [("200 OK", [("Cache-Control", "public")], None)]

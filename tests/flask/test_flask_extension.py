@@ -15,7 +15,7 @@ pytest.importorskip("flask")
 
 from flask import Blueprint, Flask, Response, abort, g, request
 from flask.views import MethodView
-from scenarios.table import APP_LINK, BASE, CN, IR, RU, US, WARN_HEADERS, merged
+from scenarios.table import APP_LINK, BASE, CN, IR, RU, SE, US, WARN_HEADERS, merged
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from geofence import ConfigError, Decision, Engine
@@ -271,16 +271,16 @@ def test_exempt_async_view() -> None:
 # -- installed twice, shared app context -----------------------------------------------------
 
 
-def counting(app: Flask) -> list[str]:
-    state = app.extensions["geofence"]
+def counting(engine: Engine) -> list[str]:
+    """The paths of the requests ``engine`` is asked to answer (a cache hit is no answer)."""
     calls: list[str] = []
-    decide = state.engine.decide
+    answer = engine.answer
 
-    def counted(info: Any, now: Any = None) -> Decision:
+    def counted(info: Any, now: Any = None) -> Any:
         calls.append(info.path)
-        return decide(info, now)  # type: ignore[no-any-return]
+        return answer(info, now)
 
-    state.engine.decide = counted
+    engine.answer = counted  # type: ignore[method-assign]
     return calls
 
 
@@ -289,19 +289,99 @@ def test_installed_twice_decides_once() -> None:
     Geofence(app)
     Geofence().init_app(app)
     Geofence(app, config=merged())
-    calls = counting(app)
+    calls = counting(app.extensions["geofence"].engine)
     assert get(app, "/v1/models", CN).status_code == 451
     assert get(app, "/v1/chat", IR).headers["Sunset"] == WARN_HEADERS["sunset"]
     assert calls == ["/v1/models", "/v1/chat"]
     assert len(seen) == 1
+    assert app.extensions["geofence"].outer is None
 
 
-def test_installed_twice_with_different_policies_is_an_error() -> None:
-    app, _ = seen_app(BLOCK_CN)
+def test_installed_twice_with_different_policies_both_apply(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, seen = seen_app(BLOCK_CN)
     Geofence(app)
-    with pytest.raises(ConfigError, match="already installed"):
-        Geofence(app, config=BLOCK_US)
-    assert get(app, "/", CN).status_code == 451
+    Geofence(app, config=BLOCK_US)
+    Geofence(app, config=BLOCK_CN)  # a policy installed already: nothing changes
+    first = app.extensions["geofence"]
+    second = first.outer
+    assert second is not None and second.outer is None
+    assert app.wsgi_app == second.wsgi
+    assert first.engine.policy != second.engine.policy
+    cn_calls, us_calls = counting(first.engine), counting(second.engine)
+    with caplog.at_level(logging.INFO, logger="geofence"):
+        assert get(app, "/v1/models", CN).status_code == 451  # the first policy's block
+        assert get(app, "/v1/models", US).status_code == 451  # the second policy's block
+        assert get(app, "/v1/models", SE).status_code == 200
+    assert [d.country for d in seen] == ["SE"]
+    # The one installed last decides first: a US request never reaches the CN policy.
+    assert us_calls == ["/v1/models", "/v1/models", "/v1/models"]
+    assert cn_calls == ["/v1/models", "/v1/models"]
+    blocks = [r for r in caplog.records if r.name == "geofence" and r.levelno == logging.INFO]
+    assert len(blocks) == 2
+
+
+def test_different_policies_each_add_their_warning_once() -> None:
+    app = Flask(__name__)
+    app.config["GEOFENCE"] = merged()
+
+    @app.get("/v1/chat")
+    def chat() -> Response:
+        return Response("hi", headers={"Link": APP_LINK, "Cache-Control": "max-age=60"})
+
+    Geofence(app)
+    Geofence(app, config=BLOCK_US)
+    warned = get(app, "/v1/chat", IR)
+    assert warned.data == b"hi"
+    assert warned.headers.getlist("Sunset") == [WARN_HEADERS["sunset"]]
+    assert warned.headers["Cache-Control"] == "private, max-age=60"
+    assert get(app, "/v1/chat", US).status_code == 451
+    assert get(app, "/v1/chat", CN).status_code == 451
+
+
+def mounting(config: Mapping[str, Any], mounted_config: Mapping[str, Any]) -> tuple[Flask, Flask]:
+    """An app whose views answer with a second geofenced app, in the same WSGI environ (as a
+    view that returns a WSGI app does): the request passes both layers."""
+    mounted, _ = seen_app(mounted_config)
+    Geofence(mounted)
+    app = Flask(__name__)
+    app.config["GEOFENCE"] = config
+    app.add_url_rule("/<path:p>", view_func=lambda p: mounted.wsgi_app)
+    Geofence(app)
+    return app, mounted
+
+
+def test_layers_of_two_apps_with_one_policy_decide_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, mounted = mounting(merged(), merged())
+    outer, inner = (
+        counting(app.extensions["geofence"].engine),
+        counting(mounted.extensions["geofence"].engine),
+    )
+    with caplog.at_level(logging.INFO, logger="geofence"):
+        warned = get(app, "/v1/chat", IR)
+    assert warned.data == b"ok"
+    assert warned.headers.getlist("Sunset") == [WARN_HEADERS["sunset"]]
+    assert warned.headers.getlist("Cache-Control") == ["private"]
+    assert get(app, "/v1/models", CN).status_code == 451
+    assert get(app, "/v1/models", US).data == b"ok"
+    assert outer == ["/v1/chat", "/v1/models", "/v1/models"]
+    assert inner == []  # the outer layer's mark: this policy has answered
+    warnings = [r for r in caplog.records if r.name == "geofence" and r.levelno == logging.INFO]
+    assert len(warnings) == 1
+
+
+def test_layers_of_two_apps_with_different_policies_both_apply() -> None:
+    app, mounted = mounting(merged(), BLOCK_US)
+    inner = counting(mounted.extensions["geofence"].engine)
+    assert get(app, "/v1/models", CN).status_code == 451  # the outer policy
+    assert get(app, "/v1/models", US).status_code == 451  # the inner one
+    warned = get(app, "/v1/chat", IR)
+    assert warned.data == b"ok"
+    assert warned.headers.getlist("Sunset") == [WARN_HEADERS["sunset"]]
+    assert inner == ["/v1/models", "/v1/chat"]
 
 
 def test_shared_app_context_does_not_leak_between_requests() -> None:
