@@ -4,7 +4,9 @@
     app = GeofenceMiddleware(app, config="geofence.toml")
 
 Starlette / FastAPI: ``app.add_middleware(GeofenceMiddleware, config="geofence.toml")``. The
-decision is in ``scope["state"]["geofence"]`` (Starlette: ``request.state.geofence``).
+decision is in ``scope["state"]["geofence"]`` (Starlette: ``request.state.geofence``). A bad
+policy stops the server before it serves: :class:`geofence.ConfigError` at construction, or,
+when Starlette builds the middleware inside the running server, a failed lifespan startup.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from scenarios.table import BASE, CN, IR, RU, US, WARN_HEADERS
 
 import geofence
 from geofence import ConfigError
+from geofence.http import Answer
 from geofence_asgi import STATE_KEY, GeofenceMiddleware
 from geofence_asgi.middleware import encode_headers, request_facts, request_info, routed_path
 
@@ -30,13 +31,13 @@ MIXED_HEADERS = [(b"host", b"api.example.com"), (b"x-name", b"caf\xe9")]
 
 
 class CountingEngine(geofence.Engine):
-    """An engine that counts its decisions."""
+    """An engine that counts its decisions (the answers it works out, cache probes aside)."""
 
     calls = 0
 
-    def decide(self, request: geofence.RequestInfo, now: datetime | None = None) -> Any:
+    def answer(self, request: geofence.RequestInfo, now: datetime | None = None) -> Answer:
         self.calls += 1
-        return super().decide(request, now)
+        return super().answer(request, now)
 
 
 ENGINE = CountingEngine.from_config(BASE)
@@ -140,6 +141,121 @@ def test_starlette_bad_config_stops_startup() -> None:
     app = Starlette(middleware=[Middleware(GeofenceMiddleware, config=bad)])
     with pytest.raises(ConfigError, match="mode"), TestClient(app):
         pass
+
+
+UK_MESSAGE = "rules[0].regions[0]: 'UK' is not an ISO 3166-1 code (did you mean 'GB'?)"
+
+
+def lazily_built(inner: Any, config: Any) -> Any:
+    """An app that builds the middleware inside its first ASGI call, as Starlette does."""
+    built: list[Any] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if not built:
+            built.append(GeofenceMiddleware(inner, config=config))
+        await built[0](scope, receive, send)
+
+    return app
+
+
+def test_bad_config_in_a_coroutine_that_is_no_asgi_call_still_raises() -> None:
+    async def main() -> None:
+        GeofenceMiddleware(raw_app(Seen()), config=UK_RULE)
+
+    with pytest.raises(ConfigError, match="'GB'"):
+        asyncio.run(main())
+
+
+def test_bad_config_built_inside_an_asgi_call_fails_the_lifespan_startup() -> None:
+    seen = Seen()
+    app = lazily_built(raw_app(seen), UK_RULE)
+    peer = Peer([{"type": "lifespan.startup"}])
+    scope: Scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    with pytest.raises(ConfigError, match="'GB'"):
+        run(app, scope, peer)
+    assert peer.sent == [{"type": "lifespan.startup.failed", "message": f"geofence: {UK_MESSAGE}"}]
+    assert not seen.app_called
+
+
+@pytest.mark.parametrize(
+    ("scope", "sent"),
+    [
+        (http_scope(US, method="POST"), ["http.response.start", "http.response.body"]),
+        (
+            ws_scope(US, extensions={"websocket.http.response": {}}),
+            ["websocket.http.response.start", "websocket.http.response.body"],
+        ),
+        (ws_scope(US), ["websocket.close"]),
+    ],
+)
+def test_bad_config_built_inside_an_asgi_call_refuses_every_request(
+    scope: Scope, sent: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A server run without lifespan: the app is never called, the body never read.
+    seen = Seen()
+    peer = Peer([{"type": "http.request", "body": b"secret", "more_body": False}])
+    run(lazily_built(raw_app(seen), UK_RULE), scope, peer)
+    assert [m["type"] for m in peer.sent] == sent
+    if sent[0] == "websocket.close":
+        assert peer.sent[0]["code"] == 1011
+    else:
+        assert peer.sent[0]["status"] == 500
+        assert peer.sent[1]["body"] == b"Internal Server Error"
+    assert not seen.app_called and peer.receive_calls == 0
+    assert UK_MESSAGE in caplog.text
+
+
+def test_bad_config_built_inside_an_asgi_call_passes_other_scope_types() -> None:
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+
+    scope: Scope = {"type": "custom.protocol"}
+    run(lazily_built(app, UK_RULE), scope, Peer())
+    assert seen == [scope]
+
+
+def test_starlette_without_lifespan_refuses_requests_with_a_bad_config() -> None:
+    # No lifespan (TestClient outside a with block): the stack is built on the first request.
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    seen: list[Any] = []
+
+    async def view(request: Any) -> Any:
+        seen.append(request)
+
+    app = Starlette(
+        routes=[Route("/{p:path}", view)],
+        middleware=[Middleware(GeofenceMiddleware, config=UK_RULE)],
+    )
+    response = TestClient(app, client=(US, 1)).get("/v1/models")
+    assert (response.status_code, response.text) == (500, "Internal Server Error")
+    assert seen == []
+
+
+def test_mounted_sub_app_with_a_bad_config_refuses_its_requests() -> None:
+    # Starlette sends no lifespan to a mounted app: its requests are refused, the rest served.
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    seen = Seen()
+    api = Starlette(
+        routes=[Mount("/", app=raw_app(seen))],
+        middleware=[Middleware(GeofenceMiddleware, config=UK_RULE)],
+    )
+    app = Starlette(routes=[Mount("/api", app=api), Mount("/", app=raw_app(seen))])
+    with TestClient(app, client=(US, 1)) as client:
+        assert client.get("/api/v1/models").status_code == 500
+        assert client.get("/v1/models").status_code == 200
+    assert len(seen.decisions) == 1
 
 
 # -- request facts ------------------------------------------------------------------------
@@ -316,6 +432,61 @@ def test_policies_alternating_down_the_stack_each_decide() -> None:
     assert seen.decisions[0].reason == "default"
 
 
+class MarkedEngine(CountingEngine):
+    """A counting engine that records what it is asked about marks."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked: list[tuple[object, bool]] = []
+
+    def decided(self, mark: object) -> bool:
+        verdict = super().decided(mark)
+        self.asked.append((mark, verdict))
+        return verdict
+
+
+def test_installed_twice_asks_the_engine_what_the_mark_means() -> None:
+    outer, inner = MarkedEngine.from_config(BASE), MarkedEngine.from_config(BASE)
+    other = MarkedEngine.from_config(UK_FREE)
+    for engine, decided in ((inner, True), (other, False)):
+        app = GeofenceMiddleware(GeofenceMiddleware(raw_app(Seen()), engine=engine), engine=outer)
+        run(app, http_scope(US), Peer())
+        assert engine.asked == [(outer.mark, decided)]
+    assert outer.asked == []  # the outermost finds no mark
+
+
+def test_outer_block_is_final_for_nested_middleware() -> None:
+    block_cn = CountingEngine.from_config(BASE)
+    allow_all = CountingEngine.from_config(UK_FREE)
+    seen = Seen()
+    app = GeofenceMiddleware(GeofenceMiddleware(raw_app(seen), engine=allow_all), engine=block_cn)
+    peer = Peer()
+    run(app, http_scope(CN), peer)
+    assert peer.sent[0]["status"] == 451
+    assert (block_cn.calls, allow_all.calls) == (1, 0)
+    assert seen.decisions == []
+
+
+@pytest.mark.parametrize(("inner_config", "inner_calls"), [(BASE, 0), (UK_FREE, 1)])
+def test_starlette_app_and_mounted_sub_app(inner_config: Any, inner_calls: int) -> None:
+    # On the app with add_middleware and again on a mounted sub-app: the same policy decides
+    # once, another one decides again.
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    outer, inner = CountingEngine.from_config(BASE), CountingEngine.from_config(inner_config)
+    seen = Seen()
+    api = GeofenceMiddleware(raw_app(seen), engine=inner)
+    app = Starlette(routes=[Mount("/api", app=api)])
+    app.add_middleware(GeofenceMiddleware, engine=outer)
+    with TestClient(app, client=(US, 1)) as client:
+        assert client.get("/api/v1/models").status_code == 200
+    assert (outer.calls, inner.calls) == (1, inner_calls)
+    assert seen.decisions[0].country == "US"
+
+
 def test_allowed_request_reaches_the_app_untouched() -> None:
     # The allow path wraps nothing: the app gets the server's own scope, receive and send.
     calls: list[tuple[Scope, Receive, Send]] = []
@@ -458,17 +629,28 @@ def test_warn_headers_replace_and_merge_app_headers() -> None:
     assert peer.sent[0]["status"] == 201 and peer.sent[1]["body"] == b"made"
 
 
-class HostileEngine(geofence.Engine):
-    """An engine whose warn headers include values that would split the response."""
+class HostileAnswer:
+    """An answer whose warn headers include values that would split the response."""
 
-    def response_headers(self, decision: Any, get: Any) -> list[tuple[str, str]]:
+    def __init__(self, answer: Answer) -> None:
+        self.decision, self.response, self.amends = answer.decision, answer.response, True
+        self._answer = answer
+
+    def headers(self, get: Any) -> list[tuple[str, str]]:
         return [
-            *super().response_headers(decision, get),
+            *self._answer.headers(get),
             ("X-Split", "a\r\nSet-Cookie: stolen=1"),
             ("X-Nul", "a\x00b"),
             ("X-Snow", "\u2603"),
             ("X-Fine", "caf\xe9"),
         ]
+
+
+class HostileEngine(geofence.Engine):
+    """An engine whose answers carry hostile warn headers."""
+
+    def answer(self, request: geofence.RequestInfo, now: datetime | None = None) -> Any:
+        return HostileAnswer(super().answer(request, now))
 
 
 def test_header_values_are_validated_before_sending(caplog: pytest.LogCaptureFixture) -> None:

@@ -274,6 +274,19 @@ async def call_asgi(app: ASGIApp, wire: Wire) -> tuple[int, list[tuple[str, str]
     return start["status"], headers, body
 
 
+async def start_asgi(app: ASGIApp) -> None:
+    """Run the lifespan startup and shutdown of ``app``, as a server does before serving."""
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> Message:
+        return next(messages)
+
+    async def send(message: Message) -> None:
+        pass
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+
+
 def send_asgi(kind: str, config: Mapping[str, Any], wire: Wire, *, installs: int = 1) -> Reply:
     seen: list[Any] = []
     app = asgi_app(kind, config, seen, installs=installs)
@@ -308,5 +321,6 @@ def build_only(adapter: str, config: Mapping[str, Any]) -> None:
     elif adapter == "flask":
         flask_app(config)
     else:
-        # Starlette builds its middleware stack on the first request.
-        send_asgi(adapter, config, Wire(peer="127.0.0.1", target="/"))
+        # The raw middleware loads when it is built; Starlette builds its middleware stack
+        # inside its first call, the lifespan startup a server sends before any request.
+        asyncio.run(start_asgi(asgi_app(adapter, config, [])))
