@@ -1,15 +1,16 @@
 """A minimal FastAPI app protected by geofence (the same code works for Starlette).
 
-    pip install "geofence-middleware" fastapi uvicorn
+    pip install "geofence-middleware" fastapi "uvicorn[standard]"   # from a checkout: "."
     uvicorn --app-dir examples fastapi_app:app --no-proxy-headers
     curl -i -H "X-Forwarded-For: 175.16.199.1" http://127.0.0.1:8000/v1/models   # 451, JSON
     curl -i -H "X-Forwarded-For: 178.120.0.1" http://127.0.0.1:8000/v1/models    # 200 + Sunset
     curl -i -H "X-Forwarded-For: 8.8.8.8" http://127.0.0.1:8000/v1/models        # 200
 
-``--no-proxy-headers`` leaves the client address alone so that geofence resolves it itself,
-from the socket peer and ``client_ip`` below. Without ``geoip.country_db`` the embedded country
-data is used; in production point it at a MaxMind GeoIP2/GeoLite2 database kept fresh by
-geoipupdate.
+``uvicorn[standard]`` brings a websocket library (``websockets``); under plain ``uvicorn`` the
+websocket route ``/v1/stream`` answers 404. ``--no-proxy-headers`` leaves the client address
+alone so that geofence resolves it itself, from the socket peer and ``client_ip`` below.
+Without ``geoip.country_db`` the embedded country data is used; in production point it at a
+MaxMind GeoIP2/GeoLite2 database kept fresh by geoipupdate. examples/README.md has more.
 """
 
 from __future__ import annotations
