@@ -193,7 +193,7 @@ class Engine:
                 logs.log_decision(entry[1], request)
         answer = entry[3]
         if answer is None:
-            return Answer(entry[1], self.denial(entry[1], request))
+            return Answer(entry[1], self._denial(entry[1], request))
         return answer
 
     def cached(self, peer: str | None, method: str, path: str) -> Answer | None:
@@ -494,21 +494,11 @@ class Engine:
 
     # -- answers -----------------------------------------------------------------------------
 
-    def denial(self, decision: Decision, request: RequestInfo) -> Response | None:
-        """The response to send instead of calling the app, or None to call the app."""
-        if decision.action != "block" or not decision.enforced:
-            return None
+    def _denial(self, decision: Decision, request: RequestInfo) -> Response:
+        """The response to an enforced block (a 451, 403 or 503) for this request."""
         accept = ", ".join(v for k, v in request.headers if k.lower() == "accept") or None
         response = self._responder.denial(decision, accept)
         if request.method.upper() == "HEAD":
             # Same headers (Content-Length included) as the GET answer, no body (RFC 9110 9.3.2).
             response = replace(response, body=b"")
         return response
-
-    def response_headers(
-        self, decision: Decision, get: Callable[[str], str | None]
-    ) -> list[tuple[str, str]]:
-        """Headers to set on the app's response (warn decisions); ``get`` reads current ones."""
-        if decision.action != "warn" or not decision.enforced:
-            return []
-        return self._responder.warn_headers(decision, get)

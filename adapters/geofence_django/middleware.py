@@ -19,7 +19,7 @@ from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
 from geofence import RequestInfo
-from geofence.http import TEMPLATE_CSP, Answer, EnvironHeaders, Responder
+from geofence.http import TEMPLATE_CSP, Answer, EnvironHeaders
 
 from .conf import get_engine
 
@@ -66,9 +66,6 @@ class GeofenceMiddleware:
         self.engine = engine = get_engine()
         # What this instance leaves on a request it answers (see _answer).
         self._mark = engine.mark
-        # The core's pages as a GET gets them: a HEAD answer has no body, yet a page rendered
-        # from the template needs the default page to give HEAD the GET page's length.
-        self._pages = Responder(engine.policy.message, engine.policy.info_url)
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -125,7 +122,7 @@ class GeofenceMiddleware:
             response[name] = value
         if sent.html:
             # HEAD: no body, but the headers (Content-Length included) of the GET answer.
-            default = sent.body or self._pages.denial(answer.decision, "text/html").body
+            default = sent.page
             page = self._page(sent.context, default)
             if sent.body:
                 response.content = page

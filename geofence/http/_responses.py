@@ -62,6 +62,9 @@ class Response:
     html: bool  # True when body is the HTML page (Django may re-render it from a template)
     # What the page shows: status, code, message, info_url, title. Read-only.
     context: Mapping[str, object]
+    # The HTML page this response stands for, also for HEAD (whose body is empty but whose
+    # Content-Length is the page's); an adapter rendering its own template starts from it.
+    page: bytes = b""
 
 
 class Responder:
@@ -169,7 +172,7 @@ def _build(
     headers += [("Vary", "Accept"), ("X-Content-Type-Options", "nosniff")]
     if html:
         headers.append(("Content-Security-Policy", PAGE_CSP))
-    return Response(status, tuple(headers), body, html, context)
+    return Response(status, tuple(headers), body, html, context, body if html else b"")
 
 
 def _valid_text(text: str) -> str:

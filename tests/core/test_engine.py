@@ -182,7 +182,7 @@ def test_report_mode_keeps_action_but_not_enforced(caplog: pytest.LogCaptureFixt
     with caplog.at_level(logging.INFO, logger="geofence"):
         d = decide(e, CN)
     assert (d.action, d.enforced, d.rule) == ("block", False, "cn")
-    assert e.denial(d, RequestInfo(peer=CN)) is None
+    assert e.answer(RequestInfo(peer=CN)).response is None
     assert any("would block" in r.getMessage() for r in caplog.records)
 
 
@@ -267,7 +267,7 @@ def test_db_error_on_error_allow_and_block() -> None:
     e = engine(geoip=geoip, on_error="block")
     d = decide(e, US)
     assert (d.action, d.reason, d.status, d.enforced) == ("block", "db_error", 503, True)
-    denial = e.denial(d, RequestInfo(peer=US))
+    denial = e.answer(RequestInfo(peer=US)).response
     assert denial is not None and denial.status == 503
     d = decide(engine(geoip=geoip, on_error="block", mode="report"), US)
     assert (d.action, d.enforced) == ("block", False)
@@ -288,17 +288,19 @@ def test_denial_and_warn_headers() -> None:
         ],
     )
     req = RequestInfo(peer=CN, headers=[("Accept", "text/html")])
-    d = decide(e, CN)
-    denial = e.denial(d, req)
+    blocked = e.answer(req)
+    denial = blocked.response
     assert denial is not None and denial.status == 403 and denial.html
-    head = e.denial(d, RequestInfo(peer=CN, method="HEAD"))
-    assert head is not None and head.body == b"" and head.status == 403
-    w = decide(e, GB)
-    assert e.denial(w, req) is None
-    headers = dict(e.response_headers(w, lambda name: None))
+    assert denial.page == denial.body
+    head = e.answer(RequestInfo(peer=CN, method="HEAD", headers=[("Accept", "text/html")]))
+    assert head.response is not None and head.response.body == b""
+    assert head.response.status == 403 and head.response.page == denial.body
+    warned = e.answer(RequestInfo(peer=GB, headers=[("Accept", "text/html")]))
+    assert warned.response is None
+    headers = dict(warned.headers(lambda name: None))
     assert headers["Sunset"] == "Tue, 01 Jan 2999 00:00:00 GMT"
     assert headers["Deprecation"] == "@1719273600"
-    assert e.response_headers(d, lambda name: None) == []
+    assert blocked.headers(lambda name: None) == []
 
 
 def test_trusted_proxy_chain_feeds_rules() -> None:

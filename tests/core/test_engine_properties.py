@@ -278,12 +278,12 @@ def request(client: Client, probe: Probe) -> RequestInfo:
     )
 
 
-def effect(engine: Engine, decision: Decision, req: RequestInfo) -> tuple[object, ...]:
+def effect(engine: Engine, req: RequestInfo, now: datetime) -> tuple[object, ...]:
     """What reaches the client: a denial (by status), warn headers, or the app's own answer."""
-    denial = engine.denial(decision, req)
-    if denial is not None:
-        return ("denied", denial.status)
-    headers = engine.response_headers(decision, lambda name: None)
+    answer = engine.answer(req, now=now)
+    if answer.response is not None:
+        return ("denied", answer.response.status)
+    headers = answer.headers(lambda name: None)
     if headers:
         return ("warned", tuple(headers))
     return ("passed",)
@@ -466,8 +466,7 @@ def test_report_mode_never_blocks_and_keeps_the_enforce_decision(
         for client in CLIENTS:
             req = request(client, probe)
             d = reporting.decide(req, now=probe.now)
-            assert reporting.denial(d, req) is None
-            assert reporting.response_headers(d, lambda name: None) == []
+            assert effect(reporting, req, probe.now) == ("passed",)
             if d.action != "allow":
                 assert d.enforced is False
             e = enforcing.decide(req, now=probe.now)
@@ -492,9 +491,10 @@ def test_removing_a_report_rule_never_changes_what_is_enforced(
     for probe in batch:
         for client in CLIENTS:
             req = request(client, probe)
-            a = with_engine.decide(req, now=probe.now)
-            b = without_engine.decide(req, now=probe.now)
-            assert effect(with_engine, a, req) == effect(without_engine, b, req), (client, probe)
+            assert effect(with_engine, req, probe.now) == effect(without_engine, req, probe.now), (
+                client,
+                probe,
+            )
 
 
 # -- exemptions ----------------------------------------------------------------------------------
@@ -556,8 +556,7 @@ def test_exemptions_always_win(
             if ref_dot_segment(path):
                 assert d.reason != "exempt_path"
             if d.reason.startswith("exempt"):
-                assert engine.denial(d, req) is None
-                assert engine.response_headers(d, lambda name: None) == []
+                assert effect(engine, req, now) == ("passed",)
 
 
 # -- arbitrary input -----------------------------------------------------------------------------
@@ -648,8 +647,7 @@ def test_decide_never_raises_on_arbitrary_text(
     for engine in fuzz_engines:
         d = engine.decide(req, now=now)
         assert d.action in ACTIONS
-        engine.denial(d, req)
-        engine.response_headers(d, lambda name: None)
+        engine.answer(req, now=now).headers(lambda name: None)
     locked = fuzz_engines[-1].decide(req, now=now)
     assert (locked.action, locked.enforced) == ("block", True)
-    assert fuzz_engines[-1].denial(locked, req) is not None
+    assert fuzz_engines[-1].answer(req, now=now).response is not None
