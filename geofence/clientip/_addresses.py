@@ -25,7 +25,11 @@ from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
 from typing import NamedTuple
 
-from geofence.config._policy import Network
+from geofence._cache import BoundedCache
+
+# Spelled here rather than imported from geofence.config, which imports this package (the
+# forwarding-header table); geofence.config.Network is the same union.
+Network = IPv4Network | IPv6Network
 
 
 class IP(NamedTuple):
@@ -149,7 +153,10 @@ def _parse(token: str) -> IP | None:
 # however many distinct (or junk) tokens arrive. Only tokens short enough to be addresses are
 # stored, so the keys are small too. dict operations are atomic, so threads can share it.
 CACHE_SIZE = 16384
-_cache: dict[str, IP | None] = {}
+_cache: BoundedCache[str, IP | None] = BoundedCache(CACHE_SIZE)
+# Read through the bound method: CPython 3.11+ specializes ``cache.get(key)`` only on an exact
+# dict, so on this dict subclass the bound ``get`` is the fast way (a dict's own speed).
+_cached = _cache.get
 _MISS = IP("", 0, -1)
 
 
@@ -160,16 +167,23 @@ def parse_ip(text: str) -> IP | None:
     ``::``, a strict dotted-quad tail). Refused: whitespace, brackets, ports, zone ids, octal,
     hex and integer IPv4 forms, short forms like ``1.2.3``, non-ASCII digits.
     """
-    ip = _cache.get(text, _MISS)
+    ip = _cached(text, _MISS)
     if ip is not _MISS:
         return ip
     if not isinstance(text, str) or len(text) > _MAX_TOKEN:
         return None
-    ip = _parse(text)
-    if len(_cache) >= CACHE_SIZE:
-        _cache.clear()
-    _cache[text] = ip
-    return ip
+    return _cache.put(text, _parse(text))
+
+
+def parse_ip_uncached(text: str) -> IP | None:
+    """:func:`parse_ip` without its cache, for a caller that remembers its own answers.
+
+    The resolver does (per list element, per resolver), so a second cache under it would
+    only cost a miss and a store for every new client.
+    """
+    if not isinstance(text, str) or len(text) > _MAX_TOKEN:
+        return None
+    return _parse(text)
 
 
 def parse_peer(text: str | None) -> IP | None:

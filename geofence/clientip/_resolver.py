@@ -13,6 +13,9 @@ The rules (DESIGN.md, "Client IP"):
   (``unresolved_client``), never to the proxy's own address, which would put every client
   behind that proxy into one country.
 
+Which header is read, whether it is a list or one address, and how its entries are spelled come
+from the forwarding-header table (:mod:`geofence.clientip._headers`): a header is one row there.
+
 Work is bounded whatever the headers hold: lines are cut from the right (``rsplit`` with a
 limit, a fixed window per line) and at most :data:`MAX_HOPS` entries are walked, so a 1 MB
 header costs about what a short one does.
@@ -21,11 +24,21 @@ header costs about what a short one does.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
-from geofence.clientip._addresses import IP, NetworkSet, parse_ip, parse_peer, unusable_reason
-from geofence.config._policy import ClientIPPolicy
+from geofence._cache import BoundedCache
+from geofence.clientip._addresses import (
+    IP,
+    NetworkSet,
+    parse_ip_uncached,
+    parse_peer,
+    unusable_reason,
+)
+from geofence.clientip._headers import HEADER_NAMES, Syntax, forwarding_header
+
+if TYPE_CHECKING:  # not at run time: geofence.config imports the header table from here
+    from geofence.config._policy import ClientIPPolicy
 
 MAX_HOPS = 32  # non-empty entries walked from the right before giving up
 _MAX_ELEMENTS = 64  # list elements split off the right, empty ones included
@@ -33,9 +46,6 @@ _WINDOW = 4096  # characters of each header line looked at, from the right
 _MAX_ENTRY = 128  # longer list elements are never addresses (and are not cached)
 _CACHE_SIZE = 8192  # per resolver, for peers, list elements and whole short lines
 _MAX_LINE = 256  # longer X-Forwarded-For lines are neither cached nor walked inline
-
-LIST_HEADERS = ("x-forwarded-for",)
-FORWARDED = "forwarded"
 
 
 class ClientIP(NamedTuple):
@@ -118,7 +128,7 @@ def _node(token: str, obfuscated_port: bool) -> IP | str:
         return f"{_show(token)} is not an IP address (bad port)"
     if "%" in address:
         return f"{_show(token)} has a zone id, which a header may not carry"
-    ip = parse_ip(address)
+    ip = parse_ip_uncached(address)  # the resolver remembers the whole element instead
     if ip is None:
         return f"{_show(token)} is not an IP address"
     return ip
@@ -271,49 +281,66 @@ def _split_forwarded(lines: list[str]) -> Iterator[str | _Stop]:
             end = pos = comma
 
 
+Split = Callable[[list[str]], Iterator[str | _Stop]]
+Entry = Callable[[str], Kind]
+
+# How each syntax of the header table is read: how a list header's lines are split into
+# entries (right to left), and how one entry (or a single-valued header's value) is read.
+_SYNTAXES: dict[Syntax, tuple[Split, Entry]] = {
+    "address": (_split_list, _list_entry),
+    "forwarded": (_split_forwarded, _forwarded_entry),
+}
+
+
 class ClientResolver:
     """Resolves one request's client address; built once per engine, shared by threads."""
 
     def __init__(self, policy: ClientIPPolicy) -> None:
         header = policy.header.lower()
+        try:
+            row = forwarding_header(header)
+        except KeyError:  # the loader refuses it first; this guards a hand-built ClientIPPolicy
+            listed = ", ".join(HEADER_NAMES)
+            raise ValueError(f"client_ip.header {policy.header!r} is not one of {listed}") from None
         self._header = header
         self._hops = policy.hops
         self._trusted = NetworkSet(policy.trusted_proxies)
         self._read_header = bool(self._trusted) or self._hops is not None
-        if header == FORWARDED:
-            self._family = "forwarded"
-            self._entry = _forwarded_entry
-            what = "forwarded for=, first untrusted element from the right"
-        elif header in LIST_HEADERS:
-            self._family = "list"
-            self._entry = _list_entry
-            what = f"{header}, first untrusted entry from the right"
-        else:
-            self._family = "single"
-            self._entry = _list_entry
-            what = header
+        self._split, self._entry = _SYNTAXES[row.syntax]
+        self._single_valued = not row.is_list
+        # resolve()'s shortcut splits a line on every comma, which only plain address lists allow.
+        self._plain_list = row.is_list and row.syntax == "address"
         # Details are built here so that a request only picks one.
-        self._past = tuple(
-            f"{what}, past {n} trusted prox{'y' if n == 1 else 'ies'}"
-            for n in range(1, MAX_HOPS + 2)
-        )
         hops = self._hops
-        if self._family == "single":
+        if row.is_list:
+            unit = "element" if row.syntax == "forwarded" else "entry"
+            what = f"{header} for=" if row.syntax == "forwarded" else header
+            self._past = tuple(
+                f"{what}, first untrusted {unit} from the right, "
+                f"past {n} trusted prox{'y' if n == 1 else 'ies'}"
+                for n in range(1, MAX_HOPS + 2)
+            )
+            self._hops_detail = f"{header} {unit} {hops} from the right (hops = {hops})"
+        else:
             self._past = (f"{header}, set by a trusted proxy",) * (MAX_HOPS + 1)
             self._hops_detail = f"{header}, set by the proxy (hops = {hops})"
-        else:
-            entry = "entry" if self._family == "list" else "element"
-            self._hops_detail = f"{header} {entry} {hops} from the right (hops = {hops})"
         if self._hops is None and not self._trusted:
             self._peer_detail = "socket peer (no trusted proxies configured)"
         else:
             self._peer_detail = "socket peer (not a trusted proxy)"
-        # Per-resolver caches (trust differs between resolvers); bounded like addresses._cache.
-        self._peers: dict[str | None, ClientIP | IP] = {}
+        # Per-resolver caches (trust differs between resolvers). Keys are client-controlled:
+        # entries and lines are only remembered when short (_MAX_ENTRY, _MAX_LINE).
+        self._peers: BoundedCache[str | None, ClientIP | IP] = BoundedCache(_CACHE_SIZE)
         # Read by the engine: a ClientIP here means the peer is the client, headers unread.
         self.peers = self._peers
-        self._entries: dict[str, Kind] = {}
-        self._lines: dict[str, ClientIP] = {}
+        self._entries: BoundedCache[str, Kind] = BoundedCache(_CACHE_SIZE)
+        self._lines: BoundedCache[str, ClientIP] = BoundedCache(_CACHE_SIZE)
+        # Per-request reads call these bound methods, held in a local: CPython 3.11+ runs
+        # ``cache.get(key)`` at full speed only on an exact dict (on a subclass the call is not
+        # specialized: ~170 more instructions a call), a bound ``get`` at the speed of a dict's.
+        self._known_peer = self._peers.get
+        self._known_line = self._lines.get
+        self._known_entry = self._entries.get
 
     # -- per request ---------------------------------------------------------------------------
 
@@ -322,7 +349,8 @@ class ClientResolver:
         try:
             proxy: IP | None = None
             if self._hops is None:
-                known = self._peers.get(peer)
+                known_peer = self._known_peer
+                known = known_peer(peer)
                 if known is None:
                     known = self._peer(peer)
                 if isinstance(known, ClientIP):
@@ -334,27 +362,25 @@ class ClientResolver:
             for name, value in headers:
                 if len(name) == size and name.lower() == header:
                     lines.append(value)
-            if self._family == "list" and len(lines) == 1:
+            if self._plain_list and len(lines) == 1:
                 # The common case: one short X-Forwarded-For line, often seen before (the same
                 # client through the same proxies). Anything unusual takes the full walk.
                 line = lines[0]
                 if line.__class__ is str and len(line) <= _MAX_LINE:
-                    seen = self._lines.get(line)
+                    known_line = self._known_line
+                    seen = known_line(line)
                     if seen is not None:
                         return seen
                     found = self._walk_line(line)
                     if found is not None:
-                        if len(self._lines) >= _CACHE_SIZE:
-                            self._lines.clear()
-                        self._lines[line] = found
-                        return found
+                        return self._lines.put(line, found)
             return self._from_header(proxy, lines)
         except Exception:  # a bug must neither crash the request nor let it through
             return _unresolved("internal error while reading the client address")
 
     def _walk_line(self, line: str) -> ClientIP | None:
         """Resolve one short list line whose entries are all addresses; else None."""
-        get = self._entries.get
+        get = self._known_entry
         hops = self._hops
         counted = 0
         for element in reversed(line.rsplit(",")):
@@ -389,10 +415,7 @@ class ClientResolver:
             result = ip
         else:
             result = self._client(ip, self._peer_detail, "socket peer ")
-        if len(self._peers) >= _CACHE_SIZE:
-            self._peers.clear()
-        self._peers[peer] = result
-        return result
+        return self._peers.put(peer, result)
 
     @staticmethod
     def _client(ip: IP, detail: str, what: str = "") -> ClientIP:
@@ -402,9 +425,7 @@ class ClientResolver:
         return _new(ClientIP, (ip, detail))
 
     def _kind(self, element: str) -> Kind:
-        kind = self._entries.get(element)
-        if kind is not None:
-            return kind
+        """What ``element`` is, when it is not in the cache yet (callers look there first)."""
         kind = self._entry(element)
         if isinstance(kind, IP):
             if kind in self._trusted:
@@ -414,9 +435,7 @@ class ClientResolver:
                 if reason is not None:
                     kind = f"{kind.text} is {_UNUSABLE[reason]}"
         if len(element) <= _MAX_ENTRY:
-            if len(self._entries) >= _CACHE_SIZE:
-                self._entries.clear()
-            self._entries[element] = kind
+            self._entries.put(element, kind)
         return kind
 
     def _from_header(self, proxy: IP | None, found: Sequence[object]) -> ClientIP:
@@ -428,19 +447,19 @@ class ClientResolver:
             if not isinstance(line, str):
                 return _unresolved(f"a {header} value is not text")
         lines: list[str] = list(found)  # type: ignore[arg-type]
-        if self._family == "single":
+        if self._single_valued:
             return self._single(lines, sender)
-        split = _split_list if self._family == "list" else _split_forwarded
         if self._hops is not None:
-            return self._walk_hops(split(lines), self._hops)
-        return self._walk_trusted(split(lines), sender)
+            return self._walk_hops(self._split(lines), self._hops)
+        return self._walk_trusted(self._split(lines), sender)
 
     def _walk_trusted(self, elements: Iterator[str | _Stop], sender: str) -> ClientIP:
         skipped = 0
+        get = self._known_entry
         for element in elements:
             if isinstance(element, _Stop):
                 return _unresolved(f"{self._header} {element.reason}")
-            kind = self._entries.get(element) or self._kind(element)
+            kind = get(element) or self._kind(element)
             if kind is _EMPTY:
                 continue
             if kind is _TRUSTED:
@@ -457,10 +476,11 @@ class ClientResolver:
 
     def _walk_hops(self, elements: Iterator[str | _Stop], hops: int) -> ClientIP:
         seen = 0
+        get = self._known_entry
         for element in elements:
             if isinstance(element, _Stop):
                 return _unresolved(f"{self._header} {element.reason}")
-            kind = self._entries.get(element) or self._kind(element)
+            kind = get(element) or self._kind(element)
             if kind is _EMPTY:
                 continue
             if kind.__class__ is str:
@@ -481,7 +501,7 @@ class ClientResolver:
             return _unresolved(f"{header} is too long to be an address")
         if "," in value:
             return _unresolved(f"{header} holds a list {_show(value)}, not one address")
-        kind = self._kind(value)
+        kind = self._known_entry(value) or self._kind(value)
         if kind is _EMPTY:
             return _unresolved(f"{sender} sent an empty {header}")
         if kind is _TRUSTED:

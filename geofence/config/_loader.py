@@ -22,10 +22,10 @@ from typing import Any, Literal, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from geofence._errors import ConfigError
+from geofence.clientip._headers import HEADER_NAMES, SINGLE_VALUED_HEADERS
 from geofence.config._policy import (
     ANONYMIZERS,
     DEFAULT_MESSAGE,
-    HEADER_NAMES,
     LOADER,
     READERS,
     ClientIPPolicy,
@@ -88,7 +88,6 @@ _SECTIONS = {
     "[exempt]": EXEMPT_KEYS,
 }
 
-SINGLE_VALUED_HEADERS = ("x-real-ip", "cf-connecting-ip", "true-client-ip", "fastly-client-ip")
 MAX_HOPS = 32  # more proxies than this in front of one app is a typo, not a deployment
 MAX_MESSAGE = 1000
 MAX_URL = 2000

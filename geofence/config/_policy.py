@@ -20,14 +20,6 @@ from geofence._model import Action
 
 Network = IPv4Network | IPv6Network
 
-HEADER_NAMES = (
-    "x-forwarded-for",
-    "forwarded",
-    "x-real-ip",
-    "cf-connecting-ip",
-    "true-client-ip",
-    "fastly-client-ip",
-)
 ANONYMIZERS = ("vpn", "tor", "public_proxy", "residential_proxy", "hosting")
 READERS = ("auto", "mmap_ext", "mmap", "memory", "file")
 DEFAULT_MESSAGE = "This service is not available in your country, region, or territory."
@@ -37,7 +29,7 @@ DEFAULT_MESSAGE = "This service is not available in your country, region, or ter
 class ClientIPPolicy:
     # IPv4-mapped networks in the config are normalised to their IPv4 network.
     trusted_proxies: tuple[Network, ...] = ()
-    header: str = "x-forwarded-for"  # lower-case, one of HEADER_NAMES
+    header: str = "x-forwarded-for"  # lower-case, a name in geofence.clientip.FORWARDING_HEADERS
     hops: int | None = None  # never set together with trusted_proxies
 
 

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from geofence.clientip import _addresses as addresses
-from geofence.clientip._addresses import (
+from geofence.clientip import (
     IP,
     PRIVATE_TABLE,
     NetworkSet,
@@ -19,6 +18,7 @@ from geofence.clientip._addresses import (
     parse_peer,
     unusable_reason,
 )
+from geofence.clientip import _addresses as addresses  # for its cache only
 
 # -- parse_ip: what is accepted, and its canonical text ----------------------------------------
 
@@ -430,8 +430,8 @@ def test_network_set_edges() -> None:
 
 
 def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(addresses, "CACHE_SIZE", 100)
-    monkeypatch.setattr(addresses, "_cache", {})
+    monkeypatch.setattr(addresses._cache, "limit", 100)
+    addresses._cache.clear()
     for n in range(1000):
         assert parse_ip(f"10.0.{n // 256}.{n % 256}") is not None
         assert parse_ip(f"junk{n}") is None

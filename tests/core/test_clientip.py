@@ -14,10 +14,20 @@ from dataclasses import dataclass
 
 import pytest
 
-from geofence.clientip import _resolver as clientip
-from geofence.clientip._addresses import IP, parse_ip
-from geofence.clientip._resolver import MAX_HOPS, ClientIP, ClientResolver
-from geofence.config._policy import HEADER_NAMES, ClientIPPolicy
+from geofence.clientip import (
+    FORWARDING_HEADERS,
+    HEADER_NAMES,
+    IP,
+    MAX_HOPS,
+    SINGLE_VALUED_HEADERS,
+    ClientIP,
+    ClientResolver,
+    ForwardingHeader,
+    forwarding_header,
+    parse_ip,
+)
+from geofence.clientip import _resolver as clientip  # for its cache size only
+from geofence.config import ClientIPPolicy
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
 SINGLE = ("x-real-ip", "cf-connecting-ip", "true-client-ip", "fastly-client-ip")
@@ -403,6 +413,35 @@ def test_case(case: Case) -> None:
 def test_every_header_family_is_covered() -> None:
     covered = {c.policy.header for c in CASES}
     assert covered == set(HEADER_NAMES)
+
+
+# -- the forwarding-header table ---------------------------------------------------------------
+
+
+def spell(row: ForwardingHeader, address: str) -> str:
+    return f'for="{address}"' if row.syntax == "forwarded" else address
+
+
+@pytest.mark.parametrize("row", FORWARDING_HEADERS, ids=lambda row: row.name)
+def test_each_row_is_read_as_the_table_says(row: ForwardingHeader) -> None:
+    assert forwarding_header(row.name.upper()) is row
+    assert (row.name in SINGLE_VALUED_HEADERS) is not row.is_list
+    resolver = ClientResolver(trust(row.name))
+    one = resolver.resolve(PROXY, [(row.name.title(), spell(row, CLIENT))])
+    assert one.ip == parse_ip(CLIENT), one.detail
+    chain = f"{spell(row, '1.2.3.4')}, {spell(row, CLIENT)}, {spell(row, '10.0.0.2')}"
+    listed = resolver.resolve(PROXY, [(row.name, chain)])
+    assert listed.ip == (parse_ip(CLIENT) if row.is_list else None), listed.detail
+    # The other syntax is malformed: a header's entries are spelled one way only.
+    other = CLIENT if row.syntax == "forwarded" else f"for={CLIENT}"
+    assert resolver.resolve(PROXY, [(row.name, other)]).ip is None
+
+
+def test_a_header_outside_the_table_is_refused() -> None:
+    with pytest.raises(ValueError, match="is not one of x-forwarded-for, forwarded"):
+        ClientResolver(trust("x-forwarded-host"))
+    with pytest.raises(KeyError):
+        forwarding_header("x-forwarded-host")
 
 
 # -- formatting invariance ---------------------------------------------------------------------

@@ -28,8 +28,8 @@ from clientip_tokens import (
 from tests_support import CITY_DB
 
 import geofence
-from geofence.clientip._resolver import ClientResolver
-from geofence.config._policy import ClientIPPolicy
+from geofence.clientip import ClientResolver
+from geofence.config import ClientIPPolicy
 
 SEEDS = (1, 2, 3, 4)
 ITERATIONS = 3_000  # per seed: 12,000 requests, each with one to three junk header lines

@@ -25,8 +25,8 @@ from clientip_tokens import TOKENS, TRUSTED
 from tests_support import CITY_DB
 
 import geofence
-from geofence.clientip._resolver import ClientResolver
-from geofence.config._policy import ClientIPPolicy
+from geofence.clientip import ClientResolver
+from geofence.config import ClientIPPolicy
 
 TRUSTED_PEERS = ("10.0.0.1", "2600:1f00::1", "::ffff:10.0.0.2")
 UNTRUSTED_PEERS = ("89.160.20.112", "192.168.0.9")

@@ -10,11 +10,11 @@ import ipaddress
 from collections.abc import Callable
 
 import pytest
-from clientip_oracle import OraclePolicy, resolve
+from clientip_oracle import HEADERS, SINGLE_VALUED, OraclePolicy, resolve
 from clientip_tokens import TRUSTED, nat64, six_to_four, teredo
 
-from geofence.clientip._resolver import ClientResolver
-from geofence.config._policy import ClientIPPolicy
+from geofence.clientip import HEADER_NAMES, SINGLE_VALUED_HEADERS, ClientResolver
+from geofence.config import ClientIPPolicy
 
 CIDR = OraclePolicy(trusted_proxies=TRUSTED)
 FWD = OraclePolicy(trusted_proxies=TRUSTED, header="forwarded")
@@ -90,6 +90,14 @@ CASES = [
     # ::1 is loopback, not an IPv4-compatible address.
     (CIDR, "10.0.0.1", xff("::1"), "::1"),
 ]
+
+
+def test_the_oracle_knows_every_forwarding_header() -> None:
+    # The oracle spells the headers itself (it shares no code with the library). A row added to
+    # the library's table must be taught to the oracle too, or the matrix and the fuzz, which
+    # loop over the oracle's headers, would never try it.
+    assert sorted(HEADERS) == sorted(HEADER_NAMES)
+    assert set(SINGLE_VALUED_HEADERS) == SINGLE_VALUED
 
 
 @pytest.mark.parametrize(("policy", "peer", "headers", "expected"), CASES)
