@@ -76,12 +76,16 @@ class Engine:
         self._boundary_seconds = tuple(b / 1_000_000 for b in self._boundaries)
         # The resolver's peer -> answer cache: when it holds a final answer for a peer, that
         # peer is no trusted proxy. Under ``hops`` the peer is never consulted.
-        self._peers = self._resolver.peers if policy.client_ip.hops is None else None
+        peers = self._resolver.peers if policy.client_ip.hops is None else None
+        self._peer_of = None if peers is None else peers.get
         # key -> (epoch, decision, whether it is logged, its answer: None for an enforced
         # block, whose response depends on the request's Accept and method)
         self._cache: BoundedCache[tuple[str | None, str, str, str], Entry] = BoundedCache(
             CACHE_SIZE
         )
+        # Bound once: a dict subclass's own .get misses the interpreter's fast path for dict
+        # methods (about 170 instructions a call on CPython 3.11-3.13); a bound one does not.
+        self._cache_get = self._cache.get
         # (time segment, facts) -> verdict
         self._verdicts: BoundedCache[tuple[int, Facts], Decision] = BoundedCache(VERDICT_CACHE_SIZE)
         self._clock = clock
@@ -165,7 +169,7 @@ class Engine:
         # A client that is its own socket peer (no trusted proxy in between) is cached under
         # (peer, method, path): a repeated request is one dictionary lookup.
         # (peer, method, path) is a DecisionKey of a direct client (see _entry).
-        entry = self._cache.get((request.peer, "", request.method, request.path))
+        entry = self._cache_get((request.peer, "", request.method, request.path))
         if entry is None or entry[0] is not epoch:
             return self._entry(request, None, epoch)[1]
         if entry[2]:
@@ -186,7 +190,7 @@ class Engine:
             start, end, epoch = self._state
             if not start <= wall < end:
                 epoch = self._tick(wall)
-            entry = self._cache.get((request.peer, "", request.method, request.path))
+            entry = self._cache_get((request.peer, "", request.method, request.path))
             if entry is None or entry[0] is not epoch:
                 entry = self._entry(request, None, epoch)
             elif entry[2]:
@@ -209,7 +213,7 @@ class Engine:
         start, end, epoch = self._state
         if not start <= _wall_clock() < end:
             return None
-        entry = self._cache.get((peer, "", method, path))
+        entry = self._cache_get((peer, "", method, path))
         if entry is not None and entry[0] is epoch and not entry[2]:
             return entry[3]
         return None
@@ -225,7 +229,8 @@ class Engine:
         """Decide with the cache: ``epoch`` is what its entries must carry to be valid."""
         peer, method, path = request.peer, request.method, request.path
         client = self._resolver.resolve(peer, request.headers)
-        if self._peers is not None and self._peers.get(peer).__class__ is ClientIP:
+        peer_of = self._peer_of
+        if peer_of is not None and peer_of(peer).__class__ is ClientIP:
             # The peer is no trusted proxy: the client is the peer whatever the headers say,
             # so a repeated request can be found before its headers are read. Hot paths
             # probe with a plain tuple of these same four values, which hashes and compares
@@ -234,7 +239,7 @@ class Engine:
         else:
             ip_text = client.ip.text if client.ip is not None else None
             key = DecisionKey(ip_text, client.detail, method, path)
-        entry = self._cache.get(key)
+        entry = self._cache_get(key)
         if entry is not None and entry[0] == epoch:
             if entry[2]:
                 logs.log_decision(entry[1], request)
