@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import time
+import tracemalloc
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -501,14 +501,20 @@ def test_formatting_invariance(canonical: str) -> None:
 # -- bounded work ------------------------------------------------------------------------------
 
 
-def _best_of(resolver: ClientResolver, headers: Headers, rounds: int = 5) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(20):
-            resolver.resolve(PROXY, headers)
-        best = min(best, time.perf_counter() - start)
-    return best
+# Work is bounded by what is allocated, not by time (no timed assertions: the machine's load
+# would decide them). Splitting, decoding or copying a megabyte-long header would allocate at
+# least a megabyte; the resolver reads a bounded tail of the header and allocates a few KB.
+BOUNDED_BYTES = 64 * 1024
+
+
+def _peak_allocation(resolver: ClientResolver, headers: Headers) -> int:
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        resolver.resolve(PROXY, headers)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 @pytest.mark.parametrize("header", ["x-forwarded-for", "forwarded"])
@@ -521,8 +527,7 @@ def test_huge_headers_cost_about_what_short_ones_do(header: str) -> None:
     many_lines = [(header, "1.2.3.4")] * 5_000 + short
     assert resolver.resolve(PROXY, huge).ip == parse_ip(CLIENT)
     assert resolver.resolve(PROXY, many_lines).ip == parse_ip(CLIENT)
-    # Generous bound: a walk over the whole megabyte would cost thousands of times more.
-    assert _best_of(resolver, huge) < 50 * _best_of(resolver, short) + 0.002
+    assert _peak_allocation(resolver, huge) < BOUNDED_BYTES
 
 
 @pytest.mark.parametrize(
@@ -543,9 +548,9 @@ def test_huge_headers_cost_about_what_short_ones_do(header: str) -> None:
 )
 @pytest.mark.parametrize("header", ["x-forwarded-for", "forwarded", "x-real-ip"])
 def test_huge_junk_is_unresolved(value: str, header: str) -> None:
-    start = time.perf_counter()
-    result = ClientResolver(trust(header)).resolve(PROXY, [(header, value)])
-    assert time.perf_counter() - start < 0.05
+    resolver = ClientResolver(trust(header))
+    assert _peak_allocation(resolver, [(header, value)]) < BOUNDED_BYTES
+    result = resolver.resolve(PROXY, [(header, value)])
     assert result.ip is None
     assert len(result.detail) < 200
 
