@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from geofence import _logs as logs
-from geofence._cache import BoundedCache
+from geofence._cache import bounded_put
 from geofence._errors import ConfigError, DatabaseError
 from geofence._model import Decision, DecisionKey, Facts, RequestInfo, with_client
 from geofence.clientip._addresses import IP, NetworkSet, is_private
@@ -34,6 +34,8 @@ _CONSULTS_RULES = frozenset({"rule", "default", "not_found", "no_country", "unre
 NO_ANONYMIZERS: frozenset[str] = frozenset()
 _wall_clock = time.time  # bound once: the hot path reads it on every request
 Epoch = tuple[int, int]  # (time segment, database generation)
+# Builds a named tuple from a tuple of its fields in C, without its Python-level __new__.
+_new = tuple.__new__
 Entry = tuple[Epoch, Decision, bool, "Answer | None"]
 CACHE_SIZE = 65_536  # decisions, per (client, method, path)
 VERDICT_CACHE_SIZE = 4096  # what the rules say, per (time segment, method, path, lookup result)
@@ -80,14 +82,11 @@ class Engine:
         self._peer_of = None if peers is None else peers.get
         # key -> (epoch, decision, whether it is logged, its answer: None for an enforced
         # block, whose response depends on the request's Accept and method)
-        self._cache: BoundedCache[tuple[str | None, str, str, str], Entry] = BoundedCache(
-            CACHE_SIZE
-        )
-        # Bound once: a dict subclass's own .get misses the interpreter's fast path for dict
-        # methods (about 170 instructions a call on CPython 3.11-3.13); a bound one does not.
-        self._cache_get = self._cache.get
+        # An exact dict, written with bounded_put: it is read on every request, and CPython
+        # specialises method calls on an exact dict only.
+        self._cache: dict[DecisionKey | tuple[str | None, str, str], Entry] = {}
         # (time segment, facts) -> verdict
-        self._verdicts: BoundedCache[tuple[int, Facts], Decision] = BoundedCache(VERDICT_CACHE_SIZE)
+        self._verdicts: dict[tuple[int, Facts], Decision] = {}
         self._clock = clock
         reloading = any(isinstance(db, Reloading) for db in (self.country_db, self.anonymous_db))
         self._poll_interval = policy.geoip.reload_interval if reloading else None
@@ -168,8 +167,8 @@ class Engine:
             epoch = self._tick(wall)
         # A client that is its own socket peer (no trusted proxy in between) is cached under
         # (peer, method, path): a repeated request is one dictionary lookup.
-        # (peer, method, path) is a DecisionKey of a direct client (see _entry).
-        entry = self._cache_get((request.peer, "", request.method, request.path))
+        # (peer, method, path) is the DecisionKey of a direct client (see _entry).
+        entry = self._cache.get((request.peer, request.method, request.path))
         if entry is None or entry[0] is not epoch:
             return self._entry(request, None, epoch)[1]
         if entry[2]:
@@ -190,7 +189,7 @@ class Engine:
             start, end, epoch = self._state
             if not start <= wall < end:
                 epoch = self._tick(wall)
-            entry = self._cache_get((request.peer, "", request.method, request.path))
+            entry = self._cache.get((request.peer, request.method, request.path))
             if entry is None or entry[0] is not epoch:
                 entry = self._entry(request, None, epoch)
             elif entry[2]:
@@ -213,7 +212,7 @@ class Engine:
         start, end, epoch = self._state
         if not start <= _wall_clock() < end:
             return None
-        entry = self._cache_get((peer, "", method, path))
+        entry = self._cache.get((peer, method, path))
         if entry is not None and entry[0] is epoch and not entry[2]:
             return entry[3]
         return None
@@ -233,13 +232,13 @@ class Engine:
         if peer_of is not None and peer_of(peer).__class__ is ClientIP:
             # The peer is no trusted proxy: the client is the peer whatever the headers say,
             # so a repeated request can be found before its headers are read. Hot paths
-            # probe with a plain tuple of these same four values, which hashes and compares
+            # probe with a plain tuple of these same three values, which hashes and compares
             # equal to this key.
-            key = DecisionKey(peer, "", method, path)
+            key = _new(DecisionKey, (peer, method, path))
         else:
             ip_text = client.ip.text if client.ip is not None else None
-            key = DecisionKey(ip_text, client.detail, method, path)
-        entry = self._cache_get(key)
+            key = _new(DecisionKey, ((ip_text, client.detail), method, path))
+        entry = self._cache.get(key)
         if entry is not None and entry[0] == epoch:
             if entry[2]:
                 logs.log_decision(entry[1], request)
@@ -253,7 +252,16 @@ class Engine:
                 segment = bisect_right(self._boundaries, moment)
         decision = self._evaluate(request, moment, segment, client.ip, client.detail)
         loggable = decision.action != "allow" or bool(decision.report_rules)
-        entry = (epoch, decision, loggable, self._answer_of(decision))
+        # The answer every request with this decision shares; None for an enforced block,
+        # whose response depends on the request (Accept, HEAD). Inline: a new client's path.
+        action = decision.action
+        if action == "allow" or not decision.enforced:
+            answer: Answer | None = Answer(decision)
+        elif action == "warn":
+            answer = Answer(decision, None, self._responder)
+        else:
+            answer = None
+        entry = (epoch, decision, loggable, answer)
         if (
             segment == epoch[0]
             and decision.reason != "db_error"
@@ -262,19 +270,10 @@ class Engine:
         ):
             # Stored with the epoch read *before* the lookup: should a reload have happened
             # in between, the entry is merely stale-marked, never newer than it claims.
-            self._cache.put(key, entry)
+            bounded_put(self._cache, CACHE_SIZE, key, entry)
         if loggable:
             logs.log_decision(decision, request)
         return entry
-
-    def _answer_of(self, decision: Decision) -> Answer | None:
-        """The answer shared by every request with this decision; None for an enforced block,
-        whose response depends on the request (Accept, HEAD)."""
-        if not decision.enforced or decision.action == "allow":
-            return Answer(decision)
-        if decision.action == "warn":
-            return Answer(decision, None, self._responder)
-        return None
 
     def _tick(self, wall: float) -> Epoch:
         """The wall clock left the current window: find the segment, check databases if due."""
@@ -364,11 +363,11 @@ class Engine:
         # the client only through its facts: many clients share one verdict.
         method = request.method.upper() if len(request.method) <= 32 else ""
         if ip is None:
-            facts = Facts(method, path, None, (), NO_ANONYMIZERS, "unresolved_client")
+            facts = _new(Facts, (method, path, None, (), NO_ANONYMIZERS, "unresolved_client"))
         elif is_private(ip):
             if self.policy.allow_private:
                 return with_client(PRIVATE, client_ip, detail)
-            facts = Facts(method, path, None, (), NO_ANONYMIZERS, "private")
+            facts = _new(Facts, (method, path, None, (), NO_ANONYMIZERS, "private"))
         else:
             try:
                 record, anonymizers = self._lookup(ip)
@@ -380,13 +379,15 @@ class Engine:
                 fallback = "no_country"
             else:
                 fallback = "default"
-            facts = Facts(method, path, record.country, record.subdivisions, anonymizers, fallback)
+            facts = _new(
+                Facts, (method, path, record.country, record.subdivisions, anonymizers, fallback)
+            )
         key = (segment, facts)
         verdict = self._verdicts.get(key)
         if verdict is None:
             verdict = self._verdict(facts, now)
             if len(path) <= 1024:
-                self._verdicts.put(key, verdict)
+                bounded_put(self._verdicts, VERDICT_CACHE_SIZE, key, verdict)
         return with_client(verdict, client_ip, detail)
 
     def _db_error(self, ip: str, detail: str, error: DatabaseError) -> Decision:

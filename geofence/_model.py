@@ -81,8 +81,10 @@ class DecisionKey(NamedTuple):
     depends on, besides the time and the databases (which the cache's epoch covers). A fact
     that can change a decision (an account) must be a field here."""
 
-    client: str | None  # the socket peer for a direct client; else the resolved address
-    via: str  # "" for a client that is its own socket peer; else how the client was found
+    # A client that is its own socket peer: the peer's text, so that a repeated request is
+    # found before its headers are read. A client found behind a trusted proxy: (its
+    # address, how it was found), which a text never equals.
+    client: str | tuple[str | None, str] | None
     method: str
     path: str
 

@@ -26,34 +26,36 @@ HeaderGetter = Callable[[str], "str | None"]
 
 
 class Answer:
-    """The core's answer to one request. Immutable by convention; allowed answers are shared
-    between requests (the engine caches them), so adapters never modify one."""
+    """The core's answer to one request. Immutable by convention: allowed answers are shared
+    between requests (the engine caches them), so adapters never modify one. A class with
+    slots rather than a named tuple: adapters read ``answer.decision`` on every request, and
+    CPython reads a slot faster than a named tuple's field."""
 
-    __slots__ = ("_responder", "decision", "response")
+    __slots__ = ("decision", "response", "warner")
 
     def __init__(
         self,
         decision: Decision,
         response: Response | None = None,
-        responder: Responder | None = None,
+        warner: Responder | None = None,
     ) -> None:
         self.decision = decision
         #: The response to send instead of calling the app, or None to call the app.
         self.response = response
-        # Set only for an enforced warn: the app's response gets the warn headers.
-        self._responder = responder
+        #: Set only for an enforced warning: what builds the headers the app's response gets.
+        self.warner = warner
 
     @property
     def amends(self) -> bool:
         """Whether :meth:`headers` has anything to add to the app's response."""
-        return self._responder is not None
+        return self.warner is not None
 
     def headers(self, get: HeaderGetter) -> list[tuple[str, str]]:
         """Headers to set on the app's response, each replacing the app's header of that name
         (Cache-Control and Link come back merged with the app's own values, read via ``get``)."""
-        if self._responder is None:
+        if self.warner is None:
             return []
-        return self._responder.warn_headers(self.decision, get)
+        return self.warner.warn_headers(self.decision, get)
 
     def __repr__(self) -> str:
         todo = "respond" if self.response is not None else "amend" if self.amends else "pass"
