@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
+# The public surface. Adapter authors also use geofence.http (Answer, Response, header views).
+
 from geofence._engine import Engine
 from geofence._errors import ConfigError
 from geofence._model import Decision, RequestInfo
 from geofence.config._loader import load_policy
 from geofence.config._policy import Policy
-from geofence.http._responses import Response
 
 __version__ = "0.1.0"
 
@@ -23,7 +24,6 @@ __all__ = [
     "Engine",
     "Policy",
     "RequestInfo",
-    "Response",
     "__version__",
     "load_policy",
 ]
