@@ -4,11 +4,12 @@
 >>> engine = geofence.Engine.from_config({"rules": [{"action": "block", "regions": ["CN"]}]})
 >>> engine.decide(geofence.RequestInfo(peer="175.16.199.1")).action
 'block'
+
+This module is the public surface; adapter authors also use :mod:`geofence.http` (``Answer``,
+``Response``, header views).
 """
 
 from __future__ import annotations
-
-# The public surface. Adapter authors also use geofence.http (Answer, Response, header views).
 
 from geofence._engine import Engine
 from geofence._errors import ConfigError
