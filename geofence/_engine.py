@@ -133,7 +133,8 @@ class Engine:
 
     @property
     def active(self) -> bool:
-        """False in mode "off": adapters then pass every request straight through."""
+        """False in mode "off" (every answer then passes the request on untouched; adapters
+        need not ask)."""
         return not self._off
 
     @property
