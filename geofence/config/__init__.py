@@ -11,11 +11,13 @@ from geofence.config._policy import (
     ANONYMIZERS,
     DEFAULT_MESSAGE,
     READERS,
+    AccountsPolicy,
     ClientIPPolicy,
     GeoIPPolicy,
     Network,
     Policy,
     RulePolicy,
+    StrikesPolicy,
 )
 
 # isort: split
@@ -25,10 +27,12 @@ __all__ = [
     "ANONYMIZERS",
     "DEFAULT_MESSAGE",
     "READERS",
+    "AccountsPolicy",
     "ClientIPPolicy",
     "GeoIPPolicy",
     "Network",
     "Policy",
     "RulePolicy",
+    "StrikesPolicy",
     "load_policy",
 ]

@@ -56,6 +56,33 @@ class RulePolicy:
     status: int = 451  # 451 or 403
     mode: Literal["enforce", "report"] = "enforce"
     key: str = ""  # "rules[2]", for messages
+    # Account conditions and grace (DESIGN "Accounts"); any of them needs [accounts].
+    home_regions: tuple[str, ...] = ()  # normalised like regions, "@group" expanded
+    home_mismatch: bool = False
+    account_grace: float | None = None  # seconds; only on block rules
+
+
+@dataclass(frozen=True)
+class AccountsPolicy:
+    """``[accounts]``: where per-account state lives and what to do when it cannot be read."""
+
+    store: str = "memory://"  # checked: a scheme geofence.accounts can open
+    key_prefix: str = "geofence"
+    timeout: float = 0.05  # seconds, every store call
+    refresh: float = 5.0  # seconds a process trusts its copy of an account's state
+    on_store_error: Literal["local", "allow", "block"] = "local"
+
+
+@dataclass(frozen=True)
+class StrikesPolicy:
+    """``[strikes]``: accounts that keep coming from where they are blocked."""
+
+    count: frozenset[str] = frozenset({"block"})  # subset of {"block", "warn"}
+    threshold: int = 50  # >= 1
+    window: float = 86_400.0  # seconds, > 0
+    action: Literal["flag", "suspend"] = "suspend"
+    suspend_for: float = 30 * 86_400.0  # seconds; 0 = until cleared
+    status: int = 403  # 403 or 451
 
 
 class _Checked:
@@ -97,6 +124,10 @@ class Policy:
     rules: tuple[RulePolicy, ...] = ()
     exempt_ips: tuple[Network, ...] = ()
     exempt_paths: tuple[str, ...] = ()
+    # None when the table is absent: then accounts change no decision.
+    accounts: AccountsPolicy | None = None
+    strikes: StrikesPolicy | None = None  # never set without accounts
+    exempt_accounts: tuple[str, ...] = ()  # account ids, and "@group" names of Account.groups
     _: KW_ONLY
     made_by: InitVar[object] = None
 
