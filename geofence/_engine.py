@@ -14,7 +14,10 @@ from typing import Any
 from geofence import _logs as logs
 from geofence._cache import bounded_put
 from geofence._errors import ConfigError, DatabaseError
+from geofence._events import Emitter, EventCallback
 from geofence._model import Decision, DecisionKey, Facts, RequestInfo, with_client
+from geofence.accounts._account import Account
+from geofence.accounts._ledger import Ledger
 from geofence.clientip._addresses import IP, NetworkSet, is_private
 from geofence.clientip._resolver import ClientIP, ClientResolver
 from geofence.config._loader import load_policy
@@ -54,7 +57,13 @@ def _micros(now: datetime) -> int:
 class Engine:
     """Built once at startup from a validated :class:`Policy`; ``decide`` is thread-safe."""
 
-    def __init__(self, policy: Policy, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        clock: Callable[[], float] | None = None,
+        on_event: EventCallback | None = None,
+    ) -> None:
         self.policy = policy
         injected_clock = clock is not None
         clock = clock or time.monotonic
@@ -71,6 +80,14 @@ class Engine:
         # The anonymous-IP database is only consulted when some rule asks about network types.
         self._needs_anonymous = any("anonymizers" in r.needs for r in self._rules)
         self._check_database_fits()
+        #: Receivers of :class:`geofence.Event` (``on_event``; adapters add their signals).
+        self.events = Emitter(on_event)
+        # Accounts change decisions only with [accounts] (DESIGN "Accounts"). Rules that ask
+        # about the account's home make its home country part of the request's facts.
+        self._home = any("account" in r.needs for r in self._rules)
+        self._ledger = (
+            Ledger(policy, self._rules, self.events, clock) if policy.accounts is not None else None
+        )
         # Every instant at which some rule changes phase; between two of them nothing does.
         self._boundaries = tuple(
             sorted({t for r in self._rules for t in (r.starts, r.enforces) if t is not None})
@@ -84,7 +101,7 @@ class Engine:
         # block, whose response depends on the request's Accept and method)
         # An exact dict, written with bounded_put: it is read on every request, and CPython
         # specialises method calls on an exact dict only.
-        self._cache: dict[DecisionKey | tuple[str | None, str, str], Entry] = {}
+        self._cache: dict[tuple[object, ...], Entry] = {}
         # (time segment, facts) -> verdict
         self._verdicts: dict[tuple[int, Facts], Decision] = {}
         self._clock = clock
@@ -107,14 +124,17 @@ class Engine:
         obj: Mapping[str, Any] | str | os.PathLike[str] | Policy,
         *,
         clock: Callable[[], float] | None = None,
+        on_event: EventCallback | None = None,
     ) -> Engine:
         """Build an engine from a dict, a ``.toml`` / ``.json`` path, or a Policy.
 
-        ``clock`` is the monotonic clock used to schedule database reload checks (tests
-        inject one). Raises :class:`ConfigError` for any problem with the config or databases.
+        ``on_event`` is called with each :class:`geofence.Event` (what it raises is logged,
+        never passed to the request). ``clock`` is the monotonic clock that schedules
+        database reload checks and the account store's circuit breaker (tests inject one).
+        Raises :class:`ConfigError` for any problem with the config or databases.
         """
         policy = obj if isinstance(obj, Policy) else load_policy(obj)
-        return cls(policy, clock=clock)
+        return cls(policy, clock=clock, on_event=on_event)
 
     def _check_database_fits(self) -> None:
         if self.country_db.has_subdivisions:
@@ -151,10 +171,22 @@ class Engine:
         """
         return mark is self.policy or mark == self.policy
 
-    def decide(self, request: RequestInfo, now: datetime | None = None) -> Decision:
-        """Decide one request. Never raises because of configuration, input or databases."""
+    def decide(
+        self,
+        request: RequestInfo,
+        now: datetime | None = None,
+        account: Account | None = None,
+    ) -> Decision:
+        """Decide one request, for ``account`` when the app knows who sends it. Never raises
+        because of configuration, input, databases, the account store or ``on_event``.
+
+        With an account the account store may be called (at most once, bounded by
+        ``accounts.timeout``); async apps use :meth:`adecide`, which does not block the loop.
+        """
         if self._off:
             return OFF
+        if account is not None and self._ledger is not None:
+            return self._account_answer(request, now, account).decision
         if now is not None:
             return self._dated_entry(request, now)[1]
         # The hot path, kept to a few operations on purpose: it runs for every request.
@@ -176,12 +208,31 @@ class Engine:
             logs.log_decision(entry[1], request)
         return entry[1]
 
-    def answer(self, request: RequestInfo, now: datetime | None = None) -> Answer:
+    async def adecide(
+        self,
+        request: RequestInfo,
+        now: datetime | None = None,
+        account: Account | None = None,
+    ) -> Decision:
+        """:meth:`decide` for async apps: the account store is called with its asyncio
+        client. Without an account (or ``[accounts]``) it is :meth:`decide`."""
+        if account is not None and self._ledger is not None and not self._off:
+            return (await self._account_aanswer(request, now, account)).decision
+        return self.decide(request, now)
+
+    def answer(
+        self,
+        request: RequestInfo,
+        now: datetime | None = None,
+        account: Account | None = None,
+    ) -> Answer:
         """What the adapter does with this request (see :class:`geofence.http.Answer`): pass
         it, pass it and add headers to the app's response (a warning), or send a response
         (a block or a 503). Never raises because of configuration, input or databases."""
         if self._off:
             return OFF_ANSWER
+        if account is not None and self._ledger is not None:
+            return self._account_answer(request, now, account)
         entry: Entry | None
         if now is not None:
             entry = self._dated_entry(request, now)
@@ -200,7 +251,20 @@ class Engine:
             return Answer(entry[1], self._denial(entry[1], request))
         return answer
 
-    def cached(self, peer: str | None, method: str, path: str) -> Answer | None:
+    async def aanswer(
+        self,
+        request: RequestInfo,
+        now: datetime | None = None,
+        account: Account | None = None,
+    ) -> Answer:
+        """:meth:`answer` for async apps (the account store's asyncio client)."""
+        if account is not None and self._ledger is not None and not self._off:
+            return await self._account_aanswer(request, now, account)
+        return self.answer(request, now)
+
+    def cached(
+        self, peer: str | None, method: str, path: str, account: Account | None = None
+    ) -> Answer | None:
         """The answer already given to this (peer, method, path), if it is still valid, passes
         the request untouched and needs no log line; None otherwise: then call :meth:`answer`.
 
@@ -211,25 +275,114 @@ class Engine:
         if self._off:
             return OFF_ANSWER
         start, end, epoch = self._state
-        if not start <= _wall_clock() < end:
+        wall = _wall_clock()
+        if not start <= wall < end:
             return None
+        if account is not None and self._ledger is not None:
+            home = account.home_country if self._home else None
+            key = (peer, method, path) if home is None else (peer, method, path, home)
+            entry = self._cache.get(key)
+            if entry is None or entry[0] is not epoch:
+                return None
+            return self._ledger.memo(entry[1], account, wall)
         entry = self._cache.get((peer, method, path))
         if entry is not None and entry[0] is epoch and not entry[2]:
             return entry[3]
         return None
 
-    def _dated_entry(self, request: RequestInfo, now: datetime) -> Entry:
-        """The entry for a request decided at a given time (tests, the CLI, replays)."""
+    # -- accounts ----------------------------------------------------------------------------
+
+    def _account_base(
+        self, request: RequestInfo, now: datetime | None, account: Account
+    ) -> tuple[Entry, float]:
+        """The request's decision by its client (cached, not logged), and its time."""
+        home = account.home_country if self._home else None
+        if now is not None:
+            return self._dated_entry(request, now, home), now.timestamp()
+        wall = _wall_clock()
+        start, end, epoch = self._state
+        if not start <= wall < end:
+            epoch = self._tick(wall)
+        peer, method, path = request.peer, request.method, request.path
+        key = (peer, method, path) if home is None else (peer, method, path, home)
+        entry = self._cache.get(key)
+        if entry is None or entry[0] is not epoch:
+            entry = self._entry(request, None, epoch, home, quiet=True)
+        return entry, wall
+
+    def _account_answer(self, request: RequestInfo, now: datetime | None, account: Any) -> Answer:
+        account = _as_account(account)
+        if account is None:
+            return self.answer(request, now)
+        entry, at = self._account_base(request, now, account)
+        ledger = self._ledger
+        assert ledger is not None
+        memo = ledger.memo(entry[1], account, at)
+        if memo is not None:
+            return memo
+        decision = ledger.settle(entry[1], account, at)
+        return self._account_finish(request, entry[1], decision, account, at)
+
+    async def _account_aanswer(
+        self, request: RequestInfo, now: datetime | None, account: Any
+    ) -> Answer:
+        account = _as_account(account)
+        if account is None:
+            return self.answer(request, now)
+        entry, at = self._account_base(request, now, account)
+        ledger = self._ledger
+        assert ledger is not None
+        memo = ledger.memo(entry[1], account, at)
+        if memo is not None:
+            return memo
+        decision = await ledger.asettle(entry[1], account, at)
+        return self._account_finish(request, entry[1], decision, account, at)
+
+    def _account_finish(
+        self, request: RequestInfo, base: Decision, decision: Decision, account: Account, at: float
+    ) -> Answer:
+        answer = self._answer_of(decision, request)
+        if decision.action != "allow" or decision.report_rules:
+            logs.log_decision(decision, request)
+        elif answer.response is None:
+            assert self._ledger is not None
+            self._ledger.remember(base, account, at, answer)
+        return answer
+
+    def _answer_of(self, decision: Decision, request: RequestInfo) -> Answer:
+        action = decision.action
+        if action == "allow" or not decision.enforced:
+            return Answer(decision)
+        if action == "warn":
+            return Answer(decision, None, self._responder)
+        return Answer(decision, self._denial(decision, request))
+
+    def _dated_entry(self, request: RequestInfo, now: datetime, home: str | None = None) -> Entry:
+        """The entry for a request decided at a given time (tests, the CLI, replays); not
+        logged when it is for an account (whose decision is logged once settled)."""
         moment = _micros(now)
         segment = bisect_right(self._boundaries, moment) if self._boundaries else 0
         self._poll_if_due()
-        return self._entry(request, moment, (segment, self._generation))
+        return self._entry(
+            request, moment, (segment, self._generation), home, quiet=home is not None
+        )
 
-    def _entry(self, request: RequestInfo, moment: int | None, epoch: Epoch) -> Entry:
-        """Decide with the cache: ``epoch`` is what its entries must carry to be valid."""
+    def _entry(
+        self,
+        request: RequestInfo,
+        moment: int | None,
+        epoch: Epoch,
+        home: str | None = None,
+        *,
+        quiet: bool = False,
+    ) -> Entry:
+        """Decide with the cache: ``epoch`` is what its entries must carry to be valid.
+        ``home``: the account's home country when rules ask about it. ``quiet``: the caller
+        logs (an account's decision, once settled)."""
         peer, method, path = request.peer, request.method, request.path
         client = self._resolver.resolve(peer, request.headers)
         peer_of = self._peer_of
+        key: tuple[object, ...]
         if peer_of is not None and peer_of(peer).__class__ is ClientIP:
             # The peer is no trusted proxy: the client is the peer whatever the headers say,
             # so a repeated request can be found before its headers are read. Hot paths
@@ -239,9 +392,12 @@ class Engine:
         else:
             ip_text = client.ip.text if client.ip is not None else None
             key = _new(DecisionKey, ((ip_text, client.detail), method, path))
+        if home is not None:
+            # A fourth member: never equal to the key of a request without that home.
+            key = (*key, home)
         entry = self._cache.get(key)
         if entry is not None and entry[0] == epoch:
-            if entry[2]:
+            if entry[2] and not quiet:
                 logs.log_decision(entry[1], request)
             return entry
         segment = epoch[0]
@@ -251,7 +407,7 @@ class Engine:
             moment = time.time_ns() // 1000
             if self._boundaries:
                 segment = bisect_right(self._boundaries, moment)
-        decision = self._evaluate(request, moment, segment, client.ip, client.detail)
+        decision = self._evaluate(request, moment, segment, client.ip, client.detail, home)
         loggable = decision.action != "allow" or bool(decision.report_rules)
         # The answer every request with this decision shares; None for an enforced block,
         # whose response depends on the request (Accept, HEAD). Inline: a new client's path.
@@ -272,7 +428,7 @@ class Engine:
             # Stored with the epoch read *before* the lookup: should a reload have happened
             # in between, the entry is merely stale-marked, never newer than it claims.
             bounded_put(self._cache, CACHE_SIZE, key, entry)
-        if loggable:
+        if loggable and not quiet:
             logs.log_decision(decision, request)
         return entry
 
@@ -347,7 +503,13 @@ class Engine:
                 self._note_reloads()
 
     def _evaluate(
-        self, request: RequestInfo, now: int, segment: int, ip: IP | None, detail: str
+        self,
+        request: RequestInfo,
+        now: int,
+        segment: int,
+        ip: IP | None,
+        detail: str,
+        home: str | None = None,
     ) -> Decision:
         """The decision, without the cache: what the policy says, plus who asked."""
         path = request.path
@@ -364,11 +526,11 @@ class Engine:
         # the client only through its facts: many clients share one verdict.
         method = request.method.upper() if len(request.method) <= 32 else ""
         if ip is None:
-            facts = _new(Facts, (method, path, None, (), NO_ANONYMIZERS, "unresolved_client"))
+            facts = _new(Facts, (method, path, None, (), NO_ANONYMIZERS, "unresolved_client", home))
         elif is_private(ip):
             if self.policy.allow_private:
                 return with_client(PRIVATE, client_ip, detail)
-            facts = _new(Facts, (method, path, None, (), NO_ANONYMIZERS, "private"))
+            facts = _new(Facts, (method, path, None, (), NO_ANONYMIZERS, "private", home))
         else:
             try:
                 record, anonymizers = self._lookup(ip)
@@ -381,7 +543,8 @@ class Engine:
             else:
                 fallback = "default"
             facts = _new(
-                Facts, (method, path, record.country, record.subdivisions, anonymizers, fallback)
+                Facts,
+                (method, path, record.country, record.subdivisions, anonymizers, fallback, home),
             )
         key = (segment, facts)
         verdict = self._verdicts.get(key)
@@ -464,12 +627,17 @@ class Engine:
             decision = decision._replace(enforced=False)
         return decision
 
-    def explain(self, request: RequestInfo, now: datetime | None = None) -> list[tuple[str, str]]:
+    def explain(
+        self,
+        request: RequestInfo,
+        now: datetime | None = None,
+        account: Account | None = None,
+    ) -> list[tuple[str, str]]:
         """Why each rule tried before the deciding one did not decide (every rule when none
         did), as (rule name, reason) pairs; empty when no rule was consulted (an exemption,
         an allowed private client, a database error). For ``geofence check``; not a hot path.
         """
-        decision = self.decide(request, now)
+        decision = self.decide(request, now, account)
         consulted = decision.reason in _CONSULTS_RULES or (
             decision.reason == "private" and not self.policy.allow_private
         )
@@ -484,6 +652,7 @@ class Engine:
             decision.subdivisions,
             frozenset(decision.anonymizers),
             decision.reason,
+            account.home_country if account is not None and self._home else None,
         )
         reasons: list[tuple[str, str]] = []
         for rule in self._rules:
@@ -509,3 +678,14 @@ class Engine:
             # Same headers (Content-Length included) as the GET answer, no body (RFC 9110 9.3.2).
             response = replace(response, body=b"")
         return response
+
+
+def _as_account(account: object) -> Account | None:
+    """What an app passed as its account: an Account, or a plain id string (a convenience);
+    anything else is a bug in the app's hook, logged, and the request is decided without."""
+    if isinstance(account, Account):
+        return account
+    if isinstance(account, str) and account:
+        return Account(account)
+    logs.log_bad_account(account)
+    return None

@@ -208,3 +208,20 @@ def _safe_str(error: BaseException) -> str:
         detail = ""
     name = type(error).__name__
     return f"{name}: {detail}" if detail else name
+
+
+_bad_accounts: set[str] = set()
+
+
+def log_bad_account(account: object) -> None:
+    """ERROR record, once per type, for an account hook that returned neither an Account,
+    an id string nor None: the request is decided without an account."""
+    kind = type(account).__name__
+    if kind in _bad_accounts or len(_bad_accounts) > 100:
+        return
+    _bad_accounts.add(kind)
+    logger.error(
+        "the account hook returned a %s, not a geofence.Account, an id string or None; "
+        "deciding without an account",
+        escape(kind),
+    )

@@ -56,6 +56,8 @@ class Decision(NamedTuple):
     phase: str = ""
     # Rules in report mode that matched on the way (dry runs), by name.
     report_rules: tuple[str, ...] = ()
+    # The Account's id when the app passed one (DESIGN "Accounts"), else None.
+    account: str | None = None
     # Last, so that the engine can build a decision as (what the policy says) + (who asked):
     client_ip: str | None = None
     # Human words on how the client IP was found (or why it could not be).
@@ -74,6 +76,10 @@ class Facts(NamedTuple):
     subdivisions: tuple[str, ...]
     anonymizers: frozenset[str]
     fallback: str  # the decision's reason when no rule matches ("default", "not_found", ...)
+    # The account's home country, when the app passed an account and some rule asks about it
+    # (home_regions, home_mismatch); None otherwise, so that without such rules an account
+    # shares the verdicts of every other request.
+    home: str | None = None
 
 
 class DecisionKey(NamedTuple):

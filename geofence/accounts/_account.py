@@ -35,7 +35,7 @@ class Account:
                     f"Account.home_country must be a string or None, not {self.home_country!r}"
                 )
             object.__setattr__(self, "home_country", self.home_country.strip().upper() or None)
-        if isinstance(self.groups, str):
+        if isinstance(self.groups, str):  # type: ignore[unreachable]  # apps are untyped
             raise TypeError("Account.groups must be a collection of names, not one string")
         if not isinstance(self.groups, tuple):
             object.__setattr__(self, "groups", tuple(self.groups))

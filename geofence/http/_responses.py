@@ -32,6 +32,12 @@ __all__ = [
 
 BLOCK_CODE = "unsupported_country_region_territory"
 BLOCK_TYPE = "request_forbidden"
+SUSPENDED_CODE = "account_suspended"
+# Deliberately says nothing of how many requests or from where: that is for the support desk.
+SUSPENDED_MESSAGE = (
+    "Access for this account is suspended because of repeated requests from a country, "
+    "region, or territory where this service is not available."
+)
 UNAVAILABLE_CODE = "geofence_unavailable"
 UNAVAILABLE_TYPE = "service_unavailable"
 # Deliberately generic: the cause (a database problem) is for the operator's log, not the client.
@@ -52,6 +58,9 @@ _TITLES = {
     403: "Not available in your region",
     503: "Temporarily unavailable",
 }
+_SUSPENDED_TITLE = "Account suspended"
+# Responses are prebuilt per kind of denial and status (the statuses a config allows).
+_KINDS = {"block": (451, 403), "suspended": (403, 451), "unavailable": (503,)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +85,14 @@ class Responder:
         message = _valid_text(message)
         info_url = _valid_text(info_url) if info_url else None
         uri = header_uri(info_url) if info_url else None
-        # Indexed [status][html]; html is a bool, so False -> 0 (JSON), True -> 1 (page).
-        self._responses: dict[int, tuple[Response, Response]] = {
-            status: (
-                _build(status, message, info_url, uri, html=False),
-                _build(status, message, info_url, uri, html=True),
+        # Indexed [(kind, status)][html]; html is a bool, so False -> 0 (JSON), True -> 1.
+        self._responses: dict[tuple[str, int], tuple[Response, Response]] = {
+            (kind, status): (
+                _build(kind, status, message, info_url, uri, html=False),
+                _build(kind, status, message, info_url, uri, html=True),
             )
-            for status in (451, 403, 503)
+            for kind, statuses in _KINDS.items()
+            for status in statuses
         }
         self._sunset_link = f'<{uri}>; rel="sunset"' if uri else None
         # Rule dates seen so far -> header text; as many as there are rules with dates.
@@ -90,15 +100,17 @@ class Responder:
         self._deprecations: BoundedCache[datetime, str] = BoundedCache(256)
 
     def denial(self, decision: Decision, accept: str | None) -> Response:
-        """The block (451/403) or db_error (503) response for an enforced block decision."""
-        if decision.reason == "db_error":
-            status = 503
-        elif decision.status == 403:
-            status = 403
+        """The response for an enforced block decision: a block (451/403), an account
+        suspension (403/451), or a 503 when a database or the account store failed."""
+        reason = decision.reason
+        if reason in ("db_error", "store_error"):
+            key = ("unavailable", 503)
+        elif reason == "account_suspended":
+            key = ("suspended", 451 if decision.status == 451 else 403)
         else:
             # Anything unexpected still blocks, with the default status.
-            status = 451
-        return self._responses[status][prefers_html(accept)]
+            key = ("block", 403 if decision.status == 403 else 451)
+        return self._responses[key][prefers_html(accept)]
 
     def warn_headers(
         self, decision: Decision, get: Callable[[str], str | None]
@@ -137,13 +149,16 @@ class Responder:
 
 
 def _build(
-    status: int, message: str, info_url: str | None, uri: str | None, *, html: bool
+    denial: str, status: int, message: str, info_url: str | None, uri: str | None, *, html: bool
 ) -> Response:
-    if status == 503:
+    title = _TITLES[status]
+    if denial == "unavailable":
         code, kind, text, shown_url = UNAVAILABLE_CODE, UNAVAILABLE_TYPE, UNAVAILABLE_MESSAGE, None
+    elif denial == "suspended":
+        code, kind, text, shown_url = SUSPENDED_CODE, BLOCK_TYPE, SUSPENDED_MESSAGE, info_url
+        title = _SUSPENDED_TITLE
     else:
         code, kind, text, shown_url = BLOCK_CODE, BLOCK_TYPE, message, info_url
-    title = _TITLES[status]
     context = MappingProxyType(
         {"status": status, "code": code, "message": text, "info_url": shown_url, "title": title}
     )

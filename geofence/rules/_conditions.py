@@ -152,6 +152,51 @@ class Anonymizers(Condition):
         return f"the network ({seen}) is none of {_listed(self.kinds)}"
 
 
+class HomeRegions(Condition):
+    """``home_regions``: the account's home country is listed, wherever the request comes
+    from (an account registered in an unsupported country, reached through a VPN)."""
+
+    __slots__ = ("countries",)
+    needs = frozenset({"account"})
+
+    def __init__(self, countries: frozenset[str]) -> None:
+        self.countries = countries
+
+    @classmethod
+    def build(cls, rule: RulePolicy) -> HomeRegions | None:
+        return cls(frozenset(rule.home_regions)) if rule.home_regions else None
+
+    def matches(self, facts: Facts) -> bool:
+        return facts.home in self.countries
+
+    def why_not(self, facts: Facts) -> str:
+        if facts.home is None:
+            return "no account with a home country"
+        return f"home country {facts.home} is not in its home_regions"
+
+
+class HomeMismatch(Condition):
+    """``home_mismatch = true``: the request's country differs from the account's home
+    country. Both must be known: a client without a country proves no mismatch."""
+
+    __slots__ = ()
+    needs = frozenset({"account", "country"})
+
+    @classmethod
+    def build(cls, rule: RulePolicy) -> HomeMismatch | None:
+        return cls() if rule.home_mismatch else None
+
+    def matches(self, facts: Facts) -> bool:
+        return facts.home is not None and facts.country is not None and facts.country != facts.home
+
+    def why_not(self, facts: Facts) -> str:
+        if facts.home is None:
+            return "no account with a home country"
+        if facts.country is None:
+            return "a client without a country"
+        return f"the request's country is the home country {facts.home}"
+
+
 def _where(facts: Facts) -> str:
     if facts.country is None:
         return "a client without a country"
@@ -159,4 +204,12 @@ def _where(facts: Facts) -> str:
 
 
 #: Every condition, in the order a rule checks them (cheapest first).
-CONDITIONS: tuple[type[Condition], ...] = (Methods, Paths, Regions, ExceptRegions, Anonymizers)
+CONDITIONS: tuple[type[Condition], ...] = (
+    Methods,
+    Paths,
+    HomeRegions,
+    Regions,
+    ExceptRegions,
+    HomeMismatch,
+    Anonymizers,
+)

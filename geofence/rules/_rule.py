@@ -43,6 +43,9 @@ class Rule:
     enforce_from: datetime | None
     status: int
     report: bool
+    # Seconds of per-account grace (DESIGN "Accounts"), None without; block rules only.
+    account_grace: float | None = None
+    home_mismatch: bool = False  # its matches are remembered per account and country
 
     @classmethod
     def compile(cls, rule: RulePolicy) -> Rule:
@@ -58,6 +61,8 @@ class Rule:
             enforce_from=rule.enforce_from,
             status=rule.status,
             report=rule.mode == "report",
+            account_grace=rule.account_grace,
+            home_mismatch=rule.home_mismatch,
         )
 
     def action_at(self, now: int) -> Action | None:

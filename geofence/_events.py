@@ -1,0 +1,87 @@
+"""``geofence.Event`` and the one guarded way the engine hands events to the app.
+
+Events come from the engine, so they are the same whichever adapter (or none) asked. The
+app's callback runs on the request's thread; whatever it raises is logged on the
+``geofence`` logger and never reaches the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+from geofence._model import Decision
+
+logger = logging.getLogger("geofence")
+
+#: Every kind DESIGN names. Account kinds and store_error are emitted today; the request
+#: kinds (block, warn, would_*) and the database kinds join them with the metrics work.
+KINDS = frozenset(
+    {
+        "block",
+        "warn",
+        "would_block",
+        "would_warn",
+        "account_grace_started",
+        "account_strike",
+        "account_suspended",
+        "account_home_mismatch",
+        "db_reloaded",
+        "db_refused",
+        "db_error",
+        "store_error",
+    }
+)
+
+_NOTHING: Mapping[str, object] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something the engine did or saw, for ``on_event`` (and the Django and Flask signals).
+
+    ``kind`` is one of :data:`KINDS`; ``at`` the decision's time (aware, UTC); ``decision``
+    the request's decision when a request caused it; ``account`` the account's id or None;
+    ``rule`` the rule's name or None; ``detail`` kind-specific facts, e.g. ``{"until":
+    datetime}`` for ``account_grace_started`` and ``account_suspended``, ``{"country":
+    "RU"}`` for ``account_home_mismatch``, ``{"error": "..."}`` for ``store_error``. Never a
+    client IP address beyond what ``decision.client_ip`` already holds.
+    """
+
+    kind: str
+    at: datetime
+    decision: Decision | None = None
+    account: str | None = None
+    rule: str | None = None
+    detail: Mapping[str, object] = field(default_factory=lambda: _NOTHING)
+
+
+EventCallback = Callable[[Event], object]
+
+
+class Emitter:
+    """Calls the app's ``on_event`` with each event; a callback that raises is logged (with
+    its traceback) and the request goes on."""
+
+    __slots__ = ("_callbacks",)
+
+    def __init__(self, callback: EventCallback | None = None) -> None:
+        self._callbacks: tuple[EventCallback, ...] = () if callback is None else (callback,)
+
+    def add(self, callback: EventCallback) -> None:
+        """Another receiver (an adapter's signal), called after the ones already there."""
+        self._callbacks = (*self._callbacks, callback)
+
+    @property
+    def active(self) -> bool:
+        return bool(self._callbacks)
+
+    def emit(self, event: Event) -> None:
+        for callback in self._callbacks:
+            try:
+                callback(event)
+            except Exception:
+                logger.exception("on_event callback failed for %s event", event.kind)
