@@ -18,6 +18,7 @@ from geofence._events import Emitter, EventCallback
 from geofence._model import Decision, DecisionKey, Facts, RequestInfo, with_client
 from geofence.accounts._account import Account
 from geofence.accounts._ledger import Ledger
+from geofence.accounts._store import Store
 from geofence.clientip._addresses import IP, NetworkSet, is_private
 from geofence.clientip._resolver import ClientIP, ClientResolver
 from geofence.config._loader import load_policy
@@ -156,6 +157,12 @@ class Engine:
         """False in mode "off" (every answer then passes the request on untouched; adapters
         need not ask)."""
         return not self._off
+
+    @property
+    def store(self) -> Store | None:
+        """The account store (``[accounts] store``), or None without ``[accounts]``: for
+        tools (``geofence accounts``) and tests; requests reach it through the engine only."""
+        return self._ledger.store if self._ledger is not None else None
 
     @property
     def mark(self) -> object:

@@ -102,6 +102,18 @@ class Ledger:
             timeout=accounts.timeout,
             limits=self.limits,
         )
+        try:
+            self.store.ping()
+        except StoreError as error:
+            # The app may start before its Redis does: not fatal. Requests that need the
+            # store meanwhile get what on_store_error says.
+            logger.warning(
+                "account store %s is unreachable at startup (%s); on_store_error=%s applies "
+                "until it answers",
+                self.store.description,
+                error,
+                accounts.on_store_error,
+            )
         self._refresh = accounts.refresh
         self._on_error: Literal["local", "allow", "block"] = accounts.on_store_error
         self._fallback = MemoryStore(self.limits)  # "local": this process's own state
