@@ -28,13 +28,25 @@ from geofence.config._policy import (
     DEFAULT_MESSAGE,
     LOADER,
     READERS,
+    AccountsPolicy,
     ClientIPPolicy,
     GeoIPPolicy,
     Network,
     Policy,
     RulePolicy,
+    StrikesPolicy,
 )
-from geofence.rules import GROUP_NAME, GlobError, RegionCodeError, check_code, glob_to_regex
+from geofence.rules import (
+    ANY,
+    GROUP_NAME,
+    UNKNOWN,
+    GlobError,
+    RegionCodeError,
+    check_code,
+    glob_to_regex,
+    is_country,
+    is_subdivision,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,6 +60,9 @@ DEFAULTS: tuple[Literal["allow", "block"], ...] = ("allow", "block")
 ON_ERROR: tuple[Literal["allow", "block"], ...] = ("allow", "block")
 ACTIONS: tuple[Literal["block", "warn", "allow"], ...] = ("block", "warn", "allow")
 RULE_MODES: tuple[Literal["enforce", "report"], ...] = ("enforce", "report")
+ON_STORE_ERROR: tuple[Literal["local", "allow", "block"], ...] = ("local", "allow", "block")
+STRIKE_COUNTS = ("block", "warn")
+STRIKE_ACTIONS: tuple[Literal["flag", "suspend"], ...] = ("flag", "suspend")
 
 TOP_KEYS = (
     "mode",
@@ -61,6 +76,8 @@ TOP_KEYS = (
     "regions",
     "rules",
     "exempt",
+    "accounts",
+    "strikes",
 )
 CLIENT_IP_KEYS = ("trusted_proxies", "header", "hops")
 GEOIP_KEYS = ("country_db", "anonymous_db", "reload_interval", "reader")
@@ -76,8 +93,13 @@ RULE_KEYS = (
     "enforce_from",
     "status",
     "mode",
+    "home_regions",
+    "home_mismatch",
+    "account_grace",
 )
-EXEMPT_KEYS = ("ips", "paths")
+EXEMPT_KEYS = ("ips", "paths", "accounts")
+ACCOUNTS_KEYS = ("store", "key_prefix", "timeout", "refresh", "on_store_error")
+STRIKES_KEYS = ("count", "threshold", "window", "action", "suspend_for", "status")
 
 # Where each key lives, to answer "unknown key" with "it belongs in [geoip]".
 _SECTIONS = {
@@ -86,6 +108,8 @@ _SECTIONS = {
     "[geoip]": GEOIP_KEYS,
     "a [[rules]] entry": RULE_KEYS,
     "[exempt]": EXEMPT_KEYS,
+    "[accounts]": ACCOUNTS_KEYS,
+    "[strikes]": STRIKES_KEYS,
 }
 
 MAX_HOPS = 32  # more proxies than this in front of one app is a typo, not a deployment
@@ -93,6 +117,21 @@ MAX_MESSAGE = 1000
 MAX_URL = 2000
 MAX_NAME = 200
 STATUSES = (451, 403)
+STRIKE_STATUSES = (403, 451)
+MAX_THRESHOLD = 1_000_000  # strikes; more is a typo (or a threshold that is never reached)
+MAX_KEY_PREFIX = 64
+MAX_ACCOUNT_ID = 256
+
+# Durations (DESIGN "Durations"): an integer number of seconds, or "<digits><unit>".
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+_DURATION = re.compile(r"([0-9]+)(ms|s|m|h|d)\Z")
+_DURATION_FORMS = (
+    'an integer number of seconds or a string with one unit: "250ms", "30s", "15m", "24h", "14d"'
+)
+MAX_DURATION = 3650 * 86_400.0  # 10 years: any duration longer than that is a typo
+MAX_TIMEOUT = 10.0  # accounts.timeout bounds the wait of a request on the store
+MAX_REFRESH = 3600.0  # accounts.refresh delays another process's suspension by up to this
+_DIGITS_SHOWN = 15  # longer numbers are not shown back in full (and are far too large anyway)
 
 # RFC 9110 token characters: what an HTTP method may consist of.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -249,9 +288,28 @@ class _Loader:
         client_ip = _client_ip(_table(raw, "client_ip", 'e.g. {trusted_proxies = ["10.0.0.0/8"]}'))
         geoip = self.geoip(_table(raw, "geoip", 'e.g. {country_db = "/var/lib/GeoIP/x.mmdb"}'))
         groups = _groups(raw.get("regions", {}))
-        rules = _rules(raw.get("rules", []), groups, geoip)
+        # Whether [accounts] is there at all: rules and exemptions that need it say so first,
+        # and the table itself is checked where it stands in the schema.
+        has_accounts = "accounts" in raw
+        rules = _rules(raw.get("rules", []), groups, geoip, has_accounts)
         exempt = _table(raw, "exempt", 'e.g. {paths = ["/healthz"]}')
         _check_keys(exempt, EXEMPT_KEYS, "exempt", "[exempt]")
+        exempt_ips = _networks(exempt.get("ips", []), "exempt.ips", trust=False)
+        exempt_paths = _paths(exempt.get("paths", []), "exempt.paths")
+        exempt_accounts = _exempt_accounts(exempt.get("accounts", []), "exempt.accounts")
+        if exempt_accounts and not has_accounts:
+            _needs_accounts("exempt.accounts", "exempt accounts are matched on the Account")
+        accounts = (
+            _accounts(_table(raw, "accounts", 'e.g. {store = "memory://"}'))
+            if has_accounts
+            else None
+        )
+        strikes = None
+        if "strikes" in raw:
+            table = _table(raw, "strikes", 'e.g. {threshold = 50, window = "24h"}')
+            if accounts is None:
+                _needs_accounts("strikes", "strikes are counted per account, in the account store")
+            strikes = _strikes(table)
         return Policy(
             mode=mode,
             default=default,
@@ -263,8 +321,11 @@ class _Loader:
             geoip=geoip,
             regions=MappingProxyType(groups),
             rules=rules,
-            exempt_ips=_networks(exempt.get("ips", []), "exempt.ips", trust=False),
-            exempt_paths=_paths(exempt.get("paths", []), "exempt.paths"),
+            exempt_ips=exempt_ips,
+            exempt_paths=exempt_paths,
+            accounts=accounts,
+            strikes=strikes,
+            exempt_accounts=exempt_accounts,
             made_by=LOADER,  # the only Policy(...) call that succeeds (see _policy.py)
         )
 
@@ -273,7 +334,14 @@ class _Loader:
         return GeoIPPolicy(
             country_db=self.db_path(raw.get("country_db"), "geoip.country_db"),
             anonymous_db=self.db_path(raw.get("anonymous_db"), "geoip.anonymous_db"),
-            reload_interval=_seconds(raw.get("reload_interval", 60.0), "geoip.reload_interval"),
+            reload_interval=_duration(
+                raw.get("reload_interval", 60),
+                "geoip.reload_interval",
+                example="60",
+                zero="0 = never",
+                # Before durations had units this key took any number of seconds: it still does.
+                fractions=True,
+            ),
             reader=_choice(raw, "reader", READERS, "auto", prefix="geoip."),
         )
 
@@ -300,7 +368,7 @@ class _Loader:
 
 
 def _rules(
-    raw: Any, groups: Mapping[str, tuple[str, ...]], geoip: GeoIPPolicy
+    raw: Any, groups: Mapping[str, tuple[str, ...]], geoip: GeoIPPolicy, has_accounts: bool
 ) -> tuple[RulePolicy, ...]:
     if isinstance(raw, Mapping):
         _fail(
@@ -318,7 +386,7 @@ def _rules(
                 key,
                 f'expected a table, e.g. {{action = "block", regions = ["CN"]}}, got {_kind(item)}',
             )
-        rule = _rule(item, key, groups, geoip)
+        rule = _rule(item, key, groups, geoip, has_accounts)
         if rule.name in names:
             _fail(
                 f"{key}.name",
@@ -331,7 +399,11 @@ def _rules(
 
 
 def _rule(
-    raw: Mapping[str, Any], key: str, groups: Mapping[str, tuple[str, ...]], geoip: GeoIPPolicy
+    raw: Mapping[str, Any],
+    key: str,
+    groups: Mapping[str, tuple[str, ...]],
+    geoip: GeoIPPolicy,
+    has_accounts: bool,
 ) -> RulePolicy:
     _check_keys(raw, RULE_KEYS, key, "a [[rules]] entry")
     if "action" not in raw:
@@ -347,6 +419,18 @@ def _rule(
     enforce_from = _moment(raw, "enforce_from", key)
     status = _status(raw, key)
     mode = _choice(raw, "mode", RULE_MODES, "enforce", prefix=f"{key}.")
+    home_regions = _home_regions(raw.get("home_regions", []), f"{key}.home_regions", groups)
+    home_mismatch = _bool(raw, "home_mismatch", False, prefix=f"{key}.")
+    account_grace = (
+        _duration(
+            raw["account_grace"],
+            f"{key}.account_grace",
+            example='"14d"',
+            if_zero="omit account_grace to block every account from enforce_from on",
+        )
+        if "account_grace" in raw
+        else None
+    )
 
     if warn_from is not None and enforce_from is None:
         _fail(
@@ -364,19 +448,34 @@ def _rule(
         _fail(
             f"{key}.status", f'only applies to block rules, and this rule is "{action}"; remove it'
         )
+    if account_grace is not None and action != "block":
+        _fail(
+            f"{key}.account_grace",
+            "only applies to block rules (it delays the block for each account), and this rule "
+            f'is "{action}"; remove it',
+        )
+    # Without [accounts] the Account a request carries changes no decision (DESIGN "Accounts"),
+    # so these keys would silently do nothing. An empty list or false asks for nothing.
+    if home_regions and not has_accounts:
+        _needs_accounts(f"{key}.home_regions", "it matches on the Account's home_country")
+    if home_mismatch and not has_accounts:
+        _needs_accounts(f"{key}.home_mismatch", "it compares with the Account's home_country")
+    if account_grace is not None and not has_accounts:
+        _needs_accounts(f"{key}.account_grace", "per-account state")
     if anonymizers and geoip.anonymous_db is None:
         _fail(
             f"{key}.anonymizers",
             "needs geoip.anonymous_db (a GeoIP2 Anonymous IP database) to tell VPNs, Tor and "
             'proxies apart; set it, e.g. anonymous_db = "/var/lib/GeoIP/GeoIP2-Anonymous-IP.mmdb"',
         )
-    if action == "block" and not (region_list or except_list or anonymizers or paths or methods):
+    conditions = (region_list, except_list, anonymizers, paths, methods, home_regions)
+    if action == "block" and not (any(conditions) or home_mismatch):
         # An empty list is "no constraint": a block rule left with none blocks every request,
         # which is far more often a mistake (an empty list from a template) than the intent.
         _fail(
             key,
             "this block rule has no conditions, so it would block every request; give it "
-            'regions (e.g. regions = ["CN"]), anonymizers, paths or methods, or use '
+            'regions (e.g. regions = ["CN"]), anonymizers, paths, methods or home_regions, or use '
             'default = "block" if blocking everything is intended',
         )
     return RulePolicy(
@@ -392,6 +491,9 @@ def _rule(
         status=status,
         mode=mode,
         key=key,
+        home_regions=home_regions,
+        home_mismatch=home_mismatch,
+        account_grace=account_grace,
     )
 
 
@@ -483,6 +585,50 @@ def _region_list(raw: Any, key: str, groups: Mapping[str, tuple[str, ...]]) -> t
         else:
             result.append(_code(code, item))
     return _unique(result)
+
+
+def _home_regions(raw: Any, key: str, groups: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """Like :func:`_region_list`, but countries only: Account.home_country is a country."""
+    codes = _list(raw, key, 'a list of country codes, e.g. ["CN", "RU"]')
+    result: list[str] = []
+    for index, code in enumerate(codes):
+        item = f"{key}[{index}]"
+        if isinstance(code, str) and code.startswith("@"):
+            for member in _group(code, item, groups):
+                if not is_country(member):
+                    _fail(
+                        item,
+                        f"the group {code!r} contains {member!r}, which is not a country; "
+                        "home_regions holds countries (an account's home_country is one), so "
+                        "list the group's countries here instead",
+                    )
+                result.append(member)
+        else:
+            checked = _code(code, item)
+            if not is_country(checked):
+                _fail(item, _not_a_home(checked))
+            result.append(checked)
+    return _unique(result)
+
+
+def _not_a_home(code: str) -> str:
+    if code == ANY:
+        return (
+            "'*' is not a country, and home_regions holds countries (an account's "
+            "home_country); omit home_regions to match every account"
+        )
+    if code == UNKNOWN:
+        return (
+            "'unknown' is not a country, and an account without a home_country matches no "
+            "home_regions; list countries"
+        )
+    if is_subdivision(code):
+        return (
+            f"{code!r} is a subdivision, and an account's home_country is a country; write "
+            f"{code.split('-', 1)[0]!r} for the whole country, or match where the request "
+            f"comes from with regions = [{code!r}]"
+        )
+    return f"{code!r} is not a country"  # pragma: no cover - check_code lets nothing else in
 
 
 def _group(reference: str, key: str, groups: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
@@ -628,6 +774,208 @@ def _no_zone(shown: str) -> str:
     )
 
 
+# -- accounts -----------------------------------------------------------------------------------
+
+
+def _needs_accounts(key: str, why: str) -> NoReturn:
+    _fail(
+        key,
+        f'needs an [accounts] table ({why}); add [accounts] (store = "memory://" by default)',
+    )
+
+
+def _accounts(raw: Mapping[str, Any]) -> AccountsPolicy:
+    _check_keys(raw, ACCOUNTS_KEYS, "accounts", "[accounts]")
+    default = AccountsPolicy()
+    store = _store(raw["store"]) if "store" in raw else default.store
+    key_prefix = _key_prefix(raw["key_prefix"]) if "key_prefix" in raw else default.key_prefix
+    timeout = default.timeout
+    if "timeout" in raw:
+        timeout = _duration(
+            raw["timeout"],
+            "accounts.timeout",
+            example='"50ms"',
+            if_zero="every store call would fail at once",
+            maximum=MAX_TIMEOUT,
+            too_long="it is how long a request may wait for the store",
+        )
+    refresh = default.refresh
+    if "refresh" in raw:
+        refresh = _duration(
+            raw["refresh"],
+            "accounts.refresh",
+            example='"5s"',
+            zero="0 = ask the store on every request of an account",
+            maximum=MAX_REFRESH,
+            too_long="a suspension made by another process takes up to refresh to apply here",
+        )
+    on_store_error = _choice(
+        raw, "on_store_error", ON_STORE_ERROR, default.on_store_error, prefix="accounts."
+    )
+    return AccountsPolicy(
+        store=store,
+        key_prefix=key_prefix,
+        timeout=timeout,
+        refresh=refresh,
+        on_store_error=on_store_error,
+    )
+
+
+def _store(value: Any) -> str:
+    key = "accounts.store"
+    if not isinstance(value, str):
+        _fail(
+            key,
+            f'expected a store URI, e.g. "memory://" or "redis://host:6379/0", got {_kind(value)}',
+        )
+    # Imported here: geofence.accounts may import the policy types from geofence.config.
+    from geofence.accounts._uri import check_store_uri, redact
+
+    try:
+        return check_store_uri(value)
+    except ModuleNotFoundError as error:
+        # A Redis URI without the redis package (extra "accounts"): a config error, at load.
+        # Any other import failure is a bug in geofence, not in the config: it propagates.
+        if error.name != "redis" and not (error.name or "").startswith("redis."):
+            raise
+        _fail(
+            key,
+            f"{redact(value)!r} needs the redis package, which cannot be imported ({error}); "
+            'install the extra: pip install "geofence[accounts]"',
+        )
+
+
+def _key_prefix(value: Any) -> str:
+    key = "accounts.key_prefix"
+    if not isinstance(value, str):
+        _fail(key, f'expected a string, e.g. "geofence" or "myapp:geofence", got {_kind(value)}')
+    if not value:
+        _fail(key, 'is empty; omit it for the default "geofence", or write e.g. "myapp:geofence"')
+    if len(value) > MAX_KEY_PREFIX:
+        _fail(key, f"is {len(value)} characters long; keep it under {MAX_KEY_PREFIX}")
+    for ch in value:
+        if ch in "{}":
+            _fail(
+                key,
+                f"contains {ch!r}; braces are Redis Cluster hash tags, which geofence sets "
+                "itself (an account's keys share one slot), so leave them out",
+            )
+        if ch in "*?[]\\":
+            _fail(
+                key,
+                f"contains {ch!r}, a pattern character of Redis SCAN (used by geofence accounts "
+                "list); use letters, digits and _ . : - /",
+            )
+        if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            _fail(key, f"contains whitespace or a control character ({ch!r}); remove it")
+        if not (ch.isascii() and (ch.isalnum() or ch in "_.:-/")):
+            _fail(key, f"contains {ch!r}; use letters, digits and _ . : - / (ASCII)")
+    return value
+
+
+def _strikes(raw: Mapping[str, Any]) -> StrikesPolicy:
+    _check_keys(raw, STRIKES_KEYS, "strikes", "[strikes]")
+    default = StrikesPolicy()
+    count = _strike_count(raw["count"]) if "count" in raw else default.count
+    threshold = _threshold(raw["threshold"]) if "threshold" in raw else default.threshold
+    window = default.window
+    if "window" in raw:
+        window = _duration(
+            raw["window"],
+            "strikes.window",
+            example='"24h"',
+            if_zero="strikes are counted within the window",
+        )
+    action = _choice(raw, "action", STRIKE_ACTIONS, default.action, prefix="strikes.")
+    suspend_for = default.suspend_for
+    if "suspend_for" in raw:
+        suspend_for = _duration(
+            raw["suspend_for"],
+            "strikes.suspend_for",
+            example='"30d"',
+            zero="0 = until cleared with geofence accounts clear",
+        )
+    status = default.status
+    if "status" in raw:
+        status = raw["status"]
+        if isinstance(status, bool) or not isinstance(status, int):
+            _fail("strikes.status", f"expected 403 or 451 (an integer), got {_kind(status)}")
+        if status not in STRIKE_STATUSES:
+            _fail(
+                "strikes.status",
+                f"{status} is not allowed; use 403 (Forbidden, the default) or 451",
+            )
+        if action == "flag":
+            _fail(
+                "strikes.status",
+                'is the status of a suspended account\'s requests, and action = "flag" '
+                'suspends nobody; remove it, or set action = "suspend"',
+            )
+    return StrikesPolicy(
+        count=count,
+        threshold=threshold,
+        window=window,
+        action=action,
+        suspend_for=suspend_for,
+        status=status,
+    )
+
+
+def _strike_count(raw: Any) -> frozenset[str]:
+    key = "strikes.count"
+    values = _list(raw, key, 'a list of actions, e.g. ["block"] or ["block", "warn"]')
+    if not values:
+        _fail(
+            key,
+            'is empty, so nothing would count as a strike; write ["block"] (the default) or '
+            '["block", "warn"], or remove [strikes]',
+        )
+    return frozenset(
+        _one_of(value, STRIKE_COUNTS, f"{key}[{index}]") for index, value in enumerate(values)
+    )
+
+
+def _threshold(value: Any) -> int:
+    key = "strikes.threshold"
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(key, f"expected a whole number of strikes, e.g. 50, got {_kind(value)}")
+    if value < 1:
+        _fail(key, f"must be at least 1 (got {value})")
+    if value > MAX_THRESHOLD:
+        _fail(key, f"{value} strikes is not plausible; at most {MAX_THRESHOLD:,}")
+    return value
+
+
+def _exempt_accounts(raw: Any, key: str) -> tuple[str, ...]:
+    # Kept as written: ids are the app's own, and "@name" is a name in Account.groups (the
+    # app's groups), not a [regions] group.
+    values = _list(
+        raw, key, 'a list of account ids or "@group" names, e.g. ["org_a1", "@enterprise"]'
+    )
+    for index, value in enumerate(values):
+        item = f"{key}[{index}]"
+        if not isinstance(value, str):
+            _fail(
+                item,
+                f'expected an account id or "@group" string, e.g. "org_a1", got {_kind(value)}',
+            )
+        if not value.strip():
+            _fail(item, 'is empty; write an account id, or "@group" for a name in Account.groups')
+        name = value[1:] if value.startswith("@") else value
+        if not name.strip():
+            _fail(item, "'@' names no group; write e.g. \"@enterprise\" (a name in Account.groups)")
+        if name != name.strip():
+            _fail(
+                item,
+                f"{value!r} has spaces at the start or end; ids and groups are compared exactly, "
+                "so remove them",
+            )
+        _no_control(value, item, "account ids appear in logs and events")
+        if len(value) > MAX_ACCOUNT_ID:
+            _fail(item, f"is {len(value)} characters long; keep it under {MAX_ACCOUNT_ID}")
+    return _unique(values)
+
+
 # -- client IP, networks -----------------------------------------------------------------------
 
 
@@ -759,12 +1107,172 @@ def _every(key: str, value: str, trust: bool, what: str) -> NoReturn:
 # -- scalars -----------------------------------------------------------------------------------
 
 
-def _seconds(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _fail(key, f"expected a number of seconds, e.g. 60 (0 = never), got {_kind(value)}")
-    if not math.isfinite(value) or value < 0:
-        _fail(key, f"{value} is not allowed; use a number of seconds >= 0, e.g. 60 (0 = never)")
-    return float(value)
+def _duration(
+    value: Any,
+    key: str,
+    *,
+    example: str,
+    zero: str | None = None,
+    if_zero: str = "",
+    maximum: float = MAX_DURATION,
+    too_long: str = "",
+    fractions: bool = False,
+) -> float:
+    """Seconds from a duration (DESIGN "Durations"): an integer number of seconds, or a string
+    of ASCII digits and one lower-case unit (ms, s, m, h, d), e.g. "250ms", "14d".
+
+    ``zero`` says what 0 means where 0 is allowed (None: it is not, and ``if_zero`` says why);
+    ``fractions`` lets a number of seconds have a fraction (geoip.reload_interval always took
+    one). Everything else is a ConfigError naming ``key``, with the closest valid spelling.
+    """
+    if zero is None:
+        bounds = f"use a duration > 0, e.g. {example}"
+    else:
+        bounds = f"use a duration >= 0, e.g. {example} ({zero})"
+    if isinstance(value, str):
+        seconds = _duration_text(value, key, bounds)
+        shown = repr(value)
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(key, f"expected a duration ({_DURATION_FORMS}), got {_kind(value)}")
+    elif isinstance(value, int):
+        seconds = value
+        shown = str(value) if abs(value) < 10**_DIGITS_SHOWN else "the number"
+    else:
+        if not math.isfinite(value):
+            _fail(key, f"{value} is not allowed; {bounds}")
+        shown = repr(value)
+        if value < 0:
+            _fail(key, f"{shown} is negative; {bounds}")
+        if not fractions and not value.is_integer():
+            written = _written(value)
+            fix = f"write {written}" if written else "use whole seconds or milliseconds"
+            _fail(key, f"{shown} is not a whole number of seconds; {fix}")
+        seconds = value
+    if seconds < 0:
+        _fail(key, f"{shown} is negative; {bounds}")
+    if seconds == 0 and zero is None:
+        why = f" ({if_zero})" if if_zero else ""
+        _fail(key, f"must be more than 0{why}; {bounds}")
+    if seconds > maximum:
+        why = f" ({too_long})" if too_long else ""
+        longest = _written(maximum)[1:-1]
+        _fail(key, f"{shown} is more than {longest}{why}; use a shorter duration, e.g. {example}")
+    return float(seconds)
+
+
+_UNIT_WORDS = {
+    "ms": ("msec", "msecs", "millisecond", "milliseconds"),
+    "s": ("sec", "secs", "second", "seconds"),
+    "m": ("min", "mins", "minute", "minutes"),
+    "h": ("hr", "hrs", "hour", "hours"),
+    "d": ("day", "days"),
+}
+_LOOSE_DURATION = re.compile(r"([+-]?)\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(\s*)(\S*)\Z")
+
+
+def _duration_text(text: str, key: str, bounds: str) -> float:
+    match = _DURATION.match(text)
+    if match is None:
+        _fail(key, _not_a_duration(text, bounds))
+    digits, unit = match.groups()
+    if len(digits) > _DIGITS_SHOWN:
+        _fail(key, f"{_quoted(text)} is far too large; {bounds}")
+    # Milliseconds are divided, not multiplied by 0.001: "50ms" is exactly 0.05.
+    return int(digits) / 1000 if unit == "ms" else int(digits) * _UNITS[unit]
+
+
+def _not_a_duration(text: str, bounds: str) -> str:
+    """Why ``text`` is no duration, and the spelling that is (the reason of the ConfigError)."""
+    shown = _quoted(text)
+    stripped = text.strip()
+    if not stripped:
+        return f"is empty; {bounds}"
+    if len(stripped) > 40:
+        return f"{shown} is not a duration; use {_DURATION_FORMS}"
+    if _DURATION.match(stripped):
+        return f'{shown}: remove the spaces ("{stripped}")'
+    if re.fullmatch(r"(?:[0-9]+(?:ms|s|m|h|d))+", stripped):
+        parts = re.findall(r"([0-9]+)([a-z]+)", stripped)
+        total = sum(int(n) * _UNITS[u] for n, u in parts)
+        written = _written(total)
+        fix = f"; write {written}" if written else ""
+        return f"{shown} has more than one unit; a duration takes one{fix}"
+    loose = _LOOSE_DURATION.match(stripped)
+    if loose is None:
+        return f"{shown} is not a duration; use {_DURATION_FORMS}"
+    sign, number, space, unit = loose.groups()
+    if sign == "-":
+        return f"{shown} is negative; {bounds}"
+    if sign == "+":
+        return f"{shown}: write it without the '+'"
+    if not unit:
+        if "." not in number:
+            count = int(number)
+            return (
+                f"{shown} has no unit; expected a number of seconds ({count}, not "
+                f'"{count}") or a string with one unit, e.g. "{count}s"'
+            )
+        written = _written(float(number))
+        fix = f"write {written}" if written else f"use {_DURATION_FORMS}"
+        return f"{shown} has no unit; {fix}"
+    canonical = _unit_of(unit)
+    if canonical is None:
+        return f"{shown}: {_no_unit(unit)}"
+    if "." in number:
+        written = _written(float(number) * _UNITS[canonical])
+        fix = f"write {written}" if written else "the smallest unit is ms (milliseconds)"
+        return f"{shown} has a fraction, and a duration is a whole number with one unit; {fix}"
+    written = f'"{number}{canonical}"'
+    if space:
+        return f"{shown}: write it without the space ({written})"
+    if unit.lower() == canonical:
+        return f"{shown}: units are lower-case ms, s, m, h, d (did you mean {written}?)"
+    return f'{shown}: write {_UNIT_NAMES[canonical]} as "{canonical}" ({written})'
+
+
+_UNIT_NAMES = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _unit_of(unit: str) -> str | None:
+    """Our unit for another spelling of it ("sec", "S", "Hours"), or None."""
+    if unit == "M":  # minutes or months: no guess
+        return None
+    lowered = unit.lower()
+    for canonical, words in _UNIT_WORDS.items():
+        if lowered == canonical or lowered in words:
+            return canonical
+    return None
+
+
+def _no_unit(unit: str) -> str:
+    lowered = unit.lower()
+    if unit == "M":
+        return '"M" could be minutes or months; write minutes as "m", and months in days ("30d")'
+    if lowered in ("w", "wk", "wks", "week", "weeks"):
+        return 'weeks are written in days, e.g. "14d" for two weeks'
+    if lowered in ("mo", "mon", "month", "months", "y", "yr", "yrs", "year", "years"):
+        return 'months and years have no fixed length; write days, e.g. "30d" or "365d"'
+    if lowered in ("us", "\u00b5s", "\u03bcs", "ns"):
+        return "the smallest unit is ms (milliseconds)"
+    return f'unknown unit {unit!r}; use one of ms, s, m, h, d, e.g. "30s" or "15m"'
+
+
+def _quoted(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:37] + "...")
+
+
+def _written(seconds: float) -> str:
+    """``seconds`` in the largest unit that writes it exactly ('"90m"'), or '' when none does."""
+    if not math.isfinite(seconds) or seconds > MAX_DURATION * 1000:
+        return ""
+    millis = round(seconds * 1000)
+    if millis <= 0 or abs(millis - seconds * 1000) > 1e-6 * max(1.0, seconds):
+        return ""
+    for unit in ("d", "h", "m", "s"):
+        size = round(_UNITS[unit] * 1000)
+        if millis % size == 0:
+            return f'"{millis // size}{unit}"'
+    return f'"{millis}ms"'
 
 
 def _message(value: Any) -> str:
@@ -818,10 +1326,10 @@ def _no_control(value: str, key: str, why: str) -> None:
         _fail(key, f"contains the control character {bad!r}; {why}, so write it on one line")
 
 
-def _bool(raw: Mapping[str, Any], name: str, default: bool) -> bool:
+def _bool(raw: Mapping[str, Any], name: str, default: bool, *, prefix: str = "") -> bool:
     value = raw.get(name, default)
     if not isinstance(value, bool):
-        _fail(name, f"expected true or false, got {_kind(value)}")
+        _fail(prefix + name, f"expected true or false, got {_kind(value)}")
     return value
 
 

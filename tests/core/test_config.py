@@ -47,7 +47,7 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({"client_ip": {"proxies": ["10.0.0.0/8"]}}, "client_ip.proxies", "trusted_proxies"),
     ({"geoip": {"city_db": "x.mmdb"}}, "geoip.city_db", "did you mean 'country_db'?"),
     ({"exempt": {"path": ["/healthz"]}}, "exempt.path", "did you mean 'paths'?"),
-    ({"exempt": {"zzz": 1}}, "exempt.zzz", "accepts: ips, paths"),
+    ({"exempt": {"zzz": 1}}, "exempt.zzz", "accepts: accounts, ips, paths"),
     ({1: "x"}, "1", "keys must be strings"),  # type: ignore[dict-item]
     # wrong types
     (
