@@ -318,9 +318,10 @@ class Engine:
         return entry, wall
 
     def _account_answer(self, request: RequestInfo, now: datetime | None, account: Any) -> Answer:
-        account = _as_account(account)
-        if account is None:
-            return self.answer(request, now)
+        if account.__class__ is not Account:
+            account = _as_account(account)
+            if account is None:
+                return self.answer(request, now)
         entry, at = self._account_base(request, now, account)
         ledger = self._ledger
         assert ledger is not None
@@ -333,9 +334,10 @@ class Engine:
     async def _account_aanswer(
         self, request: RequestInfo, now: datetime | None, account: Any
     ) -> Answer:
-        account = _as_account(account)
-        if account is None:
-            return self.answer(request, now)
+        if account.__class__ is not Account:
+            account = _as_account(account)
+            if account is None:
+                return self.answer(request, now)
         entry, at = self._account_base(request, now, account)
         ledger = self._ledger
         assert ledger is not None
