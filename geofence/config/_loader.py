@@ -841,7 +841,7 @@ def _store(value: Any) -> str:
         _fail(
             key,
             f"{redact(value)!r} needs the redis package, which cannot be imported ({error}); "
-            'install the extra: pip install "geofence[accounts]"',
+            'install the extra: pip install "geofence-middleware[accounts]"',
         )
 
 

@@ -345,7 +345,7 @@ def test_missing_redis_package_is_a_config_error(monkeypatch: pytest.MonkeyPatch
         {"accounts": {"store": "redis://:hunter2@db:6379/0"}},
         "accounts.store",
         "needs the redis package",
-        'pip install "geofence[accounts]"',
+        'pip install "geofence-middleware[accounts]"',
     )
     assert "hunter2" not in str(error)  # the password is redacted
 
