@@ -70,6 +70,7 @@ def log_decision(decision: Decision, request: RequestInfo) -> None:
     path = escape(request.path)
     rule = escape(decision.rule) if decision.rule is not None else None
     report_rules = [escape(r) for r in decision.report_rules]
+    account = escape(decision.account) if decision.account is not None else None
     structured = {
         "action": action,
         "enforced": decision.enforced,
@@ -82,9 +83,10 @@ def log_decision(decision: Decision, request: RequestInfo) -> None:
         "method": escape(request.method),
         "path": path,
         "report_rules": report_rules,
+        "account": account,
     }
     logger.info(
-        "%s client_ip=%s country=%s subdivisions=%s rule=%s reason=%s method=%s path=%s%s",
+        "%s client_ip=%s country=%s subdivisions=%s rule=%s reason=%s method=%s path=%s%s%s",
         verb,
         _bare(decision.client_ip),
         _bare(decision.country),
@@ -95,6 +97,8 @@ def log_decision(decision: Decision, request: RequestInfo) -> None:
         _quoted(path),
         # Report-mode rules that matched on the way: dry runs, never enforced.
         " report_rules=" + ",".join(_quoted(r) for r in report_rules) if report_rules else "",
+        # The app's own account id (never an address): who to look for in the support desk.
+        " account=" + _quoted(account) if account is not None else "",
         extra={"geofence": structured},
     )
 

@@ -137,6 +137,7 @@ def test_structured_data_for_json_formatters(records: pytest.LogCaptureFixture) 
         "method": "GET",
         "path": "/v1/models",
         "report_rules": [],
+        "account": None,
     }
     json.dumps(data)  # serialisable as it is
 
