@@ -475,3 +475,13 @@ def test_account_never_reaches_the_store_as_an_ip() -> None:
     text = repr(state)
     for ip in (CN, GB):
         assert ip not in text
+
+
+def test_log_line_names_the_account_escaped(caplog: pytest.LogCaptureFixture) -> None:
+    eng = strict()
+    with caplog.at_level(logging.INFO, logger="geofence"):
+        eng.decide(req(CN), E, Account("org\n1"))
+    (record,) = [r for r in caplog.records if r.name == "geofence"]
+    assert 'account="org\\x0a1"' in record.getMessage()
+    assert "\n" not in record.getMessage()
+    assert record.geofence["account"] == "org\\x0a1"  # type: ignore[attr-defined]
