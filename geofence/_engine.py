@@ -305,7 +305,7 @@ class Engine:
         """The request's decision by its client (cached, not logged), and its time."""
         home = account.home_country if self._home else None
         if now is not None:
-            return self._dated_entry(request, now, home), now.timestamp()
+            return self._dated_entry(request, now, home, quiet=True), now.timestamp()
         wall = _wall_clock()
         start, end, epoch = self._state
         if not start <= wall < end:
@@ -366,15 +366,15 @@ class Engine:
             return Answer(decision, None, self._responder)
         return Answer(decision, self._denial(decision, request))
 
-    def _dated_entry(self, request: RequestInfo, now: datetime, home: str | None = None) -> Entry:
-        """The entry for a request decided at a given time (tests, the CLI, replays); not
-        logged when it is for an account (whose decision is logged once settled)."""
+    def _dated_entry(
+        self, request: RequestInfo, now: datetime, home: str | None = None, *, quiet: bool = False
+    ) -> Entry:
+        """The entry for a request decided at a given time (tests, the CLI, replays).
+        ``quiet``: not logged (an account's decision is logged once settled)."""
         moment = _micros(now)
         segment = bisect_right(self._boundaries, moment) if self._boundaries else 0
         self._poll_if_due()
-        return self._entry(
-            request, moment, (segment, self._generation), home, quiet=home is not None
-        )
+        return self._entry(request, moment, (segment, self._generation), home, quiet=quiet)
 
     def _entry(
         self,
