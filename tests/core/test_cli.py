@@ -17,6 +17,7 @@ from tests_support import CITY_DB
 
 import geofence
 from geofence import cli
+from geofence.cli._main import REASONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -116,6 +117,14 @@ def test_check_at_time_and_config_file(tmp_path: Path) -> None:
         ),
         (["check"], "usage"),
         (["frobnicate"], "usage"),
+        (["check", "1.2.3.4", "--home-country", "CN"], "--home-country needs --account ID"),
+        (["check", "1.2.3.4", "--account", "a", "--home-country", "UK"], "did you mean 'GB'?"),
+        (["check", "1.2.3.4", "--account", "a", "--home-country", "GB-ENG"], "e.g. GB"),
+        (["check", "1.2.3.4", "--account", ""], "--account: an account id is a non-empty"),
+        (["accounts"], "usage"),
+        (["accounts", "show"], "usage"),
+        (["accounts", "show", "x"], "accounts need an [accounts] table"),
+        (["accounts", "list", "--config", "/nonexistent/g.toml"], "/nonexistent/g.toml"),
     ],
 )
 def test_usage_and_config_errors_exit_2_without_traceback(args: list[str], message: str) -> None:
@@ -295,6 +304,9 @@ def test_check_says_why_earlier_rules_did_not_match(capsys: pytest.CaptureFixtur
 
 PIPED = [
     ["check", "175.16.199.1", "--path", "/v1/models", "--json"],
+    ["check", "175.16.199.1", "--path", "/v1/models", "--account", "org_1"],
+    ["accounts", "--help"],
+    ["accounts", "show", "--help"],
     ["check", "175.16.199.1", "--path", "/v1/models"],
     ["check", "127.0.0.1", "--header", "X-Forwarded-For: 178.120.0.1", "--path", "/v1/x"],
     ["--version"],
@@ -350,3 +362,38 @@ def test_main_returns_the_broken_pipe_status(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert cli.main(["check", "175.16.199.1", "--json"]) == BROKEN_PIPE
     assert cli.main(["--version"]) == BROKEN_PIPE
+
+
+# -- accounts ----------------------------------------------------------------------------------
+
+
+def test_every_reason_is_explained() -> None:
+    # The reasons of DESIGN "Core API", each with a line in `geofence check`'s output.
+    reasons = [
+        "rule", "default", "exempt_ip", "exempt_path", "exempt_account", "private",
+        "unresolved_client", "not_found", "no_country", "db_error", "account_grace",
+        "account_suspended", "store_error", "off",
+    ]  # fmt: skip
+    assert sorted(REASONS) == sorted(reasons)
+    assert all(REASONS.values())
+
+
+def test_check_json_has_the_account(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run_here(capsys, "check", "175.16.199.1", "--json")
+    assert status == 0
+    assert json.loads(out)["account"] is None
+    # The example policy has no [accounts]: the account is named, and changes nothing.
+    status, out, _ = run_here(
+        capsys, "check", "175.16.199.1", "--account", "org_1", "--home-country", "cn", "--json"
+    )
+    doc = json.loads(out)
+    assert (doc["account"], doc["home_country"], doc["store"]) == ("org_1", "CN", None)
+    assert doc["action"] == "allow"  # path "/" is not under the example's rules
+
+
+def test_check_help_says_check_never_writes_the_store() -> None:
+    result = run("check", "--help")
+    assert result.returncode == 0
+    assert "check never writes to the store" in result.stdout
+    result = run("accounts", "--help")
+    assert "memory://" in result.stdout and "1 when the store failed" in result.stdout
