@@ -34,7 +34,9 @@ from geofence.rules._rule import Rule, micros
 OFF = Decision(action="allow", enforced=False, reason="off")
 OFF_ANSWER = Answer(OFF)
 # Decision reasons for which the rules were consulted (see explain()).
-_CONSULTS_RULES = frozenset({"rule", "default", "not_found", "no_country", "unresolved_client"})
+_CONSULTS_RULES = frozenset(
+    {"rule", "default", "not_found", "no_country", "unresolved_client", "account_grace"}
+)
 NO_ANONYMIZERS: frozenset[str] = frozenset()
 _wall_clock = time.time  # bound once: the hot path reads it on every request
 Epoch = tuple[int, int]  # (time segment, database generation)

@@ -46,6 +46,13 @@ class Breaker:
                 self._open_until = 0.0
                 self._probing = False
 
+    def abandoned(self) -> None:
+        """A call ended without an answer either way (an async request cancelled while it
+        waited): a probe it was must not keep the breaker half-open for ever."""
+        if self._probing:
+            with self._lock:
+                self._probing = False
+
     def failed(self) -> bool:
         """Count a failure; True when this one opened the breaker (report it once)."""
         with self._lock:

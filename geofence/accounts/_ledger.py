@@ -182,6 +182,10 @@ class Ledger:
             outcome = await self.store.arecord(account.id, pending.hit)
         except StoreError as error:
             return self._failed(pending, at, str(error), called=True)
+        except BaseException:
+            # Cancelled (the client went away, a wait_for): neither success nor failure.
+            self._breaker.abandoned()
+            raise
         self._breaker.succeeded()
         return self._finish(pending, outcome, at)
 

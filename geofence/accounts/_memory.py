@@ -91,6 +91,14 @@ class MemoryStore:
             state = replace(state, recent=self._recent(entry, at))
         return Outcome(state, grace_until, started, struck, tripped, new_country)
 
+    def seed(self, account: str, state: AccountState, at: float) -> None:
+        """Start ``account`` from ``state``, another store's view of it at ``at``: for tools
+        that decide on a private copy (``geofence check --account``). A state holds the
+        number of recent strikes, not their times: they are placed at ``at``, which counts
+        the same for a decision at ``at``."""
+        with self._lock:
+            self._entries[account] = _Entry(state, [at] * state.recent)
+
     def clear(self, account: str, now: float) -> bool:
         with self._lock:
             entry = self._entries.get(account)

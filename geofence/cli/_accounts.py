@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from geofence.accounts._memory import MemoryStore, _Entry
+from geofence.accounts._memory import MemoryStore
 from geofence.accounts._store import (
     EMPTY,
     FOREVER,
@@ -465,16 +465,6 @@ def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> No
 # -- check --account: decide against a read-only snapshot -----------------------------------------
 
 
-class _Seeded(MemoryStore):
-    """A private memory store that starts from another store's view of an account."""
-
-    def seed(self, account: str, state: AccountState, at: float) -> None:
-        # The window's strike times are not part of a state, only their number; for a
-        # decision at ``at`` placing them all at ``at`` counts the same.
-        with self._lock:
-            self._entries[account] = _Entry(state, [at] * state.recent)
-
-
 class ReadOnlyStore:
     """The store ``geofence check --account`` gives its engine: it reads an account's state
     from the real store once, and applies each request to a private copy of that snapshot.
@@ -517,7 +507,7 @@ class ReadOnlyStore:
         return self.snapshot(account, now)
 
     def record(self, account: str, hit: Hit) -> Outcome:
-        local = _Seeded(self._limits)
+        local = MemoryStore(self._limits)
         local.seed(account, self.snapshot(account, hit.at), hit.at)
         self.outcome = local.record(account, hit)
         return self.outcome
@@ -545,7 +535,7 @@ class ReadOnlyStore:
 def read_only(engine: Engine) -> ReadOnlyStore | None:
     """Give ``engine`` a :class:`ReadOnlyStore` over its own store; None without
     ``[accounts]``. Call before the engine decides anything for an account."""
-    ledger = engine._ledger
+    ledger = engine._ledger  # the one place a tool swaps an engine's store
     if ledger is None:
         return None
     view = ReadOnlyStore(ledger.store, ledger.limits)
