@@ -351,11 +351,6 @@ def test_kill_and_restart_requests_work_again_after_the_cooldown(
     assert "account_grace_started" in fence.kinds()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a probe cancelled while it waits (asyncio.wait_for, a client gone) leaves "
-    "Breaker._probing set, so the breaker never lets a call through again",
-)
 def test_a_cancelled_probe_does_not_wedge_the_breaker(server: RedisServer) -> None:
     fence = Fence(server.url, "local")
     eng = fence.engine
