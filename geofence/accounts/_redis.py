@@ -78,7 +78,7 @@ def check_uri(uri: str) -> None:
 
 
 def parse(uri: str) -> Target:
-    shown = redact(uri)
+    shown = _shown(uri)
 
     def bad(reason: str) -> ConfigError:
         return ConfigError(KEY, f"{shown!r}: {reason}")
@@ -129,6 +129,14 @@ def parse(uri: str) -> Target:
     if not service:
         raise bad("name the master's service: redis+sentinel://h1:26379,h2:26379/mymaster")
     return replace(base, hosts=hosts, service=unquote(service), db=_db(db_text or "0", bad))
+
+
+def _shown(uri: str) -> str:
+    try:
+        return redact(uri)
+    except ValueError:  # urlsplit refuses an unbalanced [: hide all the user part
+        head, at, tail = uri.rpartition("@")
+        return head.split("://", 1)[0] + "://***@" + tail if at else uri
 
 
 def _credentials(userinfo: str, bad: Callable[[str], ConfigError]) -> tuple[str | None, str | None]:
@@ -394,8 +402,8 @@ class RedisStore:
     """
 
     def __init__(self, uri: str, *, key_prefix: str, timeout: float, limits: Limits | None) -> None:
-        self.description = redact(uri)
         self._target = parse(uri)
+        self.description = redact(uri)
         self._redis = _redis_module()
         self._prefix = key_prefix
         self._timeout = timeout
