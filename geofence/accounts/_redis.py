@@ -272,7 +272,10 @@ def open_client(target: Target, timeout: float, *, asynchronous: bool) -> Opened
         return Opened(api.Redis(unix_socket_path=target.path, db=target.db, **kwargs))
     if target.scheme == "redis+cluster":
         nodes = [cluster.ClusterNode(host, port) for host, port in target.hosts]
-        return Opened(cluster.RedisCluster(startup_nodes=nodes, **kwargs))
+        client = cluster.RedisCluster(startup_nodes=nodes, **kwargs)
+        # redis < 6 counts the Cluster's own retries here, not in `retry` (3 by default)
+        client.cluster_error_retry_attempts = 0
+        return Opened(client)
     if target.scheme == "redis+sentinel":
         # Without their own arguments the sentinels would be asked with redis-py's defaults
         # (5 s, retries), the master's password, and not found within timeout.
@@ -287,6 +290,11 @@ def open_client(target: Target, timeout: float, *, asynchronous: bool) -> Opened
 def _close_sync(opened: Opened) -> None:
     for client in (opened.client, *opened.others):
         client.close()
+        # redis 5.0's close() leaves the pool's connections open
+        if hasattr(client, "disconnect_connection_pools"):  # a Cluster, one pool per node
+            client.disconnect_connection_pools()
+        else:
+            client.connection_pool.disconnect()
 
 
 async def _close_async(opened: Opened) -> None:

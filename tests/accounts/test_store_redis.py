@@ -368,10 +368,13 @@ def test_no_client_address_is_ever_stored(redis_standalone: RedisServer) -> None
 Watched = tuple[list[tuple[str, str]], dict[str, int]]
 
 
+_MONITOR_LINE = re.compile(rb'^[\d.]+ \[\d+ (\S+)\] "([^"]*)"')
+
+
 def watch(server: RedisServer, run: Callable[[], object]) -> Watched:
-    """The commands clients sent while ``run`` ran, as (client type, command name), from
-    MONITOR (commands a script runs show as client type "lua"), and the number of failed
-    calls of each command, from the server's command statistics."""
+    """The commands clients sent while ``run`` ran, as (client, command name), from MONITOR
+    (a client "lua" is a script's own command), and the number of failed calls of each
+    command, from the server's command statistics."""
     marker = f"end-{uuid.uuid4().hex}"
     db = admin(server)
     db.config_resetstat()
@@ -380,11 +383,14 @@ def watch(server: RedisServer, run: Callable[[], object]) -> Watched:
         db.echo(marker)  # a connection made before: its own setup is not seen
         seen = []
         while True:
-            command = monitor.next_command()
-            if marker in command["command"]:
+            # The raw line: redis-py 5.0's parser loses the name of a command with newlines
+            # in its arguments (EVAL's script).
+            line = monitor.connection.read_response()
+            if marker.encode() in line:
                 break
-            name = command["command"].split()[0].strip('"').upper()
-            seen.append((command.get("client_type", ""), name))
+            parsed = _MONITOR_LINE.match(line)
+            assert parsed, line
+            seen.append((parsed.group(1).decode(), parsed.group(2).decode().upper()))
     failed = {
         name.removeprefix("cmdstat_").upper(): stat["failed_calls"]
         for name, stat in db.info("commandstats").items()
@@ -576,6 +582,38 @@ def test_killed_then_restarted_async(own_server: RedisServer) -> None:
     asyncio.run(run())
 
 
+@pytest.mark.slow
+def test_a_cluster_node_in_a_black_hole_costs_one_timeout(
+    redis_cluster_nodes: RedisCluster,
+) -> None:
+    store = fresh(redis_cluster_nodes.url, timeout=TIMEOUT)
+    store.record("org", Hit(T))
+    state = keys(store._prefix, "org")[0]
+    slot = admin(redis_cluster_nodes.nodes[0]).cluster("KEYSLOT", state)
+    (owner,) = (
+        node
+        for node in redis_cluster_nodes.nodes
+        if admin(node).cluster("COUNTKEYSINSLOT", slot) > 0
+    )
+
+    async def run() -> None:
+        await store.afetch("org", T)  # this loop's client knows the slot map
+        owner.pause()  # shorter than cluster-node-timeout: the cluster itself stays up
+        try:
+            assert_one_timeout(*elapsed(lambda: store.fetch("org", T)))
+            start = time.perf_counter()
+            with pytest.raises(StoreError) as caught:
+                await store.afetch("org", T)
+            assert_one_timeout(time.perf_counter() - start, caught.value)
+        finally:
+            owner.resume()
+        assert (await store.afetch("org", T)).strikes == 0
+
+    asyncio.run(run())
+    assert store.fetch("org", T).strikes == 0
+    store.close()
+
+
 def test_a_flushed_script_cache_is_refilled(own_server: RedisServer) -> None:
     store = RedisStore(own_server.url, key_prefix="p", timeout=TIMEOUT, limits=LIMITS)
     store.record("org", Hit(T, strike=True))
@@ -671,23 +709,25 @@ def test_tls_checks_the_server_certificate(redis_tls: RedisServer) -> None:
 # -- asyncio clients ------------------------------------------------------------------------
 
 
-def clients(server: RedisServer) -> int:
-    connected: int = admin(server).info("clients")["connected_clients"]
-    return connected - 1  # this one
+def clients(db: redis.Redis) -> int:
+    """The connections to the server, but ``db``'s own."""
+    own = db.client_id()
+    return sum(1 for client in db.client_list() if int(client["id"]) != own)
 
 
 def test_each_event_loop_closes_its_client(own_server: RedisServer) -> None:
     store = RedisStore(own_server.url, key_prefix="p", timeout=TIMEOUT, limits=LIMITS)
+    db = admin(own_server)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
         for _ in range(5):
             asyncio.run(store.afetch("org", T))
-            assert clients(own_server) == 0  # closed as its loop shut down
+            assert clients(db) == 0  # closed as its loop shut down
         gc.collect()
     store.fetch("org", T)
-    assert clients(own_server) == 1
+    assert clients(db) == 1
     store.close()
-    assert clients(own_server) == 0
+    assert clients(db) == 0
 
 
 def test_close_from_inside_a_running_loop(own_server: RedisServer) -> None:
@@ -698,8 +738,9 @@ def test_close_from_inside_a_running_loop(own_server: RedisServer) -> None:
         store.close()  # a lifespan shutdown handler calling the sync close
         await asyncio.sleep(0)
 
+    db = admin(own_server)
     asyncio.run(run())
-    assert clients(own_server) == 0
+    assert clients(db) == 0
 
 
 def test_a_loop_in_another_thread_gets_its_own_client(own_server: RedisServer) -> None:

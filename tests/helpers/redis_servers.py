@@ -178,6 +178,8 @@ class RedisServer:
         assert self.process is not None
         os.kill(self.pid, signal.SIGKILL)
         self.process.wait(STOP_TIMEOUT)
+        if self.process.stderr:
+            self.process.stderr.close()
 
     def stop(self) -> None:
         process = self.process
