@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -376,3 +377,46 @@ def test_a_cancelled_probe_does_not_wedge_the_breaker(server: RedisServer) -> No
         assert decision.reason == "account_grace"
 
     asyncio.run(scenario())
+
+
+class Interrupted(BaseException):
+    """What a worker's own deadline raises inside a blocking call (gevent.Timeout, a signal
+    handler): not an Exception, so no store code may swallow it."""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: Ledger.settle (the sync path) does not call Breaker.abandoned() when the "
+    "probe is interrupted by a BaseException, so the breaker stays half-open for ever "
+    "(asettle got the fix in 81c450d)",
+)
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
+def test_an_interrupted_sync_probe_does_not_wedge_the_breaker(server: RedisServer) -> None:
+    fence = Fence(server.url, "local")
+    eng = fence.engine
+
+    def info(ip: str = GB) -> RequestInfo:
+        return RequestInfo(peer=ip, path="/v1/models")
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    server.pause()
+    for i in range(FAILURES):
+        eng.decide(info(), account=Account(f"org_{i}"))
+    fence.clock.advance(COOLDOWN)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        # The probe is interrupted while it waits for the black hole.
+        signal.setitimer(signal.ITIMER_REAL, TIMEOUT / 10)
+        with pytest.raises(Interrupted):
+            eng.decide(info(), account=Account("org_p"))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert fence.calls.count == FAILURES + 1
+    server.resume()
+    fence.clock.advance(COOLDOWN)
+    decision = eng.decide(info(CN), account=Account("org_q"))
+    assert fence.calls.count == FAILURES + 2, "no probe after the cooldown"
+    assert decision.reason == "account_grace"
