@@ -419,9 +419,8 @@ class RedisStore:
         self._lock = threading.Lock()
         self._sync: Opened | None = None
         self._async = _LoopClients(lambda: open_client(self._target, timeout, asynchronous=True))
-        window_ttl = _SAFE_TTL
-        if limits is not None and math.isfinite(limits.window):
-            window_ttl = min(_SAFE_TTL, math.ceil(max(limits.window, 0)) + _scripts.SLACK)
+        # Expiries in whole seconds (see _scripts): the state outlives its window.
+        window_ttl = 0 if limits is None else _ttl(limits.window + _scripts.SLACK)
         self._window_ttl = str(window_ttl)
         self._idle_ttl = str(max(_scripts.IDLE, window_ttl))
 
@@ -577,7 +576,12 @@ class RedisStore:
         return [*args, self._window_ttl, self._idle_ttl]
 
 
-_SAFE_TTL = 10 * 365 * 86400  # EXPIRE's ceiling for windows given as "forever"
+def _ttl(seconds: float) -> int:
+    # a window too long to mean anything (or infinite) still needs a number for EXPIRE
+    return min(_LONGEST_TTL, math.ceil(seconds)) if math.isfinite(seconds) else _LONGEST_TTL
+
+
+_LONGEST_TTL = 10 * 365 * 86400
 
 
 def _encode(args: _Args) -> list[bytes]:

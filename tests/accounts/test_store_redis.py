@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis_servers
 from redis.crc import key_slot
 from redis_servers import RedisCluster, RedisServer, TLSFiles, free_port, redis_server
 from tests_support import ANON_DB, CITY_DB
@@ -275,6 +276,12 @@ def test_keys_expire_unless_a_suspension_runs_until_cleared(own_server: RedisSer
     assert db.exists(window) == 0
     store.clear("org", T + 2)
     assert IDLE - 5 <= db.ttl(state) <= IDLE
+
+
+def test_without_limits_the_state_expires_after_the_idle_time(own_server: RedisServer) -> None:
+    store = RedisStore(own_server.url, key_prefix="p", timeout=TIMEOUT, limits=None)
+    store.record("org", Hit(T, country="CN"))
+    assert IDLE - 5 <= admin(own_server).ttl(keys("p", "org")[0]) <= IDLE
 
 
 def test_a_suspension_longer_than_the_idle_time_outlives_it(own_server: RedisServer) -> None:
@@ -629,6 +636,15 @@ def test_a_cluster_with_nothing_listening_fails_at_once() -> None:
     for call in (lambda: store.fetch("org", T), lambda: asyncio.run(store.afetch("org", T))):
         took, error = elapsed(call)
         assert isinstance(error, StoreError) and took < TIMEOUT + 0.1
+
+
+def test_a_missing_redis_server_fails_with_the_install_hint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(redis_servers.shutil, "which", lambda name: None)
+    hint = "apt-get install redis-server redis-tools"
+    with pytest.raises(pytest.fail.Exception, match=hint), redis_server(tmp_path):
+        pass
 
 
 # -- answers that are not ours --------------------------------------------------------------
