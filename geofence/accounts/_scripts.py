@@ -26,6 +26,7 @@ account idle that long forgets its grace dates, strikes and countries: it is new
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from geofence.accounts._store import AccountState, Suspension
@@ -34,6 +35,8 @@ IDLE = 400 * 86400  # longer than any roll-out's grace period: forgetting restar
 SLACK = 300  # seconds of clock difference between app hosts and the Redis server
 
 _ESCAPES = {"%": "%25", "{": "%7B", "}": "%7D"}
+_UNESCAPES = {v: k for k, v in _ESCAPES.items()}
+_ESCAPED = re.compile("|".join(_UNESCAPES))
 _EMPTY_ID = "%"  # an escaped id is never a lone "%", and "" would make an empty hash tag
 
 
@@ -51,7 +54,7 @@ def escape(account: str) -> str:
 def unescape(escaped: str) -> str:
     if escaped == _EMPTY_ID:
         return ""
-    return escaped.replace("%7B", "{").replace("%7D", "}").replace("%25", "%")
+    return _ESCAPED.sub(lambda m: _UNESCAPES[m.group()], escaped)
 
 
 def key_base(prefix: str) -> str:

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import redis
 import redis_servers
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.crc import key_slot
 from redis_servers import RedisCluster, RedisServer, TLSFiles, free_port, redis_server
 from tests_support import ANON_DB, CITY_DB
@@ -32,7 +34,7 @@ import geofence
 from geofence import Account, ConfigError, RequestInfo
 from geofence.accounts import Grace, Hit, Limits, StoreError
 from geofence.accounts._redis import RedisStore, check_uri, parse
-from geofence.accounts._scripts import IDLE, SLACK, keys
+from geofence.accounts._scripts import IDLE, SLACK, account_of, keys
 
 DAY = 86_400.0
 T = 1_780_000_000.5
@@ -230,6 +232,15 @@ def test_an_accounts_keys_share_one_slot(account: str) -> None:
     # ... the account's own slot, not one that all accounts would share
     tag = state[state.index("{") + 1 : state.index("}")]
     assert tag and key_slot(state.encode()) == key_slot(tag.encode())
+
+
+@given(account=st.text(), prefix=st.text(min_size=1))
+def test_a_state_key_gives_back_its_account(account: str, prefix: str) -> None:
+    state, window = keys(prefix, account)
+    tag = state[state.index(":{") + 2 : state.index("}:")]
+    assert "{" not in tag and "}" not in tag and tag  # one non-empty hash tag
+    assert account_of(state, prefix) == account
+    assert account_of(window, prefix) is None
 
 
 def test_accounts_spread_over_slots() -> None:
