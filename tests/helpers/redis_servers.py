@@ -37,7 +37,8 @@ STOP_TIMEOUT = 10.0
 def binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} not found: {INSTALL_HINT}", pytrace=False)
+        hint = INSTALL_HINT if name.startswith("redis") else f"apt-get install {name}"
+        pytest.fail(f"{name} not found: {hint}", pytrace=False)
     return path
 
 
