@@ -169,6 +169,10 @@ class Ledger:
             outcome = self.store.record(account.id, pending.hit)
         except StoreError as error:
             return self._failed(pending, at, str(error), called=True)
+        except BaseException:
+            # Interrupted (a worker's deadline, a gevent timeout): neither success nor failure.
+            self._breaker.abandoned()
+            raise
         self._breaker.succeeded()
         return self._finish(pending, outcome, at)
 

@@ -129,7 +129,7 @@ class MemoryStore:
         return None
 
     def _recent(self, entry: _Entry, now: float) -> int:
-        """Strikes inside the window ending at ``now``, dropping older ones."""
+        """Strikes inside the window that ends at ``now``, dropping older ones."""
         window = entry.window
         if self._limits is None:
             return 0
@@ -138,4 +138,6 @@ class MemoryStore:
         while stale < len(window) and window[stale] <= horizon:
             stale += 1
         del window[:stale]
-        return sum(1 for t in window if t <= now)
+        # Strikes stamped a little after ``now`` count too: every process (and thread) stamps
+        # with its own clock, and a strike is never lost to a skew of microseconds.
+        return len(window)

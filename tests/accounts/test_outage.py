@@ -384,12 +384,6 @@ class Interrupted(BaseException):
     handler): not an Exception, so no store code may swallow it."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Ledger.settle (the sync path) does not call Breaker.abandoned() when the "
-    "probe is interrupted by a BaseException, so the breaker stays half-open for ever "
-    "(asettle got the fix in 81c450d)",
-)
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
 def test_an_interrupted_sync_probe_does_not_wedge_the_breaker(server: RedisServer) -> None:
     fence = Fence(server.url, "local")
