@@ -58,8 +58,12 @@ def open_store(uri: str, *, key_prefix: str, timeout: float, limits: Limits | No
 
 def redact(uri: str) -> str:
     """The URI without its password, for messages and logs."""
-    parts = urlsplit(uri)
-    if parts.password is None:
+    try:
+        parts = urlsplit(uri)
+        password = parts.password
+    except ValueError:  # not even a URL (an unbalanced "["): say nothing of what it holds
+        return uri.split("://", 1)[0] + "://..." if "@" in uri else uri
+    if password is None:
         return uri
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    netloc = parts.netloc.replace(":" + password + "@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
