@@ -11,9 +11,17 @@ from django.core.checks import CheckMessage, Error, Warning
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 
-from .conf import PolicyError, SettingError, get_engine
+from .conf import (
+    ACCOUNT_SETTING,
+    AccountHookError,
+    PolicyError,
+    SettingError,
+    account_hook,
+    get_engine,
+)
 
 MIDDLEWARE = "geofence_django.middleware.GeofenceMiddleware"
+AUTHENTICATION = "django.contrib.auth.middleware.AuthenticationMiddleware"
 TEMPLATE = "geofence/blocked.html"
 
 
@@ -35,6 +43,7 @@ def check_geofence(
                 id="geofence_django.E002",
             )
         )
+    messages.extend(_check_account_hook())
     if MIDDLEWARE not in getattr(settings, "MIDDLEWARE", ()):
         messages.append(
             Warning(
@@ -57,3 +66,35 @@ def check_geofence(
             )
         )
     return messages
+
+
+def _check_account_hook() -> list[CheckMessage]:
+    """E003 / E004: GEOFENCE_ACCOUNT does not import / is not callable (the server refuses to
+    start). W003: the middleware runs before AuthenticationMiddleware, so a hook that reads
+    ``request.user`` fails on every request (logged, and the request is decided without its
+    account). A warning, not an error: a hook that reads an API key from a header needs no
+    ``request.user``; silence it then with SILENCED_SYSTEM_CHECKS."""
+    try:
+        if account_hook() is None:
+            return []
+    except AccountHookError as error:
+        hint = f"Set {ACCOUNT_SETTING} to the dotted path of a function request -> Account | None."
+        return [Error(str(error), hint=hint, id=error.check_id)]
+    middleware = list(getattr(settings, "MIDDLEWARE", ()))
+    if (
+        MIDDLEWARE in middleware
+        and AUTHENTICATION in middleware
+        and middleware.index(MIDDLEWARE) < middleware.index(AUTHENTICATION)
+    ):
+        return [
+            Warning(
+                f"{MIDDLEWARE} comes before {AUTHENTICATION} in MIDDLEWARE, but "
+                f"{ACCOUNT_SETTING} is set: request.user does not exist yet when the account "
+                "hook runs.",
+                hint=f"Move {MIDDLEWARE} after {AUTHENTICATION} (requests from blocked regions "
+                "then still never reach a view). If the hook does not read request.user, add "
+                '"geofence_django.W003" to SILENCED_SYSTEM_CHECKS.',
+                id="geofence_django.W003",
+            )
+        ]
+    return []

@@ -1,21 +1,33 @@
 """The one engine per process, built from ``settings.GEOFENCE`` and shared by the middleware
-and the system checks."""
+and the system checks; and the account hook of ``settings.GEOFENCE_ACCOUNT``."""
 
 from __future__ import annotations
 
 import copy
+import inspect
+import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.http import HttpRequest
+from django.utils.module_loading import import_string
 
 from geofence import ConfigError, Engine, Policy
 
+from .signals import send_event
+
 SETTING = "GEOFENCE"
+ACCOUNT_SETTING = "GEOFENCE_ACCOUNT"
+SyncHook = Callable[[HttpRequest], Any]
+AsyncHook = Callable[[HttpRequest], Awaitable[Any]]
+
+logger = logging.getLogger("geofence.django")
 ConfigValue = Mapping[str, Any] | str | os.PathLike[str] | Policy
 
 _lock = threading.Lock()
@@ -33,6 +45,15 @@ class PolicyError(ImproperlyConfigured):
     def __init__(self, error: ConfigError) -> None:
         super().__init__(f"settings.{SETTING} is invalid: {error}")
         self.config_error = error
+
+
+class AccountHookError(ImproperlyConfigured):
+    """GEOFENCE_ACCOUNT does not import (system check geofence_django.E003) or is not
+    callable (geofence_django.E004)."""
+
+    def __init__(self, message: str, check_id: str) -> None:
+        super().__init__(message)
+        self.check_id = check_id
 
 
 def config_value() -> ConfigValue:
@@ -62,11 +83,74 @@ def get_engine() -> Engine:
     with _lock:
         if _cached is None or _cached[0] != value:
             try:
-                engine = Engine.from_config(value)
+                # Every engine event is also the signal geofence_django.signals.geofence_event.
+                engine = Engine.from_config(value, on_event=send_event)
             except ConfigError as error:
                 raise PolicyError(error) from error
             _cached = (_snapshot(value), engine)
         return _cached[1]
+
+
+def account_hook() -> Callable[..., Any] | None:
+    """The callable ``settings.GEOFENCE_ACCOUNT`` names (a dotted path; a callable is taken as
+    it is), or None when the setting is absent or None. It is called with each request and
+    returns a :class:`geofence.Account`, an account id string, or None (anonymous).
+
+    Raises :class:`AccountHookError` (ImproperlyConfigured): a hook that does not import stops
+    the server at startup, as a bad policy does, rather than deciding without accounts.
+    """
+    value = getattr(settings, ACCOUNT_SETTING, None)
+    if isinstance(value, str):
+        try:
+            value = import_string(value)
+        except Exception as error:  # ImportError, or whatever the module raised on import
+            raise AccountHookError(
+                f"settings.{ACCOUNT_SETTING} = {getattr(settings, ACCOUNT_SETTING)!r} cannot be "
+                f"imported: {type(error).__name__}: {error}",
+                "geofence_django.E003",
+            ) from error
+    if value is not None and not callable(value):
+        raise AccountHookError(
+            f"settings.{ACCOUNT_SETTING} must be the dotted path of a callable "
+            f"(request -> geofence.Account | None), not {type(value).__name__} {value!r}",
+            "geofence_django.E004",
+        )
+    return value
+
+
+def account_hooks() -> tuple[SyncHook, AsyncHook] | None:
+    """GEOFENCE_ACCOUNT for the middleware's sync and async paths, or None without one.
+
+    The hook may be a function or a coroutine function: under ASGI a sync hook runs through
+    ``sync_to_async`` (it may touch the database, as ``request.user`` does), under WSGI an
+    async one through ``async_to_sync``. Both return the hook's account, or None when it
+    raises: that is logged with its traceback and the request is decided without an account,
+    never a 500 because of the hook.
+    """
+    hook = account_hook()
+    if hook is None:
+        return None
+    call = getattr(hook, "__call__", None)  # noqa: B004 - the method, not callable()
+    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(call):
+        sync_hook, async_hook = async_to_sync(hook), hook
+    else:
+        sync_hook, async_hook = hook, sync_to_async(hook)
+
+    def account_of(request: HttpRequest) -> Any:
+        try:
+            return sync_hook(request)
+        except Exception:
+            logger.exception("GEOFENCE_ACCOUNT hook failed; deciding without an account")
+            return None
+
+    async def aaccount_of(request: HttpRequest) -> Any:
+        try:
+            return await async_hook(request)
+        except Exception:
+            logger.exception("GEOFENCE_ACCOUNT hook failed; deciding without an account")
+            return None
+
+    return account_of, aaccount_of
 
 
 def _snapshot(value: ConfigValue) -> object:

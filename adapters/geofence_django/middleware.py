@@ -3,13 +3,15 @@
 Translation only: the engine says what to do with each request (:class:`geofence.http.Answer`),
 and every decision, header and body comes from it; the one Django-specific step is rendering
 the block page from the overridable template ``geofence/blocked.html``.
+With ``GEOFENCE_ACCOUNT`` (:func:`conf.account_hooks`) each request is decided for the
+account the hook returns; the middleware then goes after ``AuthenticationMiddleware``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import cast
+from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
@@ -18,10 +20,10 @@ from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
-from geofence import RequestInfo
+from geofence import Account, RequestInfo
 from geofence.http import TEMPLATE_CSP, Answer, EnvironHeaders
 
-from .conf import get_engine
+from .conf import AsyncHook, SyncHook, account_hooks, get_engine
 
 TEMPLATE = "geofence/blocked.html"
 # The request attribute holding the mark of the engine that answered it (installed twice).
@@ -51,7 +53,8 @@ class GeofenceMiddleware:
     headers a warning asks for. ``request.geofence`` is the decision, for the view.
 
     Works under WSGI and ASGI without a thread hop: the answer is CPU-only, so the async path
-    asks the engine directly. The two paths differ only in awaiting the view.
+    asks the engine directly. The two paths differ only in awaiting the view (and the account
+    hook and store, with ``GEOFENCE_ACCOUNT``).
     """
 
     sync_capable = True
@@ -64,7 +67,11 @@ class GeofenceMiddleware:
         self._async_app = cast(AsyncGetResponse, get_response)
         # Raises ImproperlyConfigured: a bad policy stops the server instead of being skipped.
         self.engine = engine = get_engine()
-        # What this instance leaves on a request it answers (see _answer).
+        # Imported once; ImproperlyConfigured when it does not import (checks E003, E004).
+        hooks = account_hooks()
+        self.account_of: SyncHook | None = None if hooks is None else hooks[0]
+        self._aaccount_of: AsyncHook | None = None if hooks is None else hooks[1]
+        # What this instance leaves on a request it answers (see _known).
         self._mark = engine.mark
         self._async = iscoroutinefunction(get_response)
         if self._async:
@@ -73,7 +80,11 @@ class GeofenceMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self._async:
             return self.__acall__(request)
-        answer = self._answer(request)
+        account = None if self.account_of is None else self.account_of(request)
+        answer = self._known(request, account)
+        if answer is None:
+            answer = self.engine.answer(request_info(request), account=account)
+        request.geofence = answer.decision  # type: ignore[attr-defined]
         if answer.response is not None:
             return self._respond(answer)
         response = self._app(request)
@@ -82,7 +93,11 @@ class GeofenceMiddleware:
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        answer = self._answer(request)
+        account = None if self._aaccount_of is None else await self._aaccount_of(request)
+        answer = self._known(request, account)
+        if answer is None:
+            answer = await self.engine.aanswer(request_info(request), account=account)
+        request.geofence = answer.decision  # type: ignore[attr-defined]
         if answer.response is not None:
             return self._respond(answer)
         response = await self._async_app(request)
@@ -90,23 +105,28 @@ class GeofenceMiddleware:
             self._amend(answer, response)
         return response
 
-    def _answer(self, request: HttpRequest) -> Answer:
+    def _known(self, request: HttpRequest, account: Any) -> Answer | None:
+        """The answer when nothing needs deciding; else None, with the request marked."""
         # A repeated allowed request (and every request in mode "off"): one cache probe.
-        answer = self.engine.cached(
-            request.META.get("REMOTE_ADDR") or None, request.method or "GET", request.path_info
-        )
-        if answer is None:
-            mark = getattr(request, MARK, None)
-            if mark is not None and self.engine.decided(mark):
-                # Installed twice with this policy: the outer instance answered already.
-                # (Both instances share one engine, so a request the outer one answered from
-                # the cache is a cache hit here too, and needs no mark.)
-                return Answer(request.geofence)  # type: ignore[attr-defined]
-            # setattr(request, MARK, ...), spelled out: a plain store costs less.
-            request._geofence_mark = self._mark  # type: ignore[attr-defined]
-            answer = self.engine.answer(request_info(request))
-        request.geofence = answer.decision  # type: ignore[attr-defined]
-        return answer
+        # (Engine.cached takes an Account only; answer() also takes an id string.)
+        if account is None or isinstance(account, Account):
+            answer = self.engine.cached(
+                request.META.get("REMOTE_ADDR") or None,
+                request.method or "GET",
+                request.path_info,
+                account,
+            )
+            if answer is not None:
+                return answer
+        mark = getattr(request, MARK, None)
+        if mark is not None and self.engine.decided(mark):
+            # Installed twice with this policy: the outer instance answered already.
+            # (Both instances share one engine, so a request the outer one answered from
+            # the cache is a cache hit here too, and needs no mark.)
+            return Answer(request.geofence)  # type: ignore[attr-defined]
+        # setattr(request, MARK, ...), spelled out: a plain store costs less.
+        request._geofence_mark = self._mark  # type: ignore[attr-defined]
+        return None
 
     @staticmethod
     def _amend(answer: Answer, response: HttpResponseBase) -> None:

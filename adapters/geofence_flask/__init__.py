@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from .extension import Geofence
-from .layer import EXEMPT_DECISION, GeofenceState
+from .layer import EXEMPT_DECISION, GeofenceState, geofence_event
 
-__all__ = ["EXEMPT_DECISION", "Geofence", "GeofenceState"]
+__all__ = ["EXEMPT_DECISION", "Geofence", "GeofenceState", "geofence_event"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 from flask import Flask
@@ -11,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from geofence import ConfigError, Engine, Policy, load_policy
 
-from .layer import EXEMPT_ATTR, GeofenceState
+from .layer import EXEMPT_ATTR, GeofenceState, send_event
 
 Config = Mapping[str, Any] | str | os.PathLike[str] | Policy
 View = TypeVar("View", bound=Callable[..., Any])
@@ -20,14 +21,29 @@ View = TypeVar("View", bound=Callable[..., Any])
 class Geofence:
     """``Geofence(app)``, or ``Geofence().init_app(app)`` (one object can serve several apps).
     The policy is ``config``, else ``app.config["GEOFENCE"]``; a bad one raises ConfigError.
-    Installed again with the same policy, nothing changes; with another, both apply."""
+    Installed again with the same policy, nothing changes; with another, both apply.
 
-    def __init__(self, app: Flask | None = None, *, config: Config | None = None) -> None:
+    ``account``: ``fn() -> Account | None`` (an id string is taken as ``Account(id)``), called
+    for each request inside its request context, in a before_request hook that runs after the
+    app's own (app-level) ones, so it can read ``flask.g`` or flask-login's ``current_user``.
+    When it raises, the error is logged with its traceback and the request is decided without
+    an account (never a 500 for it). Engine events are the signal
+    :data:`geofence_flask.geofence_event`."""
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        config: Config | None = None,
+        account: Callable[[], Any] | None = None,
+    ) -> None:
         self.config = config
+        self.account = account
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(self, app: Flask, *, account: Callable[[], Any] | None = None) -> None:
+        account = account if account is not None else self.account
         config = self.config if self.config is not None else app.config.get("GEOFENCE")
         if config is None:
             raise ConfigError(
@@ -39,6 +55,8 @@ class Geofence:
         last = state = app.extensions.get("geofence")
         while state is not None:
             if state.engine.policy == policy:  # the rule of Engine.decided
+                if account is not None and account is not state.account:
+                    raise ConfigError("account", "geofence is already installed on this app")
                 return
             last, state = state, state.outer
         if app._got_first_request:
@@ -49,7 +67,8 @@ class Geofence:
                 "install it while setting the app up, where before_request hooks are registered"
             )
         behind_proxy_fix = _check_wrapped(app)
-        state = GeofenceState(app, Engine.from_config(policy), app.wsgi_app)
+        engine = Engine.from_config(policy, on_event=partial(send_event, app))
+        state = GeofenceState(app, engine, app.wsgi_app, account)
         if behind_proxy_fix:
             state.check_proxy_fix()
         # Only once the engine is built: a half-installed extension must not look installed.

@@ -83,13 +83,14 @@ def starlette_response(cls: Any, method: str) -> Any:
     return cls(body, status_code=APP_STATUS, media_type=APP_CONTENT_TYPE, headers=headers)
 
 
-def build(kind: str, seen: Seen, engine: geofence.Engine) -> ASGIApp:
-    """The app of ``kind`` with the middleware installed the framework's usual way."""
+def build(kind: str, seen: Seen, engine: geofence.Engine, account: Any = None) -> ASGIApp:
+    """The app of ``kind`` with the middleware installed the framework's usual way;
+    ``account``: its account hook, if any."""
     if kind == "raw":
-        return GeofenceMiddleware(raw_app(seen), engine=engine)
+        return GeofenceMiddleware(raw_app(seen), engine=engine, account=account)
     from starlette.middleware import Middleware
 
-    middleware = [Middleware(GeofenceMiddleware, engine=engine)]
+    middleware = [Middleware(GeofenceMiddleware, engine=engine, account=account)]
     if kind == "starlette":
         return starlette_app(seen, middleware)
     from asgi_fastapi import fastapi_app  # a module of its own: FastAPI reads annotations

@@ -1,7 +1,9 @@
 """The shared scenario table (tests/helpers/scenarios/table.py) through the ASGI middleware.
 
 Every scenario runs on a raw ASGI app, a Starlette app and a FastAPI app, each sent through
-httpx's ASGI transport with the scenario's peer as the client address.
+httpx's ASGI transport with the scenario's peer as the client address; without and with an
+account hook, which is a plain function (raw), a coroutine function (Starlette), and a plain
+function returning an awaitable (FastAPI).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ pytest.importorskip("httpx")
 
 import httpx
 from asgi_apps import KINDS, Seen, build
-from scenarios.table import APP_LINK, SCENARIOS, Scenario, check
+from scenarios.table import ACCOUNT_HEADER, APP_LINK, CASES, Scenario, account_from_header, check
 
 import geofence
+from geofence.http._asgi import Scope
+from geofence_asgi import middleware as asgi_middleware
 
 
 @cache
@@ -33,20 +37,52 @@ def engine_for(config: Mapping[str, Any]) -> geofence.Engine:
     return _engine(json.dumps(config, sort_keys=True))
 
 
-async def send(app: Any, s: Scenario) -> httpx.Response:
-    transport = httpx.ASGITransport(app=app, client=(s.peer, 50123))
+def account_of(scope: Scope) -> Any:
+    """The account hook of the scenario table: the x-test-account header."""
+    for name, value in scope["headers"]:
+        if name == ACCOUNT_HEADER.encode():
+            return account_from_header(value.decode())
+    return None
+
+
+async def async_account_of(scope: Scope) -> Any:
+    return account_of(scope)
+
+
+def awaitable_account_of(scope: Scope) -> Any:
+    return async_account_of(scope)  # a coroutine, from a plain function
+
+
+HOOKS = {"raw": account_of, "starlette": async_account_of, "fastapi": awaitable_account_of}
+
+
+async def send(app: Any, s: Scenario, peer: str, path: str, body: bytes = b"") -> httpx.Response:
+    transport = httpx.ASGITransport(app=app, client=(peer, 50123))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        return await client.request(s.method, s.path, headers=dict(s.headers), content=s.body)
+        return await client.request(s.method, path, headers=s.request_headers(), content=body)
 
 
+@pytest.mark.parametrize("routes", [False, True], ids=["plain", "routes"])
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("s", SCENARIOS, ids=[s.id for s in SCENARIOS])
-def test_scenario(s: Scenario, kind: str) -> None:
+@pytest.mark.parametrize(("s", "hooked"), CASES)
+def test_scenario(
+    s: Scenario, hooked: bool, kind: str, routes: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``routes``: as in a process where routes decide with accounts (geofence_asgi.routes
+    imported): every response goes through the wrapper that would apply a route's answer."""
     if kind != "raw":
         pytest.importorskip(kind)
+    monkeypatch.setattr(asgi_middleware, "ROUTES_DECIDE", routes)
     seen = Seen()
-    app = seen.wrap(build(kind, seen, engine_for(s.config)))
-    response = asyncio.run(send(app, s))
+    # Account state lives in the engine: a fresh one for each row that has any.
+    engine = geofence.Engine.from_config(s.config) if "accounts" in s.config else None
+    hook = HOOKS[kind] if hooked else None
+    app = seen.wrap(build(kind, seen, engine or engine_for(s.config), hook))
+    for peer, path in s.prior:
+        asyncio.run(send(app, s, peer, path))
+    seen.decisions.clear()
+    seen.receive_calls = 0
+    response = asyncio.run(send(app, s, s.peer, s.path, s.body))
     headers = dict(response.headers.items())  # lower-case names, repeated values joined
     decision = seen.decisions[-1] if seen.decisions else None
     check(s, response.status_code, headers, response.content, seen.app_called, decision)

@@ -297,13 +297,17 @@ def _count_decisions(monkeypatch: pytest.MonkeyPatch) -> list[geofence.RequestIn
     answer = geofence.Engine.answer
     decide = geofence.Engine.decide
 
-    def counting_answer(self: geofence.Engine, info: geofence.RequestInfo, now: Any = None) -> Any:
+    def counting_answer(
+        self: geofence.Engine, info: geofence.RequestInfo, now: Any = None, account: Any = None
+    ) -> Any:
         calls.append(info)
-        return answer(self, info, now)
+        return answer(self, info, now, account)
 
-    def counting_decide(self: geofence.Engine, info: geofence.RequestInfo, now: Any = None) -> Any:
+    def counting_decide(
+        self: geofence.Engine, info: geofence.RequestInfo, now: Any = None, account: Any = None
+    ) -> Any:
         calls.append(info)
-        return decide(self, info, now)
+        return decide(self, info, now, account)
 
     monkeypatch.setattr(geofence.Engine, "answer", counting_answer)
     monkeypatch.setattr(geofence.Engine, "decide", counting_decide)

@@ -1,4 +1,5 @@
-"""The shared scenario table (tests/helpers/scenarios/table.py) through the Flask extension."""
+"""The shared scenario table (tests/helpers/scenarios/table.py) through the Flask extension,
+without and with an account hook (``Geofence(app, account=fn)``)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ pytest.importorskip("flask")
 
 from flask import Flask, g, request
 from scenarios.table import (
+    ACCOUNT_HEADER,
     APP_BODY,
     APP_CACHE_CONTROL,
     APP_CONTENT_TYPE,
     APP_STATUS,
+    CASES,
     SCENARIOS,
     Scenario,
+    account_from_header,
     check,
 )
 
@@ -53,7 +57,12 @@ class CountingInput(io.BytesIO):
         return super().readlines(hint)
 
 
-def scenario_app(config: Mapping[str, Any]) -> tuple[Flask, list[Any]]:
+def account_of() -> Any:
+    """The account hook of the scenario table: the x-test-account header."""
+    return account_from_header(request.headers.get(ACCOUNT_HEADER))
+
+
+def scenario_app(config: Mapping[str, Any], hooked: bool = False) -> tuple[Flask, list[Any]]:
     """The table's app: one catch-all view answering APP_*; records ``g.geofence``."""
     app = Flask(__name__, static_folder=None)  # the catch-all view answers /static/* too
     app.config["GEOFENCE"] = config
@@ -66,7 +75,7 @@ def scenario_app(config: Mapping[str, Any]) -> tuple[Flask, list[Any]]:
         headers = {"Content-Type": APP_CONTENT_TYPE, "Cache-Control": APP_CACHE_CONTROL}
         return APP_BODY, APP_STATUS, headers
 
-    Geofence(app)
+    Geofence(app, account=account_of if hooked else None)
     return app, seen
 
 
@@ -79,14 +88,20 @@ def lower_headers(pairs: Any) -> dict[str, str]:
     return headers
 
 
-@pytest.mark.parametrize("s", SCENARIOS, ids=[s.id for s in SCENARIOS])
-def test_scenario(s: Scenario) -> None:
-    app, seen = scenario_app(s.config)
+@pytest.mark.parametrize(("s", "hooked"), CASES)
+def test_scenario(s: Scenario, hooked: bool) -> None:
+    app, seen = scenario_app(s.config, hooked)
+    client = app.test_client()
+    for peer, path in s.prior:
+        client.open(
+            path, method=s.method, headers=s.request_headers(), environ_base={"REMOTE_ADDR": peer}
+        )
+    seen.clear()
     body_input = CountingInput(s.body)
-    response = app.test_client().open(
+    response = client.open(
         s.path,
         method=s.method,
-        headers=dict(s.headers),
+        headers=s.request_headers(),
         input_stream=body_input,
         content_length=len(s.body),
         environ_base={"REMOTE_ADDR": s.peer},

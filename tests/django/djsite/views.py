@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
-from scenarios.table import APP_BODY, APP_CACHE_CONTROL, APP_CONTENT_TYPE, APP_STATUS
+from scenarios.table import (
+    ACCOUNT_HEADER,
+    APP_BODY,
+    APP_CACHE_CONTROL,
+    APP_CONTENT_TYPE,
+    APP_STATUS,
+    account_from_header,
+)
 
 # request.geofence as each call of the view saw it (in-process tests reset it).
 SEEN: list[object] = []
@@ -26,3 +33,12 @@ def app_view(request: HttpRequest, path: str = "") -> HttpResponse:
 
 async def async_app_view(request: HttpRequest, path: str = "") -> HttpResponse:
     return _answer(request)
+
+
+def account_of(request: HttpRequest) -> object:
+    """settings.GEOFENCE_ACCOUNT of the scenario table: the x-test-account header."""
+    return account_from_header(request.headers.get(ACCOUNT_HEADER))
+
+
+async def async_account_of(request: HttpRequest) -> object:
+    return account_from_header(request.headers.get(ACCOUNT_HEADER))

@@ -4,6 +4,14 @@ Each adapter's runner builds its framework's test app around the same tiny view 
 below), sends the scenario's request with the framework's real test client, and checks
 :func:`check`. Differences between adapters are security bugs, so every scenario runs
 everywhere.
+
+Accounts: each runner installs its adapter's account hook (:func:`CASES` says when), which
+returns :func:`account_from_header` of the request's ``x-test-account`` header, the way an
+app maps an API key to its account. A row with an ``account`` sends that header; ``prior``
+requests of the same account go first, on the same app and engine (strikes persist in an
+engine, so each runner builds a fresh engine for every row whose policy has ``[accounts]``,
+and rows use distinct account ids). :func:`check` also compares the adapter's response with
+the core's own answer to the same requests (:func:`core_answer`).
 """
 
 from __future__ import annotations
@@ -11,8 +19,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+import geofence
+from geofence.http import Answer
 
 DATA = Path(__file__).parent.parent.parent / "data"
 CITY_DB = str(DATA / "maxmind" / "test-data" / "GeoIP2-City-Test.mmdb")
@@ -62,6 +77,52 @@ def merged(**overrides: Any) -> dict[str, Any]:
     return config
 
 
+# The policy of the account rows: BASE plus [accounts], [strikes], exempt accounts and rules
+# on the account's home country (one with account grace).
+ACCOUNTS: dict[str, Any] = merged(
+    accounts={"store": "memory://", "refresh": "5s"},
+    strikes={
+        "count": ["block"],
+        "threshold": 2,
+        "window": "1h",
+        "action": "suspend",
+        "suspend_for": "1d",
+        "status": 403,
+    },
+    exempt={**BASE["exempt"], "accounts": ["acct-exempt", "@staff"]},
+    rules=[
+        *BASE["rules"],
+        {"name": "home-ru", "action": "block", "home_regions": ["RU"]},
+        {
+            "name": "home-ir-grace",
+            "action": "block",
+            "home_regions": ["IR"],
+            "account_grace": "14d",
+            "enforce_from": "2020-01-01T00:00:00Z",
+        },
+    ],
+)
+ACCOUNT_HEADER = "x-test-account"
+
+
+def account_header(account: geofence.Account | str) -> str:
+    """The ``x-test-account`` value that makes the runners' hooks return ``account``."""
+    if isinstance(account, str):
+        return json.dumps(account)  # the hook returns the plain id string
+    fields = {"id": account.id, "home_country": account.home_country, "groups": account.groups}
+    return json.dumps(fields)
+
+
+def account_from_header(value: str | None) -> geofence.Account | str | None:
+    """Every runner's account hook: ``x-test-account`` back to what the row's hook returns."""
+    if value is None:
+        return None
+    fields = json.loads(value)
+    if isinstance(fields, str):
+        return fields
+    return geofence.Account(fields["id"], fields["home_country"], groups=tuple(fields["groups"]))
+
+
 @dataclass(frozen=True)
 class Scenario:
     id: str
@@ -81,6 +142,18 @@ class Scenario:
     body_not_contains: tuple[str, ...] = ()  # e.g. unescaped hostile input
     # What the view saw as the decision (only when app_called): a subset of its fields.
     decision: Mapping[str, Any] = field(default_factory=dict)
+    # Who sends it, as the adapter's account hook returns it (an Account or a plain id).
+    account: geofence.Account | str | None = None
+    # (peer, path) of earlier requests of the same account, sent first (their answers unchecked).
+    prior: tuple[tuple[str, str], ...] = ()
+    # Account grace: Sunset must be the account's own date, about this long from now.
+    sunset_in: timedelta | None = None
+
+    def request_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.account is not None:
+            headers[ACCOUNT_HEADER] = account_header(self.account)
+        return headers
 
 
 BLOCK_HEADERS = {
@@ -93,6 +166,9 @@ WARN_HEADERS = {
     "cache-control": "private, max-age=60",
 }
 UNTOUCHED = ("sunset", "deprecation")
+UNSUPPORTED = "unsupported_country_region_territory"
+SUSPENDED_HEADERS = {"cache-control": "private, no-store"}
+STRIKES = ((CN, "/v1/models"), (CN, "/v1/models"))  # two blocks: suspended (threshold 2)
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
@@ -285,7 +361,208 @@ SCENARIOS: tuple[Scenario, ...] = (
         json_code="geofence_unavailable",
         headers_equal={"cache-control": "no-store", "retry-after": "60"},
     ),
+    # -- accounts ----------------------------------------------------------------------------
+    Scenario(
+        "accounts-policy-no-account-allowed",
+        peer=US,
+        config=ACCOUNTS,
+        headers_absent=UNTOUCHED,
+        decision={"action": "allow", "reason": "default", "account": None},
+    ),
+    Scenario(
+        "accounts-policy-no-account-blocked",
+        peer=CN,
+        config=ACCOUNTS,
+        status=451,
+        app_called=False,
+        body_kind="json",
+        json_code=UNSUPPORTED,
+        headers_equal=BLOCK_HEADERS,
+    ),
+    Scenario(
+        "account-allowed",
+        peer=US,
+        config=ACCOUNTS,
+        account=geofence.Account("acct-plain", home_country="us"),
+        headers_absent=UNTOUCHED,
+        decision={"action": "allow", "reason": "default", "account": "acct-plain"},
+    ),
+    Scenario(
+        "account-blocked-by-ip-one-strike",
+        peer=CN,
+        config=ACCOUNTS,
+        account=geofence.Account("acct-cn"),
+        status=451,
+        app_called=False,
+        body_kind="json",
+        json_code=UNSUPPORTED,
+        headers_equal=BLOCK_HEADERS,
+    ),
+    Scenario(
+        "account-suspended-at-threshold",
+        peer=CN,
+        config=ACCOUNTS,
+        account=geofence.Account("acct-striker"),
+        prior=STRIKES[:1],
+        status=403,
+        app_called=False,
+        body_kind="json",
+        json_code="account_suspended",
+        headers_equal=SUSPENDED_HEADERS,
+    ),
+    Scenario(
+        "account-suspended-from-an-allowed-country",
+        peer=US,
+        path="/v1/other",
+        config=ACCOUNTS,
+        account=geofence.Account("acct-vpn"),
+        prior=STRIKES,
+        status=403,
+        app_called=False,
+        body_kind="json",
+        json_code="account_suspended",
+        headers_equal=SUSPENDED_HEADERS,
+    ),
+    Scenario(
+        "account-suspended-html-page",
+        peer=US,
+        headers={"accept": BROWSER_ACCEPT},
+        config=ACCOUNTS,
+        account=geofence.Account("acct-browser"),
+        prior=STRIKES,
+        status=403,
+        app_called=False,
+        body_kind="html",
+        headers_equal=SUSPENDED_HEADERS,
+    ),
+    Scenario(
+        "account-suspended-head",
+        peer=US,
+        method="HEAD",
+        config=ACCOUNTS,
+        account=geofence.Account("acct-head"),
+        prior=STRIKES,
+        status=403,
+        app_called=False,
+        body_kind="empty",
+        headers_equal=SUSPENDED_HEADERS,
+    ),
+    Scenario(
+        "account-id-string-suspended",
+        peer=US,
+        config=ACCOUNTS,
+        account="acct-by-id",
+        prior=STRIKES,
+        status=403,
+        app_called=False,
+        body_kind="json",
+        json_code="account_suspended",
+    ),
+    Scenario(
+        "account-suspended-still-passes-exempt-path",
+        peer=US,
+        path="/healthz",
+        config=ACCOUNTS,
+        account=geofence.Account("acct-health"),
+        prior=STRIKES,
+        decision={"action": "allow", "reason": "exempt_path", "account": "acct-health"},
+    ),
+    Scenario(
+        "account-report-mode-counts-no-strikes",
+        peer=CN,
+        config={**ACCOUNTS, "mode": "report"},
+        account=geofence.Account("acct-report"),
+        prior=STRIKES,
+        headers_absent=UNTOUCHED,
+        decision={"action": "block", "enforced": False, "reason": "rule", "account": "acct-report"},
+    ),
+    Scenario(
+        "account-grace-own-sunset",
+        peer=US,
+        config=ACCOUNTS,
+        account=geofence.Account("acct-grace", home_country="IR"),
+        sunset_in=timedelta(days=14),
+        headers_equal={"cache-control": "private, max-age=60"},
+        headers_absent=("deprecation",),
+        decision={
+            "action": "warn",
+            "enforced": True,
+            "reason": "account_grace",
+            "rule": "home-ir-grace",
+            "account": "acct-grace",
+        },
+    ),
+    Scenario(
+        "account-exempt-by-id",
+        peer=CN,
+        config=ACCOUNTS,
+        account=geofence.Account("acct-exempt"),
+        headers_absent=UNTOUCHED,
+        decision={"action": "allow", "reason": "exempt_account", "account": "acct-exempt"},
+    ),
+    Scenario(
+        "account-exempt-by-group",
+        peer=RU,
+        path="/anything",
+        config=ACCOUNTS,
+        account=geofence.Account("acct-staff", groups=("staff",)),
+        decision={"action": "allow", "reason": "exempt_account", "account": "acct-staff"},
+    ),
+    Scenario(
+        "account-home-region-blocks-an-allowed-country",
+        peer=US,
+        config=ACCOUNTS,
+        account=geofence.Account("acct-home-ru", home_country="RU"),
+        status=451,
+        app_called=False,
+        body_kind="json",
+        json_code=UNSUPPORTED,
+        headers_equal=BLOCK_HEADERS,
+    ),
+    Scenario(
+        "account-exempt-ip-before-home-region",
+        peer=GB,
+        config=ACCOUNTS,
+        account=geofence.Account("acct-gb", home_country="RU"),
+        decision={"action": "allow", "reason": "exempt_ip", "account": "acct-gb"},
+    ),
 )
+
+
+def _case_id(s: Scenario, hooked: bool) -> str:
+    return f"{s.id}+hook" if hooked else s.id
+
+
+#: (scenario, whether the adapter has an account hook): every row without an account twice,
+#: without and with a hook (no account = exactly the old behaviour); account rows hooked.
+CASES = [
+    pytest.param(s, hooked, id=_case_id(s, hooked))
+    for s in SCENARIOS
+    for hooked in (False, True)
+    if hooked or (s.account is None and not s.prior)
+]
+
+_CORE: dict[str, Answer] = {}
+
+
+def core_answer(s: Scenario) -> Answer:
+    """What the core answers to the scenario's request (after its prior ones), on a fresh
+    engine: the reference every adapter's response must match."""
+    if s.id not in _CORE:
+        engine = geofence.Engine.from_config(s.config)
+        headers = list(s.request_headers().items())
+        account: Any = s.account  # the engine takes an id string too, as the hooks may give
+        for peer, path in s.prior:
+            engine.answer(geofence.RequestInfo(peer, headers, s.method, path), account=account)
+        info = geofence.RequestInfo(s.peer, headers, s.method, s.path)
+        _CORE[s.id] = engine.answer(info, account=account)
+    return _CORE[s.id]
+
+
+def _error_doc(body: bytes) -> Any:
+    doc = json.loads(body)
+    doc["error"].pop("ref", None)  # a per-decision reference: differs between engines
+    return doc
 
 
 def check(
@@ -324,3 +601,40 @@ def check(
         assert decision is not None, s.id
         for key, value in s.decision.items():
             assert getattr(decision, key) == value, (s.id, key, getattr(decision, key))
+    if s.sunset_in is not None:
+        # The account's own date: what the decision says, about sunset_in from now.
+        assert headers["sunset"] == format_datetime(decision.enforce_from, usegmt=True), s.id
+        expected = datetime.now(timezone.utc) + s.sunset_in
+        assert abs(parsedate_to_datetime(headers["sunset"]) - expected) < timedelta(minutes=1)
+    _check_against_core(s, status, headers, body, decision)
+
+
+def _check_against_core(
+    s: Scenario, status: int, headers: Mapping[str, str], body: bytes, decision: Any
+) -> None:
+    """Same status, headers and body code as the core's own answer to the same requests."""
+    core = core_answer(s)
+    if core.response is not None:
+        assert status == core.response.status, s.id
+        for name, value in core.response.headers:
+            assert headers.get(name.lower()) == value, (s.id, name, headers.get(name.lower()))
+        if s.body_kind == "json":
+            assert _error_doc(body) == _error_doc(core.response.body), s.id
+        return
+    assert decision is not None, s.id
+    fields = ("action", "enforced", "reason", "rule", "account", "country", "client_ip")
+    assert {f: getattr(decision, f) for f in fields} == {
+        f: getattr(core.decision, f) for f in fields
+    }, s.id
+    app_link = APP_LINK if APP_LINK in headers.get("link", "") else None
+    app_headers = {"cache-control": APP_CACHE_CONTROL, "link": app_link}
+    added = core.headers(lambda name: app_headers.get(name.lower()))
+    for name, value in added:
+        if name.lower() == "sunset" and s.sunset_in is not None:
+            # The account's date was set by another engine, a moment apart.
+            seen = parsedate_to_datetime(headers["sunset"])
+            assert abs(seen - parsedate_to_datetime(value)) < timedelta(minutes=1), s.id
+        else:
+            assert headers.get(name.lower()) == value, (s.id, name, headers.get(name.lower()))
+    if not added:
+        assert "sunset" not in headers, s.id

@@ -1,0 +1,40 @@
+"""``geofence_event``: every :class:`geofence.Event` of the engine, as a Django signal.
+
+    from django.dispatch import receiver
+    from geofence_django.signals import geofence_event
+
+    @receiver(geofence_event)
+    def on_geofence_event(sender, event, **kwargs):
+        if event.kind == "account_grace_started":
+            notify_account(event.account, until=event.detail["until"])
+
+``sender`` is :class:`geofence.Engine`; ``event`` the :class:`geofence.Event`. Receivers run
+synchronously on the request's thread (under ASGI, on the event loop: keep them short and hand
+slow work, such as sending an email, to a queue). A receiver that raises is logged on the
+``geofence.django`` logger with its traceback; the request and the other receivers go on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.dispatch import Signal
+
+from geofence import Engine, Event
+
+logger = logging.getLogger("geofence.django")
+
+#: Sent with ``sender=geofence.Engine`` and ``event=`` a :class:`geofence.Event`.
+geofence_event = Signal()
+
+
+def send_event(event: Event) -> None:
+    """The engine's ``on_event``: send the signal, each receiver guarded."""
+    for receiver, result in geofence_event.send_robust(sender=Engine, event=event):
+        if isinstance(result, Exception):
+            logger.error(
+                "geofence_event receiver %r failed on a %s event",
+                receiver,
+                event.kind,
+                exc_info=result,
+            )
