@@ -288,6 +288,8 @@ class Engine:
         if not start <= wall < end:
             return None
         if account is not None and self._ledger is not None:
+            if account.__class__ is not Account:
+                return None  # an id string, or a hook's mistake: answer() sorts it out
             home = account.home_country if self._home else None
             key = (peer, method, path) if home is None else (peer, method, path, home)
             entry = self._cache.get(key)
@@ -301,53 +303,60 @@ class Engine:
 
     # -- accounts ----------------------------------------------------------------------------
 
-    def _account_base(
-        self, request: RequestInfo, now: datetime | None, account: Account
-    ) -> tuple[Entry, float]:
-        """The request's decision by its client (cached, not logged), and its time."""
+    def _account_start(
+        self, request: RequestInfo, now: datetime | None, account: object
+    ) -> Answer | tuple[Decision, Account, float]:
+        """The answer when this process can give it at once (the account's memo, or no usable
+        account); else what to settle: the request's decision by its client (cached, not
+        logged), the account, and the decision's time."""
+        if account.__class__ is not Account:
+            account = _as_account(account)
+            if account is None:
+                return self.answer(request, now)
+        assert isinstance(account, Account)
         home = account.home_country if self._home else None
         if now is not None:
-            return self._dated_entry(request, now, home, quiet=True), now.timestamp()
-        wall = _wall_clock()
-        start, end, epoch = self._state
-        if not start <= wall < end:
-            epoch = self._tick(wall)
-        peer, method, path = request.peer, request.method, request.path
-        key = (peer, method, path) if home is None else (peer, method, path, home)
-        entry = self._cache.get(key)
-        if entry is None or entry[0] is not epoch:
-            entry = self._entry(request, None, epoch, home, quiet=True)
-        return entry, wall
-
-    def _account_answer(self, request: RequestInfo, now: datetime | None, account: Any) -> Answer:
-        if account.__class__ is not Account:
-            account = _as_account(account)
-            if account is None:
-                return self.answer(request, now)
-        entry, at = self._account_base(request, now, account)
+            entry = self._dated_entry(request, now, home, quiet=True)
+            at = now.timestamp()
+        else:
+            at = _wall_clock()
+            start, end, epoch = self._state
+            if not start <= at < end:
+                epoch = self._tick(at)
+            peer, method, path = request.peer, request.method, request.path
+            key = (peer, method, path) if home is None else (peer, method, path, home)
+            cached = self._cache.get(key)
+            entry = (
+                cached
+                if cached is not None and cached[0] is epoch
+                else self._entry(request, None, epoch, home, quiet=True)
+            )
         ledger = self._ledger
         assert ledger is not None
         memo = ledger.memo(entry[1], account, at)
-        if memo is not None:
-            return memo
-        decision = ledger.settle(entry[1], account, at)
-        return self._account_finish(request, entry[1], decision, account, at)
+        return memo if memo is not None else (entry[1], account, at)
+
+    def _account_answer(
+        self, request: RequestInfo, now: datetime | None, account: object
+    ) -> Answer:
+        step = self._account_start(request, now, account)
+        if isinstance(step, Answer):
+            return step
+        base, checked, at = step
+        assert self._ledger is not None
+        decision = self._ledger.settle(base, checked, at)
+        return self._account_finish(request, base, decision, checked, at)
 
     async def _account_aanswer(
-        self, request: RequestInfo, now: datetime | None, account: Any
+        self, request: RequestInfo, now: datetime | None, account: object
     ) -> Answer:
-        if account.__class__ is not Account:
-            account = _as_account(account)
-            if account is None:
-                return self.answer(request, now)
-        entry, at = self._account_base(request, now, account)
-        ledger = self._ledger
-        assert ledger is not None
-        memo = ledger.memo(entry[1], account, at)
-        if memo is not None:
-            return memo
-        decision = await ledger.asettle(entry[1], account, at)
-        return self._account_finish(request, entry[1], decision, account, at)
+        step = self._account_start(request, now, account)
+        if isinstance(step, Answer):
+            return step
+        base, checked, at = step
+        assert self._ledger is not None
+        decision = await self._ledger.asettle(base, checked, at)
+        return self._account_finish(request, base, decision, checked, at)
 
     def _account_finish(
         self, request: RequestInfo, base: Decision, decision: Decision, account: Account, at: float

@@ -485,3 +485,10 @@ def test_log_line_names_the_account_escaped(caplog: pytest.LogCaptureFixture) ->
     assert 'account="org\\x0a1"' in record.getMessage()
     assert "\n" not in record.getMessage()
     assert record.geofence["account"] == "org\\x0a1"  # type: ignore[attr-defined]
+
+
+def test_cached_with_an_id_string_defers_to_answer() -> None:
+    eng = engine()
+    eng.answer(req(GB), None, Account("org_1"))
+    assert eng.cached(GB, "GET", "/v1/models", "org_1") is None  # type: ignore[arg-type]
+    assert eng.answer(req(GB), None, "org_1").decision.account == "org_1"  # type: ignore[arg-type]
