@@ -262,7 +262,12 @@ def make_tls_files(directory: Path) -> TLSFiles:
 
     ca_key = directory / "ca.key"
     run(
-        f"req -x509 {ec} -keyout {{key}} -out {{ca}} -days 2 -subj /CN=test-ca",
+        # The extensions a strict verifier asks of a CA (Python 3.13 turns on
+        # VERIFY_X509_STRICT): critical basicConstraints and keyUsage, a key identifier.
+        f"req -x509 {ec} -keyout {{key}} -out {{ca}} -days 2 -subj /CN=test-ca"
+        " -addext basicConstraints=critical,CA:TRUE"
+        " -addext keyUsage=critical,keyCertSign,cRLSign"
+        " -addext subjectKeyIdentifier=hash",
         key=ca_key,
         ca=files.ca,
     )
@@ -273,6 +278,8 @@ def make_tls_files(directory: Path) -> TLSFiles:
         request, extensions = key.with_suffix(".csr"), key.with_suffix(".ext")
         extensions.write_text(
             f"subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage={usage}\n"
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+            "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
         )
         run(f"req -new {ec} -keyout {{key}} -out {{csr}} -subj /CN={name}", key=key, csr=request)
         run(
