@@ -60,3 +60,8 @@ class Answer:
     def __repr__(self) -> str:
         todo = "respond" if self.response is not None else "amend" if self.amends else "pass"
         return f"Answer({todo}, {self.decision!r})"
+
+
+#: The decision of a request to a view marked exempt in its framework: the engine was not asked.
+EXEMPT_VIEW = Decision(action="allow", enforced=True, reason="exempt_view")
+EXEMPT_VIEW_ANSWER = Answer(EXEMPT_VIEW)

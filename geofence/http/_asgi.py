@@ -1,4 +1,5 @@
-"""ASGI, the protocol (not a framework): request headers, root paths, response messages, lifespan.
+"""ASGI, the protocol (not a framework): request facts, root paths, response messages, lifespan,
+and routes that decide again with their account.
 
 What the ASGI adapter needs to turn a scope into request facts and an :class:`Answer` into ASGI
 messages. Nothing here imports a web framework: ASGI is a message protocol between a server and
@@ -11,11 +12,16 @@ import inspect
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
-from types import FrameType
-from typing import Any, overload
+from types import CoroutineType, FrameType
+from typing import TYPE_CHECKING, Any, overload
 
+from geofence._model import Decision, RequestInfo
 from geofence.http._answer import Answer
+from geofence.http._hooks import guard_async_hook
 from geofence.http._responses import Response
+
+if TYPE_CHECKING:
+    from geofence._engine import Engine
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -23,6 +29,19 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RawHeaders = list[tuple[bytes, bytes]]
+
+#: Key of the decision in ``scope["state"]`` (Starlette: ``request.state.geofence``).
+STATE_KEY = "geofence"
+# The engine that answered the request, in the scope (new for every request, unlike the state,
+# which a server could share against the spec): a middleware further in with the same policy
+# passes the request on (engine.decided), and a route deciding with its account
+# (decide_in_route) asks the same engine.
+ENGINE_KEY = "geofence.engine"
+# (engine, answer) a route gave with the account it resolved; it replaces the middleware's.
+ROUTE_ANSWER_KEY = "geofence.route_answer"
+#: Whether a route of this process may decide again with its account (the ASGI adapter's
+#: route helpers imported): then every gate passes responses through :func:`call_routed`.
+ROUTES_DECIDE = False
 
 # Messages that carry the response headers a warning amends.
 _STARTS = frozenset({"http.response.start", "websocket.accept", "websocket.http.response.start"})
@@ -44,6 +63,79 @@ _REFUSAL = Response(
 )
 
 logger = logging.getLogger("geofence")
+
+
+class ASGIGate:
+    """ASGI middleware that asks ``engine`` about every ``http`` and ``websocket`` request
+    before ``app`` sees it, and passes every other scope type (``lifespan``) through.
+
+    The decision goes in ``scope["state"][STATE_KEY]``. A denial is sent instead of calling
+    the app (the body is never read), a warning amends the app's response start, anything
+    else passes untouched. Installed twice with the same policy, the outer gate decides and
+    the inner one passes the request on. ``account``: the app's hook ``fn(scope)``, sync,
+    async or returning an awaitable (:func:`geofence.http._hooks.guard_async_hook`: what it
+    raises is logged on ``logger`` and the request decided without an account).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        engine: Engine,
+        account: Callable[[Scope], Any] | None = None,
+        *,
+        logger: logging.Logger = logger,
+    ) -> None:
+        self.app = app
+        self.engine = engine
+        self.account = account
+        self._account_of = None if account is None else guard_async_hook(account, logger)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Runs for every request: each line of the allow path below is paid each time, so it
+        # only reads the scope and asks the engine.
+        kind = scope["type"]
+        if kind not in {"http", "websocket"}:
+            # lifespan, and types this middleware does not know, are not requests.
+            await self.app(scope, receive, send)
+            return
+        engine = self.engine
+        if ENGINE_KEY in scope and engine.decided(scope[ENGINE_KEY].mark):
+            await self.app(scope, receive, send)
+            return
+        scope[ENGINE_KEY] = engine
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        peer, method, path = scope_facts(scope, kind)
+        if self._account_of is None:
+            answer = engine.cached(peer, method, path)
+        else:
+            account = self._account_of(scope)
+            if account.__class__ is CoroutineType:  # an async hook's, guarded too
+                account = await account
+            answer = engine.cached(peer, method, path, account)
+        if answer is not None and not ROUTES_DECIDE:
+            # A repeated allowed request (with or without an account): no headers, no
+            # RequestInfo, nothing to add.
+            state[STATE_KEY] = answer.decision
+            await self.app(scope, receive, send)
+            return
+        if answer is None:
+            info = RequestInfo(peer, Headers(scope.get("headers") or ()), method, path)
+            if self._account_of is None:
+                answer = engine.answer(info)
+            else:
+                answer = await engine.aanswer(info, account=account)
+        state[STATE_KEY] = answer.decision
+        if answer.response is not None:
+            # The app is not called and receive() is never awaited: the body stays unread.
+            await send_response(send, answer.response, scope)
+        elif ROUTES_DECIDE:
+            await call_routed(self.app, scope, receive, send, engine, answer)
+        elif answer.amends:
+            await self.app(scope, receive, amending(send, answer))
+        else:
+            await self.app(scope, receive, send)
 
 
 class Headers(Sequence[tuple[str, str]]):
@@ -80,6 +172,41 @@ class Headers(Sequence[tuple[str, str]]):
 
     def __repr__(self) -> str:
         return f"Headers({self._decoded()!r})"
+
+
+def scope_facts(scope: Scope, kind: str) -> tuple[str | None, str, str]:
+    """The socket peer, the method and the routed path of an ``http`` or ``websocket`` scope
+    (its ``kind``); a websocket handshake is a GET."""
+    client = scope.get("client")
+    peer = client[0] if client else None
+    if not isinstance(peer, str):
+        peer = None  # the engine keys its cache on the peer: it must be text (or None)
+    path = scope.get("path") or "/"
+    root = scope.get("root_path")
+    if root:
+        path = without_root(path, root)
+    return peer, scope.get("method", "GET") if kind == "http" else "GET", path
+
+
+def request_facts(scope: Scope, kind: str) -> RequestInfo:
+    """What the engine decides on, from an ``http`` or ``websocket`` scope (its ``kind``).
+
+    ``host`` is left empty: the engine never reads it, and finding it means a scan of the
+    headers on every request. :func:`request_info` fills it in.
+    """
+    peer, method, path = scope_facts(scope, kind)
+    # Positional: keyword arguments cost a dataclass __init__ about twice as much.
+    return RequestInfo(peer, Headers(scope.get("headers") or ()), method, path)
+
+
+def request_info(scope: Scope) -> RequestInfo:
+    """The request facts of an ``http`` or ``websocket`` scope, ``Host`` included."""
+    info = request_facts(scope, scope["type"])
+    for name, value in scope.get("headers") or ():
+        if name == b"host":  # ASGI header names are lower-case
+            info.host = value.decode("latin-1")
+            break
+    return info
 
 
 def routed_path(scope: Scope) -> str:
@@ -206,3 +333,71 @@ async def refuse(
         await send_response(send, _REFUSAL, scope, _INTERNAL_ERROR)
         return
     await app(scope, receive, send)
+
+
+class RouteDenied(Exception):
+    """A route's account decision denies (:func:`decide_in_route`): the middleware in front
+    sends the denial (:func:`call_routed`)."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__("geofence: denied by the route's account decision")
+        self.answer = answer
+
+
+async def decide_in_route(scope: Scope, account: Any) -> Decision:
+    """Decide the request of ``scope`` again, inside the app, for ``account`` (an Account or
+    an id string; None: nothing to do), with the engine that answered it in front, and return
+    the decision (also in the state). A denial raises :class:`RouteDenied`; whatever the
+    answer, it is the one the middleware applies to the app's response (:func:`call_routed`).
+    """
+    engine: Engine | None = scope.get(ENGINE_KEY)
+    if engine is None:
+        raise RuntimeError(
+            "geofence: decide_account() / geofence_account() need GeofenceMiddleware in front "
+            "of the app (app.add_middleware(GeofenceMiddleware, config=...))"
+        )
+    state = scope["state"]
+    if account is None:
+        decision: Decision = state[STATE_KEY]
+        return decision
+    answer = await engine.aanswer(request_facts(scope, scope["type"]), account=account)
+    state[STATE_KEY] = answer.decision
+    scope[ROUTE_ANSWER_KEY] = (engine, answer)
+    if answer.response is not None:
+        raise RouteDenied(answer)
+    return answer.decision
+
+
+async def call_routed(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, engine: Engine, answer: Answer
+) -> None:
+    """Call ``app`` where a route may decide again with its account (:func:`decide_in_route`):
+    the response follows the answer known when it starts, the route's if it gave one (its
+    denial replaces whatever the app sends, its warning amends the app's response), else
+    ``answer``, the one ``engine`` gave in front."""
+    started = 0  # 1: the app's response is going out; 2: a denial went out instead
+
+    async def send_latest(message: Message) -> None:
+        nonlocal started
+        if started:
+            if started == 1:
+                await send(message)
+            return
+        routed = scope.get(ROUTE_ANSWER_KEY)
+        now = routed[1] if routed is not None and routed[0] is engine else answer
+        if now.response is not None:
+            started = 2
+            await send_response(send, now.response, scope)
+        else:
+            started = 1
+            await (amending(send, now) if now.amends else send)(message)
+
+    try:
+        await app(scope, receive, send_latest)
+    except RouteDenied as denied:
+        # Not handled by the app (the usual case): nothing was sent yet.
+        if started == 1:
+            raise
+        if not started:
+            assert denied.answer.response is not None
+            await send_response(send, denied.answer.response, scope)
