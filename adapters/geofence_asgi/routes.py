@@ -19,15 +19,13 @@ from typing import Annotated, Any
 
 from starlette.requests import HTTPConnection
 
-from geofence import Decision, Engine
-from geofence.http._asgi import Scope
-
-from . import middleware
-from .middleware import ENGINE_KEY, ROUTE_ANSWER_KEY, STATE_KEY, RouteDenied, request_facts
+from geofence import Decision
+from geofence.http import _asgi
+from geofence.http._asgi import Scope, decide_in_route
 
 __all__ = ["decide_account", "geofence_account"]
 
-middleware.ROUTES_DECIDE = True
+_asgi.ROUTES_DECIDE = True
 
 
 async def decide_account(connection: "HTTPConnection | Scope", account: Any) -> Decision:
@@ -35,22 +33,7 @@ async def decide_account(connection: "HTTPConnection | Scope", account: Any) -> 
     ``account`` (an Account, an id string; None: nothing to do) and return the decision; a
     denial raises, for the middleware in front to send it: let it propagate."""
     scope = connection.scope if isinstance(connection, HTTPConnection) else connection
-    engine: Engine | None = scope.get(ENGINE_KEY)
-    if engine is None:
-        raise RuntimeError(
-            "geofence: decide_account() / geofence_account() need GeofenceMiddleware in front "
-            "of the app (app.add_middleware(GeofenceMiddleware, config=...))"
-        )
-    state = scope["state"]
-    if account is None:
-        decision: Decision = state[STATE_KEY]
-        return decision
-    answer = await engine.aanswer(request_facts(scope, scope["type"]), account=account)
-    state[STATE_KEY] = answer.decision
-    scope[ROUTE_ANSWER_KEY] = (engine, answer)
-    if answer.response is not None:
-        raise RouteDenied(answer)
-    return answer.decision
+    return await decide_in_route(scope, account)
 
 
 def geofence_account(resolve: Callable[..., Any]) -> Callable[..., Any]:

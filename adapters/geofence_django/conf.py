@@ -4,11 +4,10 @@ and the system checks; and the account hook of ``settings.GEOFENCE_ACCOUNT``."""
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -19,13 +18,15 @@ from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from geofence import ConfigError, Engine, Policy
+from geofence.http._hooks import guard_async_hook, guard_hook, is_async
 
 from .signals import send_event
 
 SETTING = "GEOFENCE"
 ACCOUNT_SETTING = "GEOFENCE_ACCOUNT"
 SyncHook = Callable[[HttpRequest], Any]
-AsyncHook = Callable[[HttpRequest], Awaitable[Any]]
+# The result of the async path's hook is the account, or a coroutine that gives it.
+AsyncHook = Callable[[HttpRequest], Any]
 
 logger = logging.getLogger("geofence.django")
 ConfigValue = Mapping[str, Any] | str | os.PathLike[str] | Policy
@@ -123,34 +124,19 @@ def account_hooks() -> tuple[SyncHook, AsyncHook] | None:
 
     The hook may be a function or a coroutine function: under ASGI a sync hook runs through
     ``sync_to_async`` (it may touch the database, as ``request.user`` does), under WSGI an
-    async one through ``async_to_sync``. Both return the hook's account, or None when it
-    raises: that is logged with its traceback and the request is decided without an account,
-    never a 500 because of the hook.
+    async one through ``async_to_sync``. Both give the hook's account (the async one as a
+    coroutine to await), or None when it raises: that is logged with its traceback and the
+    request is decided without an account, never a 500 because of the hook.
     """
     hook = account_hook()
     if hook is None:
         return None
-    call = getattr(hook, "__call__", None)  # noqa: B004 - the method, not callable()
-    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(call):
+    if is_async(hook):
         sync_hook, async_hook = async_to_sync(hook), hook
     else:
         sync_hook, async_hook = hook, sync_to_async(hook)
-
-    def account_of(request: HttpRequest) -> Any:
-        try:
-            return sync_hook(request)
-        except Exception:
-            logger.exception("GEOFENCE_ACCOUNT hook failed; deciding without an account")
-            return None
-
-    async def aaccount_of(request: HttpRequest) -> Any:
-        try:
-            return await async_hook(request)
-        except Exception:
-            logger.exception("GEOFENCE_ACCOUNT hook failed; deciding without an account")
-            return None
-
-    return account_of, aaccount_of
+    name = f"{ACCOUNT_SETTING} hook"
+    return guard_hook(sync_hook, logger, name), guard_async_hook(async_hook, logger, name)
 
 
 def _snapshot(value: ConfigValue) -> object:

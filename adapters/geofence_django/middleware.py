@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from types import CoroutineType
 from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -20,7 +21,7 @@ from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
-from geofence import Account, RequestInfo
+from geofence import RequestInfo
 from geofence.http import TEMPLATE_CSP, Answer, EnvironHeaders
 
 from .conf import AsyncHook, SyncHook, account_hooks, get_engine
@@ -93,7 +94,9 @@ class GeofenceMiddleware:
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        account = None if self._aaccount_of is None else await self._aaccount_of(request)
+        account = None if self._aaccount_of is None else self._aaccount_of(request)
+        if account.__class__ is CoroutineType:  # the hook's, guarded (conf.account_hooks)
+            account = await account
         answer = self._known(request, account)
         if answer is None:
             answer = await self.engine.aanswer(request_info(request), account=account)
@@ -108,16 +111,14 @@ class GeofenceMiddleware:
     def _known(self, request: HttpRequest, account: Any) -> Answer | None:
         """The answer when nothing needs deciding; else None, with the request marked."""
         # A repeated allowed request (and every request in mode "off"): one cache probe.
-        # (Engine.cached takes an Account only; answer() also takes an id string.)
-        if account is None or isinstance(account, Account):
-            answer = self.engine.cached(
-                request.META.get("REMOTE_ADDR") or None,
-                request.method or "GET",
-                request.path_info,
-                account,
-            )
-            if answer is not None:
-                return answer
+        answer = self.engine.cached(
+            request.META.get("REMOTE_ADDR") or None,
+            request.method or "GET",
+            request.path_info,
+            account,
+        )
+        if answer is not None:
+            return answer
         mark = getattr(request, MARK, None)
         if mark is not None and self.engine.decided(mark):
             # Installed twice with this policy: the outer instance answered already.

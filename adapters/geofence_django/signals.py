@@ -21,6 +21,7 @@ import logging
 from django.dispatch import Signal
 
 from geofence import Engine, Event
+from geofence.http._hooks import receiver_failed
 
 logger = logging.getLogger("geofence.django")
 
@@ -32,9 +33,4 @@ def send_event(event: Event) -> None:
     """The engine's ``on_event``: send the signal, each receiver guarded."""
     for receiver, result in geofence_event.send_robust(sender=Engine, event=event):
         if isinstance(result, Exception):
-            logger.error(
-                "geofence_event receiver %r failed on a %s event",
-                receiver,
-                event.kind,
-                exc_info=result,
-            )
+            receiver_failed(logger, receiver, event, result)

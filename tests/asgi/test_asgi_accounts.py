@@ -35,12 +35,12 @@ from starlette.routing import Route
 
 import geofence
 from geofence import Account
+from geofence.http import _asgi as asgi_protocol
 from geofence_asgi import GeofenceMiddleware, decide_account, geofence_account
-from geofence_asgi import middleware as asgi_middleware
 
 # Importing geofence_asgi.routes (above) turned the route wrapper on for the whole process;
 # the other ASGI tests check the middleware as it runs without it. The tests here turn it on.
-asgi_middleware.ROUTES_DECIDE = False
+asgi_protocol.ROUTES_DECIDE = False
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 HOME_RU = Account("acct-home-ru", home_country="RU")  # blocked by rule home-ru, from anywhere
@@ -49,7 +49,7 @@ HOME_IR = Account("acct-home-ir", home_country="IR")  # account grace by rule ho
 
 @pytest.fixture
 def routes_decide(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(asgi_middleware, "ROUTES_DECIDE", True)
+    monkeypatch.setattr(asgi_protocol, "ROUTES_DECIDE", True)
     yield
 
 
@@ -273,9 +273,9 @@ def test_importing_the_routes_module_turns_the_wrapper_on() -> None:
 
     try:
         importlib.reload(routes)
-        assert asgi_middleware.ROUTES_DECIDE is True
+        assert asgi_protocol.ROUTES_DECIDE is True
     finally:
-        asgi_middleware.ROUTES_DECIDE = False
+        asgi_protocol.ROUTES_DECIDE = False
 
 
 @pytest.mark.usefixtures("routes_decide")

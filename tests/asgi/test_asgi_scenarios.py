@@ -23,8 +23,8 @@ from asgi_apps import KINDS, Seen, build
 from scenarios.table import ACCOUNT_HEADER, APP_LINK, CASES, Scenario, account_from_header, check
 
 import geofence
+from geofence.http import _asgi as asgi_protocol
 from geofence.http._asgi import Scope
-from geofence_asgi import middleware as asgi_middleware
 
 
 @cache
@@ -72,7 +72,7 @@ def test_scenario(
     imported): every response goes through the wrapper that would apply a route's answer."""
     if kind != "raw":
         pytest.importorskip(kind)
-    monkeypatch.setattr(asgi_middleware, "ROUTES_DECIDE", routes)
+    monkeypatch.setattr(asgi_protocol, "ROUTES_DECIDE", routes)
     seen = Seen()
     # Account state lives in the engine: a fresh one for each row that has any.
     engine = geofence.Engine.from_config(s.config) if "accounts" in s.config else None
