@@ -547,8 +547,9 @@ _CORE: dict[str, Answer] = {}
 
 def core_answer(s: Scenario) -> Answer:
     """What the core answers to the scenario's request (after its prior ones), on a fresh
-    engine: the reference every adapter's response must match."""
-    if s.id not in _CORE:
+    engine: the reference every adapter's response must match. Kept for the run, except
+    where it holds the time it was made (an account's own Sunset): then made afresh."""
+    if s.id not in _CORE or s.sunset_in is not None:
         engine = geofence.Engine.from_config(s.config)
         headers = list(s.request_headers().items())
         account: Any = s.account  # the engine takes an id string too, as the hooks may give
