@@ -23,7 +23,9 @@ import ctypes
 import mmap
 import platform
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 # amd64: %rdi is rotated by 3+13+61+51 = 128 bits (unchanged) - the "special instruction
 # preamble" - then ``xchg %rbx,%rbx`` performs the request whose 6-word block %rax points to;
@@ -132,3 +134,21 @@ def read_dumps(out_file: Path) -> dict[str, int]:
             continue
         found[label.group(1)] = int(total.group(1))
     return found
+
+
+# A measurement runs its loop between begin() and end(): (begin, end) -> None.
+Measured = Callable[[Callable[[], None], Callable[[], None]], None]
+
+
+def loop(call: Callable[[Any], object], inputs: Sequence[Any]) -> Measured:
+    """``call(item)`` for each of ``inputs``, between begin() and end(): the inputs are made
+    before begin(), so that only the calls are counted."""
+
+    def go(begin: Callable[[], None], end: Callable[[], None]) -> None:
+        items = list(inputs)
+        begin()
+        for item in items:
+            call(item)
+        end()
+
+    return go

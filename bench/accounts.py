@@ -37,7 +37,6 @@ import gc
 import json
 import logging
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -49,7 +48,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +55,7 @@ HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 sys.path.extend([str(PROJECT), str(PROJECT / "adapters")])
 
+import _provenance  # noqa: E402
 import _valgrind  # noqa: E402
 from _redisserver import RedisProcess, free_port, redis_server  # noqa: E402
 
@@ -175,18 +174,7 @@ VARIANTS = {
     "redis": "[accounts] Redis, with an account",
 }
 CALLS = ("decide", "answer")
-Measured = Callable[[Callable[[], None], Callable[[], None]], None]
-
-
-def _loop(call: Callable[[Any], object], items: Sequence[Any]) -> Measured:
-    def go(begin: Callable[[], None], end: Callable[[], None]) -> None:
-        inputs = list(items)
-        begin()
-        for item in inputs:
-            call(item)
-        end()
-
-    return go
+Measured = _valgrind.Measured
 
 
 def _account_loop(call: Callable[..., object], items: Sequence[Any], account: Any) -> Measured:
@@ -241,7 +229,7 @@ def child(redis_url: str, layout: int, sizes: Sizes, meta_out: Path) -> None:
     stats_before = commandstats(server)
 
     def plain_case(method: Callable[[Any], object]) -> Callable[[int], Measured]:
-        return lambda n: _loop(method, [info] * n)
+        return lambda n: _valgrind.loop(method, [info] * n)
 
     def account_case(method: Callable[..., object]) -> Callable[[int], Measured]:
         return lambda n: _account_loop(method, [info] * n, account)
@@ -927,12 +915,7 @@ def adapter_instructions(
 
 
 def _versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "-"
+    found = _provenance.versions(PACKAGES)
     try:
         done = subprocess.run(
             ["redis-server", "--version"], capture_output=True, text=True, check=False
@@ -941,19 +924,6 @@ def _versions() -> dict[str, str]:
     except (OSError, IndexError):
         found["redis-server"] = "-"
     return found
-
-
-def _commit() -> str:
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(PROJECT), *args], capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--", "geofence", "adapters"):
-        commit += "+uncommitted"
-    return commit
 
 
 def _n(value: float) -> str:
@@ -1105,7 +1075,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    commit, versions = _commit(), _versions()
+    commit, versions = _provenance.commit(), _versions()
     print(f"geofence {commit}; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     results: dict[str, Any] = {"commit": commit, "versions": versions, "timeout_ms": TIMEOUT_MS}
     hooks = adapter_hooks()

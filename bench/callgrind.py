@@ -26,7 +26,6 @@ import asyncio
 import gc
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -36,7 +35,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 sys.path.extend([str(PROJECT), str(PROJECT / "adapters")])
 
+import _provenance  # noqa: E402
 import _valgrind  # noqa: E402
 
 # One process per (what, database); the processes are independent and run in parallel.
@@ -71,8 +70,7 @@ class Sizes:
 
 # -- the measured process ------------------------------------------------------------------------
 
-# A measurement runs its loop between begin() and end(): (begin, end) -> None.
-Measured = Callable[[Callable[[], None], Callable[[], None]], None]
+Measured = _valgrind.Measured
 
 
 # (number of calls, round) -> the loop, over inputs made now. Cases that compare two things
@@ -84,17 +82,6 @@ Prepare = Callable[[int, str], Measured]
 class Case:
     label: str
     prepare: Prepare
-
-
-def _loop(call: Callable[[Any], object], inputs: Sequence[Any]) -> Measured:
-    def go(begin: Callable[[], None], end: Callable[[], None]) -> None:
-        items = list(inputs)
-        begin()
-        for item in items:
-            call(item)
-        end()
-
-    return go
 
 
 def _wsgi(app: Any, clients: Sequence[tuple[str, str | None]]) -> Measured:
@@ -191,19 +178,21 @@ def _decide_cases(
     if decision.country != "US" or decision.client_ip != REPEATED:
         raise RuntimeError(f"unexpected decision for {REPEATED}: {decision!r}")
 
-    cases = [Case("loop", lambda n, key: _loop(callable, [None] * n))]
+    cases = [Case("loop", lambda n, key: _valgrind.loop(callable, [None] * n))]
     for v in (4, 6):
         # The raw lookup and decide() get the same addresses (the raw reader caches nothing).
         cases += [
-            Case(f"raw/new-v{v}", lambda n, key, v=v: _loop(raw, clients.new(n, v, key))),
+            Case(f"raw/new-v{v}", lambda n, key, v=v: _valgrind.loop(raw, clients.new(n, v, key))),
             Case(
                 f"decide/new-v{v}",
-                lambda n, key, v=v: _loop(engine.decide, [info(a) for a in clients.new(n, v, key)]),
+                lambda n, key, v=v: _valgrind.loop(
+                    engine.decide, [info(a) for a in clients.new(n, v, key)]
+                ),
             ),
         ]
     cases += [
-        Case("raw/repeated", lambda n, key: _loop(raw, [REPEATED] * n)),
-        Case("decide/repeated", lambda n, key: _loop(engine.decide, [info(REPEATED)] * n)),
+        Case("raw/repeated", lambda n, key: _valgrind.loop(raw, [REPEATED] * n)),
+        Case("decide/repeated", lambda n, key: _valgrind.loop(engine.decide, [info(REPEATED)] * n)),
     ]
     return cases
 
@@ -383,29 +372,6 @@ def child(
 
 
 # -- the parent: run the processes, read the dumps, one table -----------------------------------
-
-
-def _versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "-"
-    return found
-
-
-def _commit() -> str:
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(PROJECT), *args], capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--", "geofence", "adapters"):
-        commit += "+uncommitted"
-    return commit
 
 
 def _run_one(
@@ -698,8 +664,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Database: {db_path.name} ({'cached' if took is None else f'built in {took:.0f} s'})"
         )
     sizes = Sizes()
-    commit = _commit()
-    versions = _versions()
+    commit = _provenance.commit()
+    versions = _provenance.versions(PACKAGES)
     print(f"geofence {commit}; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"valgrind callgrind, {args.jobs} processes at once ...", flush=True)
     results = measure(
