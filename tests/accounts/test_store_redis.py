@@ -717,8 +717,11 @@ def test_a_tls_client_certificate(tmp_path: Path, tls_files: TLSFiles) -> None:
         store = RedisStore(with_cert, key_prefix="p", timeout=2.0, limits=None)
         store.ping()
         assert asyncio.run(store.afetch("org", T)).strikes == 0
+        store.close()
+        without = RedisStore(server.url, key_prefix="p", timeout=2.0, limits=None)
         with pytest.raises(StoreError):
-            RedisStore(server.url, key_prefix="p", timeout=2.0, limits=None).ping()
+            without.ping()
+        without.close()
 
 
 def test_tls_checks_the_server_certificate(redis_tls: RedisServer) -> None:
@@ -729,8 +732,11 @@ def test_tls_checks_the_server_certificate(redis_tls: RedisServer) -> None:
         system_cas + "?ssl_cert_reqs=none", key_prefix="p", timeout=2.0, limits=None
     )
     unchecked.ping()
+    unchecked.close()
     misnamed = redis_tls.url.replace("127.0.0.1", "localhost")  # in the certificate too
-    RedisStore(misnamed, key_prefix="p", timeout=2.0, limits=None).ping()
+    store = RedisStore(misnamed, key_prefix="p", timeout=2.0, limits=None)
+    store.ping()
+    store.close()
 
 
 # -- asyncio clients ------------------------------------------------------------------------
