@@ -47,6 +47,7 @@ from geofence.rules import (
     is_country,
     is_subdivision,
 )
+from geofence.rules._groups import BUILTIN_GROUPS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -561,15 +562,30 @@ def _groups(raw: Any) -> dict[str, tuple[str, ...]]:
                 "is empty; a rule using an empty group would have no region condition and match "
                 "every client: list its codes or remove the group",
             )
+        builtin = BUILTIN_GROUPS.get(name)
+        if builtin is not None:
+            _fail(
+                key,
+                f"{name!r} is the name of a built-in group ({builtin.title}; `geofence regions "
+                f'{name}` lists it): use "@{name}" in rules as it is, or give your group '
+                f"another name, e.g. 'my-{name}'",
+            )
         result: list[str] = []
         for index, code in enumerate(codes):
             item = f"{key}[{index}]"
             if isinstance(code, str) and code.startswith("@"):
-                _fail(
-                    item,
-                    f"groups cannot contain other groups ({code!r}); list the codes of "
-                    f"{code!r} here instead",
-                )
+                # Built-in groups may be used here; the policy's own groups may not (no
+                # chains to follow, and no cycles to refuse).
+                if code[1:] in BUILTIN_GROUPS:
+                    result.extend(BUILTIN_GROUPS[code[1:]].codes)
+                    continue
+                if code[1:] in raw:
+                    _fail(
+                        item,
+                        f"groups cannot contain other groups ({code!r}); list the codes of "
+                        f"{code!r} here instead (built-in groups such as '@eu' are allowed)",
+                    )
+                _group(code, item, groups)  # raises: unknown group, with suggestions
             result.append(_code(code, item))
         groups[name] = _unique(result)
     return groups
@@ -635,16 +651,24 @@ def _group(reference: str, key: str, groups: Mapping[str, tuple[str, ...]]) -> t
     name = reference[1:]
     if name in groups:
         return groups[name]
+    builtin = BUILTIN_GROUPS.get(name)
+    if builtin is not None:
+        return builtin.codes
+    # The policy's own groups first: a typo is more likely in a name the user wrote.
+    close = difflib.get_close_matches(name, list(groups), n=1, cutoff=0.6) or (
+        difflib.get_close_matches(name, list(BUILTIN_GROUPS), n=1, cutoff=0.6)
+    )
+    hint = f" (did you mean '@{close[0]}'?)" if close else ""
+    builtins = "built-in groups are listed by `geofence regions`"
     if not groups:
         _fail(
             key,
-            f"unknown group {reference!r}: no groups are defined; define it under [regions], "
-            f'e.g. [regions] {name or "name"} = ["CU", "IR"]',
+            f"unknown group {reference!r}{hint}: no groups are defined in [regions] and "
+            f"{builtins}; define it under [regions], e.g. [regions] {name or 'name'} = "
+            '["CU", "IR"]',
         )
     known = ", ".join("@" + g for g in sorted(groups))
-    close = difflib.get_close_matches(name, list(groups), n=1, cutoff=0.6)
-    hint = f" (did you mean '@{close[0]}'?)" if close else ""
-    raise ConfigError(key, f"unknown group {reference!r}{hint}; known groups: {known}")
+    raise ConfigError(key, f"unknown group {reference!r}{hint}; known groups: {known}; {builtins}")
 
 
 def _code(code: Any, key: str) -> str:
