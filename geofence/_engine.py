@@ -9,6 +9,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
+from ipaddress import IPv6Address
 from typing import Any
 
 from geofence import _logs as logs
@@ -23,7 +24,14 @@ from geofence.clientip._addresses import IP, NetworkSet, is_private
 from geofence.clientip._resolver import ClientIP, ClientResolver
 from geofence.config._loader import load_policy
 from geofence.config._policy import Policy
-from geofence.geoip._databases import AnonymousDB, CountryDB, open_anonymous_db, open_country_db
+from geofence.geoip._databases import (
+    AnonymousDB,
+    AsnDB,
+    CountryDB,
+    open_anonymous_db,
+    open_asn_db,
+    open_country_db,
+)
 from geofence.geoip._records import GeoRecord
 from geofence.geoip._reloading import Reloading
 from geofence.http._answer import Answer
@@ -82,6 +90,12 @@ class Engine:
         self.anonymous_db: AnonymousDB | None = open_anonymous_db(policy.geoip, clock)
         # The anonymous-IP database is only consulted when some rule asks about network types.
         self._needs_anonymous = any("anonymizers" in r.needs for r in self._rules)
+        # Likewise the ASN database, for rules with `asns`.
+        self.asn_db: AsnDB | None = open_asn_db(policy.geoip, clock)
+        self._needs_asn = any("asn" in r.needs for r in self._rules)
+        # Rules with `hosts` make the request's host a fact, and so part of the decision
+        # cache's key (see _entry); without them the host is never read.
+        self._needs_host = any("host" in r.needs for r in self._rules)
         self._check_database_fits()
         #: Receivers of :class:`geofence.Event` (``on_event``; adapters add their signals).
         self.events = Emitter(on_event)
@@ -108,7 +122,7 @@ class Engine:
         # (time segment, facts) -> verdict
         self._verdicts: dict[tuple[int, Facts], Decision] = {}
         self._clock = clock
-        reloading = any(isinstance(db, Reloading) for db in (self.country_db, self.anonymous_db))
+        reloading = any(isinstance(db, Reloading) for db in self._databases())
         self._poll_interval = policy.geoip.reload_interval if reloading else None
         self._poll_at: float = clock() + policy.geoip.reload_interval if reloading else 0.0
         # With the default clock, database checks are scheduled by the wall-clock window (one
@@ -152,7 +166,18 @@ class Engine:
                     "GeoIP2/GeoLite2 City or Enterprise database",
                 )
 
+    def _databases(self) -> tuple[object, ...]:
+        return (self.country_db, self.anonymous_db, self.asn_db)
+
     # -- per request -------------------------------------------------------------------------
+
+    @property
+    def needs_host(self) -> bool:
+        """Whether decisions depend on the request's host (some rule has ``hosts``): only
+        then must an adapter fill :attr:`RequestInfo.host` (without it the engine reads the
+        ``Host`` header). Decisions of such a policy are cached per host, so
+        :meth:`cached` (which is given no host) never answers for it."""
+        return self._needs_host
 
     @property
     def active(self) -> bool:
@@ -279,7 +304,9 @@ class Engine:
 
         For adapters whose request facts are costly to assemble: a repeated allowed request
         needs neither the headers nor a :class:`RequestInfo`. Anything that must be logged,
-        warned or blocked is never answered here.
+        warned or blocked is never answered here. Nor is anything when rules depend on the
+        host (:attr:`needs_host`): the cache keys of such a policy carry the host, which no
+        (peer, method, path) probe here equals.
         """
         if self._off:
             return OFF_ANSWER
@@ -412,8 +439,15 @@ class Engine:
         else:
             ip_text = client.ip.text if client.ip is not None else None
             key = _new(DecisionKey, ((ip_text, client.detail), method, path))
+        host: str | None = None
+        if self._needs_host:
+            # Rules read the host: it is part of every key of this engine, as a 1-tuple (never
+            # equal to a home's text), so the (peer, method, path) probes of the hot paths and
+            # of cached() never find a decision made for another host.
+            host = request_host(request)
+            key = (*key, (host,))
         if home is not None:
-            # A fourth member: never equal to the key of a request without that home.
+            # One more member: never equal to the key of a request without that home.
             key = (*key, home)
         entry = self._cache.get(key)
         if entry is not None and entry[0] == epoch:
@@ -427,7 +461,7 @@ class Engine:
             moment = time.time_ns() // 1000
             if self._boundaries:
                 segment = bisect_right(self._boundaries, moment)
-        decision = self._evaluate(request, moment, segment, client.ip, client.detail, home)
+        decision = self._evaluate(request, moment, segment, client.ip, client.detail, home, host)
         loggable = decision.action != "allow" or bool(decision.report_rules)
         # The answer every request with this decision shares; None for an enforced block,
         # whose response depends on the request (Accept, HEAD). Inline: a new client's path.
@@ -475,6 +509,8 @@ class Engine:
         generation = self.country_db.reloads
         if self.anonymous_db is not None:
             generation += self.anonymous_db.reloads
+        if self.asn_db is not None:
+            generation += self.asn_db.reloads
         self._generation = generation
         epoch = self._state[2]
         if epoch != (segment, generation):
@@ -489,6 +525,8 @@ class Engine:
         generation = self.country_db.reloads
         if self.anonymous_db is not None:
             generation += self.anonymous_db.reloads
+        if self.asn_db is not None:
+            generation += self.asn_db.reloads
         if generation != self._generation:
             with self._state_lock:
                 start, end, epoch = self._state
@@ -502,19 +540,25 @@ class Engine:
         """Let reloading databases check their files: cache hits make no lookups that would."""
         assert self._poll_interval is not None
         self._poll_at = self._clock() + self._poll_interval
-        for db in (self.country_db, self.anonymous_db):
+        for db in self._databases():
             if isinstance(db, Reloading):
                 db.poll()
         self._note_reloads()
 
-    def _lookup(self, ip: IP) -> tuple[GeoRecord, frozenset[str]]:
+    def _lookup(self, ip: IP) -> tuple[GeoRecord, frozenset[str], int | None]:
+        """What the databases say about ``ip``: each consulted only when a rule needs it."""
         db: object = self.country_db  # the one asked, for the per-database log limit
         try:
             record = self.country_db.find(ip)
+            anonymizers = NO_ANONYMIZERS
             if self._needs_anonymous and self.anonymous_db is not None:
                 db = self.anonymous_db
-                return record, self.anonymous_db.find(ip)
-            return record, NO_ANONYMIZERS
+                anonymizers = self.anonymous_db.find(ip)
+            asn = None
+            if self._needs_asn and self.asn_db is not None:
+                db = self.asn_db
+                asn = self.asn_db.find(ip) or None  # 0: no number for this address
+            return record, anonymizers, asn
         except DatabaseError as error:
             logs.log_db_error(error, db, self._clock)
             raise
@@ -530,6 +574,7 @@ class Engine:
         ip: IP | None,
         detail: str,
         home: str | None = None,
+        host: str | None = None,
     ) -> Decision:
         """The decision, without the cache: what the policy says, plus who asked."""
         path = request.path
@@ -546,14 +591,19 @@ class Engine:
         # the client only through its facts: many clients share one verdict.
         method = request.method.upper() if len(request.method) <= 32 else ""
         if ip is None:
-            facts = _new(Facts, (method, path, None, (), NO_ANONYMIZERS, "unresolved_client", home))
+            facts = _new(
+                Facts,
+                (method, path, None, (), NO_ANONYMIZERS, "unresolved_client", home, host, None),
+            )
         elif is_private(ip):
             if self.policy.allow_private:
                 return with_client(PRIVATE, client_ip, detail)
-            facts = _new(Facts, (method, path, None, (), NO_ANONYMIZERS, "private", home))
+            facts = _new(
+                Facts, (method, path, None, (), NO_ANONYMIZERS, "private", home, host, None)
+            )
         else:
             try:
-                record, anonymizers = self._lookup(ip)
+                record, anonymizers, asn = self._lookup(ip)
             except DatabaseError as error:
                 return self._db_error(ip.text, detail, error)
             if not record.found:
@@ -564,7 +614,17 @@ class Engine:
                 fallback = "default"
             facts = _new(
                 Facts,
-                (method, path, record.country, record.subdivisions, anonymizers, fallback, home),
+                (
+                    method,
+                    path,
+                    record.country,
+                    record.subdivisions,
+                    anonymizers,
+                    fallback,
+                    home,
+                    host,
+                    asn,
+                ),
             )
         key = (segment, facts)
         verdict = self._verdicts.get(key)
@@ -608,6 +668,7 @@ class Engine:
                 country=country,
                 subdivisions=subdivisions,
                 anonymizers=anon,
+                asn=facts.asn,
                 status=rule.status if action == "block" else None,
                 warn_from=rule.warn_from,
                 enforce_from=rule.enforce_from,
@@ -628,6 +689,7 @@ class Engine:
             country=country,
             subdivisions=subdivisions,
             anonymizers=anon,
+            asn=facts.asn,
         )
         return self._final(default, dry_run, dry_names)
 
@@ -673,6 +735,8 @@ class Engine:
             frozenset(decision.anonymizers),
             decision.reason,
             account.home_country if account is not None and self._home else None,
+            request_host(request) if self._needs_host else None,
+            decision.asn,
         )
         reasons: list[tuple[str, str]] = []
         for rule in self._rules:
@@ -698,6 +762,47 @@ class Engine:
             # Same headers (Content-Length included) as the GET answer, no body (RFC 9110 9.3.2).
             response = replace(response, body=b"")
         return response
+
+
+MAX_HOST = 255  # a longer Host is no host name: it matches no `hosts` rule
+
+
+def request_host(request: RequestInfo) -> str:
+    """The request's host as `hosts` rules see it: ``RequestInfo.host``, else the ``Host``
+    header; lower-case, without the port, an IPv6 literal without brackets (compressed), and
+    without a trailing dot. "" when there is none (then no `hosts` rule matches)."""
+    raw = request.host
+    if not raw:
+        for name, value in request.headers:
+            if name.lower() == "host":
+                raw = value
+                break
+    return normalize_host(raw) if raw else ""
+
+
+def normalize_host(raw: str) -> str:
+    host = raw.strip().lower()
+    if len(host) > MAX_HOST:
+        return ""
+    if host.startswith("["):
+        end = host.find("]")
+        rest = host[end + 1 :]
+        if end < 0 or (rest and not rest.startswith(":")):
+            return ""  # "[::1]x": not a host
+        return _compressed(host[1:end])
+    colons = host.count(":")
+    if colons == 1:
+        host = host.partition(":")[0]
+    elif colons > 1:
+        return _compressed(host)  # a bare IPv6 literal (no port can be told apart)
+    return host[:-1] if host.endswith(".") else host
+
+
+def _compressed(text: str) -> str:
+    try:
+        return IPv6Address(text).compressed
+    except ValueError:
+        return ""
 
 
 def _as_account(account: object) -> Account | None:

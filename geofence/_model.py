@@ -46,6 +46,9 @@ class Decision(NamedTuple):
     subdivisions: tuple[str, ...] = ()
     # Network types reported by the anonymous-IP database ("vpn", "tor", ...), sorted.
     anonymizers: tuple[str, ...] = ()
+    # The client's autonomous system number (geoip.asn_db), when some rule asks about it
+    # (``asns``); None otherwise, or when the database has no number for the client.
+    asn: int | None = None
     # HTTP status of a block (451 or the rule's status; 503 for db_error); None unless the
     # action is "block".
     status: int | None = None
@@ -80,6 +83,13 @@ class Facts(NamedTuple):
     # (home_regions, home_mismatch); None otherwise, so that without such rules an account
     # shares the verdicts of every other request.
     home: str | None = None
+    # The request's host (lower-case, without port or IPv6 brackets), when some rule asks
+    # about it (``hosts``); None otherwise, so that without such rules every host shares one
+    # verdict.
+    host: str | None = None
+    # The client's autonomous system number, when some rule asks about it (``asns``) and the
+    # ASN database has one; None otherwise.
+    asn: int | None = None
 
 
 class DecisionKey(NamedTuple):

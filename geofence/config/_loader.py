@@ -16,7 +16,7 @@ import sys
 import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, timezone
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_network
 from types import MappingProxyType
 from typing import Any, Literal, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -81,13 +81,15 @@ TOP_KEYS = (
     "strikes",
 )
 CLIENT_IP_KEYS = ("trusted_proxies", "header", "hops")
-GEOIP_KEYS = ("country_db", "anonymous_db", "reload_interval", "reader")
+GEOIP_KEYS = ("country_db", "anonymous_db", "asn_db", "reload_interval", "reader")
 RULE_KEYS = (
     "name",
     "action",
     "regions",
     "except_regions",
     "anonymizers",
+    "asns",
+    "hosts",
     "paths",
     "methods",
     "warn_from",
@@ -335,6 +337,7 @@ class _Loader:
         return GeoIPPolicy(
             country_db=self.db_path(raw.get("country_db"), "geoip.country_db"),
             anonymous_db=self.db_path(raw.get("anonymous_db"), "geoip.anonymous_db"),
+            asn_db=self.db_path(raw.get("asn_db"), "geoip.asn_db"),
             reload_interval=_duration(
                 raw.get("reload_interval", 60),
                 "geoip.reload_interval",
@@ -416,6 +419,8 @@ def _rule(
     anonymizers = _anonymizers(raw.get("anonymizers", []), f"{key}.anonymizers")
     paths = _paths(raw.get("paths", []), f"{key}.paths")
     methods = _methods(raw.get("methods", []), f"{key}.methods")
+    hosts = _hosts(raw.get("hosts", []), f"{key}.hosts")
+    asns = _asns(raw.get("asns", []), f"{key}.asns")
     warn_from = _moment(raw, "warn_from", key)
     enforce_from = _moment(raw, "enforce_from", key)
     status = _status(raw, key)
@@ -469,14 +474,30 @@ def _rule(
             "needs geoip.anonymous_db (a GeoIP2 Anonymous IP database) to tell VPNs, Tor and "
             'proxies apart; set it, e.g. anonymous_db = "/var/lib/GeoIP/GeoIP2-Anonymous-IP.mmdb"',
         )
-    conditions = (region_list, except_list, anonymizers, paths, methods, home_regions)
+    if asns and geoip.asn_db is None:
+        _fail(
+            f"{key}.asns",
+            "needs geoip.asn_db (a GeoLite2-ASN or GeoIP2-ISP database) to know the client's "
+            'autonomous system; set it, e.g. asn_db = "/var/lib/GeoIP/GeoLite2-ASN.mmdb"',
+        )
+    conditions = (
+        region_list,
+        except_list,
+        anonymizers,
+        paths,
+        methods,
+        home_regions,
+        hosts,
+        asns,
+    )
     if action == "block" and not (any(conditions) or home_mismatch):
         # An empty list is "no constraint": a block rule left with none blocks every request,
         # which is far more often a mistake (an empty list from a template) than the intent.
         _fail(
             key,
             "this block rule has no conditions, so it would block every request; give it "
-            'regions (e.g. regions = ["CN"]), anonymizers, paths, methods or home_regions, or use '
+            'regions (e.g. regions = ["CN"]), anonymizers, asns, hosts, paths, methods or '
+            "home_regions, or use "
             'default = "block" if blocking everything is intended',
         )
     return RulePolicy(
@@ -495,6 +516,8 @@ def _rule(
         home_regions=home_regions,
         home_mismatch=home_mismatch,
         account_grace=account_grace,
+        hosts=hosts,
+        asns=asns,
     )
 
 
@@ -717,6 +740,93 @@ def _methods(raw: Any, key: str) -> tuple[str, ...]:
             _fail(item, f'{value!r} is not an HTTP method (letters only, e.g. "GET" or "POST")')
         result.append(value.upper())
     return _unique(result)
+
+
+_HOST_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\Z")
+MAX_ASN = 4_294_967_295  # 32-bit AS numbers (RFC 6793)
+_AS_TEXT = re.compile(r"[Aa][Ss]([0-9]{1,10})\Z")
+
+
+def _hosts(raw: Any, key: str) -> tuple[str, ...]:
+    values = _list(raw, key, 'a list of host globs, e.g. ["api.example.com", "*.example.com"]')
+    return _unique([_host(value, f"{key}[{index}]") for index, value in enumerate(values)])
+
+
+def _host(value: Any, key: str) -> str:
+    """One ``hosts`` glob, normalised: lower-case, no trailing dot, an IPv6 literal without
+    brackets. ``*`` stands for one or more whole labels (DESIGN "Hosts")."""
+    if not isinstance(value, str):
+        _fail(key, f'expected a host glob string, e.g. "api.example.com", got {_kind(value)}')
+    host = value.strip().lower()
+    if not host:
+        _fail(key, "is empty; omit hosts to match every host")
+    if "://" in host or "/" in host:
+        _fail(key, f'{value!r} is not a host: write the host alone, e.g. "api.example.com"')
+    if host.startswith("["):
+        if not host.endswith("]"):
+            _fail(key, f"{value!r}: hosts match without the port; write {host.split(']')[0]}]")
+        host = host[1:-1]
+    if ":" in host:
+        if host.count(":") == 1:
+            _fail(
+                key,
+                f"{value!r}: hosts match without the port; write {host.split(':')[0]!r}",
+            )
+        try:
+            return IPv6Address(host).compressed
+        except ValueError:
+            _fail(key, f'{value!r} is not an IPv6 address (write an IPv6 host as "[::1]")')
+    if host.endswith("."):
+        host = host[:-1]  # the fully qualified form names the same host
+    if host == "*" or set(host.split(".")) == {"*"}:
+        _fail(key, f"{value!r} matches every host; omit hosts to match every host")
+    for label in host.split("."):
+        if label == "*":
+            continue
+        if "*" in label:
+            _fail(
+                key,
+                f"{value!r}: '*' stands for whole labels only, e.g. \"*.example.com\" "
+                f"(not {label!r})",
+            )
+        if not _HOST_LABEL.match(label) or len(label) > 63:
+            _fail(
+                key,
+                f"{value!r} is not a host name (labels of letters, digits and '-', separated "
+                "by dots)",
+            )
+    return host
+
+
+def _asns(raw: Any, key: str) -> tuple[int, ...]:
+    values = _list(raw, key, 'a list of autonomous system numbers, e.g. [1221, "AS7018"]')
+    return _unique([_asn(value, f"{key}[{index}]") for index, value in enumerate(values)])
+
+
+def _asn(value: Any, key: str) -> int:
+    """An autonomous system number: an integer, or a string "AS1221" (any case)."""
+    if isinstance(value, str):
+        match = _AS_TEXT.match(value.strip())
+        if match is None:
+            hint = (
+                f'; write {value.strip()} or "AS{value.strip()}"' if value.strip().isdigit() else ""
+            )
+            _fail(
+                key,
+                f'{value!r} is not an autonomous system number (write 1221 or "AS1221"){hint}',
+            )
+        number = int(match.group(1))
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        _fail(
+            key, f'expected an autonomous system number, e.g. 1221 or "AS1221", got {_kind(value)}'
+        )
+    if number == 0:
+        _fail(key, "AS0 is reserved (RFC 7607): no network is announced from it")
+    if not 0 < number <= MAX_ASN:
+        _fail(key, f"{number} is not an autonomous system number (1 to {MAX_ASN})")
+    return number
 
 
 def _moment(raw: Mapping[str, Any], name: str, rule: str) -> datetime | None:

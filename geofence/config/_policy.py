@@ -39,6 +39,7 @@ class GeoIPPolicy:
     anonymous_db: str | None = None
     reload_interval: float = 60.0  # seconds; 0 = never
     reader: str = "auto"  # one of READERS (maxminddb open mode)
+    asn_db: str | None = None  # GeoLite2-ASN / GeoIP2-ISP, for `asns`
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class RulePolicy:
     home_regions: tuple[str, ...] = ()  # normalised like regions, "@group" expanded
     home_mismatch: bool = False
     account_grace: float | None = None  # seconds; only on block rules
+    # Lower-case host globs without port ("api.example.com", "*.example.com", "::1").
+    hosts: tuple[str, ...] = ()
+    asns: tuple[int, ...] = ()  # autonomous system numbers, 1 .. 4294967295
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,29 @@
 """Databases: the embedded default, MaxMind readers, reloading, and record decoding.
 
-:func:`open_country_db` / :func:`open_anonymous_db` open (and smoke-test) what a
-:class:`geofence.config.GeoIPPolicy` names, once, when the engine is built; any problem is a
-``ConfigError`` then. Afterwards ``find`` (a parsed address) and ``lookup`` (its canonical
-text) return shared immutable answers (:class:`GeoRecord`, or a frozenset of network types),
-or raise ``DatabaseError``. A record's country is checked against the same ISO 3166 list as the
-config (``XK`` included); pseudo-codes (``EU``, ``AP``, ``XX``, ``A1``, ``A2``, ``O1``) are a
-record without a country.
+:func:`open_country_db`, :func:`open_anonymous_db` and :func:`open_asn_db` open (and
+smoke-test) what a :class:`geofence.config.GeoIPPolicy` names, once, when the engine is built;
+any problem is a ``ConfigError`` then. Afterwards ``find`` (a parsed address) and ``lookup``
+(its canonical text) return shared immutable answers (:class:`GeoRecord`, a frozenset of
+network types, or an autonomous system number, 0 for none), or raise ``DatabaseError``. A
+record's country is checked against the same ISO 3166 list as the config (``XK`` included);
+pseudo-codes (``EU``, ``AP``, ``XX``, ``A1``, ``A2``, ``O1``) are a record without a country.
 """
 
 from geofence.geoip._databases import (
     ANONYMOUS,
+    ASN,
     COUNTRY,
     AnonymousDB,
+    AsnDB,
     CountryDB,
     EmbeddedCountryDB,
     open_anonymous_db,
+    open_asn_db,
     open_country_db,
 )
 from geofence.geoip._mmdb import CACHE_SIZE, MODES, Kind, MaxMindDB, has_extension, open_mmdb
 from geofence.geoip._records import (
+    NO_ASN,
     NO_COUNTRY,
     NO_FLAGS,
     NOT_FOUND,
@@ -31,13 +35,16 @@ from geofence.geoip._reloading import Reloading
 
 __all__ = [
     "ANONYMOUS",
+    "ASN",
     "CACHE_SIZE",
     "COUNTRY",
     "MODES",
     "NOT_FOUND",
+    "NO_ASN",
     "NO_COUNTRY",
     "NO_FLAGS",
     "AnonymousDB",
+    "AsnDB",
     "CountryDB",
     "EmbeddedCountryDB",
     "GeoRecord",
@@ -48,6 +55,7 @@ __all__ = [
     "has_extension",
     "iso_countries",
     "open_anonymous_db",
+    "open_asn_db",
     "open_country_db",
     "open_mmdb",
 ]

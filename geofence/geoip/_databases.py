@@ -20,21 +20,31 @@ from geofence.geoip._mmdb import (
     Kind,
     MaxMindDB,
     anonymous_subdivisions,
+    asn_subdivisions,
     country_subdivisions,
     open_mmdb,
     reader_mode,
 )
-from geofence.geoip._records import NO_COUNTRY, NO_FLAGS, NOT_FOUND, GeoRecord, iso_countries
+from geofence.geoip._records import (
+    NO_ASN,
+    NO_COUNTRY,
+    NO_FLAGS,
+    NOT_FOUND,
+    GeoRecord,
+    iso_countries,
+)
 from geofence.geoip._reloading import Reloading, log_loaded
 
 T = TypeVar("T")
 
 __all__ = [
     "AnonymousDB",
+    "AsnDB",
     "CountryDB",
     "EmbeddedCountryDB",
     "GeoRecord",
     "open_anonymous_db",
+    "open_asn_db",
     "open_country_db",
 ]
 
@@ -66,6 +76,20 @@ class AnonymousDB(Protocol):
         ...
 
 
+class AsnDB(Protocol):
+    description: str
+    reloads: int
+
+    def find(self, ip: IP) -> int:
+        """The autonomous system number of ``ip``, 0 (NO_ASN) when the database has none;
+        raises DatabaseError on failure."""
+        ...
+
+    def lookup(self, ip: str) -> int:
+        """``ip`` is canonical text; the same answer as ``find`` for that address."""
+        ...
+
+
 COUNTRY = Kind(
     key="geoip.country_db",
     wants="a GeoIP2/GeoLite2 Country, City or Enterprise database",
@@ -79,6 +103,14 @@ ANONYMOUS = Kind(
     subdivisions=anonymous_subdivisions,
     decoder=lambda decoder: decoder.anonymous,
     empty=NO_FLAGS,
+)
+
+ASN = Kind(
+    key="geoip.asn_db",
+    wants="a GeoLite2-ASN or GeoIP2-ISP database",
+    subdivisions=asn_subdivisions,
+    decoder=lambda decoder: decoder.asn,
+    empty=NO_ASN,
 )
 
 
@@ -151,6 +183,13 @@ def open_anonymous_db(geoip: GeoIPPolicy, clock: Callable[[], float]) -> Anonymo
     if geoip.anonymous_db is None:
         return None
     return _open_maxmind(geoip.anonymous_db, ANONYMOUS, geoip, clock)
+
+
+def open_asn_db(geoip: GeoIPPolicy, clock: Callable[[], float]) -> AsnDB | None:
+    """Open the ASN database if configured; ConfigError("geoip.asn_db", ...)."""
+    if geoip.asn_db is None:
+        return None
+    return _open_maxmind(geoip.asn_db, ASN, geoip, clock)
 
 
 def _open_maxmind(

@@ -87,6 +87,14 @@ def anonymous_subdivisions(database_type: str) -> bool | None:
     return None
 
 
+def asn_subdivisions(database_type: str) -> bool | None:
+    """ASN databases: GeoLite2-ASN, GeoIP2-ISP (which has the same autonomous_system_number),
+    and DB-IP's GeoLite2-ASN-compatible edition."""
+    if database_type in ("GeoLite2-ASN", "GeoIP2-ISP") or database_type.startswith("DBIP-ASN-Lite"):
+        return False
+    return None
+
+
 def has_extension() -> bool:
     try:
         from maxminddb import extension

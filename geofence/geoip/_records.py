@@ -24,6 +24,10 @@ class GeoRecord:
 NOT_FOUND = GeoRecord(False, None)
 NO_COUNTRY = GeoRecord(True, None)
 NO_FLAGS: frozenset[str] = frozenset()
+# The ASN answer for an address the database has no number for. 0 rather than None: caches
+# treat None as a miss. AS0 is reserved (RFC 7607), and the config refuses it.
+NO_ASN = 0
+MAX_ASN = 4_294_967_295
 
 # An ISO 3166-2 code is the country code, "-", and one to three letters or digits.
 _SUBDIVISION = re.compile(r"[A-Z0-9]{1,3}")
@@ -104,6 +108,20 @@ class RecordDecoder:
                 raise DatabaseError(f"malformed record: subdivision iso_code {code!r}")
             codes.append(f"{country}-{code}")
         return tuple(codes)
+
+    def asn(self, record: Any) -> int:
+        """``autonomous_system_number`` of a GeoLite2-ASN / GeoIP2-ISP record; NO_ASN (0)
+        for an address without one."""
+        if record is None:
+            return NO_ASN
+        if not isinstance(record, dict):
+            raise DatabaseError(f"malformed record: a {type(record).__name__}, not a map")
+        number = record.get("autonomous_system_number")
+        if number is None:
+            return NO_ASN
+        if number.__class__ is not int or not 0 <= number <= MAX_ASN:
+            raise DatabaseError(f"malformed record: autonomous_system_number {number!r}")
+        return int(number)
 
     def anonymous(self, record: Any) -> frozenset[str]:
         if record is None:

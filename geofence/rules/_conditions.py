@@ -197,6 +197,68 @@ class HomeMismatch(Condition):
         return f"the request's country is the home country {facts.home}"
 
 
+class Hosts(Condition):
+    """``hosts``: the request's host (lower-case, without the port; an IPv6 literal without
+    its brackets) matches one of the globs, where ``*`` stands for one or more whole labels:
+    ``*.example.com`` matches ``api.example.com`` and ``a.b.example.com``, not
+    ``example.com``. A request without a host matches no ``hosts`` rule."""
+
+    __slots__ = ("globs", "pattern")
+    needs = frozenset({"host"})
+
+    def __init__(self, globs: tuple[str, ...]) -> None:
+        self.globs = globs
+        self.pattern = re.compile("(?:" + "|".join(map(host_glob_regex, globs)) + r")\Z")
+
+    @classmethod
+    def build(cls, rule: RulePolicy) -> Hosts | None:
+        return cls(rule.hosts) if rule.hosts else None
+
+    def matches(self, facts: Facts) -> bool:
+        host = facts.host
+        return host is not None and self.pattern.match(host) is not None
+
+    def why_not(self, facts: Facts) -> str:
+        if not facts.host:
+            return "the request has no host"
+        return f"host {facts.host!r} matches none of {', '.join(self.globs)}"
+
+
+def host_glob_regex(glob: str) -> str:
+    """A normalised ``hosts`` glob (checked by the loader) as a regular expression: a ``*``
+    label is one or more whole labels, everything else literal."""
+    if ":" in glob:  # an IPv6 literal: no labels, no wildcard
+        return re.escape(glob)
+    labels = (
+        r"[^.]+(?:\.[^.]+)*" if label == "*" else re.escape(label) for label in glob.split(".")
+    )
+    return r"\.".join(labels)
+
+
+class Asns(Condition):
+    """``asns``: the ASN database (``geoip.asn_db``) gives the client one of these autonomous
+    system numbers. A client the database has no number for matches none."""
+
+    __slots__ = ("numbers",)
+    needs = frozenset({"asn"})
+
+    def __init__(self, numbers: frozenset[int]) -> None:
+        self.numbers = numbers
+
+    @classmethod
+    def build(cls, rule: RulePolicy) -> Asns | None:
+        return cls(frozenset(rule.asns)) if rule.asns else None
+
+    def matches(self, facts: Facts) -> bool:
+        return facts.asn in self.numbers
+
+    def why_not(self, facts: Facts) -> str:
+        shown = ", ".join(f"AS{n}" for n in sorted(self.numbers))
+        if facts.asn is None:
+            return f"no autonomous system number for the client (wanted {shown})"
+        return f"AS{facts.asn} is none of {shown}"
+
+
 def _where(facts: Facts) -> str:
     if facts.country is None:
         return "a client without a country"
@@ -206,10 +268,12 @@ def _where(facts: Facts) -> str:
 #: Every condition, in the order a rule checks them (cheapest first).
 CONDITIONS: tuple[type[Condition], ...] = (
     Methods,
+    Hosts,
     Paths,
     HomeRegions,
     Regions,
     ExceptRegions,
     HomeMismatch,
     Anonymizers,
+    Asns,
 )
