@@ -9,16 +9,19 @@ policy stops the server before it serves: :class:`geofence.ConfigError` at const
 when Starlette builds the middleware inside the running server, a failed lifespan startup.
 Routes that learn the account themselves use :func:`geofence_account` (a FastAPI dependency)
 or :func:`decide_account` from :mod:`geofence_asgi.routes` (imported on first use: it needs
-Starlette).
+Starlette). ``@exempt`` on an endpoint puts its routes outside the policy (reason
+``exempt_view``): :mod:`geofence.http._exempt` says how they are found.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from geofence.http._exempt import exempt
+
 from .middleware import STATE_KEY, GeofenceMiddleware
 
-__all__ = ["STATE_KEY", "GeofenceMiddleware", "decide_account", "geofence_account"]
+__all__ = ["STATE_KEY", "GeofenceMiddleware", "decide_account", "exempt", "geofence_account"]
 
 
 def __getattr__(name: str) -> Any:

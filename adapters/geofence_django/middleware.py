@@ -23,8 +23,10 @@ from django.utils.safestring import SafeString
 
 from geofence import RequestInfo
 from geofence.http import TEMPLATE_CSP, Answer, EnvironHeaders
+from geofence.http._answer import EXEMPT_VIEW_ANSWER
 
 from .conf import AsyncHook, SyncHook, account_hooks, get_engine
+from .routing import ExemptViews
 
 TEMPLATE = "geofence/blocked.html"
 # The request attribute holding the mark of the engine that answered it (installed twice).
@@ -74,6 +76,7 @@ class GeofenceMiddleware:
         self._aaccount_of: AsyncHook | None = None if hooks is None else hooks[1]
         # What this instance leaves on a request it answers (see _known).
         self._mark = engine.mark
+        self._exempt_view = ExemptViews()
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -109,7 +112,8 @@ class GeofenceMiddleware:
         return response
 
     def _known(self, request: HttpRequest, account: Any) -> Answer | None:
-        """The answer when nothing needs deciding; else None, with the request marked."""
+        """The answer when nothing needs deciding (an exempt view too); else None, with the
+        request marked."""
         # A repeated allowed request (and every request in mode "off"): one cache probe.
         answer = self.engine.cached(
             request.META.get("REMOTE_ADDR") or None,
@@ -127,7 +131,8 @@ class GeofenceMiddleware:
             return Answer(request.geofence)  # type: ignore[attr-defined]
         # setattr(request, MARK, ...), spelled out: a plain store costs less.
         request._geofence_mark = self._mark  # type: ignore[attr-defined]
-        return None
+        # A view marked exempt is not decided (only looked for when the cache had no answer).
+        return EXEMPT_VIEW_ANSWER if self._exempt_view(request) else None
 
     @staticmethod
     def _amend(answer: Answer, response: HttpResponseBase) -> None:

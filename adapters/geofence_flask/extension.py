@@ -11,8 +11,9 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from geofence import ConfigError, Engine, Policy, load_policy
+from geofence.http._exempt import exempt
 
-from .layer import EXEMPT_ATTR, GeofenceState, send_event
+from .layer import GeofenceState, send_event
 
 Config = Mapping[str, Any] | str | os.PathLike[str] | Policy
 View = TypeVar("View", bound=Callable[..., Any])
@@ -80,8 +81,7 @@ class Geofence:
     def exempt(self, view: View) -> View:
         """Mark a view (app or blueprint) as outside the policy: no decision is made for it and
         ``g.geofence`` is :data:`EXEMPT_DECISION`. Put it below or above ``@app.route``."""
-        setattr(view, EXEMPT_ATTR, True)
-        return view
+        return exempt(view)
 
 
 def _check_wrapped(app: Flask) -> bool:

@@ -17,6 +17,7 @@ from werkzeug.routing import Rule
 from geofence import Decision, Engine, Event
 from geofence.http import Response, wsgi_send
 from geofence.http._answer import EXEMPT_VIEW
+from geofence.http._exempt import is_exempt, literal_prefixes
 from geofence.http._hooks import send_guarded
 from geofence.http._wsgi import DECISION_KEY, WSGIGate
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("geofence.flask")
 
-EXEMPT_ATTR = "geofence_exempt"
 #: ``g.geofence`` in a view marked with ``@geofence.exempt``: the engine was not consulted.
 EXEMPT_DECISION: Decision = EXEMPT_VIEW
 #: Every :class:`geofence.Event` of an app's engine, sent with the app as sender and
@@ -98,12 +98,13 @@ class GeofenceState(WSGIGate):
         # Again: the app may have set its own g class after installing geofence.
         app.app_ctx_globals_class = with_decision(app.app_ctx_globals_class)
         views = app.view_functions.items()
-        self.exempt_views = frozenset(e for e, v in views if getattr(v, EXEMPT_ATTR, False))
+        self.exempt_views = frozenset(e for e, v in views if is_exempt(v))
         # Only a request under one of these can reach an exempt view, so only those are routed
         # before deciding: a rule matches only paths that begin with its text up to the first
         # variable part.
-        rules = (r for r in app.url_map.iter_rules() if r.endpoint in self.exempt_views)
-        self.exempt_prefixes = tuple({r.rule.split("<", 1)[0] for r in rules})
+        rules = app.url_map.iter_rules()
+        marked = (r.rule for r in rules if r.endpoint in self.exempt_views)
+        self.exempt_prefixes = literal_prefixes(marked, "<")
         if self.account is not None:  # after the app's own before_request hooks: they log in
             hooks = app.before_request_funcs.setdefault(None, [])
             hooks[:] = [h for h in hooks if h != self.decide_in_request] + [self.decide_in_request]

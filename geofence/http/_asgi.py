@@ -16,7 +16,8 @@ from types import CoroutineType, FrameType
 from typing import TYPE_CHECKING, Any, overload
 
 from geofence._model import Decision, RequestInfo
-from geofence.http._answer import Answer
+from geofence.http._answer import EXEMPT_VIEW, EXEMPT_VIEW_ANSWER, Answer
+from geofence.http._exempt import asgi_exempt_prefixes, asgi_routed_exempt, asgi_routes
 from geofence.http._hooks import guard_async_hook
 from geofence.http._responses import Response
 
@@ -75,6 +76,11 @@ class ASGIGate:
     the inner one passes the request on. ``account``: the app's hook ``fn(scope)``, sync,
     async or returning an awaitable (:func:`geofence.http._hooks.guard_async_hook`: what it
     raises is logged on ``logger`` and the request decided without an account).
+
+    A request the app's router (Starlette's route protocol: Starlette, FastAPI) sends to an
+    endpoint marked exempt (:func:`geofence.http._exempt.exempt`) is not decided: its
+    decision is ``EXEMPT_VIEW``. The routes are read at the first request; only a request the
+    engine has no cached answer for, under a marked route's literal prefix, is routed first.
     """
 
     def __init__(
@@ -89,6 +95,10 @@ class ASGIGate:
         self.engine = engine
         self.account = account
         self._account_of = None if account is None else guard_async_hook(account, logger)
+        #: The routes of the app inside, and the literal prefixes of its exempt ones; None
+        #: until the first request that is not answered from the cache.
+        self.routes: list[Any] = []
+        self.exempt_prefixes: tuple[str, ...] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Runs for every request: each line of the allow path below is paid each time, so it
@@ -121,11 +131,17 @@ class ASGIGate:
             await self.app(scope, receive, send)
             return
         if answer is None:
-            info = RequestInfo(peer, Headers(scope.get("headers") or ()), method, path)
-            if self._account_of is None:
-                answer = engine.answer(info)
+            prefixes = self.exempt_prefixes
+            if prefixes is None:
+                prefixes = self.ready()
+            if prefixes and path.startswith(prefixes) and asgi_routed_exempt(self.routes, scope):
+                answer = EXEMPT_VIEW_ANSWER
             else:
-                answer = await engine.aanswer(info, account=account)
+                info = RequestInfo(peer, Headers(scope.get("headers") or ()), method, path)
+                if self._account_of is None:
+                    answer = engine.answer(info)
+                else:
+                    answer = await engine.aanswer(info, account=account)
         state[STATE_KEY] = answer.decision
         if answer.response is not None:
             # The app is not called and receive() is never awaited: the body stays unread.
@@ -136,6 +152,13 @@ class ASGIGate:
             await self.app(scope, receive, amending(send, answer))
         else:
             await self.app(scope, receive, send)
+
+    def ready(self) -> tuple[str, ...]:
+        """At the first request not answered from the cache: the app's routes, and the
+        literal prefixes of its exempt ones (:attr:`exempt_prefixes`)."""
+        self.routes = asgi_routes(self.app)
+        self.exempt_prefixes = asgi_exempt_prefixes(self.routes)
+        return self.exempt_prefixes
 
 
 class Headers(Sequence[tuple[str, str]]):
@@ -357,7 +380,7 @@ async def decide_in_route(scope: Scope, account: Any) -> Decision:
             "of the app (app.add_middleware(GeofenceMiddleware, config=...))"
         )
     state = scope["state"]
-    if account is None:
+    if account is None or state[STATE_KEY] is EXEMPT_VIEW:  # an exempt route stays exempt
         decision: Decision = state[STATE_KEY]
         return decision
     answer = await engine.aanswer(request_facts(scope, scope["type"]), account=account)

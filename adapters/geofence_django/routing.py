@@ -1,0 +1,80 @@
+"""Which requests Django routes to a view marked with :func:`geofence_django.exempt`.
+
+The middleware decides before Django resolves the view, so it resolves the path itself, but
+only for a request the engine has no cached answer for and whose path begins with the literal
+prefix of an exempt view's URL pattern (:mod:`geofence.http._exempt`): without exempt views
+nothing is resolved. Exempt is what Django resolves to a marked view, never a URL that only
+looks like one: a path Django answers with 404, or that ``APPEND_SLASH`` redirects, is decided.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.http import HttpRequest
+from django.urls import URLResolver, get_resolver
+from django.urls.resolvers import RegexPattern, RoutePattern
+
+from geofence.http._exempt import is_exempt, literal_prefixes
+
+
+def marked(view: object) -> bool:
+    """Whether ``view`` (a URL pattern's callback) is exempt: the function is marked (also
+    through ``method_decorator(exempt, name="dispatch")``, which ``as_view()`` copies), or the
+    class ``as_view()`` was called on is."""
+    return is_exempt(view) or is_exempt(getattr(view, "view_class", None))
+
+
+# The literal text an anchored regular expression begins with (Django searches one without
+# ``^`` anywhere in the path); a quantifier after it makes its last character optional.
+_LITERAL = re.compile(r"\^([\w/-]*)(.?)")
+
+
+def _pattern_text(pattern: object) -> str:
+    """A URL pattern as route text: ``<`` where it becomes variable (a regular expression
+    after its literal start, a language prefix from its start)."""
+    if isinstance(pattern, RoutePattern):
+        return str(pattern)
+    regex = str(pattern)
+    found = _LITERAL.match(regex)
+    if not isinstance(pattern, RegexPattern) or found is None or "|" in regex:
+        return "<"
+    literal, after = found.groups()
+    if not after:  # all literal (an include()'s prefix): what follows goes on from here
+        return literal
+    return (literal[:-1] if after in "?*+{" else literal) + "<"
+
+
+def _marked_routes(patterns: Iterable[Any], above: str) -> Iterator[str]:
+    for entry in patterns:
+        text = above + _pattern_text(entry.pattern)
+        if isinstance(entry, URLResolver):
+            yield from _marked_routes(entry.url_patterns, text)
+        elif marked(entry.callback):
+            yield text
+
+
+class ExemptViews:
+    """``exempt_views(request)``: whether Django routes ``request`` to an exempt view, by the
+    URLconf it will use (``request.urlconf`` when a middleware set one, else
+    ``ROOT_URLCONF``). The prefixes are read once per URLconf, at its first request here
+    (Django makes a new resolver when ``ROOT_URLCONF`` changes, as tests do)."""
+
+    def __init__(self) -> None:
+        self._prefixes: dict[URLResolver, tuple[str, ...]] = {}
+
+    def __call__(self, request: HttpRequest) -> bool:
+        resolver = get_resolver(getattr(request, "urlconf", None))
+        prefixes = self._prefixes.get(resolver)
+        if prefixes is None:
+            found = literal_prefixes(_marked_routes(resolver.url_patterns, "/"), "<")
+            prefixes = self._prefixes[resolver] = found
+        path = request.path_info
+        if not prefixes or not path.startswith(prefixes):
+            return False
+        try:
+            return marked(resolver.resolve(path).func)
+        except Exception:  # no such URL (Resolver404): decided like any other
+            return False

@@ -1,0 +1,120 @@
+"""``geofence_django.exempt``: per-view exemption (reason ``exempt_view``), sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from django.test import Client, override_settings
+from django.urls.resolvers import URLResolver
+from django_support import PeerAsyncClient
+from scenarios.table import BASE, RU, US, merged
+
+import geofence
+from geofence_django import exempt
+
+URLS = "djsite.urls_exempt"
+# Reason of every request: RU is blocked everywhere (403), US allowed.
+EXEMPT_PATHS = [
+    "/health/",
+    "/ahealth/",
+    "/v1/status/7/",
+    "/cbv/dispatch/",
+    "/cbv/class/",
+    "/cbv/urlconf/",
+    "/api/ping",
+    "/legacy/12",
+]
+DECIDED_PATHS = [
+    "/v1/models",  # a neighbour under an exempt view's prefix
+    "/v1/amodels",
+    "/v1/status/x/",  # the exempt pattern's prefix, but no int: 404
+    "/cbv/plain/",
+    "/api/pong",
+    "/health",  # APPEND_SLASH would redirect it to the exempt view: not that view
+    "/nowhere",  # 404
+    "/legacy/x",
+]
+
+
+def get(path: str, peer: str, *, asgi: bool = False, **extra: Any) -> Any:
+    if asgi:
+        return asyncio.run(PeerAsyncClient(peer).get(path, **extra))
+    return Client(REMOTE_ADDR=peer).get(path, **extra)
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["wsgi", "asgi"])
+def test_exempt_views_get_their_view_from_a_blocked_country(asgi: bool) -> None:
+    with override_settings(GEOFENCE=BASE, ROOT_URLCONF=URLS):
+        for path in EXEMPT_PATHS:
+            response = get(path, RU, asgi=asgi)
+            assert (path, response.status_code, response.content) == (path, 200, b"exempt_view")
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["wsgi", "asgi"])
+def test_everything_else_is_decided(asgi: bool) -> None:
+    with override_settings(GEOFENCE=BASE, ROOT_URLCONF=URLS):
+        for path in DECIDED_PATHS:
+            assert (path, get(path, RU, asgi=asgi).status_code) == (path, 403)
+        # Allowed clients get the view (or Django's 404, or its slash redirect).
+        assert get("/v1/models", US, asgi=asgi).content == b"default"
+        assert get("/nowhere", US, asgi=asgi).status_code == 404
+
+
+def test_an_exempt_request_is_neither_decided_nor_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    asked: list[object] = []
+    answer = geofence.Engine.answer
+    monkeypatch.setattr(
+        geofence.Engine, "answer", lambda self, *a, **k: asked.append(a) or answer(self, *a, **k)
+    )
+    caplog.set_level(logging.INFO, logger="geofence")
+    with override_settings(GEOFENCE=merged(mode="report"), ROOT_URLCONF=URLS):
+        assert get("/health/", RU).content == b"exempt_view"
+        assert asked == []
+        assert not [r for r in caplog.records if hasattr(r, "geofence")]
+        # Positive control: the neighbour is decided and logged as "would block".
+        assert get("/v1/models", RU).status_code == 200
+        assert len(asked) == 1
+        assert [r.geofence["action"] for r in caplog.records if hasattr(r, "geofence")]
+
+
+def test_the_account_hook_does_not_decide_an_exempt_view() -> None:
+    with override_settings(
+        GEOFENCE=merged(accounts={"store": "memory://"}),
+        GEOFENCE_ACCOUNT="djsite.views.account_of",
+        ROOT_URLCONF=URLS,
+    ):
+        assert get("/health/", RU).content == b"exempt_view"
+        assert get("/ahealth/", RU, asgi=True).content == b"exempt_view"
+        assert get("/v1/models", RU).status_code == 403
+
+
+def test_without_exempt_views_nothing_is_resolved_before_deciding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resolved: list[str] = []
+    resolve = URLResolver.resolve
+
+    def counting(self: URLResolver, path: str) -> Any:
+        resolved.append(path)
+        return resolve(self, path)
+
+    monkeypatch.setattr(URLResolver, "resolve", counting)
+    with override_settings(GEOFENCE=BASE):  # djsite.urls: no exempt view
+        assert get("/v1/models", RU).status_code == 403
+    # And with exempt views, a denial outside their prefixes resolves nothing either.
+    with override_settings(GEOFENCE=BASE, ROOT_URLCONF=URLS):
+        assert get("/cbv/plain/", RU).status_code == 403
+        assert get("/nowhere", RU).status_code == 403
+    assert resolved == []
+
+
+def test_exempt_returns_the_view_unchanged() -> None:
+    async def view() -> None: ...
+
+    assert exempt(view) is view
+    assert asyncio.iscoroutinefunction(view)
