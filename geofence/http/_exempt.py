@@ -96,12 +96,20 @@ def asgi_exempt_prefixes(routes: Iterable[Any]) -> tuple[str, ...]:
 def asgi_routed_exempt(routes: Iterable[Any], scope: Mapping[str, Any]) -> bool:
     """Whether the router of ``routes`` sends ``scope`` to an exempt endpoint: the first route
     that takes it whole, followed into mounts (as Starlette's router does). A route that only
-    matches the path (a method it refuses) and a slash redirect are no exempt endpoint."""
+    matches the path (a method it refuses), a slash redirect, and a route that fails to match
+    (the router would fail too) are no exempt endpoint: the request is decided."""
+    try:
+        return _routed_exempt(routes, scope)
+    except Exception:
+        return False
+
+
+def _routed_exempt(routes: Iterable[Any], scope: Mapping[str, Any]) -> bool:
     for route in _expanded(routes):
         match, child = route.matches(scope)
         if match.name == "FULL":
             if is_exempt(_target(route)):
                 return True
             inner = getattr(route, "routes", None)
-            return inner is not None and asgi_routed_exempt(inner, {**scope, **child})
+            return inner is not None and _routed_exempt(inner, {**scope, **child})
     return False

@@ -116,3 +116,23 @@ def test_accounts_do_not_decide_an_exempt_route() -> None:
         assert http.get("/v1/models").status_code == 403
     with TestClient(app, client=(US, 1)) as http:
         assert http.get("/v1/models").json() == "default"
+
+
+def test_a_route_that_fails_to_match_is_decided() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from geofence_asgi import GeofenceMiddleware, exempt
+
+    class Broken(Route):
+        def matches(self, scope: Any) -> Any:
+            raise RuntimeError("a broken route")
+
+    async def ok(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = GeofenceMiddleware(Starlette(routes=[Broken("/health", exempt(ok))]), config=BASE)
+    with TestClient(app, client=(RU, 1)) as http:
+        assert http.get("/health").status_code == 403

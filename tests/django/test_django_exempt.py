@@ -118,3 +118,25 @@ def test_exempt_returns_the_view_unchanged() -> None:
 
     assert exempt(view) is view
     assert asyncio.iscoroutinefunction(view)
+
+
+class ExemptUrlconf:
+    """A middleware in front of geofence's that routes the request with another URLconf, as
+    django-hosts does (``request.urlconf``)."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        request.urlconf = URLS
+        return self.get_response(request)
+
+
+def test_a_urlconf_set_by_a_middleware_is_the_one_routed() -> None:
+    ours = "geofence_django.middleware.GeofenceMiddleware"
+    first = "test_django_exempt.ExemptUrlconf"
+    with override_settings(GEOFENCE=BASE, MIDDLEWARE=[first, ours]):  # ROOT_URLCONF: djsite.urls
+        assert get("/health/", RU).content == b"exempt_view"
+        assert get("/v1/models", RU).status_code == 403
+    with override_settings(GEOFENCE=BASE):  # without it, /health/ is djsite.urls' catch-all
+        assert get("/health/", RU).status_code == 403
