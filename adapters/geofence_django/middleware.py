@@ -47,7 +47,8 @@ def request_info(request: HttpRequest) -> RequestInfo:
         request.method or "GET",
         request.path_info,
         # The raw header: request.get_host() would raise DisallowedHost on a forged Host.
-        meta.get("HTTP_HOST", ""),
+        # SERVER_NAME for a request without one (HTTP/1.0), as Django itself falls back to.
+        meta.get("HTTP_HOST") or meta.get("SERVER_NAME", ""),
     )
 
 

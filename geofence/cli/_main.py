@@ -135,6 +135,7 @@ def decision_dict(decision: Decision) -> dict[str, Any]:
         "country": decision.country,
         "subdivisions": list(decision.subdivisions),
         "anonymizers": list(decision.anonymizers),
+        "asn": decision.asn,
         "account": decision.account,
         "status": decision.status if decision.action == "block" else None,
         "phase": decision.phase or None,
@@ -169,6 +170,8 @@ def explain(
     ]
     if decision.anonymizers:
         lines.append(f"  network    {', '.join(decision.anonymizers)}")
+    if decision.asn is not None:
+        lines.append(f"  ASN        AS{decision.asn}")
     lines.extend(account)
     for name, why in passed:
         lines.append(f"  tried      rule {name!r}: {why}")
@@ -215,7 +218,7 @@ def _check(args: argparse.Namespace) -> int:
     # One moment for the decision and its explanation.
     now = _parse_time(args.at) if args.at is not None else datetime.now(timezone.utc)
     engine = Engine.from_config(example_policy() if args.config is None else args.config)
-    request = RequestInfo(peer=peer, headers=headers, method=args.method, path=path, host="cli")
+    request = RequestInfo(peer=peer, headers=headers, method=args.method, path=path, host=args.host)
     # With an account, the engine reads the account store and never writes to it.
     view = _accounts.read_only(engine) if account is not None else None
     try:
@@ -295,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--home-country",
         metavar="CC",
         help="the account's home country (ISO 3166-1 alpha-2, e.g. CN); needs --account",
+    )
+    check.add_argument(
+        "--host", default="", help="the request's Host, for rules with hosts (e.g. api.example.com)"
     )
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(func=_check)

@@ -138,6 +138,8 @@ class ASGIGate:
                 answer = EXEMPT_VIEW_ANSWER
             else:
                 info = RequestInfo(peer, Headers(scope.get("headers") or ()), method, path)
+                if engine.needs_host:  # rules with `hosts`
+                    info.host = scope_host(scope)
                 if self._account_of is None:
                     answer = engine.answer(info)
                 else:
@@ -214,12 +216,23 @@ def scope_facts(scope: Scope, kind: str) -> tuple[str | None, str, str]:
 def request_facts(scope: Scope, kind: str) -> RequestInfo:
     """What the engine decides on, from an ``http`` or ``websocket`` scope (its ``kind``).
 
-    ``host`` is left empty: the engine never reads it, and finding it means a scan of the
-    headers on every request. :func:`request_info` fills it in.
+    ``host`` is left empty: finding it means a scan of the headers, and the engine needs it
+    only for rules with ``hosts`` (:attr:`Engine.needs_host`; it then reads the ``Host``
+    header itself). :func:`request_info` fills it in.
     """
     peer, method, path = scope_facts(scope, kind)
     # Positional: keyword arguments cost a dataclass __init__ about twice as much.
     return RequestInfo(peer, Headers(scope.get("headers") or ()), method, path)
+
+
+def scope_host(scope: Scope) -> str:
+    """The request's host: the ``host`` header, else the ``server`` the connection came to
+    (an HTTP/1.0 request without ``Host``), for `hosts` rules."""
+    for name, value in scope.get("headers") or ():
+        if name == b"host":  # ASGI header names are lower-case
+            return str(value.decode("latin-1"))
+    server = scope.get("server")
+    return str(server[0]) if server and server[0] else ""
 
 
 def request_info(scope: Scope) -> RequestInfo:
@@ -383,7 +396,10 @@ async def decide_in_route(scope: Scope, account: Any) -> Decision:
     if account is None or state[STATE_KEY] is EXEMPT_VIEW:  # an exempt route stays exempt
         decision: Decision = state[STATE_KEY]
         return decision
-    answer = await engine.aanswer(request_facts(scope, scope["type"]), account=account)
+    info = request_facts(scope, scope["type"])
+    if engine.needs_host:  # rules with `hosts`
+        info.host = scope_host(scope)
+    answer = await engine.aanswer(info, account=account)
     state[STATE_KEY] = answer.decision
     scope[ROUTE_ANSWER_KEY] = (engine, answer)
     if answer.response is not None:

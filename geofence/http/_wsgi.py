@@ -180,6 +180,8 @@ class WSGIGate:
                 return self.inner(environ, start_response)
             environ[MARK_KEY] = self._mark
             info = RequestInfo(peer, EnvironHeaders(environ), method.upper(), path)
+            if self.engine.needs_host:  # rules with `hosts`
+                info.host = environ_host(environ)
             answer = self.engine.answer(info)
             if answer.response is not None:
                 environ[DECISION_KEY] = answer.decision
@@ -272,4 +274,12 @@ class WSGIGate:
 
 
 def _info(environ: WSGIEnvironment, facts: Facts) -> RequestInfo:
-    return RequestInfo(facts[0], EnvironHeaders(environ), facts[1], facts[2])
+    # The host costs two lookups: not worth a question to the engine off the hot path.
+    host = environ_host(environ)
+    return RequestInfo(facts[0], EnvironHeaders(environ), facts[1], facts[2], host)
+
+
+def environ_host(environ: WSGIEnvironment) -> str:
+    """The request's host (PEP 3333: ``HTTP_HOST``, else ``SERVER_NAME``), for `hosts` rules."""
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or ""
+    return host if isinstance(host, str) else ""

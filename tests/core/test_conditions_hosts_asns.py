@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
@@ -493,3 +494,91 @@ def test_a_replaced_asn_db_is_reloaded_and_moves_the_cache_on(tmp_path: Path) ->
     assert engine.decide(RequestInfo(ATT, path="/")).action == "allow"
     assert engine.asn_db.reloads == 1
     assert engine.asn_db.rejections == 1
+
+
+# -- adapters pass the host (only when the engine needs it) -----------------------------------
+
+
+def asgi_call(app: Any, scope: dict[str, Any]) -> int:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    status: int = sent[0]["status"]
+    return status
+
+
+async def ok_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_the_asgi_gate_decides_per_host() -> None:
+    from geofence.http._asgi import ASGIGate
+
+    gate = ASGIGate(ok_asgi, host_engine())
+    for _ in range(3):
+        for headers, server, status in (
+            ([(b"host", b"api.example.com")], None, 451),
+            ([(b"host", b"www.example.com:8000")], None, 200),
+            ([], ("api.example.com", 443), 451),  # no Host header: the server's name
+            ([], None, 200),
+        ):
+            scope = {
+                "type": "http",
+                "method": "GET",
+                "path": "/",
+                "headers": headers,
+                "client": (TELSTRA, 50000),
+                "server": server,
+            }
+            assert asgi_call(gate, scope) == status, (headers, server)
+
+
+def test_the_wsgi_gate_decides_per_host() -> None:
+    from geofence.http._wsgi import WSGIGate
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    gate = WSGIGate(host_engine(), app)
+    for _ in range(3):
+        for extra, status in (
+            ({"HTTP_HOST": "api.example.com"}, "451"),
+            ({"HTTP_HOST": "www.example.com:8000"}, "200"),
+            ({"SERVER_NAME": "api.example.com"}, "451"),  # HTTP/1.0 without Host
+            ({"SERVER_NAME": "www.example.com"}, "200"),
+        ):
+            environ = {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": "/",
+                "REMOTE_ADDR": TELSTRA,
+                "wsgi.url_scheme": "http",
+                **extra,
+            }
+            seen: list[str] = []
+            body = gate.wsgi(environ, lambda s, h, e=None, seen=seen: seen.append(s))
+            list(body)
+            assert seen[0].startswith(status), extra
+
+
+def test_django_request_info_passes_the_raw_host() -> None:
+    django_middleware = pytest.importorskip("geofence_django.middleware")
+
+    class Request:
+        method = "GET"
+        path_info = "/"
+
+        def __init__(self, meta: dict[str, str]) -> None:
+            self.META = meta
+
+    info = django_middleware.request_info(Request({"REMOTE_ADDR": TELSTRA, "HTTP_HOST": "evil"}))
+    assert info.host == "evil"  # never request.get_host(), which raises on a disallowed host
+    info = django_middleware.request_info(Request({"SERVER_NAME": "api.example.com"}))
+    assert info.host == "api.example.com"
