@@ -79,7 +79,6 @@ class Engine:
         injected_clock = clock is not None
         clock = clock or time.monotonic
         self._off = policy.mode == "off"
-        self._report = policy.mode == "report"
         self._rules = tuple(Rule.compile(r) for r in policy.rules)
         self._resolver = ClientResolver(policy.client_ip)
         self._exempt_ips = NetworkSet(policy.exempt_ips)
@@ -88,11 +87,15 @@ class Engine:
         self._responder = Responder(policy.message, policy.info_url)
         self.country_db: CountryDB = open_country_db(policy.geoip, clock)
         self.anonymous_db: AnonymousDB | None = open_anonymous_db(policy.geoip, clock)
-        # The anonymous-IP database is only consulted when some rule asks about network types.
-        self._needs_anonymous = any("anonymizers" in r.needs for r in self._rules)
-        # Likewise the ASN database, for rules with `asns`.
         self.asn_db: AsnDB | None = open_asn_db(policy.geoip, clock)
-        self._needs_asn = any("asn" in r.needs for r in self._rules)
+        # The anonymous-IP database is only consulted when some rule asks about network types,
+        # the ASN database when some rule has `asns`: (anonymous, asn).
+        # (One attribute for both: an instance with more than 29 attributes loses CPython's
+        # shared-key dict, and every attribute read on the hot path gets slower.)
+        self._consults = (
+            any("anonymizers" in r.needs for r in self._rules),
+            any("asn" in r.needs for r in self._rules),
+        )
         # Rules with `hosts` make the request's host a fact, and so part of the decision
         # cache's key (see _entry); without them the host is never read.
         self._needs_host = any("host" in r.needs for r in self._rules)
@@ -551,11 +554,12 @@ class Engine:
         try:
             record = self.country_db.find(ip)
             anonymizers = NO_ANONYMIZERS
-            if self._needs_anonymous and self.anonymous_db is not None:
+            needs_anonymous, needs_asn = self._consults
+            if needs_anonymous and self.anonymous_db is not None:
                 db = self.anonymous_db
                 anonymizers = self.anonymous_db.find(ip)
             asn = None
-            if self._needs_asn and self.asn_db is not None:
+            if needs_asn and self.asn_db is not None:
                 db = self.asn_db
                 asn = self.asn_db.find(ip) or None  # 0: no number for this address
             return record, anonymizers, asn
@@ -705,7 +709,7 @@ class Engine:
             decision = dry_run._replace(enforced=False)
         if dry_names:
             decision = decision._replace(report_rules=tuple(dry_names))
-        if self._report and decision.action != "allow":
+        if self.policy.mode == "report" and decision.action != "allow":
             decision = decision._replace(enforced=False)
         return decision
 

@@ -582,3 +582,13 @@ def test_django_request_info_passes_the_raw_host() -> None:
     assert info.host == "evil"  # never request.get_host(), which raises on a disallowed host
     info = django_middleware.request_info(Request({"SERVER_NAME": "api.example.com"}))
     assert info.host == "api.example.com"
+
+
+def test_an_engine_keeps_cpythons_shared_key_instance_dict() -> None:
+    # Past 29 instance attributes CPython gives an object a combined dict, and every attribute
+    # read on the hot path of decide() gets slower (measured: +2 % instructions per repeated
+    # request). New state goes into an existing attribute, or a property.
+    engine = Engine.from_config(
+        {"geoip": {"asn_db": ASN_DB}, "accounts": {}, "rules": [{"name": "r", "action": "allow"}]}
+    )
+    assert len(vars(engine)) <= 29
