@@ -26,7 +26,7 @@ from geofence.http import TEMPLATE_CSP, Answer, EnvironHeaders
 from geofence.http._answer import EXEMPT_VIEW_ANSWER
 
 from .conf import AsyncHook, SyncHook, account_hooks, get_engine
-from .routing import ExemptViews
+from .routing import routed_to_exempt
 
 TEMPLATE = "geofence/blocked.html"
 # The request attribute holding the mark of the engine that answered it (installed twice).
@@ -77,7 +77,6 @@ class GeofenceMiddleware:
         self._aaccount_of: AsyncHook | None = None if hooks is None else hooks[1]
         # What this instance leaves on a request it answers (see _known).
         self._mark = engine.mark
-        self._exempt_view = ExemptViews()
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -133,7 +132,7 @@ class GeofenceMiddleware:
         # setattr(request, MARK, ...), spelled out: a plain store costs less.
         request._geofence_mark = self._mark  # type: ignore[attr-defined]
         # A view marked exempt is not decided (only looked for when the cache had no answer).
-        return EXEMPT_VIEW_ANSWER if self._exempt_view(request) else None
+        return EXEMPT_VIEW_ANSWER if routed_to_exempt(request) else None
 
     @staticmethod
     def _amend(answer: Answer, response: HttpResponseBase) -> None:

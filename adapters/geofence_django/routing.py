@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest
 from django.urls import URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern, RoutePattern
@@ -56,25 +58,33 @@ def _marked_routes(patterns: Iterable[Any], above: str) -> Iterator[str]:
             yield text
 
 
-class ExemptViews:
-    """``exempt_views(request)``: whether Django routes ``request`` to an exempt view, by the
-    URLconf it will use (``request.urlconf`` when a middleware set one, else
-    ``ROOT_URLCONF``). The prefixes are read once per URLconf, at its first request here
-    (Django makes a new resolver when ``ROOT_URLCONF`` changes, as tests do)."""
+# request.urlconf (None: ROOT_URLCONF) -> (its resolver, the literal prefixes of its exempt
+# views). Read once per URLconf, at its first request here; forgotten when ROOT_URLCONF
+# changes (tests), as Django forgets its resolvers. Asking Django for the resolver on every
+# request would cost more than the rest of a denial's routing check together.
+_known: dict[object, tuple[URLResolver, tuple[str, ...]]] = {}
 
-    def __init__(self) -> None:
-        self._prefixes: dict[URLResolver, tuple[str, ...]] = {}
 
-    def __call__(self, request: HttpRequest) -> bool:
-        resolver = get_resolver(getattr(request, "urlconf", None))
-        prefixes = self._prefixes.get(resolver)
-        if prefixes is None:
-            found = literal_prefixes(_marked_routes(resolver.url_patterns, "/"), "<")
-            prefixes = self._prefixes[resolver] = found
-        path = request.path_info
-        if not prefixes or not path.startswith(prefixes):
-            return False
-        try:
-            return marked(resolver.resolve(path).func)
-        except Exception:  # no such URL (Resolver404): decided like any other
-            return False
+@receiver(setting_changed)
+def _forget(*, setting: str, **kwargs: object) -> None:
+    if setting == "ROOT_URLCONF":
+        _known.clear()
+
+
+def routed_to_exempt(request: HttpRequest) -> bool:
+    """Whether Django routes ``request`` to an exempt view, by the URLconf it will use
+    (``request.urlconf`` when a middleware set one, else ``ROOT_URLCONF``)."""
+    urlconf = getattr(request, "urlconf", None)
+    known = _known.get(urlconf)
+    if known is None:
+        resolver = get_resolver(urlconf)
+        prefixes = literal_prefixes(_marked_routes(resolver.url_patterns, "/"), "<")
+        known = _known[urlconf] = (resolver, prefixes)
+    resolver, prefixes = known
+    path = request.path_info
+    if not prefixes or not path.startswith(prefixes):
+        return False
+    try:
+        return marked(resolver.resolve(path).func)
+    except Exception:  # no such URL (Resolver404): decided like any other
+        return False
