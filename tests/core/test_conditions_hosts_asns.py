@@ -592,3 +592,28 @@ def test_an_engine_keeps_cpythons_shared_key_instance_dict() -> None:
         {"geoip": {"asn_db": ASN_DB}, "accounts": {}, "rules": [{"name": "r", "action": "allow"}]}
     )
     assert len(vars(engine)) <= 29
+
+
+def test_flask_decides_per_host() -> None:
+    flask = pytest.importorskip("flask")
+    from geofence_flask import Geofence
+
+    app = flask.Flask("hosts")
+    app.config["GEOFENCE"] = {
+        "rules": [
+            {"name": "api-only", "action": "block", "regions": ["AU"], "hosts": ["api.example.com"]}
+        ]
+    }
+
+    @app.get("/")
+    def index() -> str:
+        return "ok"
+
+    Geofence(app)
+    client = app.test_client()
+    for _ in range(3):
+        for host, status in (("api.example.com", 451), ("www.example.com", 200)):
+            response = client.get(
+                "/", headers={"Host": host}, environ_overrides={"REMOTE_ADDR": TELSTRA}
+            )
+            assert response.status_code == status, host
