@@ -37,6 +37,7 @@ from geofence.geoip._reloading import Reloading
 from geofence.http._answer import Answer
 from geofence.http._responses import Responder, Response
 from geofence.rules._globs import compile_globs, has_dot_segment
+from geofence.rules._groups import groups_containing
 from geofence.rules._rule import Rule, micros
 
 OFF = Decision(action="allow", enforced=False, reason="off")
@@ -162,11 +163,15 @@ class Engine:
         for index, rule in enumerate(self._rules):
             codes = sorted(rule.subdivision_codes)
             if codes:
+                # Written by hand or brought in by a built-in group: say which, or the user
+                # looks in vain for a subdivision in their policy.
+                groups = groups_containing(codes[0])
+                origin = f" (listed by the built-in group '@{groups[0]}')" if groups else ""
                 raise ConfigError(
                     f"rules[{index}].regions",
-                    f"subdivision code {codes[0]!r} needs a database with subdivisions, but "
-                    f"{self.country_db.description} has none; set geoip.country_db to a "
-                    "GeoIP2/GeoLite2 City or Enterprise database",
+                    f"subdivision code {codes[0]!r}{origin} needs a database with "
+                    f"subdivisions, but {self.country_db.description} has none; set "
+                    "geoip.country_db to a GeoIP2/GeoLite2 City or Enterprise database",
                 )
 
     def _databases(self) -> tuple[object, ...]:

@@ -258,7 +258,11 @@ def test_subdivisions_in_a_builtin_group_need_a_city_database(country_db: str | 
     error = error_of({"geoip": geoip, **block("CN", "@us-comprehensive-sanctions")})
     assert error.key == "rules[0].regions"
     text = str(error)
-    assert re.search(r"subdivision code 'UA-\d\d' needs a database with subdivisions", text)
+    assert re.search(
+        r"subdivision code 'UA-\d\d' \(listed by the built-in group "
+        r"'@us-comprehensive-sanctions'\) needs a database with subdivisions",
+        text,
+    )
     assert "City or Enterprise" in text  # the fix
     # Countries-only groups load on any database.
     Engine.from_config({"geoip": geoip, **block("@eea")})
