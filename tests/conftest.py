@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 
+# pytester runs generated user projects (tests/testing: the geofence pytest plugin).
+pytest_plugins = ["pytester"]
+
 DATA = Path(__file__).parent / "data"
 MAXMIND = DATA / "maxmind" / "test-data"
 BAD_DATA = DATA / "maxmind" / "bad-data"
