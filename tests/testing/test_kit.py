@@ -93,6 +93,33 @@ def test_time_machine_moves_the_engine_across_a_rules_dates() -> None:
                 assert engine.decide(RequestInfo(peer="1.1.1.1")).action == action, when
 
 
+def test_freezegun_moves_the_engine_across_a_rules_dates() -> None:
+    freezegun = pytest.importorskip("freezegun")
+    engine = geofence.Engine.from_config(
+        {
+            "rules": [
+                {
+                    "name": "later",
+                    "action": "block",
+                    "regions": ["CN"],
+                    "warn_from": "2026-06-25T00:00:00Z",
+                    "enforce_from": "2026-07-09T00:00:00Z",
+                }
+            ]
+        }
+    )
+    with Kit() as kit:
+        kit.pretend(country="CN")
+        for when, action in (
+            ("2026-06-01", "allow"),
+            ("2026-06-30", "warn"),
+            ("2026-07-09", "block"),
+            ("2026-06-30", "warn"),
+        ):
+            with freezegun.freeze_time(when):
+                assert engine.decide(RequestInfo(peer="1.1.1.1")).action == action, when
+
+
 FLASK_APP = """
 from flask import Flask
 from geofence_flask import Geofence
