@@ -20,6 +20,8 @@ process runs under valgrind.
 from __future__ import annotations
 
 import ctypes
+import functools
+import gc
 import mmap
 import platform
 import re
@@ -152,3 +154,25 @@ def loop(call: Callable[[Any], object], inputs: Sequence[Any]) -> Measured:
         end()
 
     return go
+
+
+def run_plans(plans: Sequence[tuple[str | None, Measured]]) -> None:
+    """Start instrumenting, then run each plan in order: a warm-up (label None) or a measured
+    loop, dumped under its label. The collector is off inside each loop, as in timeit: when
+    it runs depends on what came before, and one collection more or less would move a figure
+    by more than the differences looked for."""
+    gc.collect()
+    gc.freeze()
+    start_instrumentation()
+
+    def noop() -> None:
+        pass
+
+    for label, go in plans:
+        gc.collect()
+        gc.disable()
+        if label is None:
+            go(noop, noop)
+        else:
+            go(begin, functools.partial(end, label))
+        gc.enable()

@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import copy
 import functools
-import gc
 import json
 import logging
 import os
@@ -248,7 +247,7 @@ def child(redis_url: str, layout: int, sizes: Sizes, meta_out: Path) -> None:
         for index in range(sizes.rounds):
             plans.append((f"{label}|{index}|0", prepare(0)))
             plans.append((f"{label}|{index}|{sizes.calls}", prepare(sizes.calls)))
-    _run_plans(plans)
+    _valgrind.run_plans(plans)
 
     sent = round_trips(stats_before, commandstats(server))
     server.close()
@@ -269,25 +268,6 @@ def child(redis_url: str, layout: int, sizes: Sizes, meta_out: Path) -> None:
             }
         )
     )
-
-
-def _run_plans(plans: Sequence[tuple[str | None, Measured]]) -> None:
-    """Start instrumenting, then each plan: a warm-up (None) or a measured loop, dumped."""
-    gc.collect()
-    gc.freeze()
-    _valgrind.start_instrumentation()
-
-    def noop() -> None:
-        pass
-
-    for dump, go in plans:
-        gc.collect()
-        gc.disable()
-        if dump is None:
-            go(noop, noop)
-        else:
-            go(_valgrind.begin, functools.partial(_valgrind.end, dump))
-        gc.enable()
 
 
 def _repeated() -> str:
@@ -829,7 +809,7 @@ def adapter_child(kind: str, redis_url: str, layout: int, sizes: Sizes, meta_out
         for index in range(sizes.rounds):
             plans.append((f"{label}|{index}|0", prepare(0)))
             plans.append((f"{label}|{index}|{sizes.calls}", prepare(sizes.calls)))
-    _run_plans(plans)
+    _valgrind.run_plans(plans)
     sent = round_trips(stats_before, commandstats(server))
     server.close()
     if loop is not None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import shutil
@@ -351,21 +350,7 @@ def child(
             key = f"round {index}"
             plans.append((f"{case.label}|{index}|0", case.prepare(0, key)))
             plans.append((f"{case.label}|{index}|{n}", case.prepare(n, key)))
-    gc.collect()
-    gc.freeze()
-    _valgrind.start_instrumentation()
-
-    def noop() -> None:
-        pass
-
-    for label, go in plans:
-        gc.collect()
-        gc.disable()
-        if label is None:
-            go(noop, noop)
-        else:
-            go(_valgrind.begin, lambda label=label: _valgrind.end(label))
-        gc.enable()
+    _valgrind.run_plans(plans)
     for loop in loops:
         loop.close()
     meta_out.write_text(json.dumps({"counts": counts, "rounds": sizes.rounds}))
