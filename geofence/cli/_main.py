@@ -23,7 +23,7 @@ from geofence._engine import Engine
 from geofence._errors import ConfigError
 from geofence._model import Decision, RequestInfo
 from geofence.accounts._account import Account
-from geofence.cli import _accounts, _regions
+from geofence.cli import _accounts, _export, _regions, _validate
 from geofence.cli._common import (
     EXIT_BROKEN_PIPE,
     EXIT_STORE,
@@ -304,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(func=_check)
+    _validate.add_parser(commands, _Parser)
+    _export.add_parser(commands, _Parser)
     _accounts.add_parser(commands, _Parser)
     _regions.add_parser(commands, _Parser)
     demo = commands.add_parser("demo", help="serve the example app on the example policy")

@@ -1,0 +1,17 @@
+"""``geofence export``: registered here; being built (issue 14)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    """``geofence export`` under the top-level ``commands``."""
+    command = commands.add_parser("export", help="(export: not built yet)")
+    command.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    print("geofence export is not built yet")
+    return 2
