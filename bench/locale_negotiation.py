@@ -78,7 +78,7 @@ def ours(header: str) -> str:
 
 
 def _request(header: str) -> Request:
-    return Request(EnvironBuilder(headers={"Accept-Language": header}).get_environ())
+    return Request(EnvironBuilder(headers=[("Accept-Language", header)]).get_environ())
 
 
 def werkzeug(header: str) -> str:
