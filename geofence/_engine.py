@@ -18,6 +18,7 @@ from geofence._cache import bounded_put
 from geofence._errors import ConfigError, DatabaseError
 from geofence._events import Emitter, EventCallback
 from geofence._model import Decision, DecisionKey, Facts, RequestInfo, with_client
+from geofence._observer import Observer
 from geofence.accounts._account import Account
 from geofence.accounts._ledger import Ledger
 from geofence.accounts._store import Store
@@ -37,6 +38,7 @@ from geofence.geoip._records import GeoRecord
 from geofence.geoip._reloading import Reloading
 from geofence.http._answer import Answer
 from geofence.http._responses import Responder, Response
+from geofence.metrics import TALLY, attach
 from geofence.rules._globs import compile_globs, has_dot_segment
 from geofence.rules._groups import groups_containing
 from geofence.rules._rule import Rule, micros
@@ -52,7 +54,10 @@ _wall_clock = time.time  # bound once: the hot path reads it on every request
 Epoch = tuple[int, int]  # (time segment, database generation)
 # Builds a named tuple from a tuple of its fields in C, without its Python-level __new__.
 _new = tuple.__new__
-Entry = tuple[Epoch, Decision, bool, "Answer | None"]
+# (epoch, decision, attention, answer). attention: True for a decision that is reported on
+# each request (logged, an event, counted: see Observer.seen); for a quiet one (an allow), its
+# counter when metrics are on, else False, so that a repeated allow costs one branch.
+Entry = tuple[Epoch, Decision, "bool | Callable[[], object]", "Answer | None"]
 CACHE_SIZE = 65_536  # decisions, per (client, method, path)
 VERDICT_CACHE_SIZE = 4096  # what the rules say, per (time segment, method, path, lookup result)
 # Verdicts that do not depend on rules (see with_client).
@@ -86,7 +91,7 @@ class Engine:
         self._exempt_ips = NetworkSet(policy.exempt_ips)
         self._any_exempt_ips = bool(self._exempt_ips)
         self._exempt_paths = compile_globs(policy.exempt_paths)
-        self._responder = Responder(policy.message, policy.info_url)
+        self._responder = Responder(policy)
         self.country_db: CountryDB = open_country_db(policy.geoip, clock)
         self.anonymous_db: AnonymousDB | None = open_anonymous_db(policy.geoip, clock)
         self.asn_db: AsnDB | None = open_asn_db(policy.geoip, clock)
@@ -104,6 +109,9 @@ class Engine:
         self._check_database_fits()
         #: Receivers of :class:`geofence.Event` (``on_event``; adapters add their signals).
         self.events = Emitter(on_event)
+        # Logs, events and metric counts of decisions; references of warns and blocks.
+        counting = policy.metrics.prometheus or policy.metrics.opentelemetry
+        self._observer = Observer(self.events, TALLY if counting else None)
         # Accounts change decisions only with [accounts] (DESIGN "Accounts"). Rules that ask
         # about the account's home make its home country part of the request's facts.
         self._home = any("account" in r.needs for r in self._rules)
@@ -140,6 +148,8 @@ class Engine:
         self._state: tuple[float, float, Epoch] = (0.0, 0.0, (0, 0))
         self._state_lock = threading.Lock()
         _overlay.register(self)  # for geofence.testing; costs nothing per request
+        if counting:
+            attach(self)  # the collectors read this engine's databases and rules
 
     @classmethod
     def from_config(
@@ -248,8 +258,12 @@ class Engine:
         entry = self._cache.get((request.peer, request.method, request.path))
         if entry is None or entry[0] is not epoch:
             return self._entry(request, None, epoch)[1]
-        if entry[2]:
-            logs.log_decision(entry[1], request)
+        attention = entry[2]
+        if attention:
+            if attention is True:
+                self._observer.seen(entry[1], request)
+            else:
+                attention()
         return entry[1]
 
     async def adecide(
@@ -288,8 +302,13 @@ class Engine:
             entry = self._cache.get((request.peer, request.method, request.path))
             if entry is None or entry[0] is not epoch:
                 entry = self._entry(request, None, epoch)
-            elif entry[2]:
-                logs.log_decision(entry[1], request)
+            else:
+                attention = entry[2]
+                if attention:
+                    if attention is True:
+                        self._observer.seen(entry[1], request)
+                    else:
+                        attention()
         answer = entry[3]
         if answer is None:
             return Answer(entry[1], self._denial(entry[1], request))
@@ -332,10 +351,18 @@ class Engine:
             entry = self._cache.get(key)
             if entry is None or entry[0] is not epoch:
                 return None
-            return self._ledger.memo(entry[1], account, wall)
+            memo = self._ledger.memo(entry[1], account, wall)
+            if memo is not None:
+                self._observer.count(memo.decision)
+            return memo
         entry = self._cache.get((peer, method, path))
-        if entry is not None and entry[0] is epoch and not entry[2]:
-            return entry[3]
+        if entry is not None and entry[0] is epoch:
+            attention = entry[2]
+            if attention is False:
+                return entry[3]
+            if attention is not True:  # a counter: an allow, counted
+                attention()
+                return entry[3]
         return None
 
     # -- accounts ----------------------------------------------------------------------------
@@ -371,7 +398,10 @@ class Engine:
         ledger = self._ledger
         assert ledger is not None
         memo = ledger.memo(entry[1], account, at)
-        return memo if memo is not None else (entry[1], account, at)
+        if memo is not None:
+            self._observer.count(memo.decision)
+            return memo
+        return (entry[1], account, at)
 
     def _account_answer(
         self, request: RequestInfo, now: datetime | None, account: object
@@ -398,12 +428,21 @@ class Engine:
     def _account_finish(
         self, request: RequestInfo, base: Decision, decision: Decision, account: Account, at: float
     ) -> Answer:
+        if decision.action != "allow":
+            # The account's own reference: its support case, not only its client's.
+            observer = self._observer
+            ref = observer.refs.make(
+                decision.client_ip, decision.rule, decision.reason, decision.account
+            )
+            decision = decision._replace(ref=ref)
         answer = self._answer_of(decision, request)
         if decision.action != "allow" or decision.report_rules:
-            logs.log_decision(decision, request)
-        elif answer.response is None:
-            assert self._ledger is not None
-            self._ledger.remember(base, account, at, answer)
+            self._observer.seen(decision, request)
+        else:
+            self._observer.count(decision)
+            if answer.response is None:
+                assert self._ledger is not None
+                self._ledger.remember(base, account, at, answer)
         return answer
 
     def _answer_of(self, decision: Decision, request: RequestInfo) -> Answer:
@@ -461,8 +500,12 @@ class Engine:
             key = (*key, home)
         entry = self._cache.get(key)
         if entry is not None and entry[0] == epoch:
-            if entry[2] and not quiet:
-                logs.log_decision(entry[1], request)
+            attention = entry[2]
+            if attention and not quiet:
+                if attention is True:
+                    self._observer.seen(entry[1], request)
+                else:
+                    attention()
             return entry
         segment = epoch[0]
         if moment is None:
@@ -482,7 +525,8 @@ class Engine:
             answer = Answer(decision, None, self._responder)
         else:
             answer = None
-        entry = (epoch, decision, loggable, answer)
+        attention = True if loggable else self._observer.counter(decision)
+        entry = (epoch, decision, attention, answer)
         if (
             segment == epoch[0]
             and decision.reason != "db_error"
@@ -492,8 +536,11 @@ class Engine:
             # Stored with the epoch read *before* the lookup: should a reload have happened
             # in between, the entry is merely stale-marked, never newer than it claims.
             bounded_put(self._cache, CACHE_SIZE, key, entry)
-        if loggable and not quiet:
-            logs.log_decision(decision, request)
+        if attention and not quiet:
+            if attention is True:
+                self._observer.seen(decision, request)
+            else:
+                attention()
         return entry
 
     def _tick(self, wall: float) -> Epoch:
@@ -653,7 +700,10 @@ class Engine:
             verdict = self._verdict(facts, now)
             if len(path) <= 1024:
                 bounded_put(self._verdicts, VERDICT_CACHE_SIZE, key, verdict)
-        return with_client(verdict, client_ip, detail)
+        if verdict.action == "allow":
+            return with_client(verdict, client_ip, detail)
+        ref = self._observer.refs.make(client_ip, verdict.rule, verdict.reason)
+        return with_client(verdict, client_ip, detail, ref)
 
     def _db_error(self, ip: str, detail: str, error: DatabaseError) -> Decision:
         if self.policy.on_error == "block":
@@ -665,6 +715,7 @@ class Engine:
                     client_ip=ip,
                     status=503,
                     client_detail=detail,
+                    ref=self._observer.refs.make(ip, None, "db_error"),
                 )
             )
         return Decision(
@@ -777,8 +828,17 @@ class Engine:
 
     def _denial(self, decision: Decision, request: RequestInfo) -> Response:
         """The response to an enforced block (a 451, 403 or 503) for this request."""
-        accept = ", ".join(v for k, v in request.headers if k.lower() == "accept") or None
-        response = self._responder.denial(decision, accept)
+        accept: list[str] = []
+        languages: list[str] = []
+        for name, value in request.headers:
+            lowered = name.lower()
+            if lowered == "accept":
+                accept.append(value)
+            elif lowered == "accept-language":
+                languages.append(value)
+        response = self._responder.denial(
+            decision, ", ".join(accept) or None, ", ".join(languages) or None
+        )
         if request.method.upper() == "HEAD":
             # Same headers (Content-Length included) as the GET answer, no body (RFC 9110 9.3.2).
             response = replace(response, body=b"")

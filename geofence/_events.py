@@ -36,6 +36,10 @@ KINDS = frozenset(
     }
 )
 
+#: The kinds every reported request sends (one per block, warn or dry run), as opposed to the
+#: account and database kinds, which are transitions.
+REQUEST_KINDS = frozenset({"block", "warn", "would_block", "would_warn"})
+
 _NOTHING: Mapping[str, object] = MappingProxyType({})
 
 

@@ -65,6 +65,10 @@ class Decision(NamedTuple):
     client_ip: str | None = None
     # Human words on how the client IP was found (or why it could not be).
     client_detail: str = ""
+    # Short reference of a warn or block (None for allow), shown to the user and logged, so
+    # that a support desk finds the log line; the same client, rule and account get the same
+    # reference from one engine (see geofence._refs).
+    ref: str | None = None
 
 
 class Facts(NamedTuple):
@@ -105,16 +109,18 @@ class DecisionKey(NamedTuple):
     path: str
 
 
-# The client's two fields come last, so that a verdict (what the policy says, shared by many
+# The client's fields come last, so that a verdict (what the policy says, shared by many
 # clients) becomes a client's decision by appending them: one tuple build, no Python-level
 # __new__ and no _replace, on the path of every new client. This is the one place that
 # knows their position.
-_CLIENT_FIELDS = ("client_ip", "client_detail")
-assert Decision._fields[-2:] == _CLIENT_FIELDS, "with_client() relies on the field order"
+_CLIENT_FIELDS = ("client_ip", "client_detail", "ref")
+assert Decision._fields[-3:] == _CLIENT_FIELDS, "with_client() relies on the field order"
 _new = tuple.__new__
 
 
-def with_client(verdict: Decision, client_ip: str | None, client_detail: str) -> Decision:
+def with_client(
+    verdict: Decision, client_ip: str | None, client_detail: str, ref: str | None = None
+) -> Decision:
     """``verdict`` (a decision whose client fields are unset) for the client ``client_ip``."""
-    decision: Decision = _new(Decision, (*verdict[:-2], client_ip, client_detail))
+    decision: Decision = _new(Decision, (*verdict[:-3], client_ip, client_detail, ref))
     return decision

@@ -8,10 +8,12 @@ so a typo must stop the app at startup instead of quietly matching nobody (or ev
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import math
 import os
 import re
+import string
 import sys
 import unicodedata
 from collections.abc import Collection, Mapping, Sequence
@@ -25,17 +27,21 @@ from geofence._errors import ConfigError
 from geofence.clientip._headers import HEADER_NAMES, SINGLE_VALUED_HEADERS
 from geofence.config._policy import (
     ANONYMIZERS,
-    DEFAULT_MESSAGE,
     LOADER,
     READERS,
     AccountsPolicy,
     ClientIPPolicy,
     GeoIPPolicy,
+    Message,
+    MetricsPolicy,
     Network,
+    PagePolicy,
     Policy,
     RulePolicy,
     StrikesPolicy,
 )
+from geofence.http._locale import SHIPPED
+from geofence.http._locale import canonical as canonical_language
 from geofence.rules import (
     ANY,
     GROUP_NAME,
@@ -79,9 +85,11 @@ TOP_KEYS = (
     "exempt",
     "accounts",
     "strikes",
+    "page",
+    "metrics",
 )
 CLIENT_IP_KEYS = ("trusted_proxies", "header", "hops")
-GEOIP_KEYS = ("country_db", "anonymous_db", "asn_db", "reload_interval", "reader")
+GEOIP_KEYS = ("country_db", "anonymous_db", "asn_db", "reload_interval", "reader", "max_age")
 RULE_KEYS = (
     "name",
     "action",
@@ -99,10 +107,15 @@ RULE_KEYS = (
     "home_regions",
     "home_mismatch",
     "account_grace",
+    "message",
+    "code",
+    "info_url",
 )
 EXEMPT_KEYS = ("ips", "paths", "accounts")
 ACCOUNTS_KEYS = ("store", "key_prefix", "timeout", "refresh", "on_store_error")
 STRIKES_KEYS = ("count", "threshold", "window", "action", "suspend_for", "status")
+PAGE_KEYS = ("languages", "default_language", "template")
+METRICS_KEYS = ("prometheus", "opentelemetry")
 
 # Where each key lives, to answer "unknown key" with "it belongs in [geoip]".
 _SECTIONS = {
@@ -113,6 +126,8 @@ _SECTIONS = {
     "[exempt]": EXEMPT_KEYS,
     "[accounts]": ACCOUNTS_KEYS,
     "[strikes]": STRIKES_KEYS,
+    "[page]": PAGE_KEYS,
+    "[metrics]": METRICS_KEYS,
 }
 
 MAX_HOPS = 32  # more proxies than this in front of one app is a typo, not a deployment
@@ -287,14 +302,17 @@ class _Loader:
         allow_private = _bool(raw, "allow_private", True)
         on_error = _choice(raw, "on_error", ON_ERROR, "allow")
         info_url = _info_url(raw.get("info_url"))
-        message = _message(raw.get("message", DEFAULT_MESSAGE))
+        # [page] first: the languages a message table may use are the shipped ones, and its
+        # JSON text falls back to the page's default language.
+        page = self.page(_table(raw, "page", 'e.g. {default_language = "en"}'))
+        messages = _messages(raw["message"], "message", page) if "message" in raw else Message()
         client_ip = _client_ip(_table(raw, "client_ip", 'e.g. {trusted_proxies = ["10.0.0.0/8"]}'))
         geoip = self.geoip(_table(raw, "geoip", 'e.g. {country_db = "/var/lib/GeoIP/x.mmdb"}'))
         groups = _groups(raw.get("regions", {}))
         # Whether [accounts] is there at all: rules and exemptions that need it say so first,
         # and the table itself is checked where it stands in the schema.
         has_accounts = "accounts" in raw
-        rules = _rules(raw.get("rules", []), groups, geoip, has_accounts)
+        rules = _rules(raw.get("rules", []), groups, geoip, has_accounts, page)
         exempt = _table(raw, "exempt", 'e.g. {paths = ["/healthz"]}')
         _check_keys(exempt, EXEMPT_KEYS, "exempt", "[exempt]")
         exempt_ips = _networks(exempt.get("ips", []), "exempt.ips", trust=False)
@@ -319,7 +337,7 @@ class _Loader:
             allow_private=allow_private,
             on_error=on_error,
             info_url=info_url,
-            message=message,
+            message=messages.text,
             client_ip=client_ip,
             geoip=geoip,
             regions=MappingProxyType(groups),
@@ -329,6 +347,9 @@ class _Loader:
             accounts=accounts,
             strikes=strikes,
             exempt_accounts=exempt_accounts,
+            messages=messages,
+            page=page,
+            metrics=_metrics(_table(raw, "metrics", "e.g. {prometheus = true}")),
             made_by=LOADER,  # the only Policy(...) call that succeeds (see _policy.py)
         )
 
@@ -347,7 +368,38 @@ class _Loader:
                 fractions=True,
             ),
             reader=_choice(raw, "reader", READERS, "auto", prefix="geoip."),
+            max_age=(
+                _duration(raw["max_age"], "geoip.max_age", example='"30d"')
+                if "max_age" in raw
+                else None
+            ),
         )
+
+    def page(self, raw: Mapping[str, Any]) -> PagePolicy:
+        _check_keys(raw, PAGE_KEYS, "page", "[page]")
+        languages = SHIPPED
+        if "languages" in raw:
+            values = _list(raw["languages"], "page.languages", 'language tags, e.g. ["en", "es"]')
+            if not values:
+                _fail("page.languages", 'is empty; list at least one, e.g. ["en"], or omit it')
+            languages = _unique(
+                [_language(v, f"page.languages[{i}]") for i, v in enumerate(values)]
+            )
+        default_language = languages[0] if "en" not in languages else "en"
+        if "default_language" in raw:
+            default_language = _language(raw["default_language"], "page.default_language")
+            if default_language not in languages:
+                _fail(
+                    "page.default_language",
+                    f"{default_language!r} is not in page.languages; add it there or pick one "
+                    f"of {', '.join(languages)}",
+                )
+        template = path = None
+        if "template" in raw:
+            path = self.db_path(raw["template"], "page.template")
+            assert path is not None
+            template = _template(path)
+        return PagePolicy(languages, default_language, template, path)
 
     def db_path(self, value: Any, key: str) -> str | None:
         if value is None:
@@ -371,8 +423,123 @@ class _Loader:
         return os.path.abspath(path)
 
 
+def _messages(value: Any, key: str, page: PagePolicy) -> Message:
+    """A message: one string for every language, or a table of shipped language -> text."""
+    if not isinstance(value, Mapping):
+        return Message(_message(value, key), own=True)
+    if not value:
+        _fail(key, 'is an empty table; write {en = "...", es = "..."} or one string')
+    table: dict[str, str] = {}
+    for tag, text in value.items():
+        language = _language(tag, f"{key}.{tag}")
+        if language in table:
+            _fail(f"{key}.{tag}", f"repeats the language {language!r}")
+        table[language] = _message(text, f"{key}.{tag}")
+    # JSON bodies stay English (API clients key on the code); then the page's default.
+    first = next(iter(table.values()))
+    text = table.get("en") or table.get(page.default_language) or first
+    return Message(text, MappingProxyType(table), own=True)
+
+
+def _language(value: Any, key: str) -> str:
+    shipped = ", ".join(SHIPPED)
+    if not isinstance(value, str):
+        _fail(key, f"expected a language tag ({shipped}), got {_kind(value)}")
+    tag = canonical_language(value)
+    if tag is None:
+        folded = value.strip().lower().replace("_", "-")
+        hint = _LANGUAGE_HINTS.get(folded) or _LANGUAGE_HINTS.get(folded.partition("-")[0])
+        fix = f"write {hint!r}" if hint else f"geofence ships pages in {shipped}"
+        _fail(key, f"{value!r} is not a language geofence ships a page for; {fix}")
+    return tag
+
+
+# Tags people write for the shipped languages, e.g. a region where a script is meant.
+_LANGUAGE_HINTS = {
+    "zh": "zh-Hans",
+    "zh-cn": "zh-Hans",
+    "zh-sg": "zh-Hans",
+    "zh-tw": "zh-Hant",
+    "zh-hk": "zh-Hant",
+    "zh-mo": "zh-Hant",
+    "en-us": "en",
+    "en-gb": "en",
+}
+
+
+def _error_code(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not _CODE.fullmatch(value):
+        shown = repr(value) if isinstance(value, str) else _kind(value)
+        _fail(
+            key,
+            f"{shown} is not an error code; API clients key on it, so use lower-case letters, "
+            'digits and "_" (at most 64, starting with a letter), e.g. "vpn_not_allowed"',
+        )
+    return value
+
+
+_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# What a [page] template may show (DESIGN "[page]"); each value is escaped for HTML.
+TEMPLATE_FIELDS = ("heading", "message", "info_url", "ref", "lang", "dir", "status")
+MAX_TEMPLATE = 100_000  # bytes: a page, not an application
+
+
+def _template(path: str) -> str:
+    key = "page.template"
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_TEMPLATE + 1)
+    except OSError as error:
+        _fail(key, f"cannot read {path!r} ({error.strerror or error}); check the path")
+    if len(data) > MAX_TEMPLATE:
+        _fail(key, f"{path!r} is larger than {MAX_TEMPLATE} bytes; keep the page small")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        _fail(key, f"{path!r} is not UTF-8 (byte {error.start}); save it as UTF-8")
+    for match in string.Template.pattern.finditer(text):
+        if match.group("invalid") is not None:
+            line = text.count("\n", 0, match.start()) + 1
+            _fail(key, f"line {line}: a lone '$'; write '$$' for a dollar sign")
+        name = match.group("named") or match.group("braced")
+        if name is not None and name not in TEMPLATE_FIELDS:
+            line = text.count("\n", 0, match.start()) + 1
+            allowed = ", ".join("$" + f for f in TEMPLATE_FIELDS)
+            _fail(key, f"line {line}: unknown placeholder ${name}; the page offers {allowed}")
+    return text
+
+
+def _metrics(raw: Mapping[str, Any]) -> MetricsPolicy:
+    _check_keys(raw, METRICS_KEYS, "metrics", "[metrics]")
+    prometheus = _bool(raw, "prometheus", False, prefix="metrics.")
+    opentelemetry = _bool(raw, "opentelemetry", False, prefix="metrics.")
+    # Checked at load, so that a missing library stops the server before it serves.
+    for wanted, module, extra in (
+        (prometheus, "prometheus_client", "prometheus"),
+        (opentelemetry, "opentelemetry.metrics", "opentelemetry"),
+    ):
+        if wanted and not _importable(module):
+            _fail(
+                f"metrics.{extra}",
+                f"needs the {module.partition('.')[0]} package; install it with "
+                f'pip install "geofence-middleware[{extra}]", or set {extra} = false',
+            )
+    return MetricsPolicy(prometheus, opentelemetry)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package that is missing or broken
+        return False
+
+
 def _rules(
-    raw: Any, groups: Mapping[str, tuple[str, ...]], geoip: GeoIPPolicy, has_accounts: bool
+    raw: Any,
+    groups: Mapping[str, tuple[str, ...]],
+    geoip: GeoIPPolicy,
+    has_accounts: bool,
+    page: PagePolicy,
 ) -> tuple[RulePolicy, ...]:
     if isinstance(raw, Mapping):
         _fail(
@@ -390,7 +557,7 @@ def _rules(
                 key,
                 f'expected a table, e.g. {{action = "block", regions = ["CN"]}}, got {_kind(item)}',
             )
-        rule = _rule(item, key, groups, geoip, has_accounts)
+        rule = _rule(item, key, groups, geoip, has_accounts, page)
         if rule.name in names:
             _fail(
                 f"{key}.name",
@@ -408,6 +575,7 @@ def _rule(
     groups: Mapping[str, tuple[str, ...]],
     geoip: GeoIPPolicy,
     has_accounts: bool,
+    page: PagePolicy,
 ) -> RulePolicy:
     _check_keys(raw, RULE_KEYS, key, "a [[rules]] entry")
     if "action" not in raw:
@@ -518,6 +686,9 @@ def _rule(
         account_grace=account_grace,
         hosts=hosts,
         asns=asns,
+        message=_messages(raw["message"], f"{key}.message", page) if "message" in raw else None,
+        code=_error_code(raw["code"], f"{key}.code") if "code" in raw else None,
+        info_url=_info_url(raw.get("info_url"), f"{key}.info_url"),
     )
 
 
@@ -1409,48 +1580,46 @@ def _written(seconds: float) -> str:
     return f'"{millis}ms"'
 
 
-def _message(value: Any) -> str:
+def _message(value: Any, key: str) -> str:
     if not isinstance(value, str):
-        _fail("message", f"expected a string, got {_kind(value)}")
+        _fail(key, f"expected a string, or a table of language -> text, got {_kind(value)}")
     if not value.strip():
-        _fail(
-            "message", "is empty; write the sentence blocked users see, or omit it for the default"
-        )
+        _fail(key, "is empty; write the sentence blocked users see, or omit it for the default")
     if len(value) > MAX_MESSAGE:
-        _fail("message", f"is {len(value)} characters long; keep it under {MAX_MESSAGE}")
-    _no_control(value, "message", "the message goes into responses and logs")
+        _fail(key, f"is {len(value)} characters long; keep it under {MAX_MESSAGE}")
+    _no_control(value, key, "the message goes into responses and logs")
     return value
 
 
-def _info_url(value: Any) -> str | None:
+def _info_url(value: Any, key: str = "info_url") -> str | None:
     if value is None:
         return None
     example = '"https://example.com/supported-countries"'
     if not isinstance(value, str):
-        _fail("info_url", f"expected an absolute http(s) URL, e.g. {example}, got {_kind(value)}")
+        _fail(key, f"expected an absolute http(s) URL, e.g. {example}, got {_kind(value)}")
     bad = next((ch for ch in value if not ch.isascii()), None)
     if bad is not None:
         _fail(
-            "info_url",
+            key,
             f"contains the non-ASCII character {bad!r}; percent-encode it (and use the "
             "punycode form of an international domain name)",
         )
     bad = next((ch for ch in value if ch.isspace() or unicodedata.category(ch) == "Cc"), None)
     if bad is not None:
-        _fail("info_url", f"contains whitespace or a control character ({bad!r}); remove it")
+        _fail(key, f"contains whitespace or a control character ({bad!r}); remove it")
     bad = next((ch for ch in value if ch in "<>\"'\\"), None)
     if bad is not None:
         # The URL goes into a Link header (<...>) and an HTML attribute.
-        _fail("info_url", f"contains {bad!r}; percent-encode it (%{ord(bad):02X})")
+        _fail(key, f"contains {bad!r}; percent-encode it (%{ord(bad):02X})")
     if len(value) > MAX_URL:
-        _fail("info_url", f"is {len(value)} characters long; keep it under {MAX_URL}")
+        _fail(key, f"is {len(value)} characters long; keep it under {MAX_URL}")
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        _fail("info_url", f"{value!r} is not an absolute http(s) URL; write e.g. {example}")
+        _fail(key, f"{value!r} is not an absolute http(s) URL; write e.g. {example}")
     try:
         _ = parts.port  # raises ValueError for a port that is not a number in range
     except ValueError:
-        _fail("info_url", f"{value!r} has an invalid port")
+        _fail(key, f"{value!r} has an invalid port")
     return value
 
 

@@ -17,6 +17,7 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Final, Literal
 
 from geofence._model import Action
+from geofence.http._locale import SHIPPED
 
 Network = IPv4Network | IPv6Network
 
@@ -40,6 +41,43 @@ class GeoIPPolicy:
     reload_interval: float = 60.0  # seconds; 0 = never
     reader: str = "auto"  # one of READERS (maxminddb open mode)
     asn_db: str | None = None  # GeoLite2-ASN / GeoIP2-ISP, for `asns`
+    # Seconds; a database whose metadata build date is older is reported as stale. None = never.
+    max_age: float | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """Text for the people a policy blocks: the policy's or a rule's ``message``.
+
+    ``text`` goes into JSON bodies and logs (which stay English: the ``en`` entry of a table,
+    else the default language's, else the first); ``by_language`` is the operator's table
+    (shipped language tag -> text), empty when the operator wrote one string. ``own`` is False
+    only for geofence's own default sentence, which pages may show translated: the operator's
+    own text is never replaced by a translation the operator did not write.
+    """
+
+    text: str = DEFAULT_MESSAGE
+    by_language: Mapping[str, str] = field(default_factory=dict)
+    own: bool = False
+
+
+@dataclass(frozen=True)
+class PagePolicy:
+    """``[page]``: the HTML page of a block or a 503, in every adapter."""
+
+    # Shipped language tags offered to Accept-Language, as written (canonical spelling).
+    languages: tuple[str, ...] = SHIPPED
+    default_language: str = "en"
+    template: str | None = None  # the operator's template text ($heading, $message, ...)
+    template_path: str | None = None  # where it was read from, for messages
+
+
+@dataclass(frozen=True)
+class MetricsPolicy:
+    """``[metrics]``: counters kept in the process, read when a collector asks."""
+
+    prometheus: bool = False
+    opentelemetry: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +102,10 @@ class RulePolicy:
     # Lower-case host globs without port ("api.example.com", "*.example.com", "::1").
     hosts: tuple[str, ...] = ()
     asns: tuple[int, ...] = ()  # autonomous system numbers, 1 .. 4294967295
+    # What a block by this rule answers; None = the policy's (DESIGN "HTTP behaviour").
+    message: Message | None = None
+    code: str | None = None  # the JSON error code
+    info_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +174,10 @@ class Policy:
     accounts: AccountsPolicy | None = None
     strikes: StrikesPolicy | None = None  # never set without accounts
     exempt_accounts: tuple[str, ...] = ()  # account ids, and "@group" names of Account.groups
+    # The policy's message with its languages (``message`` is its ``text``).
+    messages: Message = field(default_factory=Message)
+    page: PagePolicy = field(default_factory=PagePolicy)
+    metrics: MetricsPolicy = field(default_factory=MetricsPolicy)
     _: KW_ONLY
     made_by: InitVar[object] = None
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from geofence._cache import BoundedCache
@@ -19,6 +20,9 @@ from geofence._model import Decision
 from geofence.http._accept import prefers_html
 from geofence.http._httpdate import imf_fixdate, sf_date
 from geofence.http._page import PAGE_CSP, TEMPLATE_CSP, render_page
+
+if TYPE_CHECKING:
+    from geofence.config._policy import Policy
 
 __all__ = [
     "PAGE_CSP",
@@ -81,7 +85,11 @@ class Responder:
 
     __slots__ = ("_deprecations", "_responses", "_sunset_link", "_sunsets")
 
-    def __init__(self, message: str, info_url: str | None) -> None:
+    def __init__(self, policy: Policy | str, info_url: str | None = None) -> None:
+        if isinstance(policy, str):
+            message = policy
+        else:
+            message, info_url = policy.message, policy.info_url
         message = _valid_text(message)
         info_url = _valid_text(info_url) if info_url else None
         uri = header_uri(info_url) if info_url else None
@@ -99,7 +107,9 @@ class Responder:
         self._sunsets: BoundedCache[datetime, str] = BoundedCache(256)
         self._deprecations: BoundedCache[datetime, str] = BoundedCache(256)
 
-    def denial(self, decision: Decision, accept: str | None) -> Response:
+    def denial(
+        self, decision: Decision, accept: str | None, accept_language: str | None = None
+    ) -> Response:
         """The response for an enforced block decision: a block (451/403), an account
         suspension (403/451), or a 503 when a database or the account store failed."""
         reason = decision.reason

@@ -13,6 +13,7 @@ from tests_support import ANON_DB, CITY_DB
 
 import geofence
 from geofence import Account, Event, RequestInfo
+from geofence._events import REQUEST_KINDS
 
 E = datetime(2026, 7, 9, tzinfo=timezone.utc)  # the rule's enforce_from
 DAY = timedelta(days=1)
@@ -48,7 +49,12 @@ class Recorder:
         self.events.append(event)
 
     def kinds(self, account: str | None = None) -> list[str]:
-        return [e.kind for e in self.events if account is None or e.account == account]
+        """Transitions only: request events (block, warn) are tested in tests/core."""
+        return [
+            e.kind
+            for e in self.events
+            if (account is None or e.account == account) and e.kind not in REQUEST_KINDS
+        ]
 
 
 @pytest.fixture

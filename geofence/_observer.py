@@ -1,0 +1,57 @@
+"""What happens beside a decision that is not the answer: its log line, its event, its count.
+
+The engine hands every decision that needs attention (a block, a warn, a dry run) to
+:meth:`Observer.seen`, and counts the others through :meth:`Observer.counter`, so that logs,
+``on_event`` and metrics see the same decisions whichever adapter (or none) asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from geofence import _logs as logs
+from geofence._events import Emitter, Event
+from geofence._model import Decision, RequestInfo
+from geofence._refs import Refs
+from geofence.metrics._tally import Tally
+
+
+def event_kind(decision: Decision) -> str:
+    """``block``, ``warn``, ``would_block`` or ``would_warn``."""
+    action = "block" if decision.action == "block" else "warn"
+    return action if decision.enforced else f"would_{action}"
+
+
+class Observer:
+    __slots__ = ("events", "refs", "tally")
+
+    def __init__(self, events: Emitter, tally: Tally | None, refs: Refs | None = None) -> None:
+        self.events = events
+        self.tally = tally
+        self.refs = refs if refs is not None else Refs()
+
+    def seen(self, decision: Decision, request: RequestInfo, now: datetime | None = None) -> None:
+        """A decision to report: logged, sent as an event, counted."""
+        logs.log_decision(decision, request)
+        if self.events.active:
+            self.events.emit(
+                Event(
+                    kind=event_kind(decision),
+                    at=now if now is not None else datetime.now(timezone.utc),
+                    decision=decision,
+                    account=decision.account,
+                    rule=decision.rule,
+                )
+            )
+        if self.tally is not None:
+            self.tally.add(decision)
+
+    def counter(self, decision: Decision) -> Callable[[], object] | bool:
+        """What a cache entry of a quiet decision (an allow) calls on each hit: its counter,
+        or False when nothing counts (then the hot path does nothing)."""
+        return False if self.tally is None else self.tally.counter(decision)
+
+    def count(self, decision: Decision) -> None:
+        if self.tally is not None:
+            self.tally.add(decision)

@@ -1,0 +1,38 @@
+"""``decision.ref``: the short reference a blocked or warned person can quote to support.
+
+A keyed hash of who was answered and why (client address, rule, reason, account), so that:
+- the same client, rule and account get the same reference in one process (workers forked
+  from one parent share its key), and a support desk finds the log line even when later
+  repeats were not logged (see geofence._logs);
+- the reference says nothing about the client: without the engine's random key, no one can
+  test candidate addresses against it (a bare hash of an IPv4 address is 2**32 guesses away).
+"""
+
+from __future__ import annotations
+
+import os
+from hashlib import blake2b
+
+# Crockford's base32: no I, L, O or U, so a reference read aloud or retyped survives.
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+LENGTH = 11  # "7K2MQ-X9PTW": 50 bits, two groups of five; every reference has this length
+_PROCESS_KEY = os.urandom(16)
+
+
+class Refs:
+    """Makes references with one random key (by default the process's)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key if key is not None else _PROCESS_KEY
+
+    def make(
+        self, client_ip: str | None, rule: str | None, reason: str, account: str | None = None
+    ) -> str:
+        text = f"{client_ip or '-'}\x00{rule or '-'}\x00{reason}\x00{account or '-'}"
+        number = int.from_bytes(
+            blake2b(text.encode(), digest_size=8, key=self._key).digest(), "big"
+        )
+        chars = [_ALPHABET[(number >> (5 * i)) & 31] for i in range(10)]
+        return "".join(chars[:5]) + "-" + "".join(chars[5:])
