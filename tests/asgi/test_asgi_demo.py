@@ -1,10 +1,16 @@
-"""``geofence demo``: the example app, in process and under a real uvicorn, and ``run()``."""
+"""``geofence demo``: the example app, in process and under a real uvicorn, and ``run()``;
+the explorer page at ``/`` in process (tests/browser has it in Chromium)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import html
+import re
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -151,7 +157,9 @@ def test_run_serves_the_wrapped_app_and_prints_the_examples(
         uvicorn.Server, "run", lambda self, sockets=None: configs.append(self.config)
     )
     assert demo.run(host="0.0.0.0", port=8123) == 0
-    assert isinstance(configs[0].app, GeofenceMiddleware)
+    # The explorer in front, the example app behind the middleware.
+    assert isinstance(configs[0].app, demo.Demo)
+    assert isinstance(configs[0].app.protected, GeofenceMiddleware)
     assert (configs[0].host, configs[0].port) == ("0.0.0.0", 8123)
     assert configs[0].proxy_headers is False
     out = capsys.readouterr().out
@@ -181,3 +189,152 @@ def test_run_reports_a_server_that_cannot_start(monkeypatch: pytest.MonkeyPatch)
 )
 def test_banner_shows_a_reachable_loopback_url(host: str, url: str) -> None:
     assert f"{url}/v1/models" in demo.banner(host, 8000)
+
+
+# -- the explorer (/ and /preview) ---------------------------------------------------------
+
+
+def _explore(*paths: str, method: str = "GET", **headers: str) -> list[httpx.Response]:
+    return asyncio.run(_in_process([(method, p, dict(headers)) for p in paths]))
+
+
+def test_country_samples_are_where_the_engine_places_them() -> None:
+    from geofence import Engine, RequestInfo
+
+    samples = demo.country_samples()
+    engine = Engine.from_config(example_policy_now())
+    placed = {
+        code: engine.decide(RequestInfo(ip, (), "GET", "/")).country for code, ip in samples.items()
+    }
+    assert placed == {code: code for code in samples}
+    # Every country the example policy names, and most of the world.
+    assert {"CN", "RU", "CU", "IR", "KP", "SY", "BY", "VE", "US"} <= set(samples)
+    assert len(samples) >= 200
+    # The curl examples' addresses are the samples of their countries.
+    assert (samples["US"], samples["BY"], samples["CN"]) == (
+        "8.8.8.8",
+        "178.120.0.1",
+        "175.16.199.1",
+    )
+
+
+def example_policy_now() -> dict[str, Any]:
+    from geofence.cli._example import example_policy
+
+    return example_policy()
+
+
+def test_the_explorer_is_never_blocked_and_never_unresolved() -> None:
+    # A browser on loopback sends no X-Forwarded-For; a curl user may pretend to be in China.
+    plain, chinese, picked = [
+        *_explore("/"),
+        *_explore("/", **{"x-forwarded-for": "175.16.199.1", "accept": "text/html"}),
+        *_explore("/?country=CN&path=%2Fweb%2Fhome&client=browser"),
+    ]
+    for page in (plain, chinese, picked):
+        assert page.status_code == 200
+        assert "unresolved_client" not in page.text
+        assert "127.0.0.1</code>, on loopback" in page.text
+    assert 'id="result"' not in plain.text  # nothing picked yet: no decision shown
+    assert "<td>block</td>" in picked.text and "<td>175.16.199.1</td>" in picked.text
+
+
+def test_the_explorer_groups_countries_by_what_the_policy_does() -> None:
+    (page,) = _explore("/?country=BY")
+    groups = dict(re.findall(r'<optgroup label="([^"]+)">(.*?)</optgroup>', page.text))
+    assert 'value="CN"' in groups["Blocked here and now"]
+    assert 'value="BY" selected' in groups["Warned (grace period)"]
+    assert 'value="US"' in groups["Allowed"]
+
+
+def test_the_explorer_moves_through_the_rule_dates() -> None:
+    from geofence import Engine
+
+    rule = Engine.from_config(example_policy_now()).policy.rules[1]
+    assert rule.warn_from is not None and rule.enforce_from is not None
+    before = rule.warn_from - timedelta(days=1)
+    pages = _explore(
+        *(
+            f"/?country=BY&at={moment.strftime('%Y-%m-%dT%H:%M')}"
+            for moment in (before, rule.warn_from, rule.enforce_from)
+        )
+    )
+    actions = [re.search(r'class="verdict (\w+)"', p.text).group(1) for p in pages]  # type: ignore[union-attr]
+    assert actions == ["allow", "warn", "block"]
+    # The page shows where the grace period and the enforcement start, as links there.
+    for moment in (rule.warn_from, rule.enforce_from):
+        assert f"at={moment.strftime('%Y-%m-%dT%H')}%3A00" in pages[0].text
+        assert moment.date().isoformat() in pages[0].text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "ip=not-an-ip",
+        "ip=1.2.3.4&at=yesterday",
+        "ip=1.2.3.4&at=3000-01-01T00:00",
+        "country=ZZ",
+        "country=%00%ff",
+        "ip=1.2.3.4&path=no-slash",
+        "ip=1.2.3.4&path=/caf%C3%A9",
+        "ip=1.2.3.4&client=robot",
+        "ip=1.2.3.4&lang=%E4%B8%AD",
+        "ip=" + "9" * 5000,
+        "ip=&country=",
+    ],
+)
+def test_the_explorer_explains_bad_input(query: str) -> None:
+    page, preview = _explore(f"/?{query}", f"/preview?{query}")
+    assert page.status_code == 200
+    assert "Check the form" in page.text
+    assert 'id="result"' not in page.text
+    assert preview.status_code == 400 and preview.json()["problems"]
+
+
+def test_the_explorer_ignores_what_it_does_not_know() -> None:
+    page, moved = _explore("/?%ZZ=%&&&=&x=1", "/?at=2030-01-01T00%3A00")
+    for response in (page, moved):
+        assert response.status_code == 200
+        assert "Check the form" not in response.text and 'id="result"' not in response.text
+    assert 'value="2030-01-01T00:00"' in moved.text
+
+
+def test_the_preview_is_the_exact_response() -> None:
+    blocked, warned, allowed = _explore(
+        "/preview?country=CN&path=%2Fweb%2Fhome&client=browser",
+        "/preview?country=BY&path=%2Fv1%2Fmodels",
+        "/preview?ip=8.8.8.8&path=%2Fv1%2Fmodels",
+    )
+    assert blocked.status_code == 451
+    assert blocked.headers["cache-control"] == "private, no-store"
+    assert "frame-ancestors 'none'" in blocked.headers["content-security-policy"]
+    assert "<html" in blocked.text
+    assert warned.status_code == 200 and warned.headers["sunset"].endswith(" GMT")
+    assert warned.json()["geofence"]["action"] == "warn"
+    assert warned.headers["cache-control"] == "private"
+    assert allowed.status_code == 200 and "sunset" not in allowed.headers
+    assert allowed.json()["geofence"]["country"] == "US"
+
+
+def test_the_explorer_page_is_locked_down() -> None:
+    page, head, post = [
+        *_explore("/?country=CN&path=%2Fweb%2Fhome&client=browser"),
+        *_explore("/", method="HEAD"),
+        *_explore("/", method="POST"),
+    ]
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "unsafe-inline" not in csp
+    assert "form-action 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "<script" not in page.text and "src=" not in page.text.replace("srcdoc=", "")
+    # Every style sheet on the page, and in the framed block page, is allowed by its hash.
+    framed = html.unescape(re.search(r'srcdoc="([^"]*)"', page.text).group(1))  # type: ignore[union-attr]
+    sheets = re.findall(r"<style>(.*?)</style>", page.text, re.S)
+    sheets += re.findall(r"<style>(.*?)</style>", framed, re.S)
+    assert len(sheets) == 2
+    for sheet in sheets:
+        digest = base64.b64encode(hashlib.sha256(sheet.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in csp
+    assert "@media (prefers-color-scheme:dark)" in sheets[0]
+    assert 'name="viewport"' in page.text
+    assert head.status_code == 200 and head.content == b""
+    assert post.status_code == 405
