@@ -469,6 +469,18 @@ def test_babel_and_werkzeug_get_chinese_wrong(
     assert (None if found is None else canonical(str(found))) == by_babel
 
 
+def test_werkzeug_answers_bare_chinese_by_the_order_of_the_offer() -> None:
+    """The README: Werkzeug's zh-Hans for bare "zh" is the first offered tag starting "zh"."""
+    pytest.importorskip("werkzeug")
+    from werkzeug.datastructures import LanguageAccept
+    from werkzeug.http import parse_accept_header
+
+    accept = parse_accept_header("zh", LanguageAccept)
+    assert accept.best_match(["en", "zh-Hans", "zh-Hant"]) == "zh-Hans"
+    assert accept.best_match(["en", "zh-Hant", "zh-Hans"]) == "zh-Hant"
+    assert negotiate("zh", ["en", "zh-Hant", "zh-Hans"], "en") == "zh-Hans"
+
+
 def test_babel_knows_the_script_but_does_not_negotiate_with_it() -> None:
     """Babel's data has the script table (its likely subtags); negotiate_locale ignores it."""
     babel = pytest.importorskip("babel")
