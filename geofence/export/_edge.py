@@ -135,6 +135,9 @@ class EdgeRule:
     dry_run: bool = False
     warn_from: datetime | None = None  # Deprecation of a warning
     enforce_from: datetime | None = None  # Sunset of a warning; when the block starts
+    # What a block by this rule answers (its message, code, info_url over the policy's);
+    # None: EdgePolicy.answer. Read it through EdgePolicy.answer_of(rule).
+    answer: BlockAnswer | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,11 @@ class EdgePolicy:
 
     def rule(self, name: str) -> EdgeRule:
         return next(r for r in self.rules if r.name == name)
+
+    def answer_of(self, rule: EdgeRule | None) -> BlockAnswer:
+        """What a block by ``rule`` (None: by ``default``) answers, and whose info_url a
+        warning's Link names."""
+        return rule.answer if rule is not None and rule.answer is not None else self.answer
 
 
 def warn_headers(rule: EdgeRule, answer: BlockAnswer) -> tuple[tuple[str, str], ...]:
@@ -328,6 +336,7 @@ def plan(
                 dry_run=rule.mode == "report",
                 warn_from=rule.warn_from,
                 enforce_from=rule.enforce_from,
+                answer=_rule_answer(rule, policy),
             )
         )
     changes = sorted(
@@ -354,6 +363,21 @@ def plan(
         valid_until=changes[0] if changes else None,
         losses=tuple(losses),
         notes=tuple(notes),
+    )
+
+
+def _rule_answer(rule: RulePolicy, policy: Policy) -> BlockAnswer | None:
+    """The rule's own message, code and info_url over the policy's (None: none of its own)."""
+    message = getattr(rule, "message", None)
+    code: str | None = getattr(rule, "code", None)
+    info_url: str | None = getattr(rule, "info_url", None)
+    if message is None and code is None and info_url is None:
+        return None
+    text = getattr(message, "text", message) if message is not None else policy.message
+    return BlockAnswer(
+        message=str(text),
+        code=code or BLOCK_CODE,
+        info_url=info_url if info_url is not None else policy.info_url,
     )
 
 
