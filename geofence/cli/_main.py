@@ -223,7 +223,9 @@ def _check(args: argparse.Namespace) -> int:
     view = _accounts.read_only(engine) if account is not None else None
     try:
         decision = engine.decide(request, now=now, account=account)
-        passed = engine.explain(request, now=now, account=account)
+        passed = _validate.why_not(
+            engine.policy, engine.explain(request, now=now, account=account), now
+        )
         added = None
         if account is not None:
             added = _accounts.checked_account(
@@ -237,12 +239,13 @@ def _check(args: argparse.Namespace) -> int:
         if added is not None:
             document["account"] = account.id if account is not None else None
             document.update(added.document)
-        document["rules_passed"] = [{"rule": name, "why": why} for name, why in passed]
+        # The engine's words (the rule's lists and dates are in the policy).
+        document["rules_passed"] = [{"rule": w.rule, "why": w.why} for w in passed]
         print(json.dumps(document, indent=2))
     elif added is not None:
-        print(explain(decision, passed, added.lines, added.effect))
+        print(explain(decision, [(w.rule, w.text) for w in passed], added.lines, added.effect))
     else:
-        print(explain(decision, passed))
+        print(explain(decision, [(w.rule, w.text) for w in passed]))
     return 0
 
 

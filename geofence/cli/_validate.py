@@ -420,6 +420,54 @@ def _conditions_document(rule: RulePolicy) -> dict[str, Any]:
     }
 
 
+# -- `geofence check`: why a rule did not decide, in the config's words -------------------------
+
+# The engine's reasons that name a list of the rule's, and which list (the CLI shows it).
+_LISTED = (
+    ("is not in its regions", "regions"),
+    ("is in its except_regions", "except_regions"),
+    ("matches none of its paths", "paths"),
+    ("is not in its home_regions", "home_regions"),
+)
+SHOWN_CODES = 12  # a long list (a built-in group such as @eu, expanded) is cut after these
+
+
+@dataclass(frozen=True)
+class Why:
+    """Why one rule did not decide: the engine's reason, and what ``check`` adds to it."""
+
+    rule: str
+    why: str  # Engine.explain's words (JSON "why")
+    text: str  # as the text output shows it: with the list it names, or the date it starts
+
+
+def why_not(policy: Policy, passed: Sequence[tuple[str, str]], moment: datetime) -> list[Why]:
+    """``Engine.explain``'s reasons as ``check`` shows them: a rule not in force yet says until
+    when (as ``validate``'s timeline does), and a reason about a list shows the list."""
+    rules = {rule.name: rule for rule in policy.rules}  # names are unique (the loader checks)
+    found = []
+    for name, why in passed:
+        rule = rules.get(name)
+        found.append(Why(name, why, why) if rule is None else _worded(rule, why, moment))
+    return found
+
+
+def _worded(rule: RulePolicy, why: str, moment: datetime) -> Why:
+    starts = rule.warn_from or rule.enforce_from
+    if starts is not None and moment < starts:
+        key = "warn_from" if rule.warn_from is not None else "enforce_from"
+        text = f"off until {stamp(starts)} (its {key}): not in force yet"
+        return Why(rule.name, why, text)
+    for ending, attribute in _LISTED:
+        values: tuple[str, ...] = getattr(rule, attribute)
+        if why.endswith(ending) and values:
+            shown = ", ".join(values[:SHOWN_CODES])
+            if len(values) > SHOWN_CODES:
+                shown += f", ... ({len(values)} in all)"
+            return Why(rule.name, why, f"{why}: {shown}")
+    return Why(rule.name, why, why)
+
+
 # -- rules that can never decide -----------------------------------------------------------------
 # Sufficient checks only: a rule is flagged when it provably never decides, never on a guess.
 

@@ -627,3 +627,128 @@ def test_validate_piped_into_head(tmp_path: Path) -> None:
     assert shown.decode().startswith("policy     ")
     assert err == b""
     assert command.returncode in (0, BROKEN_PIPE)
+
+
+# -- geofence check: why each earlier rule did not match, for every kind of condition ------------
+
+CHECK_DBS = (
+    f'[geoip]\ncountry_db = "{CITY_DB}"\nanonymous_db = "{ANON_DB}"\nasn_db = "{ASN_DB}"\n'
+    'reload_interval = 0\n[accounts]\nstore = "memory://"\n'
+)
+LAST = '[[rules]]\nname = "last"\naction = "warn"\nregions = ["*", "unknown"]\n'
+SE, US, CN, VPN = "89.160.20.112", "216.160.83.56", "175.16.199.1", "1.2.0.1"
+AT = ["--at", "2024-07-01T00:00:00Z"]
+ACCOUNT = ["--account", "org_1", "--home-country"]
+
+
+@pytest.mark.parametrize(
+    ("rule_toml", "ip", "args", "why"),
+    [
+        ('regions = ["CN", "RU"]', SE, [], "SE / SE-E is not in its regions: CN, RU"),
+        ('regions = ["CN"]', VPN, [], "a client without a country is not in its regions: CN"),
+        (
+            'regions = ["US"]\nexcept_regions = ["US-WA"]',
+            US,
+            [],
+            "US / US-WA is in its except_regions: US-WA",
+        ),
+        ('anonymizers = ["tor"]', SE, [], "the network (no anonymizer) is none of tor"),
+        ('anonymizers = ["tor", "hosting"]', VPN, [], "the network (vpn) is none of hosting, tor"),
+        ("asns = [1221]", SE, [], "AS29518 is none of AS1221"),
+        ("asns = [1221]", CN, [], "no autonomous system number for the client (wanted AS1221)"),
+        (
+            'hosts = ["*.example.com"]',
+            SE,
+            ["--host", "www.example.org:8443"],
+            "host 'www.example.org' matches none of *.example.com",
+        ),
+        ('hosts = ["*.example.com"]', SE, [], "the request has no host"),
+        ('paths = ["/v1/*"]', SE, ["--path", "/v1"], "path '/v1' matches none of its paths: /v1/*"),
+        (
+            'methods = ["GET", "POST"]',
+            SE,
+            ["--method", "delete"],
+            "method DELETE is not one of GET, HEAD, POST",
+        ),
+        (
+            'home_regions = ["IR", "CU"]',
+            SE,
+            [*ACCOUNT, "GB"],
+            "home country GB is not in its home_regions: IR, CU",
+        ),
+        ('home_regions = ["IR"]', SE, [], "no account with a home country"),
+        (
+            "home_mismatch = true",
+            SE,
+            [*ACCOUNT, "SE"],
+            "the request's country is the home country SE",
+        ),
+        ("home_mismatch = true", VPN, [*ACCOUNT, "GB"], "a client without a country"),
+        ("home_mismatch = true", SE, ["--account", "org_1"], "no account with a home country"),
+        (
+            'regions = ["SE"]\nwarn_from = 2030-01-01T00:00:00Z\n'
+            "enforce_from = 2030-02-01T00:00:00Z",
+            SE,
+            [],
+            "off until 2030-01-01T00:00Z (its warn_from): not in force yet",
+        ),
+        (
+            'regions = ["SE"]\nenforce_from = 2024-07-01T00:00:01Z',
+            SE,
+            [],
+            "off until 2024-07-01T00:00:01Z (its enforce_from): not in force yet",
+        ),
+        ('regions = ["SE"]\nmode = "report"', SE, [], "matched, but is in report mode (a dry run)"),
+    ],
+)
+def test_check_says_why_a_rule_of_each_kind_did_not_match(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    rule_toml: str,
+    ip: str,
+    args: list[str],
+    why: str,
+) -> None:
+    action = "warn" if "home_mismatch" in rule_toml else "block"
+    config = write(
+        tmp_path, f'{CHECK_DBS}[[rules]]\nname = "kind"\naction = "{action}"\n{rule_toml}\n{LAST}'
+    )
+    status, out, err = run_here(capsys, "check", ip, "--config", config, *AT, *args)
+    assert (status, err) == (0, "")
+    assert f"  tried      rule 'kind': {why}\n" in out
+    assert "  rule       last (always)\n" in out
+    status, out, _ = run_here(capsys, "check", ip, "--config", config, *AT, *args, "--json")
+    doc = json.loads(out)
+    (passed,) = doc["rules_passed"]
+    assert (doc["rule"], passed["rule"]) == ("last", "kind")
+    # JSON keeps the engine's words; the text adds the list they name, or the start date.
+    assert passed["why"] == why.split(": ", maxsplit=1)[0] or why.startswith("off until ")
+    if why.startswith("off until "):
+        assert passed["why"].startswith("not in force yet (from ")
+
+
+def test_check_marks_the_dry_run_that_matched(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = write(
+        tmp_path,
+        f'{CHECK_DBS}[[rules]]\nname = "dry"\naction = "block"\nregions = ["SE"]\n'
+        f'mode = "report"\n{LAST}',
+    )
+    _, out, _ = run_here(capsys, "check", SE, "--config", config, *AT)
+    assert out.splitlines()[0] == "WARN (enforced)"
+    assert "  dry run    rule 'dry' is in report mode and matched\n" in out
+
+
+def test_check_cuts_a_long_list(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = write(
+        tmp_path, f'{CHECK_DBS}[[rules]]\nname = "eu"\naction = "block"\nregions = ["@eu"]\n'
+    )
+    _, out, _ = run_here(capsys, "check", US, "--config", config, *AT, "--json")
+    (passed,) = json.loads(out)["rules_passed"]
+    assert passed["why"] == "US / US-WA is not in its regions"
+    _, out, _ = run_here(capsys, "check", US, "--config", config, *AT)
+    shown = ", ".join(load_policy(config).rules[0].regions[:12])
+    assert (
+        f"  tried      rule 'eu': US / US-WA is not in its regions: {shown}, ... (27 in all)\n"
+    ) in out
