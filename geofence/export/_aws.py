@@ -29,9 +29,10 @@ from typing import Any, Literal
 
 from geofence._iso3166 import countries as known_countries
 from geofence.export import _aws_statements as st
-from geofence.export._cloudflare_output import Rendered, dump_json, terraform_literal
+from geofence.export._cloudflare_output import comment, dump_json, terraform_literal
 from geofence.export._edge import EdgeMatch, EdgePolicy, EdgeRule
 from geofence.export._errors import Loss, settle
+from geofence.export._targets import Rendered
 
 AwsFormat = Literal["api", "terraform"]
 AwsScope = Literal["CLOUDFRONT", "REGIONAL"]
@@ -84,7 +85,9 @@ def render_aws_waf(
         document: dict[str, Any] = {"IPSets": list(acl.ip_sets.values()), "WebACL": web_acl}
     else:
         document = _terraform(acl, web_acl)
-    return Rendered(dump_json(document), warnings, tuple(notes))
+    if notes:
+        document = {"//": comment(notes), **document}
+    return Rendered(dump_json(document), warnings)
 
 
 def _forwarded(edge: EdgePolicy, acl: _Acl) -> dict[str, str] | None:
@@ -442,7 +445,6 @@ def _terraform(acl: _Acl, web_acl: dict[str, Any]) -> dict[str, Any]:
         resources["aws_wafv2_ip_set"] = terraform_literal(ip_sets)
     resources["aws_wafv2_web_acl"] = {"geofence": json.loads(text)}
     return {
-        "//": "geofence export --target aws-waf --format terraform",
         "terraform": {
             "required_providers": {"aws": {"source": "hashicorp/aws", "version": ">= 5.0"}}
         },

@@ -31,9 +31,10 @@ from geofence.export._cloudflare_expr import (
     needs_regex,
     negate,
 )
-from geofence.export._cloudflare_output import Rendered, dump_json, terraform_literal
+from geofence.export._cloudflare_output import comment, dump_json, terraform_literal
 from geofence.export._edge import EdgePolicy, EdgeRule, warn_headers
 from geofence.export._errors import Loss, settle
+from geofence.export._targets import Rendered
 
 CloudflarePlan = Literal["free", "pro", "business", "enterprise"]
 CloudflareFormat = Literal["api", "terraform"]
@@ -107,7 +108,9 @@ def render_cloudflare(
             document[HEADERS_PHASE] = {"description": description, "rules": built.headers}
     else:
         document = _terraform(built, description)
-    return Rendered(dump_json(document), warnings, tuple(notes))
+    if notes:
+        document = {"//": comment(notes), **document}
+    return Rendered(dump_json(document), warnings)
 
 
 def _description(edge: EdgePolicy) -> str:
@@ -342,7 +345,6 @@ def _terraform(out: _Rules, description: str) -> dict[str, Any]:
     if out.headers:
         resources["geofence_warnings"] = _ruleset(HEADERS_PHASE, out.headers, description)
     return {
-        "//": "geofence export --target cloudflare --format terraform",
         "terraform": {
             "required_providers": {
                 "cloudflare": {"source": "cloudflare/cloudflare", "version": ">= 5.0.0"}

@@ -1,19 +1,9 @@
-"""What a CDN renderer (Cloudflare, AWS WAF) hands back, and the JSON text both write."""
+"""The JSON text both CDN renderers (Cloudflare, AWS WAF) write."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
-
-
-class Rendered(NamedTuple):
-    """One export: ``text`` to write (ends with a newline), ``warnings`` for what ``--lossy``
-    let through (one line each, for stderr), ``notes`` for what the user should know but that
-    changes no decision (plan needs, answer differences, when to export again)."""
-
-    text: str
-    warnings: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
+from typing import Any
 
 
 def dump_json(document: Any) -> str:
@@ -31,3 +21,9 @@ def terraform_literal(value: Any) -> Any:
     if isinstance(value, list):
         return [terraform_literal(v) for v in value]
     return value
+
+
+def comment(notes: list[str]) -> str:
+    """The notes as the value of a ``"//"`` key: Terraform's JSON syntax ignores that key, and
+    the API documents are wrappers whose parts are sent one by one."""
+    return " | ".join(notes)
