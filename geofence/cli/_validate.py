@@ -212,7 +212,8 @@ def _database(
     answers = [_probe(key, db, ip, report) for ip in probes]
     document["smoke_lookups"] = answers
     lines.append(
-        "    lookups   " + "; ".join(f"{a['ip']} -> {a['answer'] or a['error']}" for a in answers)
+        "    lookups   "
+        + "; ".join(f"{a['ip']} -> {a['answer'] or 'FAILED: ' + a['error']}" for a in answers)
     )
     return document
 

@@ -752,3 +752,47 @@ def test_check_cuts_a_long_list(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert (
         f"  tried      rule 'eu': US / US-WA is not in its regions: {shown}, ... (27 in all)\n"
     ) in out
+
+
+@pytest.mark.parametrize(
+    ("mode", "note"),
+    [
+        ("report", "mode report: nothing is blocked or warned; matches are logged as would-block"),
+        ("off", "mode off: the policy decides nothing (every request is allowed, reason off)"),
+    ],
+)
+def test_a_policy_not_enforcing_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mode: str, note: str
+) -> None:
+    config = write(tmp_path, f'mode = "{mode}"\n' + DATED)
+    status, out, _ = run_here(capsys, "validate", "--config", config, "--at", "2024-07-01T12:00Z")
+    assert status == 0
+    assert out.splitlines()[:3] == [
+        f"policy     {config}: mode {mode}, default allow, on_error allow",
+        f"           {note}",
+        "at         2024-07-01T12:00Z (--at)",
+    ]
+    _, out, _ = run_here(capsys, "validate", "--config", config, "--json")
+    assert json.loads(out)["mode"] == mode
+
+
+def test_a_failed_smoke_lookup_needs_attention(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Loads (its first records are sound), but 1.2.0.1's record is malformed.
+    bad = str(FIXTURES / "GeoIP2-Anonymous-IP-bad-record.mmdb")
+    config = write(
+        tmp_path,
+        f'[geoip]\ncountry_db = "{UA_CITY_DB}"\nanonymous_db = "{bad}"\n'
+        '[[rules]]\nname = "vpn"\naction = "warn"\nanonymizers = ["vpn"]\n',
+    )
+    status, out, _ = run_here(capsys, "validate", "--config", config)
+    assert status == 1
+    error = (
+        f"GeoIP2-Anonymous-IP database {bad!r}: record for 1.2.0.1: malformed record: "
+        "is_anonymous_vpn is 'yes', not a boolean"
+    )
+    assert f"    lookups   1.2.0.1 -> FAILED: {error}; abcd:1000::1 -> no anonymizer\n" in out
+    assert out.endswith(
+        f"WARNING: geoip.anonymous_db: the smoke lookup of 1.2.0.1 failed: {error}\n"
+    )
