@@ -168,7 +168,7 @@ def _database(
     engine: Engine, key: str, db: object, moment: datetime, report: Report
 ) -> dict[str, Any]:
     info = describe(db)
-    max_age: float | None = getattr(engine.policy.geoip, "max_age", None)  # TODO(lead): direct
+    max_age = engine.policy.geoip.max_age
     lines = report.lines
     if key == "geoip.country_db":
         lines.append("databases")
