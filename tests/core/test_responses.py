@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from geofence._model import Decision
 from geofence.http import _accept as accept
 from geofence.http._httpdate import imf_fixdate, sf_date
+from geofence.http._locale import SHIPPED
 from geofence.http._responses import (
     TEMPLATE_CSP,
     UNAVAILABLE_MESSAGE,
@@ -43,9 +44,13 @@ BLOCK = Decision(
     country="CN",
     subdivisions=("CN-22",),
     status=451,
+    ref="7K2MQ-X9PTW",
 )
-BLOCK_403 = Decision("block", True, "rule", rule="r", status=403)
-DB_ERROR = Decision("block", True, "db_error", client_ip="81.2.69.142", status=503)
+BLOCK_403 = Decision("block", True, "rule", rule="r", status=403, ref="AB3DE-FG4HJ")
+DB_ERROR = Decision(
+    "block", True, "db_error", client_ip="81.2.69.142", status=503, ref="00000-ZZZZZ"
+)
+VARY = "Accept, Accept-Language"
 
 
 def header(response: Response, name: str) -> str | None:
@@ -83,15 +88,18 @@ def test_block_json_body_and_headers(responder: Responder, decision: Decision) -
             "message": MESSAGE,
             "type": "request_forbidden",
             "param": None,
+            "ref": decision.ref,
         }
     }
     assert header(response, "Content-Type") == "application/json"
     assert header(response, "Content-Length") == str(len(response.body))
     assert header(response, "Cache-Control") == "private, no-store"
     assert header(response, "Link") == f'<{INFO}>; rel="blocked-by"'
-    assert header(response, "Vary") == "Accept"
+    assert header(response, "Vary") == VARY
     assert header(response, "X-Content-Type-Options") == "nosniff"
     assert header(response, "Content-Security-Policy") is None
+    # JSON stays English whatever the client reads: it claims no language.
+    assert header(response, "Content-Language") is None
     assert header(response, "Retry-After") is None
 
 
@@ -128,14 +136,16 @@ def test_block_page_headers_and_content(responder: Responder, decision: Decision
     assert header(response, "Content-Length") == str(len(response.body))
     assert header(response, "Cache-Control") == "private, no-store"
     assert header(response, "Link") == f'<{INFO}>; rel="blocked-by"'
-    assert header(response, "Vary") == "Accept"
+    assert header(response, "Vary") == VARY
+    assert header(response, "Content-Language") == "en"
     assert header(response, "X-Content-Type-Options") == "nosniff"
     assert page.startswith("<!DOCTYPE html>")
-    assert '<html lang="en">' in page
+    assert '<html lang="en" dir="ltr">' in page
     assert 'name="viewport"' in page
     assert MESSAGE in page
     assert f"Error {decision.status}" in page
-    assert f'<a href="{INFO}">' in page
+    assert f'<a href="{INFO}" rel="noreferrer">More information</a>' in page
+    assert f'<code dir="ltr" translate="no">{decision.ref}</code>' in page
     assert "<title>" in page
     assert "<h1>" in page
 
@@ -168,9 +178,8 @@ def test_block_page_escapes_message_and_info_url() -> None:
         "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot; &#x27;apostrophes&#x27;"
         in page
     )
-    # The href is the percent-encoded URL; the visible text is the escaped original.
+    # The href is the percent-encoded URL.
     assert 'href="https://example.com/x?a=%22%3E%3Cscript%3Ealert(1)%3C/script%3E&amp;b=' in page
-    assert "https://example.com/x?a=&quot;&gt;&lt;script&gt;" in page
     # The header cannot be broken out of either.
     link = header(response, "Link")
     assert link is not None
@@ -189,9 +198,12 @@ def test_block_page_reflects_nothing_from_the_decision_or_request(responder: Res
     response = responder.denial(BLOCK, BROWSER)
     for secret in (b"secret-rule-name", b"175.16.199.1", b"CN-22", b"CN", b".mmdb"):
         assert secret not in response.body
-    # The answer depends only on status and negotiation: identical for another client.
-    other = Decision("block", True, "rule", rule="x", client_ip="2a02:d0c0::1", country="RU")
-    assert responder.denial(other, BROWSER) is response
+    # The answer depends only on status, negotiation and the reference: identical for another
+    # client with the same reference.
+    other = Decision(
+        "block", True, "rule", rule="x", client_ip="2a02:d0c0::1", country="RU", ref=BLOCK.ref
+    )
+    assert responder.denial(other, BROWSER) == response
 
 
 def test_header_values_never_leave_visible_ascii() -> None:
@@ -212,20 +224,26 @@ def test_lone_surrogate_in_message_does_not_break_encoding() -> None:
 
 
 def test_page_is_small(responder: Responder) -> None:
-    assert len(responder.denial(BLOCK, BROWSER).body) < 2048
+    # One round trip's worth (TCP's initial window of 10 segments is ~14 kB), in any language.
+    for lang in SHIPPED:
+        assert len(responder.denial(BLOCK, BROWSER, lang).body) < 4096, lang
 
 
 # -- precomputation and context ----------------------------------------------------------------
 
 
-def test_denial_only_picks_a_precomputed_response(responder: Responder) -> None:
-    seen = {
-        id(responder.denial(d, a))
-        for d in (BLOCK, BLOCK_403, DB_ERROR)
-        for a in (None, BROWSER, "application/json", "*/*")
-    }
-    assert len(seen) == 6  # 3 statuses x (JSON, HTML), nothing rendered per request
-    assert responder.denial(BLOCK, BROWSER) is responder.denial(BLOCK, "text/html")
+def test_denial_only_picks_a_prebuilt_response(responder: Responder) -> None:
+    for d in (BLOCK, BLOCK_403, DB_ERROR):
+        for a in (None, BROWSER, "application/json", "*/*"):
+            responder.denial(d, a)
+    built = dict(responder._built)
+    assert len(built) == 6  # 3 statuses x (JSON, HTML)
+    for d in (BLOCK, BLOCK_403, DB_ERROR):
+        for a in (None, BROWSER, "application/json", "*/*"):
+            response = responder.denial(d, a)
+            # The headers are the prebuilt tuple itself: nothing rendered per request.
+            assert any(response.headers is b.headers for b in built.values())
+    assert responder._built == built
 
 
 def test_context_for_adapters_that_rerender(responder: Responder) -> None:
@@ -237,6 +255,16 @@ def test_context_for_adapters_that_rerender(responder: Responder) -> None:
         "message": MESSAGE,
         "info_url": INFO,
         "title": "Not available in your region",
+        "heading": "Not available in your region",
+        "ref": BLOCK.ref,
+        "lang": "en",
+        "dir": "ltr",
+        "message_lang": None,
+        "what_you_can_do": "What you can do",
+        "more_information": "More information",
+        "advice": "If you think this is a mistake, contact support and give them this reference:",
+        "reference_label": "Reference",
+        "status_line": "Error 451 · Unavailable For Legal Reasons",
     }
     assert dict(html.context) == expected
     assert dict(as_json.context) == expected
@@ -251,13 +279,13 @@ def test_context_for_adapters_that_rerender(responder: Responder) -> None:
 @pytest.mark.parametrize("accept_value", [None, "application/json", BROWSER])
 def test_db_error_is_a_503_never_451(responder: Responder, accept_value: str | None) -> None:
     # Even a decision that (wrongly) carries 451 is answered 503 when the cause is the database.
-    for decision in (DB_ERROR, Decision("block", True, "db_error", status=451)):
+    for decision in (DB_ERROR, DB_ERROR._replace(status=451)):
         response = responder.denial(decision, accept_value)
         assert response.status == 503
         assert header(response, "Retry-After") == "60"
         assert header(response, "Cache-Control") == "no-store"
         assert header(response, "Link") is None
-        assert header(response, "Vary") == "Accept"
+        assert header(response, "Vary") == VARY
         assert header(response, "X-Content-Type-Options") == "nosniff"
         assert header(response, "Content-Length") == str(len(response.body))
         assert response.context["code"] == "geofence_unavailable"
@@ -272,6 +300,7 @@ def test_db_error_bodies(responder: Responder) -> None:
             "message": "This service is temporarily unavailable. Please try again later.",
             "type": "service_unavailable",
             "param": None,
+            "ref": DB_ERROR.ref,
         }
     }
     page = responder.denial(DB_ERROR, BROWSER)
