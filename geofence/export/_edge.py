@@ -188,6 +188,7 @@ class EdgePolicy:
     country_db: str | None = None  # the policy's database file; None = embedded default
     anonymous_db: str | None = None
     asn_db: str | None = None
+    reload_interval: float = 60.0  # seconds between checks for a replaced file; 0 = never
     answer: BlockAnswer = field(default_factory=lambda: BlockAnswer(""))
     # The next instant after `at` at which some rule changes phase: the export is valid
     # until then and must be made again (None: never).
@@ -359,6 +360,7 @@ def plan(
         country_db=geoip.country_db,
         anonymous_db=geoip.anonymous_db,
         asn_db=geoip.asn_db,
+        reload_interval=geoip.reload_interval,
         answer=BlockAnswer(message=policy.message, info_url=policy.info_url),
         valid_until=changes[0] if changes else None,
         losses=tuple(losses),
