@@ -68,7 +68,7 @@ class Instruments:
             "geofence.store.errors",
             callbacks=[self._store],
             unit="{error}",
-            description="Account store calls that failed.",
+            description="Times the account store stopped answering (store_error events).",
         )
 
     def _decisions(self, options: CallbackOptions) -> Iterable[Observation]:

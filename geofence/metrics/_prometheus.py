@@ -27,7 +27,9 @@ HELP = {
     "geofence_db_lookup_errors": "Database lookups that failed.",
     "geofence_rule_phase": "Phase of each rule now: 0 off, 1 warn (grace period), 2 enforce.",
     "geofence_account_events": "Account transitions (grace started, strike, suspended, ...).",
-    "geofence_store_errors": "Account store calls that failed.",
+    "geofence_store_errors": (
+        "Times the account store stopped answering (store_error events: a circuit breaker opened)."
+    ),
 }
 
 

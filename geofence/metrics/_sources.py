@@ -23,8 +23,9 @@ from geofence._events import Event
 from geofence.geoip._info import describe
 from geofence.metrics._tally import TALLY
 
-#: The databases an engine may have, as the ``db`` label names them (their [geoip] keys).
-DATABASES = ("country_db", "anonymous_db", "asn_db")
+#: The databases an engine may have: ``db`` label -> the engine's attribute. The label is the
+#: [geoip] key without ``_db``, as the db_* events name it (``geoip.country_db`` -> ``country``).
+DATABASES = {"country": "country_db", "anonymous": "anonymous_db", "asn": "asn_db"}
 ACCOUNT_KINDS = (
     "account_grace_started",
     "account_strike",
@@ -108,13 +109,13 @@ class Sources:
         engines, the oldest of each kind: the age alerts are about the oldest one."""
         found: dict[str, float] = {}
         for engine in self.engines():
-            for name in DATABASES:
-                db = getattr(engine, name, None)
+            for label, attribute in DATABASES.items():
+                db = getattr(engine, attribute, None)
                 if db is None:
                     continue
                 epoch = describe(db).build_epoch  # None for the embedded default: no date
                 if epoch is not None:
-                    found[name] = min(found.get(name, float(epoch)), float(epoch))
+                    found[label] = min(found.get(label, float(epoch)), float(epoch))
         return found
 
     def rule_phases(self, now: datetime | None = None) -> dict[str, int]:
@@ -141,9 +142,9 @@ def rule_phase(rule: Any, at: datetime) -> int:
 
 
 def db_label(detail: Any, engine: Any) -> str:
-    """Which database an event is about, as a bounded label: one of :data:`DATABASES`.
+    """Which database an event is about, as a bounded label: a key of :data:`DATABASES`.
 
-    The event's detail may name it by key (``"geoip.country_db"``, ``"country_db"``) or by
+    The event's detail names it (``"country"``), or by key (``"geoip.country_db"``) or by
     the database's description (which holds a file path: never a label value)."""
     named: object = None
     if hasattr(detail, "get"):
@@ -152,16 +153,16 @@ def db_label(detail: Any, engine: Any) -> str:
             if isinstance(named, str):
                 break
     if isinstance(named, str):
-        short = named.removeprefix("geoip.")
+        short = named.removeprefix("geoip.").removesuffix("_db")
         if short in DATABASES:
             return short
         if engine is not None:
-            for name in DATABASES:
-                db = getattr(engine, name, None)
+            for label, attribute in DATABASES.items():
+                db = getattr(engine, attribute, None)
                 if db is not None and getattr(db, "description", None) == named:
-                    return name
+                    return label
     if engine is not None and engine.anonymous_db is None and engine.asn_db is None:
-        return "country_db"  # the only one it has
+        return "country"  # the only one it has
     return "unknown"
 
 
