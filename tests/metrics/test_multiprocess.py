@@ -110,14 +110,14 @@ def test_a_scrape_shows_the_sum_of_both_workers(server: tuple[str, Path]) -> Non
     assert got == expected
 
     # Each worker's own file holds what that worker decided: the scrape was their sum.
-    per_worker = {}
-    for pid in served:
+    per_worker: dict[str, Counts] = {}
+    for pid, count in served.items():
         files = [str(p) for p in multiproc.glob(f"counter_{pid}.db")]
         assert files, f"worker {pid} wrote no counter file"
         per_worker[pid] = decisions(
             s for m in MultiProcessCollector.merge(files, accumulate=True) for s in m.samples
         )
-        assert per_worker[pid].get(("allow", "US")) == served[pid]
+        assert per_worker[pid].get(("allow", "US")) == count
     blocked = sum(counts.get(("block", "CN"), 0.0) for counts in per_worker.values())
     assert blocked == BLOCKED
 
