@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 
-from geofence.cli.demo import ASGIApp, Receive, Scope, Send, create_app as create_demo
+from geofence.cli.demo import ASGIApp, Receive, Scope, Send
+from geofence.cli.demo import create_app as create_demo
 
 CLIENT = os.environ.get("GEOFENCE_TEST_CLIENT", "175.16.199.1")
 

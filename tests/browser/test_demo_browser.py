@@ -153,9 +153,9 @@ def test_the_explorer_shows_what_the_engine_decides(
         assert page.decision["ref"], "an empty ref"
         page.decision["ref"] = "?"
     assert page.decision == expected
-    assert page.decision["action"] == {"blocked": "block", "warned": "warn", "allowed": "allow"}[
-        name
-    ]
+    assert (
+        page.decision["action"] == {"blocked": "block", "warned": "warn", "allowed": "allow"}[name]
+    )
     text = "".join(page.text)
     assert "unresolved_client" not in text
     assert "127.0.0.1" in text and "loopback" in text  # the viewer is told where they are

@@ -25,7 +25,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,13 +85,15 @@ def screenshot(
     *,
     color_scheme: str = "light",
     accept_language: str | None = None,
+    env: Mapping[str, str] | None = None,
     timeout: float = TIMEOUT,
 ) -> Path:
     """Load ``url`` in a ``width`` x ``height`` window and save what it shows as a PNG.
 
     The picture is the window (the top of a longer page), at one device pixel per CSS pixel.
     ``color_scheme`` is what the page's ``prefers-color-scheme`` sees; ``accept_language``
-    ("fa", "zh-CN,en") is the browser's language list, sent as ``Accept-Language``.
+    ("fa", "zh-CN,en") is the browser's language list, sent as ``Accept-Language``; ``env``
+    adds environment variables (``FONTCONFIG_FILE`` to draw with other fonts).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +108,7 @@ def screenshot(
         url,
         color_scheme,
         accept_language,
+        env,
         timeout,
     )
     if not target.is_file() or target.stat().st_size == 0:
@@ -129,11 +132,12 @@ def load(
     *,
     color_scheme: str = "light",
     accept_language: str | None = None,
+    env: Mapping[str, str] | None = None,
     timeout: float = TIMEOUT,
 ) -> Loaded:
     """Load ``url``; its document after load (``--dump-dom``) and its console messages."""
     extra = [f"--window-size={width},{height}", "--dump-dom", "--enable-logging=stderr", "--v=0"]
-    out, err = _run(extra, url, color_scheme, accept_language, timeout)
+    out, err = _run(extra, url, color_scheme, accept_language, env, timeout)
     console = tuple(match.group(1) for match in CONSOLE.finditer(err))
     return Loaded(out.decode("utf-8", "replace"), console)
 
@@ -145,11 +149,12 @@ def dump_dom(
     *,
     color_scheme: str = "light",
     accept_language: str | None = None,
+    env: Mapping[str, str] | None = None,
     timeout: float = TIMEOUT,
 ) -> str:
     """The document of ``url`` after it loaded, serialized (``--dump-dom``)."""
     extra = [f"--window-size={width},{height}", "--dump-dom"]
-    out, _ = _run(extra, url, color_scheme, accept_language, timeout)
+    out, _ = _run(extra, url, color_scheme, accept_language, env, timeout)
     return out.decode("utf-8", "replace")
 
 
@@ -194,6 +199,7 @@ def _run(
     url: str,
     color_scheme: str,
     accept_language: str | None,
+    env: Mapping[str, str] | None,
     timeout: float,
 ) -> tuple[bytes, str]:
     with tempfile.TemporaryDirectory(prefix="geofence-chromium-") as profile:
@@ -201,6 +207,7 @@ def _run(
             _set_languages(Path(profile), accept_language)
         process = subprocess.Popen(
             command(url, extra, profile, color_scheme),
+            env={**os.environ, **env} if env else None,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -248,6 +255,7 @@ class Ink:
     share: float  # the fraction of its pixels that are ink
     size: tuple[int, int]  # width, height of what was looked at
     rows: tuple[int, ...]  # per row, how many pixels are ink
+    columns: tuple[int, ...]  # per column, how many pixels are ink
 
 
 def ink(
@@ -272,7 +280,8 @@ def ink(
     inked = mask.histogram()[255]
     data = mask.tobytes()
     rows = tuple(data[y * width : (y + 1) * width].count(255) for y in range(height))
-    return Ink(mask.getbbox(), inked / max(1, width * height), (width, height), rows)
+    columns = tuple(data[x::width].count(255) for x in range(width))
+    return Ink(mask.getbbox(), inked / max(1, width * height), (width, height), rows, columns)
 
 
 def bands(rows: Sequence[int], gap: int = 4) -> list[tuple[int, int]]:
@@ -292,3 +301,26 @@ def bands(rows: Sequence[int], gap: int = 4) -> list[tuple[int, int]]:
     if start >= 0:
         found.append((start, last + 1))
     return found
+
+
+def glyphs(picture: Ink) -> list[int]:
+    """The ink of each run of inked columns, left to right: in one line of text, roughly one
+    run per glyph (touching glyphs make one run). A missing font draws every character as the
+    same box, so its runs are all equal; real glyphs differ."""
+    runs: list[int] = []
+    run = 0
+    for count in [*picture.columns, 0]:
+        if count:
+            run += count
+        elif run:
+            runs.append(run)
+            run = 0
+    return runs
+
+
+def looks_like_tofu(runs: Sequence[int]) -> bool:
+    """Whether the glyph runs of a line are the same box over and over (or nothing at all)."""
+    if len(runs) < 2:
+        return True
+    distinct = {round(run / 4) for run in runs}  # within a few pixels of ink: the same box
+    return len(distinct) <= max(1, len(runs) // 4)
