@@ -222,15 +222,18 @@ def _age(
     key: str, info: DatabaseInfo, moment: datetime, max_age: float | None, report: Report
 ) -> dict[str, Any]:
     epoch = info.build_epoch or 0
-    if epoch <= 0:
-        report.lines.append("    built     unknown: the file's metadata has no build date")
+    try:
+        built = datetime.fromtimestamp(epoch, timezone.utc) if epoch > 0 else None
+    except (OverflowError, OSError, ValueError):  # a date no calendar holds: none usable
+        built = None
+    if built is None:
+        report.lines.append("    built     unknown: the file's metadata has no usable build date")
         if max_age is not None:
             report.warnings.append(
-                f"{key} {info.path!r} has no build date: its age cannot be checked against "
+                f"{key} {info.path!r} has no usable build date: its age cannot be checked against "
                 f"geoip.max_age {duration(max_age)}"
             )
         return {}
-    built = datetime.fromtimestamp(epoch, timezone.utc)
     age = moment.timestamp() - epoch
     stale = max_age is not None and age > max_age
     if age < 0:

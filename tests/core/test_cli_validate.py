@@ -333,14 +333,22 @@ def test_a_database_without_a_build_date(
     config = write(tmp_path, f'[geoip]\ncountry_db = "{db}"\nreader = "memory"\n')
     status, out, _ = run_here(capsys, "validate", "--config", config)
     assert status == 0  # without max_age, nothing to check it against
-    assert "    built     unknown: the file's metadata has no build date\n" in out
+    assert "    built     unknown: the file's metadata has no usable build date\n" in out
     config = write(tmp_path, f'[geoip]\ncountry_db = "{db}"\nreader = "memory"\nmax_age = "30d"\n')
     status, out, _ = run_here(capsys, "validate", "--config", config)
     assert status == 1
     assert (
-        f"WARNING: geoip.country_db {db!r} has no build date: its age cannot be checked "
-        "against geoip.max_age 30d\n"
+        f"WARNING: geoip.country_db {db!r} has no usable build date: its age cannot be "
+        "checked against geoip.max_age 30d\n"
     ) in out
+
+
+def test_a_build_date_no_calendar_holds(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    db = build_db(tmp_path / "far.mmdb", build_epoch=2**62)
+    config = write(tmp_path, f'[geoip]\ncountry_db = "{db}"\nmax_age = "30d"\n')
+    status, out, _ = run_here(capsys, "validate", "--config", config)
+    assert status == 1
+    assert "    built     unknown: the file's metadata has no usable build date\n" in out
 
 
 def test_the_embedded_default_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
