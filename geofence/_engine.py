@@ -36,6 +36,7 @@ from geofence.geoip._databases import (
 )
 from geofence.geoip._records import GeoRecord
 from geofence.geoip._reloading import Reloading
+from geofence.geoip._watch import DatabaseWatch, failure_event
 from geofence.http._answer import Answer
 from geofence.http._responses import Responder, Response
 from geofence.metrics import TALLY, attach
@@ -92,9 +93,13 @@ class Engine:
         self._any_exempt_ips = bool(self._exempt_ips)
         self._exempt_paths = compile_globs(policy.exempt_paths)
         self._responder = Responder(policy)
-        self.country_db: CountryDB = open_country_db(policy.geoip, clock)
-        self.anonymous_db: AnonymousDB | None = open_anonymous_db(policy.geoip, clock)
-        self.asn_db: AsnDB | None = open_asn_db(policy.geoip, clock)
+        # Tells the app (db_reloaded, db_refused events) and the operator (stale warnings)
+        # what the databases do. With an injected clock, database ages move with it too.
+        watch = DatabaseWatch(policy.geoip.max_age, clock, None if injected_clock else time.time)
+        watch.connect(self)
+        self.country_db: CountryDB = open_country_db(policy.geoip, clock, watch)
+        self.anonymous_db: AnonymousDB | None = open_anonymous_db(policy.geoip, clock, watch)
+        self.asn_db: AsnDB | None = open_asn_db(policy.geoip, clock, watch)
         # The anonymous-IP database is only consulted when some rule asks about network types,
         # the ASN database when some rule has `asns`: (anonymous, asn).
         # (One attribute for both: an instance with more than 29 attributes loses CPython's
@@ -618,7 +623,18 @@ class Engine:
                 asn = self.asn_db.find(ip) or None  # 0: no number for this address
             return record, anonymizers, asn
         except DatabaseError as error:
+            # The log line is rate-limited per database; the event is sent for every failed
+            # lookup, so that it can be counted (geofence_db_lookup_errors_total).
             logs.log_db_error(error, db, self._clock)
+            if self.events.active:
+                key = (
+                    "geoip.country_db"
+                    if db is self.country_db
+                    else "geoip.anonymous_db"
+                    if db is self.anonymous_db
+                    else "geoip.asn_db"
+                )
+                self.events.emit(failure_event(key, db, error, ip.text))
             raise
         finally:
             if self._poll_interval is not None:

@@ -1,4 +1,5 @@
-"""The ``geofence`` logger: one escaped line per block/warn/would-block, rate-limited errors.
+"""The ``geofence`` logger: one escaped line per block/warn/would-block (limited), rate-limited
+errors.
 
 Paths, methods and anything else a client controls are escaped before they reach a record, so a
 request cannot forge log lines (CR/LF), drive the operator's terminal (ESC and other controls)
@@ -61,10 +62,29 @@ def _bare(value: str | None) -> str:
     return escape(value, pattern=_UNSAFE_BARE) if value else "-"
 
 
-def log_decision(decision: Decision, request: RequestInfo) -> None:
-    """One INFO record: ``block|warn|would block|would warn client_ip=... path=...``."""
+def log_decision(
+    decision: Decision,
+    request: RequestInfo,
+    limits: DecisionLimits | None = None,
+) -> None:
+    """One INFO record: ``block|warn|would block|would warn ref=... client_ip=... path=...``.
+
+    With ``limits``, a line is written only when they admit it (see :class:`DecisionLimits`):
+    its ``repeated=N`` says how many decisions with the same ref were held back since the
+    previous line for that ref, and a summary record first reports lines held back by the
+    global cap."""
     if not logger.isEnabledFor(logging.INFO):
         return
+    repeated = 0
+    if limits is not None:
+        ref = decision.ref
+        key = ref if ref is not None else f"{decision.client_ip}|{decision.rule}|{decision.reason}"
+        admitted, summary = limits.admit(key)
+        if summary is not None:
+            log_suppressed(*summary)
+        if admitted is None:
+            return
+        repeated = admitted
     action = decision.action
     verb = action if decision.enforced or action == "allow" else f"would {action}"
     path = escape(request.path)
@@ -72,6 +92,7 @@ def log_decision(decision: Decision, request: RequestInfo) -> None:
     report_rules = [escape(r) for r in decision.report_rules]
     account = escape(decision.account) if decision.account is not None else None
     structured = {
+        "ref": decision.ref,
         "action": action,
         "enforced": decision.enforced,
         "reason": decision.reason,
@@ -84,10 +105,13 @@ def log_decision(decision: Decision, request: RequestInfo) -> None:
         "path": path,
         "report_rules": report_rules,
         "account": account,
+        "repeated": repeated,
     }
     logger.info(
-        "%s client_ip=%s country=%s subdivisions=%s rule=%s reason=%s method=%s path=%s%s%s",
+        "%s ref=%s client_ip=%s country=%s subdivisions=%s rule=%s reason=%s method=%s "
+        "path=%s%s%s%s",
         verb,
+        _bare(decision.ref),
         _bare(decision.client_ip),
         _bare(decision.country),
         _bare(",".join(decision.subdivisions)),
@@ -99,8 +123,123 @@ def log_decision(decision: Decision, request: RequestInfo) -> None:
         " report_rules=" + ",".join(_quoted(r) for r in report_rules) if report_rules else "",
         # The app's own account id (never an address): who to look for in the support desk.
         " account=" + _quoted(account) if account is not None else "",
+        # Decisions with this ref that were not written since its previous line.
+        f" repeated={repeated}" if repeated else "",
         extra={"geofence": structured},
     )
+
+
+def log_suppressed(capped: int, forgotten: int) -> None:
+    """The summary of block/warn lines the limits held back: ``capped`` over the global cap,
+    ``forgotten`` repeats of references dropped from the bounded table before their next
+    line could carry the count."""
+    total = capped + forgotten
+    logger.info(
+        "%d block/warn lines suppressed (%d over the cap of lines per second, %d repeats of "
+        "references no longer tracked)",
+        total,
+        capped,
+        forgotten,
+        extra={"geofence": {"suppressed": total, "capped": capped, "forgotten": forgotten}},
+    )
+
+
+class DecisionLimits:
+    """Which block/warn lines are written, so that a flood of requests cannot flood the log.
+
+    - Each reference (``decision.ref``: one client, rule, reason and account) is written at
+      most once per ``interval`` seconds; the decisions held back meanwhile are counted and
+      the count is carried on that reference's next line (``repeated=N``).
+    - On top of that, at most ``rate`` lines per second are written (a token bucket holding
+      ``rate`` tokens, so a burst of ``rate`` new clients is written at once); a line over the
+      cap is counted, and a summary record says how many, at most once per ``summary_every``
+      seconds, written with the next decision after that.
+    - At most ``max_refs`` references are remembered (the least recently written is forgotten
+      first; the repeats it still held go to the summary), so memory stays bounded whatever
+      the number of clients. A forgotten reference is written again the next time it comes.
+
+    Every decision is thus a line, a repeat counted on a later line of its reference, or a
+    count in a summary: the numbers add up. ``clock`` is a monotonic clock in seconds (tests
+    inject one). Thread-safe: the bookkeeping is under one lock, the writing outside it.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float = 60.0,
+        rate: float = 10.0,
+        summary_every: float = 60.0,
+        max_refs: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.rate = rate
+        self.summary_every = summary_every
+        self.max_refs = max_refs
+        self.clock = clock
+        self._lock = threading.Lock()
+        # ref -> [when its next line may be written, repeats held back since its last line];
+        # in the order lines were written, oldest first.
+        self._refs: dict[str, list[float]] = {}
+        self._tokens = rate
+        self._filled_at: float | None = None
+        self._capped = 0
+        self._forgotten = 0
+        self._summary_at: float | None = None
+
+    def admit(self, key: str) -> tuple[int | None, tuple[int, int] | None]:
+        """(repeats, summary). ``repeats``: None to stay silent, else how many decisions with
+        ``key`` were held back since its last line. ``summary``: (capped, forgotten) counts to
+        report first (:func:`log_suppressed`), or None."""
+        with self._lock:
+            now = self.clock()
+            summary = self._summary(now)
+            entry = self._refs.get(key)
+            if entry is not None and now < entry[0]:
+                entry[1] += 1
+                return None, summary
+            if not self._take_token(now):
+                self._capped += 1
+                if self._summary_at is None:
+                    self._summary_at = now + self.summary_every
+                return None, summary
+            if entry is None:
+                if len(self._refs) >= self.max_refs:
+                    oldest = next(iter(self._refs))
+                    self._forgotten += int(self._refs.pop(oldest)[1])
+                    if self._summary_at is None:
+                        self._summary_at = now + self.summary_every
+                self._refs[key] = [now + self.interval, 0]
+                return 0, summary
+            repeats = int(entry[1])
+            # Written now: the most recent, so the last to be forgotten.
+            del self._refs[key]
+            self._refs[key] = [now + self.interval, 0]
+            return repeats, summary
+
+    def _summary(self, now: float) -> tuple[int, int] | None:
+        if self._summary_at is None or now < self._summary_at:
+            return None
+        summary = (self._capped, self._forgotten)
+        self._capped = self._forgotten = 0
+        self._summary_at = None
+        return summary if summary != (0, 0) else None
+
+    def _take_token(self, now: float) -> bool:
+        if self._filled_at is not None:
+            self._tokens = min(self.rate, self._tokens + (now - self._filled_at) * self.rate)
+        self._filled_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def pending(self) -> tuple[int, int, int]:
+        """(repeats held by remembered references, lines over the cap, repeats of forgotten
+        references) not yet reported: for tests and for a last summary."""
+        with self._lock:
+            held = sum(int(entry[1]) for entry in self._refs.values())
+            return held, self._capped, self._forgotten
 
 
 class RateLimit:

@@ -7,6 +7,7 @@ The engine hands every decision that needs attention (a block, a warn, a dry run
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -24,16 +25,27 @@ def event_kind(decision: Decision) -> str:
 
 
 class Observer:
-    __slots__ = ("events", "refs", "tally")
+    """``limits``: which block/warn lines are written (:class:`geofence._logs.DecisionLimits`:
+    each ref once a minute with a count of its repeats, at most 10 lines a second); events
+    and counts are never limited. ``clock``: the monotonic clock of those limits."""
 
-    def __init__(self, events: Emitter, tally: Tally | None, refs: Refs | None = None) -> None:
+    __slots__ = ("events", "limits", "refs", "tally")
+
+    def __init__(
+        self,
+        events: Emitter,
+        tally: Tally | None,
+        refs: Refs | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.events = events
         self.tally = tally
         self.refs = refs if refs is not None else Refs()
+        self.limits = logs.DecisionLimits(clock=clock or time.monotonic)
 
     def seen(self, decision: Decision, request: RequestInfo, now: datetime | None = None) -> None:
-        """A decision to report: logged, sent as an event, counted."""
-        logs.log_decision(decision, request)
+        """A decision to report: logged (within the limits), sent as an event, counted."""
+        logs.log_decision(decision, request, self.limits)
         if self.events.active:
             self.events.emit(
                 Event(

@@ -9,7 +9,7 @@ address (``lookup`` its canonical text) and returns an immutable answer, or rais
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from geofence._cache import BoundedCache
 from geofence._errors import ConfigError, DatabaseError
@@ -34,6 +34,9 @@ from geofence.geoip._records import (
     iso_countries,
 )
 from geofence.geoip._reloading import Reloading, log_loaded
+
+if TYPE_CHECKING:
+    from geofence.geoip._watch import DatabaseWatch
 
 T = TypeVar("T")
 
@@ -171,35 +174,53 @@ def open_embedded() -> EmbeddedCountryDB:
     return db
 
 
-def open_country_db(geoip: GeoIPPolicy, clock: Callable[[], float]) -> CountryDB:
-    """Open (and smoke-test) the country database; ConfigError("geoip.country_db", ...)."""
+def open_country_db(
+    geoip: GeoIPPolicy, clock: Callable[[], float], watch: DatabaseWatch | None = None
+) -> CountryDB:
+    """Open (and smoke-test) the country database; ConfigError("geoip.country_db", ...).
+    ``watch`` hears of its load (stale warning), reloads and refused replacements."""
     if geoip.country_db is None:
         return open_embedded()
-    return _open_maxmind(geoip.country_db, COUNTRY, geoip, clock)
+    return _open_maxmind(geoip.country_db, COUNTRY, geoip, clock, watch)
 
 
-def open_anonymous_db(geoip: GeoIPPolicy, clock: Callable[[], float]) -> AnonymousDB | None:
+def open_anonymous_db(
+    geoip: GeoIPPolicy, clock: Callable[[], float], watch: DatabaseWatch | None = None
+) -> AnonymousDB | None:
     """Open the anonymous-IP database if configured; ConfigError("geoip.anonymous_db", ...)."""
     if geoip.anonymous_db is None:
         return None
-    return _open_maxmind(geoip.anonymous_db, ANONYMOUS, geoip, clock)
+    return _open_maxmind(geoip.anonymous_db, ANONYMOUS, geoip, clock, watch)
 
 
-def open_asn_db(geoip: GeoIPPolicy, clock: Callable[[], float]) -> AsnDB | None:
+def open_asn_db(
+    geoip: GeoIPPolicy, clock: Callable[[], float], watch: DatabaseWatch | None = None
+) -> AsnDB | None:
     """Open the ASN database if configured; ConfigError("geoip.asn_db", ...)."""
     if geoip.asn_db is None:
         return None
-    return _open_maxmind(geoip.asn_db, ASN, geoip, clock)
+    return _open_maxmind(geoip.asn_db, ASN, geoip, clock, watch)
 
 
 def _open_maxmind(
-    path: str, kind: Kind[T], geoip: GeoIPPolicy, clock: Callable[[], float]
+    path: str,
+    kind: Kind[T],
+    geoip: GeoIPPolicy,
+    clock: Callable[[], float],
+    watch: DatabaseWatch | None = None,
 ) -> MaxMindDB[T] | Reloading[T]:
     mode = reader_mode(geoip.reader)
     first = open_mmdb(path, kind, mode)
     log_loaded(first, kind.key, again=False)
+    if watch is not None:
+        watch.loaded(first, kind.key)
     if geoip.reload_interval <= 0:
         return first
     return Reloading(
-        first, lambda: open_mmdb(path, kind, mode), kind.key, geoip.reload_interval, clock
+        first,
+        lambda: open_mmdb(path, kind, mode),
+        kind.key,
+        geoip.reload_interval,
+        clock,
+        watch,
     )

@@ -14,11 +14,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from geofence._errors import ConfigError
 from geofence.clientip._addresses import IP
 from geofence.geoip._mmdb import MaxMindDB, signature
+
+if TYPE_CHECKING:
+    from geofence.geoip._watch import DatabaseWatch
 
 T = TypeVar("T")
 logger = logging.getLogger("geofence")
@@ -45,8 +48,11 @@ class Reloading(Generic[T]):
         key: str,
         interval: float,
         clock: Callable[[], float],
+        watch: DatabaseWatch | None = None,
     ) -> None:
         self._current = first
+        # Told of reloads and refusals (events), and asked for the daily stale warning.
+        self._watch = watch
         self._opener = opener
         self._key = key
         self._path = first.path
@@ -93,6 +99,8 @@ class Reloading(Generic[T]):
                 return
             self._deadline = now + self._interval
             self._reload_if_changed()
+            if self._watch is not None:
+                self._watch.checked(self._current, self._key)
         except Exception:
             # A reload problem must never fail the lookup that happened to trigger it.
             logger.exception("%s: checking %r for a new version failed", self._key, self._path)
@@ -134,12 +142,17 @@ class Reloading(Generic[T]):
                 self._key,
                 error.reason,
             )
+            if self._watch is not None:
+                self._watch.refused(self._key, self._path, error.reason)
             return
         # The signature from before the open: if the file changed again in between, the
         # next check sees a difference and loads it again, which is harmless.
         self._signature = new.signature
         self._rejected = None
         self.description = new.description
+        previous = self._current
         self._current = new  # the swap: one reference assignment, atomic for every reader
         self.reloads += 1
         log_loaded(new, self._key, again=True)
+        if self._watch is not None:
+            self._watch.reloaded(new, self._key, previous)

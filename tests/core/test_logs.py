@@ -27,6 +27,7 @@ BLOCK = Decision(
     country="CN",
     subdivisions=("CN-22",),
     status=451,
+    ref="7K2MQ-X9PTW",
 )
 REQUEST = RequestInfo(peer="175.16.199.1", method="GET", path="/v1/models", host="api.example")
 HOSTILE_PATH = (
@@ -80,7 +81,7 @@ def test_block_is_one_info_record_with_every_fact(records: pytest.LogCaptureFixt
     record = only(records)
     assert record.levelno == logging.INFO
     assert record.getMessage() == (
-        "block client_ip=175.16.199.1 country=CN subdivisions=CN-22 "
+        "block ref=7K2MQ-X9PTW client_ip=175.16.199.1 country=CN subdivisions=CN-22 "
         'rule="unsupported-regions" reason=rule method=GET path="/v1/models"'
     )
 
@@ -98,7 +99,7 @@ def test_verbs(records: pytest.LogCaptureFixture, action: str, enforced: bool, v
     decision = Decision(action, enforced, "rule", rule="r", client_ip="1.2.3.4")  # type: ignore[arg-type]
     logs.log_decision(decision, REQUEST)
     message = only(records).getMessage()
-    assert message.startswith(f"{verb} client_ip=1.2.3.4 ")
+    assert message.startswith(f"{verb} ref=- client_ip=1.2.3.4 ")
     assert ("would" in message) is (not enforced)
 
 
@@ -106,7 +107,7 @@ def test_missing_facts_are_dashes(records: pytest.LogCaptureFixture) -> None:
     decision = Decision("block", True, "unresolved_client")
     logs.log_decision(decision, RequestInfo(peer=None))
     assert only(records).getMessage() == (
-        "block client_ip=- country=- subdivisions=- rule=- reason=unresolved_client "
+        "block ref=- client_ip=- country=- subdivisions=- rule=- reason=unresolved_client "
         'method=GET path="/"'
     )
 
@@ -126,6 +127,7 @@ def test_structured_data_for_json_formatters(records: pytest.LogCaptureFixture) 
     logs.log_decision(BLOCK, REQUEST)
     data = only(records).geofence  # type: ignore[attr-defined]
     assert data == {
+        "ref": "7K2MQ-X9PTW",
         "action": "block",
         "enforced": True,
         "reason": "rule",
@@ -138,6 +140,7 @@ def test_structured_data_for_json_formatters(records: pytest.LogCaptureFixture) 
         "path": "/v1/models",
         "report_rules": [],
         "account": None,
+        "repeated": 0,
     }
     json.dumps(data)  # serialisable as it is
 
@@ -192,6 +195,7 @@ def test_method_and_rule_cannot_fake_fields(records: pytest.LogCaptureFixture) -
     assert fields["reason"] == "rule"
     assert fields["path"] == "/"
     assert list(fields) == [
+        "ref",
         "client_ip",
         "country",
         "subdivisions",
@@ -248,7 +252,7 @@ def test_a_usual_format_shows_the_name_once(records: pytest.LogCaptureFixture) -
     finally:
         logs.logger.removeHandler(handler)
     assert stream.getvalue().splitlines() == [
-        "INFO geofence block client_ip=175.16.199.1 country=CN subdivisions=CN-22 "
+        "INFO geofence block ref=7K2MQ-X9PTW client_ip=175.16.199.1 country=CN subdivisions=CN-22 "
         'rule="unsupported-regions" reason=rule method=GET path="/v1/models"',
         "ERROR geofence database lookup failed: DatabaseError: lookup failed",
     ]
