@@ -71,6 +71,8 @@ _HTML_REF_SLOT = _REF_SLOT.encode()
 # What geofence._refs makes; anything else (a Decision built by hand) takes the slow path.
 _REF = re.compile(r"[0-9A-Z]{5}-[0-9A-Z]{5}")
 assert REF_LENGTH == 11, "the prebuilt Content-Length assumes references of 11 characters"
+# Responses kept with their reference: a page is ~2.5 kB, so at most ~2.5 MB.
+RESPONSE_CACHE_SIZE = 1024
 _JSON = ""  # the language key of a JSON response: it has none (JSON stays English)
 
 
@@ -157,6 +159,7 @@ class Responder:
         "_default_language",
         "_deprecations",
         "_languages",
+        "_responses",
         "_sunset_links",
         "_sunsets",
         "_template",
@@ -205,6 +208,9 @@ class Responder:
         # Bounded by the policy, never by requests: the rule comes from the decision, the
         # language from negotiate(), which returns an offered language.
         self._built: dict[tuple[str | None, Kind, int, str], _Prebuilt] = {}
+        # ... and with a reference: the responses recently given (each holds its body).
+        self._responses: BoundedCache[tuple[str | None, Kind, int, str, str | None], Response]
+        self._responses = BoundedCache(RESPONSE_CACHE_SIZE)
         self._sunset_links: dict[str | None, str | None] = {
             name: _sunset_link(answer.uri) for name, answer in self._answers.items()
         }
@@ -234,11 +240,20 @@ class Responder:
             lang = negotiate(accept_language, self._languages, self._default_language)
         else:
             lang = _JSON
-        key = (rule, kind, status, lang)
-        built = self._built.get(key)
-        if built is None:
-            built = self._built[key] = self._build(key)
-        return built.response(decision.ref)
+        ref = decision.ref
+        # The same client, rule and account keep their reference (geofence._refs), so a
+        # client that retries gets the very response it got before: one lookup.
+        full = (rule, kind, status, lang, ref)
+        response = self._responses.get(full)
+        if response is None:
+            key = (rule, kind, status, lang)
+            built = self._built.get(key)
+            if built is None:
+                built = self._built[key] = self._build(key)
+            response = built.response(ref)
+            if ref is None or len(ref) == REF_LENGTH:
+                self._responses.put(full, response)
+        return response
 
     def _build(self, key: tuple[str | None, Kind, int, str]) -> _Prebuilt:
         rule, kind, status, lang = key
