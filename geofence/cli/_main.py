@@ -23,7 +23,7 @@ from geofence._engine import Engine
 from geofence._errors import ConfigError
 from geofence._model import Decision, RequestInfo
 from geofence.accounts._account import Account
-from geofence.cli import _accounts, _export, _regions, _validate
+from geofence.cli import _accounts, _export, _regions, _replay, _validate
 from geofence.cli._common import (
     EXIT_BROKEN_PIPE,
     EXIT_STORE,
@@ -311,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export.add_parser(commands, _Parser)
     _accounts.add_parser(commands, _Parser)
     _regions.add_parser(commands, _Parser)
+    _replay.add_parser(commands, _Parser)
     demo = commands.add_parser("demo", help="serve the example app on the example policy")
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--host", default="127.0.0.1")

@@ -1,0 +1,121 @@
+"""``geofence replay LOG...``: decide access logs with a policy (and a baseline), print the
+report; ``--max-newly-blocked`` makes it a CI gate (exit status 1)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from geofence.cli._common import PROG, UsageError
+from geofence.replay import FORMATS, ReplayError, replay
+from geofence.replay._text import render
+
+EXIT_GUARD = 1  # a --max-* guard was exceeded
+
+DESCRIPTION = """\
+Decide every line of access logs (plain or gzip) with a policy, at the line's own time (or
+--at), through the same engine and client-IP rules as the app: the log's client address is
+the socket peer, its X-Forwarded-For column (when the format has one) the header the policy
+reads. Prints totals by action, rule, country and path; with --baseline, the transitions
+(allow/warn/block before -> after) and what would newly be blocked.
+
+Formats: combined (nginx/Apache combined and common, nginx "main" with
+$http_x_forwarded_for), alb (AWS ALB), cloudfront (CloudFront standard logs), cloudflare
+(Logpush http_requests JSON), jsonl and csv (fields named as nginx variables: time_iso8601
+or msec, remote_addr, http_x_forwarded_for, request_method, request_uri, host).
+Unparsable lines are counted and the first 5 shown, never fatal.
+
+Exit status: 0; 1 when --max-newly-blocked is exceeded; 2 for a usage or configuration
+error, or a log that cannot be read or recognised."""
+
+
+def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    """``geofence replay`` under the top-level ``commands``."""
+    command = commands.add_parser(
+        "replay",
+        help="decide access logs with a policy: who would it block?",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.add_argument("logs", nargs="+", metavar="LOG", help="access log files (or .gz)")
+    command.add_argument(
+        "--config", metavar="NEW", help="the policy to replay (.toml or .json; default: example)"
+    )
+    command.add_argument("--baseline", metavar="OLD", help="the policy to compare with")
+    command.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", *FORMATS],
+        help="the logs' format (default: auto-detected per file)",
+    )
+    command.add_argument(
+        "--at",
+        metavar="TIME",
+        help="decide every line at this ISO 8601 time with a zone instead of its own",
+    )
+    command.add_argument("--json", metavar="OUT", help="write the report as JSON ('-': stdout)")
+    command.add_argument(
+        "--max-newly-blocked",
+        metavar="SHARE",
+        type=_share,
+        help="exit 1 when more than SHARE (0.05 or 5%%) of the lines would be newly blocked "
+        "(blocked by the policy and not by --baseline; without one, every block)",
+    )
+    command.add_argument(
+        "--top", type=int, default=10, metavar="N", help="rows of the country and path tables"
+    )
+    command.set_defaults(func=_run)
+
+
+def _share(text: str) -> float:
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share (e.g. 0.05 or 5%)") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1 (0 %% and 100 %%)")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Imported here: the main module imports every command, and these pull in the engine.
+    from geofence.cli._example import example_policy
+    from geofence.cli._main import _parse_time
+
+    at = _parse_time(args.at) if args.at is not None else None
+    if args.top < 1:
+        raise UsageError("--top N: N is at least 1")
+    try:
+        report = replay(
+            args.logs,
+            policy=args.config if args.config is not None else example_policy(),
+            baseline=args.baseline,
+            at=at,
+            format=args.format,
+        )
+    except ReplayError as error:
+        raise UsageError(str(error)) from None
+    document = report.to_dict(args.top) if args.json is not None else None
+    if args.json == "-":
+        print(json.dumps(document, indent=2))
+    else:
+        if args.json is not None:
+            try:
+                with open(args.json, "w", encoding="utf-8") as out:
+                    json.dump(document, out, indent=2)
+                    out.write("\n")
+            except OSError as error:
+                raise UsageError(f"--json {args.json}: {error.strerror or error}") from None
+        print(render(report, args.top))
+    limit = args.max_newly_blocked
+    if limit is not None and report.newly_blocked_share > limit:
+        print(
+            f"{PROG}: {100 * report.newly_blocked_share:.2f} % of the lines would be newly "
+            f"blocked, more than --max-newly-blocked {100 * limit:g} %",
+            file=sys.stderr,
+        )
+        return EXIT_GUARD
+    return 0

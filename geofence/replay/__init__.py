@@ -1,0 +1,78 @@
+"""Replay: who would a policy block? Access logs in, the engine's decisions out, as a report.
+
+    >>> from geofence.replay import replay
+    >>> report = replay(["access.log.gz"], policy="new.toml", baseline="old.toml")
+    >>> report.newly_blocked_share, report.to_dict()["policy"]["countries"]
+
+**Formats** (``format=``; "auto" detects from a file's first 20 non-blank lines: the format
+that reads most of them wins; a file none reads is a :class:`ReplayError` naming every format
+tried). Each reader's module documents the vendor layout it follows:
+``combined`` (nginx/Apache combined and common, and nginx's ``main``: combined plus
+``"$http_x_forwarded_for"``), ``alb`` (AWS ALB), ``cloudfront`` (CloudFront standard logs, by
+their ``#Fields`` line), ``cloudflare`` (Logpush ``http_requests`` JSON), ``jsonl`` and ``csv``
+(fields named as nginx variables). Plain or gzip, told by the magic bytes; CR LF tolerated;
+streamed, one line at a time.
+
+**Records** (:class:`Record`): time (aware UTC), peer, the X-Forwarded-For value the log
+recorded (None when the format has none), method, path, host ("" when the log has none),
+user. The path is the request target without query string, percent-decoded as UTF-8 (as ASGI
+servers and WSGI frameworks route it; ``%2F`` becomes ``/``, invalid UTF-8 is replaced).
+
+**Client IP.** A record is decided as the app behind the log's writer would decide it: the
+log's client address is the socket peer, and its forwarding column (nginx ``main``,
+CloudFront ``x-forwarded-for``, JSON/CSV ``http_x_forwarded_for``, Cloudflare
+``RequestHeaders``) is given as the header the policy reads (``client_ip.header``; rewritten
+as ``for=`` elements for ``forwarded``). So a peer in ``trusted_proxies`` has its chain
+walked as in the app. Under ``hops`` the engine never looks at the peer: replay such a policy
+only on logs whose forwarding column is what the app receives.
+
+**Decisions** are those of ``Engine.decide(request, now=line's time or at)``, memoised per
+(peer, forwarding value, method, path, host if a rule reads it, minute, phase segment); see
+:mod:`geofence.replay._loop` for why that is exact at a rule's date. No decision is logged
+or sent as an event.
+
+**Report** (:class:`Report`): totals by kind (``allow``, ``warn``, ``block``, and
+``would_warn`` / ``would_block`` in report mode), by rule, country, reason and path (paths of
+lines not allowed; the first 50,000 distinct exactly, later ones as "(other paths)"); with a
+baseline, the transitions (kind before -> after) and the lines newly blocked (enforced block
+now, not before; without a baseline every enforced block); unparsable lines counted, the first
+five kept with file and line number. ``to_dict()`` is what ``--json`` writes.
+
+**Extension points** (not built yet):
+
+* accounts (``--accounts``, ``--account-field``): ``Record.user`` is filled by the formats
+  with a user field; an account run would call ``engine.decide(..., account=)`` on a memory
+  store per record, bypassing the memo (account state moves with every request), in
+  ``Decider.decide``.
+* ``--html``: renders ``Report.to_dict()``, as ``geofence.replay._text.render`` renders text.
+* ``--jobs N``: files (or byte ranges of a plain file) map to processes, each returning a
+  Report; Reports need a ``merge`` (every table is a Counter, so it is a sum).
+* Arrow record batches: a batch of records is columns of :class:`Record`'s fields; the
+  decision step is ``Decider.decide`` per row, returning columns of the decisions' kind,
+  rule, country (the ``replay`` extra will bring pyarrow).
+* a progress bar: wraps ``decide_all`` (``geofence.replay._loop``), the one loop every record
+  goes through; a file's byte position gives the fraction done.
+"""
+
+from __future__ import annotations
+
+from geofence.replay._formats import FORMATS, detect
+from geofence.replay._record import Record, Unparsable
+from geofence.replay._report import KINDS, FileSummary, Report, Totals
+from geofence.replay._run import LogFile, read_log, replay
+from geofence.replay._source import ReplayError
+
+__all__ = [
+    "FORMATS",
+    "KINDS",
+    "FileSummary",
+    "LogFile",
+    "Record",
+    "ReplayError",
+    "Report",
+    "Totals",
+    "Unparsable",
+    "detect",
+    "read_log",
+    "replay",
+]

@@ -1,0 +1,177 @@
+"""What a replay found: totals, transitions, unparsable lines; as a dict (``--json``) and as
+text. Every table is bounded (see :data:`MAX_PATHS`), so the report's memory does not grow
+with the log."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from geofence._model import Decision
+
+#: Kinds of outcome: the action, or "would_warn" / "would_block" for a decision in report
+#: mode (the policy's or the rule's ``mode = "report"``): shown, never enforced.
+KINDS = ("allow", "warn", "block", "would_warn", "would_block")
+MAX_PATHS = 50_000  # distinct paths counted exactly; later new paths go to OTHER_PATHS
+OTHER_PATHS = "(other paths)"
+NO_RULE = "(no rule)"
+UNKNOWN = "(unknown)"
+KEEP_UNPARSABLE = 5  # unparsable lines kept to show, with their file and number
+
+
+def kind_of(decision: Decision) -> str:
+    action = decision.action
+    if action == "allow" or decision.enforced:
+        return action
+    return "would_" + action
+
+
+@dataclass
+class Shown:
+    """An unparsable line kept for the report."""
+
+    file: str
+    line: int
+    why: str
+    text: str
+
+
+@dataclass
+class FileSummary:
+    path: str
+    format: str
+    records: int = 0
+    unparsable: int = 0
+
+
+@dataclass
+class Totals:
+    """Counts of one policy's decisions: by kind, and by rule, country, reason and path."""
+
+    kinds: Counter[str] = field(default_factory=Counter)
+    rules: dict[str, Counter[str]] = field(default_factory=dict)
+    countries: dict[str, Counter[str]] = field(default_factory=dict)
+    reasons: Counter[str] = field(default_factory=Counter)
+    # Paths of lines that were not allowed (an allowed path is no one's concern here).
+    paths: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def add(self, decision: Decision, kind: str, path: str) -> None:
+        self.kinds[kind] += 1
+        self.reasons[decision.reason] += 1
+        rule = decision.rule or NO_RULE
+        by_rule = self.rules.get(rule)
+        if by_rule is None:
+            by_rule = self.rules[rule] = Counter()
+        by_rule[kind] += 1
+        country = decision.country or UNKNOWN
+        by_country = self.countries.get(country)
+        if by_country is None:
+            by_country = self.countries[country] = Counter()
+        by_country[kind] += 1
+        if kind != "allow":
+            by_path = self.paths.get(path)
+            if by_path is None:
+                if len(self.paths) >= MAX_PATHS:
+                    path = OTHER_PATHS
+                by_path = self.paths.setdefault(path, Counter())
+            by_path[kind] += 1
+
+    def document(self, top: int) -> dict[str, Any]:
+        return {
+            "actions": {k: self.kinds.get(k, 0) for k in KINDS},
+            "rules": {name: _kinds(c) for name, c in _ranked(self.rules)},
+            "countries": {name: _kinds(c) for name, c in _ranked(self.countries)},
+            "reasons": dict(self.reasons.most_common()),
+            "paths": [
+                {"path": name, **_kinds(c)} for name, c in _ranked(self.paths, blocked=True)[:top]
+            ],
+        }
+
+
+def _kinds(counts: Counter[str]) -> dict[str, int]:
+    return {k: counts.get(k, 0) for k in KINDS}
+
+
+def _ranked(
+    table: dict[str, Counter[str]], blocked: bool = False
+) -> list[tuple[str, Counter[str]]]:
+    """Most lines first (for paths: most blocked, then most warned); then by name."""
+
+    def weight(item: tuple[str, Counter[str]]) -> tuple[int, ...]:
+        counts = item[1]
+        if blocked:
+            return (-(counts["block"] + counts["would_block"]), -sum(counts.values()))
+        return (-sum(counts.values()),)
+
+    return sorted(table.items(), key=lambda item: (*weight(item), item[0]))
+
+
+@dataclass
+class Report:
+    """The result of :func:`geofence.replay.replay`. ``policy`` holds the totals of the
+    replayed policy, ``baseline`` those of ``--baseline`` (None without one);
+    ``transitions[(before, after)]`` counts lines by their kind under each (with a baseline).
+    ``decisions`` is how many times the engine was asked (the rest were memo hits)."""
+
+    files: list[FileSummary] = field(default_factory=list)
+    policy: Totals = field(default_factory=Totals)
+    baseline: Totals | None = None
+    transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    newly_blocked_countries: Counter[str] = field(default_factory=Counter)
+    unparsable: int = 0
+    shown: list[Shown] = field(default_factory=list)
+    decisions: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    at: datetime | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def records(self) -> int:
+        """Lines decided (every line read but the unparsable ones)."""
+        return sum(self.policy.kinds.values())
+
+    @property
+    def newly_blocked(self) -> int:
+        """Lines the policy blocks (enforced) that the baseline did not block; without a
+        baseline, every line the policy blocks."""
+        if self.baseline is None:
+            return self.policy.kinds["block"]
+        return sum(
+            n for (before, after), n in self.transitions.items() if after == "block" != before
+        )
+
+    @property
+    def newly_blocked_share(self) -> float:
+        return self.newly_blocked / self.records if self.records else 0.0
+
+    def to_dict(self, top: int = 10) -> dict[str, Any]:
+        def when(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment is not None else None
+
+        document: dict[str, Any] = {
+            "files": [vars(f).copy() for f in self.files],
+            "records": self.records,
+            "decisions": self.decisions,
+            "unparsable": {"count": self.unparsable, "first": [vars(s).copy() for s in self.shown]},
+            "from": when(self.first),
+            "to": when(self.last),
+            "at": when(self.at),
+            "policy": self.policy.document(top),
+            "baseline": self.baseline.document(top) if self.baseline is not None else None,
+            "transitions": [
+                {"from": before, "to": after, "count": n}
+                for (before, after), n in sorted(
+                    self.transitions.items(), key=lambda item: (-item[1], item[0])
+                )
+            ],
+            "newly_blocked": {
+                "count": self.newly_blocked,
+                "share": round(self.newly_blocked_share, 6),
+                "countries": dict(self.newly_blocked_countries.most_common()),
+            },
+            "notes": list(self.notes),
+        }
+        return document
