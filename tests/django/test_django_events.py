@@ -1,0 +1,202 @@
+"""Every engine event kind as the Django signal ``geofence_event``, through the real middleware
+(WSGI and ASGI handlers), from real databases: a replaced file (db_reloaded), a corrupt one
+(db_refused), a record that fails to decode (db_error), and the request kinds. A receiver that
+raises is logged and never reaches the request. The engine's clock is injected (no sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.http.response import HttpResponseBase
+from django.test import Client, override_settings
+from django_support import PeerAsyncClient
+from tests_support import BAD_DATA, BAD_RECORD_DB, CITY_DB, UA_CITY_DB
+
+import geofence
+from geofence import Event
+from geofence_django import conf
+from geofence_django.signals import geofence_event
+
+CORRUPT = BAD_DATA / "libmaxminddb" / "libmaxminddb-metadata-marker-only.mmdb"
+CN = "175.16.199.1"
+GB = "81.2.69.142"
+CRIMEA = "31.43.1.1"  # not found in the City test database, UA-43 in the UA fixture
+BAD_ADDRESS = "216.160.83.56"  # a malformed record in BAD_RECORD_DB
+PATHS = pytest.mark.parametrize("asgi", [False, True], ids=["wsgi", "asgi"])
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+CLOCK = Clock()
+
+
+class ClockedEngine(geofence.Engine):
+    """The adapter's engine, on the test's clock (what drives the reload checks)."""
+
+    @classmethod
+    def from_config(cls, obj: Any, **kwargs: Any) -> geofence.Engine:
+        kwargs.setdefault("clock", CLOCK)
+        return super().from_config(obj, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def clocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(conf, "Engine", ClockedEngine)
+
+
+@pytest.fixture
+def received() -> Iterator[list[Event]]:
+    got: list[Event] = []
+
+    def receiver(sender: Any, event: Event, **kwargs: Any) -> None:
+        assert sender is geofence.Engine
+        got.append(event)
+
+    geofence_event.connect(receiver, dispatch_uid="test-events-received")
+    yield got
+    geofence_event.disconnect(dispatch_uid="test-events-received")
+
+
+@pytest.fixture
+def broken() -> Iterator[list[str]]:
+    kinds: list[str] = []
+
+    def receiver(sender: Any, event: Event, **kwargs: Any) -> None:
+        kinds.append(event.kind)
+        raise RuntimeError(f"receiver bug on {event.kind}")
+
+    geofence_event.connect(receiver, dispatch_uid="test-events-broken")
+    yield kinds
+    geofence_event.disconnect(dispatch_uid="test-events-broken")
+
+
+_mtime = [1_650_000_000]
+
+
+def install(source: str | Path, target: Path) -> None:
+    tmp = target.with_name(target.name + ".download")
+    shutil.copyfile(source, tmp)
+    _mtime[0] += 1
+    os.utime(tmp, (_mtime[0], _mtime[0]))
+    os.replace(tmp, target)
+
+
+def get(peer: str, *, asgi: bool, path: str = "/v1/models") -> HttpResponseBase:
+    if not asgi:
+        return Client(REMOTE_ADDR=peer).get(path)
+    with override_settings(ROOT_URLCONF="djsite.urls_async"):
+        return asyncio.run(PeerAsyncClient(peer).get(path))
+
+
+def policy(country_db: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "geoip": {"country_db": country_db, "reload_interval": 60},
+        "rules": [{"name": "no-ua", "action": "block", "regions": ["UA"]}],
+        **extra,
+    }
+
+
+def kinds(events: list[Event]) -> list[str]:
+    return [e.kind for e in events]
+
+
+@PATHS
+@pytest.mark.parametrize(
+    ("mode", "action", "kind", "status"),
+    [
+        ("enforce", "block", "block", 451),
+        ("enforce", "warn", "warn", 200),
+        ("report", "block", "would_block", 200),
+        ("report", "warn", "would_warn", 200),
+    ],
+)
+def test_request_kinds_are_the_signal(
+    received: list[Event], asgi: bool, mode: str, action: str, kind: str, status: int
+) -> None:
+    config = {
+        "mode": mode,
+        "geoip": {"country_db": CITY_DB},
+        "rules": [{"name": "cn", "action": action, "regions": ["CN"]}],
+    }
+    with override_settings(GEOFENCE=config):
+        responses = [get(CN, asgi=asgi) for _ in range(2)]
+    assert [r.status_code for r in responses] == [status, status]
+    assert kinds(received) == [kind, kind]
+    decision = received[0].decision
+    assert decision is not None and decision.rule == "cn" and decision.ref is not None
+
+
+@PATHS
+def test_reloaded_and_refused_files_are_the_signal(
+    tmp_path: Path, received: list[Event], asgi: bool
+) -> None:
+    target = tmp_path / "City.mmdb"
+    install(CITY_DB, target)
+    with override_settings(GEOFENCE=policy(str(target))):
+        assert get(CRIMEA, asgi=asgi).status_code == 200  # not found: allowed
+        install(CORRUPT, target)
+        CLOCK.now += 60.0
+        assert get(GB, asgi=asgi).status_code == 200  # the old file answers
+        install(UA_CITY_DB, target)
+        CLOCK.now += 60.0
+        assert get(CRIMEA, asgi=asgi).status_code == 451  # the new file answers
+    assert kinds(received) == ["db_refused", "db_reloaded", "block"]
+    refused, reloaded = received[0], received[1]
+    assert refused.detail["db"] == "country" and refused.detail["path"] == str(target)
+    assert isinstance(refused.detail["reason"], str)
+    assert reloaded.detail["path"] == str(target)
+    assert reloaded.detail["built"] is not None
+
+
+@PATHS
+def test_each_failed_lookup_is_the_signal(received: list[Event], asgi: bool) -> None:
+    with override_settings(GEOFENCE={"geoip": {"country_db": BAD_RECORD_DB}}):
+        responses = [get(BAD_ADDRESS, asgi=asgi) for _ in range(3)]
+    assert [r.status_code for r in responses] == [200] * 3  # on_error = "allow"
+    assert kinds(received) == ["db_error"] * 3
+    assert received[0].detail["db"] == "country"
+    assert BAD_ADDRESS not in str(received[0].detail["error"])
+
+
+@PATHS
+def test_a_raising_receiver_never_reaches_a_request_of_any_kind(
+    tmp_path: Path,
+    received: list[Event],
+    broken: list[str],
+    caplog: pytest.LogCaptureFixture,
+    asgi: bool,
+) -> None:
+    target = tmp_path / "City.mmdb"
+    install(CITY_DB, target)
+    statuses = []
+    with override_settings(GEOFENCE=policy(str(target))):
+        statuses.append(get(GB, asgi=asgi).status_code)  # the engine is built on first use
+        install(CORRUPT, target)
+        CLOCK.now += 60.0
+        statuses.append(get(GB, asgi=asgi).status_code)
+        install(UA_CITY_DB, target)
+        CLOCK.now += 60.0
+        statuses.append(get(CRIMEA, asgi=asgi).status_code)
+    with override_settings(GEOFENCE={"geoip": {"country_db": BAD_RECORD_DB}}):
+        statuses.append(get(BAD_ADDRESS, asgi=asgi).status_code)
+    assert statuses == [200, 200, 451, 200]
+    assert broken == ["db_refused", "db_reloaded", "block", "db_error"]
+    # The other receiver still heard every event.
+    assert kinds(received) == broken
+    failures = [r for r in caplog.records if r.name == "geofence.django"]
+    assert [r.levelno for r in failures] == [logging.ERROR] * 4
+    assert all(r.exc_info is not None for r in failures)
+    assert "receiver bug on db_refused" in caplog.text
