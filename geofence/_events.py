@@ -17,8 +17,9 @@ from geofence._model import Decision
 
 logger = logging.getLogger("geofence")
 
-#: Every kind DESIGN names. Account kinds and store_error are emitted today; the request
-#: kinds (block, warn, would_*) and the database kinds join them with the metrics work.
+#: Every kind DESIGN names, all emitted: the request kinds by the engine's Observer, the
+#: account kinds and store_error by the accounts ledger, the database kinds by the databases
+#: (geofence.geoip._watch) and the engine's lookup.
 KINDS = frozenset(
     {
         "block",
@@ -51,8 +52,14 @@ class Event:
     the request's decision when a request caused it; ``account`` the account's id or None;
     ``rule`` the rule's name or None; ``detail`` kind-specific facts, e.g. ``{"until":
     datetime}`` for ``account_grace_started`` and ``account_suspended``, ``{"country":
-    "RU"}`` for ``account_home_mismatch``, ``{"error": "..."}`` for ``store_error``. Never a
-    client IP address beyond what ``decision.client_ip`` already holds.
+    "RU"}`` for ``account_home_mismatch``, ``{"error": "..."}`` for ``store_error``. The
+    database kinds have no decision; their detail names the database as ``db`` (``country``,
+    ``anonymous`` or ``asn``) and ``key`` (``geoip.country_db``, ...), plus: for
+    ``db_reloaded`` ``path``, ``description``, ``database_type``, ``built`` and
+    ``previous_built`` (aware datetimes, or None when the file has no build date); for
+    ``db_refused`` ``path`` and ``reason``; for ``db_error`` (one per failed lookup)
+    ``description`` and ``error`` (the client's address cut out). Never a client IP address
+    beyond what ``decision.client_ip`` already holds.
     """
 
     kind: str
