@@ -198,19 +198,38 @@ def _http(edge: EdgePolicy, warnings: tuple[str, ...]) -> str:
             out.add(reload)
         out.add("    $geofence_asn source=$remote_addr autonomous_system_number;", "}")
     out.add("", "# Private clients (geofence's table) and exempt addresses.")
-    out.add("geo $geofence_private {", "    default 0;")
+    out.add("geo $geofence_private_addr {", "    default 0;")
     out.add(*(f"    {cidr} 1;" for cidr in edge.private_networks), "}")
-    out.add("geo $geofence_exempt_ip {", "    default 0;")
+    out.add("geo $geofence_exempt_addr {", "    default 0;")
     out.add(*(f"    {cidr} 1;" for cidr in edge.exempt_ips), "}")
-    out.add("", '# Where the client is: "CC|sub1|sub2|" (a private client has no country).')
-    country = "$geofence_db_country"
-    if not edge.allow_private:
-        out.map("$geofence_private", "geofence_cc", [("1", '""'), ("default", country)])
-        out.map("$geofence_private", "geofence_s1", [("1", '""'), ("default", "$geofence_db_sub1")])
-        out.map("$geofence_private", "geofence_s2", [("1", '""'), ("default", "$geofence_db_sub2")])
-        where = '"$geofence_cc|$geofence_s1|$geofence_s2|"'
-    else:
-        where = f'"{country}|$geofence_db_sub1|$geofence_db_sub2|"'
+    _unresolved(out, edge)
+    out.map(
+        '"$geofence_unresolved$geofence_private_addr"',
+        "geofence_private",
+        [('"01"', "1"), ("default", "0")],
+    )
+    out.map(
+        '"$geofence_unresolved$geofence_exempt_addr"',
+        "geofence_exempt_ip",
+        [('"01"', "1"), ("default", "0")],
+    )
+    out.add(
+        "",
+        '# Where the client is: "CC|sub1|sub2|"; "||" for a client without a country, and',
+        "# for one whose address was not found or is private (when private clients meet rules).",
+    )
+    out.map(
+        '"$geofence_unresolved$geofence_private_addr"',
+        "geofence_looked_up",
+        [('"00"', "1"), ('"01"', "1" if edge.allow_private else "0"), ("default", "0")],
+    )
+    for short, source in (("cc", "country"), ("s1", "sub1"), ("s2", "sub2")):
+        out.map(
+            "$geofence_looked_up",
+            f"geofence_{short}",
+            [("1", f"$geofence_db_{source}"), ("default", '""')],
+        )
+    where = '"$geofence_cc|$geofence_s1|$geofence_s2|"'
     out.map(where, "geofence_where", [("default", where)])
     out.add("", "# Exempt paths: never with a . or .. segment (the raw request's path).")
     exempt = path_regex(edge.exempt_paths)
@@ -230,6 +249,32 @@ def _http(edge: EdgePolicy, warnings: tuple[str, ...]) -> str:
     out.add("", "# The decision: the first rule that decides, as the engine tries them.")
     _decision(out, edge)
     return "\n".join(out.lines) + "\n"
+
+
+def _unresolved(out: _Out, edge: EdgePolicy) -> None:
+    """``$geofence_unresolved``: the peer is a trusted proxy and realip kept the peer's own
+    address, so the chain named no usable client (garbage, a zone id, quotes, an integer
+    form, no header, every entry trusted). geofence then has no client (unresolved_client)
+    and never falls back to the proxy's address; realip does, so this undoes it."""
+    client = edge.client
+    out.add("", "# A chain that names no client: geofence's unresolved_client.")
+    if (
+        not (client.trusted_proxies or client.hops is not None)
+        or client.header not in REALIP_HEADERS
+    ):
+        out.map('""', "geofence_unresolved", [("default", "0")])
+        return
+    out.add("geo $realip_remote_addr $geofence_peer_trusted {")
+    if client.hops is not None:
+        out.add("    default 1;")  # with hops the peer is not consulted
+    else:
+        out.add("    default 0;", *(f"    {cidr} 1;" for cidr in client.trusted_proxies))
+    out.add("}")
+    out.map(
+        '"$geofence_peer_trusted|$realip_remote_addr|$remote_addr"',
+        "geofence_unresolved",
+        [(regex(r"^1\|(.*)\|\1$"), "1"), ("default", "0")],
+    )
 
 
 def _region_patterns(
@@ -371,8 +416,9 @@ def _outcomes(edge: EdgePolicy) -> list[tuple[str, _Outcome]]:
 
 
 def _decision(out: _Out, edge: EdgePolicy) -> None:
-    flags = "$geofence_exempt_ip$geofence_exempt_path" + (
-        "$geofence_private" if edge.allow_private else "0"
+    # ${...}: a variable name would run on into a following "0".
+    flags = "${geofence_exempt_ip}${geofence_exempt_path}" + (
+        "${geofence_private}" if edge.allow_private else "0"
     )
     rule_flags = "".join(f"$geofence_r{i}" for i in range(len(edge.rules)))
     key = f'"{flags}:{rule_flags}:"'
