@@ -263,12 +263,11 @@ class Engine:
         entry = self._cache.get((request.peer, request.method, request.path))
         if entry is None or entry[0] is not epoch:
             return self._entry(request, None, epoch)[1]
-        attention = entry[2]
-        if attention:
-            if attention is True:
+        if entry[2]:  # read twice rather than stored: a repeated allow then costs nothing more
+            if entry[2] is True:
                 self._observer.seen(entry[1], request)
             else:
-                attention()
+                entry[2]()
         return entry[1]
 
     async def adecide(
@@ -307,13 +306,11 @@ class Engine:
             entry = self._cache.get((request.peer, request.method, request.path))
             if entry is None or entry[0] is not epoch:
                 entry = self._entry(request, None, epoch)
-            else:
-                attention = entry[2]
-                if attention:
-                    if attention is True:
-                        self._observer.seen(entry[1], request)
-                    else:
-                        attention()
+            elif entry[2]:
+                if entry[2] is True:
+                    self._observer.seen(entry[1], request)
+                else:
+                    entry[2]()
         answer = entry[3]
         if answer is None:
             return Answer(entry[1], self._denial(entry[1], request))
@@ -530,7 +527,10 @@ class Engine:
             answer = Answer(decision, None, self._responder)
         else:
             answer = None
-        attention = True if loggable else self._observer.counter(decision)
+        attention = True
+        if not loggable:
+            tally = self._observer.tally
+            attention = False if tally is None else tally.counter(decision)
         entry = (epoch, decision, attention, answer)
         if (
             segment == epoch[0]
