@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 import geofence
-from geofence.http import Answer
+from geofence.http import TEMPLATE_CSP, Answer
 
 DATA = Path(__file__).parent.parent.parent / "data"
 CITY_DB = str(DATA / "maxmind" / "test-data" / "GeoIP2-City-Test.mmdb")
@@ -139,7 +139,10 @@ class Scenario:
     json_code: str | None = None  # error.code in a JSON body
     headers_equal: Mapping[str, str] = field(default_factory=dict)  # exact values
     headers_absent: tuple[str, ...] = ()
+    headers_containing: Mapping[str, str] = field(default_factory=dict)  # value holds this
     body_not_contains: tuple[str, ...] = ()  # e.g. unescaped hostile input
+    body_contains: tuple[str, ...] = ()  # e.g. the page's <html lang dir>, a translated heading
+    json_message: str | None = None  # error.message in a JSON body
     # What the view saw as the decision (only when app_called): a subset of its fields.
     decision: Mapping[str, Any] = field(default_factory=dict)
     # Who sends it, as the adapter's account hook returns it (an Account or a plain id).
@@ -529,6 +532,212 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
+# -- the page: per-rule answers, languages, the reference, the template -----------------------
+RU_URL = "https://example.com/russia"
+IR_URL = "https://example.com/iran-grace"
+RU_MESSAGE = {
+    "en": "Our service is not offered in Russia.",
+    "ru": "Наш сервис не предоставляется в России.",
+    "fa": "سرویس ما در روسیه ارائه نمی‌شود.",
+}
+TEMPLATE = str(Path(__file__).with_name("blocked_template.html"))
+PAGE: dict[str, Any] = merged(
+    rules=[
+        BASE["rules"][0],
+        {
+            "name": "ru-own-answer",
+            "action": "block",
+            "regions": ["RU"],
+            "status": 403,
+            "code": "ru_not_served",
+            "message": RU_MESSAGE,
+            "info_url": RU_URL,
+        },
+        {**BASE["rules"][2], "info_url": IR_URL},
+    ],
+)
+PAGE_TEMPLATE: dict[str, Any] = {**PAGE, "page": {"template": TEMPLATE}}
+PAGE_VARY = {"vary": "Accept, Accept-Language"}
+FA_PAGE = '<html lang="fa" dir="rtl">'
+
+
+def browser(language: str) -> dict[str, str]:
+    return {"accept": BROWSER_ACCEPT, "accept-language": language}
+
+
+PAGE_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "rule-own-answer-json",
+        peer=RU,
+        path="/anything",
+        config=PAGE,
+        status=403,
+        app_called=False,
+        body_kind="json",
+        json_code="ru_not_served",
+        json_message=RU_MESSAGE["en"],  # JSON stays English whatever Accept-Language says
+        headers={"accept-language": "fa"},
+        headers_equal={"link": f'<{RU_URL}>; rel="blocked-by"', **PAGE_VARY},
+        headers_absent=("content-language",),
+    ),
+    Scenario(
+        "rule-own-answer-page-fa-rtl",
+        peer=RU,
+        path="/anything",
+        config=PAGE,
+        headers=browser("fa-IR,fa;q=0.9,en;q=0.5"),
+        status=403,
+        app_called=False,
+        body_kind="html",
+        headers_equal={
+            "link": f'<{RU_URL}>; rel="blocked-by"',
+            "content-language": "fa",
+            **PAGE_VARY,
+        },
+        body_contains=(FA_PAGE, "سرویس ما در روسیه ارائه نمی‌شود.", "در منطقهٔ شما"),
+    ),
+    Scenario(
+        "rule-own-answer-page-ru",
+        peer=RU,
+        path="/anything",
+        config=PAGE,
+        headers=browser("ru-RU,ru;q=0.9"),
+        status=403,
+        app_called=False,
+        body_kind="html",
+        headers_equal={"content-language": "ru", **PAGE_VARY},
+        body_contains=('<html lang="ru" dir="ltr">', RU_MESSAGE["ru"], f'href="{RU_URL}"'),
+    ),
+    Scenario(
+        "rule-own-answer-page-not-in-its-table",
+        peer=RU,
+        path="/anything",
+        config=PAGE,
+        headers=browser("zh-CN"),
+        status=403,
+        app_called=False,
+        body_kind="html",
+        headers_equal={"content-language": "zh-Hans"},
+        # The operator wrote no Chinese: their English text, marked English, never a translation.
+        body_contains=(
+            '<html lang="zh-Hans" dir="ltr">',
+            f'lang="en" dir="auto">{RU_MESSAGE["en"]}',
+        ),
+    ),
+    Scenario(
+        "page-zh-CN-gets-simplified",
+        peer=CN,
+        path="/web/home",
+        config=PAGE,
+        headers=browser("zh-CN,zh;q=0.9,en;q=0.8"),
+        status=451,
+        app_called=False,
+        body_kind="html",
+        headers_equal={"content-language": "zh-Hans", **PAGE_VARY, **BLOCK_HEADERS},
+        body_contains=('<html lang="zh-Hans" dir="ltr">', "在您所在的地区不可用"),
+    ),
+    Scenario(
+        "page-zh-HK-gets-traditional",
+        peer=CN,
+        path="/web/home",
+        config=PAGE,
+        headers=browser("zh-HK,en;q=0.5"),
+        status=451,
+        app_called=False,
+        body_kind="html",
+        headers_equal={"content-language": "zh-Hant", **PAGE_VARY},
+        body_contains=('<html lang="zh-Hant" dir="ltr">', "在您所在的地區無法使用"),
+    ),
+    Scenario(
+        "page-unoffered-language-gets-the-default",
+        peer=CN,
+        path="/web/home",
+        config=PAGE,
+        headers=browser("de-DE,de;q=0.9"),
+        status=451,
+        app_called=False,
+        body_kind="html",
+        headers_equal={"content-language": "en", **PAGE_VARY},
+        body_contains=('<html lang="en" dir="ltr">', "Not available in your region"),
+    ),
+    Scenario(
+        "head-page-fa",
+        peer=CN,
+        path="/web/home",
+        method="HEAD",
+        config=PAGE,
+        headers=browser("fa"),
+        status=451,
+        app_called=False,
+        body_kind="empty",
+        headers_equal={"content-language": "fa", **PAGE_VARY},
+    ),
+    Scenario(
+        "warn-rule-own-link",
+        peer=IR,
+        path="/v1/chat",
+        config=PAGE,
+        headers_equal=WARN_HEADERS,
+        # After the app's own Link where the app sends one.
+        headers_containing={"link": f'<{IR_URL}>; rel="sunset"'},
+        decision={"action": "warn", "rule": "ir-grace"},
+    ),
+    Scenario(
+        "db-error-page-localized",
+        peer=US,
+        config=merged(on_error="block", geoip={"country_db": BAD_RECORD_DB, "reload_interval": 0}),
+        headers=browser("ar"),
+        status=503,
+        app_called=False,
+        body_kind="html",
+        headers_equal={"retry-after": "60", "content-language": "ar", **PAGE_VARY},
+        body_contains=('<html lang="ar" dir="rtl">', "غير متاح مؤقتًا"),
+    ),
+    Scenario(
+        "template-page-in-every-adapter",
+        peer=CN,
+        path="/web/home",
+        config=PAGE_TEMPLATE,
+        headers=browser("fa"),
+        status=451,
+        app_called=False,
+        body_kind="html",
+        headers_equal={"content-security-policy": TEMPLATE_CSP, "content-language": "fa"},
+        body_contains=(
+            '<html lang="fa" dir="rtl" data-test="operator-template">',
+            "<h1>در منطقهٔ شما در دسترس نیست</h1>",
+            'data-status="451"',
+        ),
+    ),
+    Scenario(
+        "template-rule-own-answer",
+        peer=RU,
+        path="/anything",
+        config=PAGE_TEMPLATE,
+        headers=browser("ru"),
+        status=403,
+        app_called=False,
+        body_kind="html",
+        headers_equal={"content-security-policy": TEMPLATE_CSP},
+        body_contains=(f'<a href="{RU_URL}">', RU_MESSAGE["ru"], 'data-status="403"'),
+    ),
+    Scenario(
+        "account-suspended-page-localized",
+        peer=US,
+        config=ACCOUNTS,
+        account=geofence.Account("acct-page-fa"),
+        prior=STRIKES,
+        headers=browser("fa"),
+        status=403,
+        app_called=False,
+        body_kind="html",
+        headers_equal={"content-language": "fa", **SUSPENDED_HEADERS},
+        body_contains=(FA_PAGE, "حساب کاربری تعلیق شده است"),
+    ),
+)
+SCENARIOS += PAGE_SCENARIOS
+
+
 def _case_id(s: Scenario, hooked: bool) -> str:
     return f"{s.id}+hook" if hooked else s.id
 
@@ -560,12 +769,6 @@ def core_answer(s: Scenario) -> Answer:
     return _CORE[s.id]
 
 
-def _error_doc(body: bytes) -> Any:
-    doc = json.loads(body)
-    doc["error"].pop("ref", None)  # a per-decision reference: differs between engines
-    return doc
-
-
 def check(
     s: Scenario,
     status: int,
@@ -581,6 +784,8 @@ def check(
         assert headers.get(name) == value, (s.id, name, headers.get(name))
     for name in s.headers_absent:
         assert name not in headers, (s.id, name)
+    for name, value in s.headers_containing.items():
+        assert value in headers.get(name, ""), (s.id, name, headers.get(name))
     if s.body_kind == "app":
         assert body == (b"" if s.method == "HEAD" else APP_BODY), s.id
     elif s.body_kind == "empty":
@@ -593,11 +798,15 @@ def check(
         assert doc["error"]["param"] is None
         if s.json_code:
             assert doc["error"]["code"] == s.json_code, s.id
+        if s.json_message is not None:
+            assert doc["error"]["message"] == s.json_message, s.id
     elif s.body_kind == "html":
         assert headers["content-type"].startswith("text/html"), s.id
         assert b"<html" in body.lower(), s.id
     for needle in s.body_not_contains:
         assert needle.encode() not in body, (s.id, needle)
+    for needle in s.body_contains:
+        assert needle.encode() in body, (s.id, needle)
     if s.app_called:
         assert decision is not None, s.id
         for key, value in s.decision.items():
@@ -619,8 +828,19 @@ def _check_against_core(
         assert status == core.response.status, s.id
         for name, value in core.response.headers:
             assert headers.get(name.lower()) == value, (s.id, name, headers.get(name.lower()))
+        # The reference is made with the process's key from the client, rule, reason and
+        # account: the core's engine gives the same one, and the body shows it.
+        ref = core.decision.ref
+        assert ref is not None and len(ref) == 11, s.id
         if s.body_kind == "json":
-            assert _error_doc(body) == _error_doc(core.response.body), s.id
+            assert json.loads(body) == json.loads(core.response.body), s.id
+            assert json.loads(body)["error"]["ref"] == ref, s.id
+        elif s.body_kind == "html":
+            assert body == core.response.body, s.id
+            assert f'<code dir="ltr" translate="no">{ref}</code>'.encode() in body or (
+                s.config.get("page")  # the operator's template shows it its own way
+                and ref.encode() in body
+            ), s.id
         return
     assert decision is not None, s.id
     fields = ("action", "enforced", "reason", "rule", "account", "country", "client_ip")
