@@ -12,7 +12,6 @@ Prometheus counters must.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import weakref
 from collections.abc import Iterator
@@ -43,20 +42,15 @@ class Counts:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[tuple[str, ...], itertools.count[int]] = {}
+        self._counts: dict[tuple[str, ...], int] = {}
 
     def add(self, key: tuple[str, ...]) -> None:
-        count = self._counts.get(key)
-        if count is None:
-            with self._lock:
-                count = self._counts.setdefault(key, itertools.count(1))
-        next(count)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
 
     def snapshot(self) -> dict[tuple[str, ...], int]:
         with self._lock:
-            items = list(self._counts.items())
-        # An itertools.count shows its next value in its repr: "count(8)" has counted 7.
-        return {key: int(repr(count)[6:-1]) - 1 for key, count in items}
+            return dict(self._counts)
 
 
 class Sources:

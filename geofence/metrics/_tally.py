@@ -3,11 +3,17 @@
 The engine keeps, in each cached decision, the counter of that decision's labels; a request
 that hits the cache calls it (one C-level call). Collectors (Prometheus, OpenTelemetry) read
 :meth:`Tally.snapshot` when they are scraped.
+
+The counter is the ``__next__`` of an ``itertools.repeat(None, START)``: each call counts one
+down and returns None, under the GIL, without allocating anything. An ``itertools.count``
+returns a new int on each call (allocated and freed again above 256): measured with callgrind
+(bench/metrics.py), the repeat costs a cached request about 160 instructions less.
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 from collections.abc import Callable
 
@@ -15,6 +21,9 @@ from geofence._model import Decision
 
 # action, enforced, reason, rule, country: never an IP, path, account or subdivision.
 Labels = tuple[str, str, str, str, str]
+# What each counter counts down from: 9.2e18 calls, never reached (a million a second would
+# take 290,000 years).
+START = sys.maxsize
 
 
 def labels(decision: Decision) -> Labels:
@@ -34,7 +43,7 @@ class Tally:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[Labels, itertools.count[int]] = {}
+        self._counts: dict[Labels, itertools.repeat[None]] = {}
 
     def counter(self, decision: Decision) -> Callable[[], object]:
         """A callable that adds one to ``decision``'s labels (thread-safe: a C call)."""
@@ -42,7 +51,7 @@ class Tally:
         count = self._counts.get(key)
         if count is None:
             with self._lock:
-                count = self._counts.setdefault(key, itertools.count(1))
+                count = self._counts.setdefault(key, itertools.repeat(None, START))
         return count.__next__
 
     def add(self, decision: Decision) -> None:
@@ -52,8 +61,8 @@ class Tally:
         """Every label set with its count so far."""
         with self._lock:
             items = list(self._counts.items())
-        # An itertools.count shows its next value in its repr: "count(8)" has counted 7.
-        return {key: int(repr(count)[6:-1]) - 1 for key, count in items}
+        # A repeat's length hint is how many calls it has left.
+        return {key: START - count.__length_hint__() for key, count in items}
 
 
 #: The process's tally: every engine with [metrics] counts here, and collectors read it.
