@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from types import CoroutineType
 from typing import Any, cast
 
@@ -18,7 +19,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.template import TemplateDoesNotExist
-from django.template.loader import render_to_string
+from django.template.loader import get_template
 from django.utils.safestring import SafeString
 
 from geofence import RequestInfo
@@ -29,6 +30,7 @@ from .conf import AsyncHook, SyncHook, account_hooks, get_engine
 from .routing import routed_to_exempt
 
 TEMPLATE = "geofence/blocked.html"
+SHIPPED_TEMPLATE = str(Path(__file__).with_name("templates") / "geofence" / "blocked.html")
 # The request attribute holding the mark of the engine that answered it (installed twice).
 MARK = "_geofence_mark"
 SyncGetResponse = Callable[[HttpRequest], HttpResponseBase]
@@ -160,10 +162,17 @@ class GeofenceMiddleware:
 
     @staticmethod
     def _page(context: Mapping[str, object], default: bytes) -> bytes:
-        """The block page from the overridable template, or the core's page if it fails."""
-        values = {**context, "default_page": SafeString(default.decode())}
+        """The block page from the overridable template, or the core's page if it fails.
+
+        Which page: a project's own ``geofence/blocked.html`` (context: status, code, message,
+        info_url, ref, lang, dir, heading, ... and ``default_page``), else the shipped one,
+        which is the core's page: ``[page] template`` when set, else the built-in page."""
         try:
-            return render_to_string(TEMPLATE, values).encode()
+            template = get_template(TEMPLATE)
+            if getattr(template.origin, "name", None) == SHIPPED_TEMPLATE:
+                return default  # it prints default_page: nothing to render per request
+            values = {**context, "default_page": SafeString(default.decode())}
+            return template.render(values).encode()
         except TemplateDoesNotExist:
             return default  # geofence_django not in INSTALLED_APPS: the default page
         except Exception:
