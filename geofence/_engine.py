@@ -59,6 +59,7 @@ _new = tuple.__new__
 # each request (logged, an event, counted: see Observer.seen); for a quiet one (an allow), its
 # counter when metrics are on, else False, so that a repeated allow costs one branch.
 Entry = tuple[Epoch, Decision, "bool | Callable[[], object]", "Answer | None"]
+STALE_CHECK_INTERVAL = 86_400.0  # seconds between checks of database ages when nothing reloads
 CACHE_SIZE = 65_536  # decisions, per (client, method, path)
 VERDICT_CACHE_SIZE = 4096  # what the rules say, per (time segment, method, path, lookup result)
 # Verdicts that do not depend on rules (see with_client).
@@ -116,7 +117,7 @@ class Engine:
         self.events = Emitter(on_event)
         # Logs, events and metric counts of decisions; references of warns and blocks.
         counting = policy.metrics.prometheus or policy.metrics.opentelemetry
-        self._observer = Observer(self.events, TALLY if counting else None)
+        self._observer = Observer(self.events, TALLY if counting else None, clock=clock)
         # Accounts change decisions only with [accounts] (DESIGN "Accounts"). Rules that ask
         # about the account's home make its home country part of the request's facts.
         self._home = any("account" in r.needs for r in self._rules)
@@ -141,11 +142,15 @@ class Engine:
         self._verdicts: dict[tuple[int, Facts], Decision] = {}
         self._clock = clock
         reloading = any(isinstance(db, Reloading) for db in self._databases())
-        self._poll_interval = policy.geoip.reload_interval if reloading else None
-        self._poll_at: float = clock() + policy.geoip.reload_interval if reloading else 0.0
+        interval: float | None = policy.geoip.reload_interval if reloading else None
+        if interval is None and policy.geoip.max_age is not None:
+            # Nothing reloads, but a stale database is still reported once a day.
+            interval = STALE_CHECK_INTERVAL
+        self._poll_interval = interval
+        self._poll_at: float = clock() + interval if interval is not None else 0.0
         # With the default clock, database checks are scheduled by the wall-clock window (one
         # clock read per request); an injected clock (tests) is read on every request instead.
-        self._poll_each = reloading and injected_clock
+        self._poll_each = interval is not None and injected_clock
         # (start, end, epoch): the wall-clock window the last request fell in (empty at first)
         # and its epoch, (time segment, database generation). A cache entry is valid while it
         # carries the current epoch object.
