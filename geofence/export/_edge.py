@@ -286,7 +286,8 @@ def plan(
     for index, rule in enumerate(policy.rules):
         key = f"rules[{index}]"
         match = _match(rule)
-        if rule.action == "block" and match.every_client:
+        by_account = bool(rule.home_regions or rule.home_mismatch)
+        if rule.action == "block" and match.every_client and not by_account:
             raise ExportError(
                 rule.name,
                 f"{key} is a block rule that matches every client (no regions, or '*', with "
@@ -299,7 +300,7 @@ def plan(
             assert start is not None
             notes.append(f"rule {rule.name!r} is left out: it starts at {start.isoformat()}")
             continue
-        if rule.home_regions or rule.home_mismatch:
+        if by_account:
             # Without an account the engine never matches such a rule, and an edge sees no
             # account: leaving it out decides what the engine decides for the edge's requests.
             # An "allow" for some accounts is the one case where the edge then blocks

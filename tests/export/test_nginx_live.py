@@ -283,3 +283,33 @@ def test_xff_differences(tmp_path: Path) -> None:
     assert observed == wanted
     differing = sum(mine != theirs for _, mine, theirs, _ in XFF_CASES)
     print(f"X-Forwarded-For: {len(XFF_CASES)} chains, {differing} read differently")
+
+
+def test_nginx_network_types_and_asns(tmp_path: Path) -> None:
+    """anonymizers and asns through the policy's Anonymous-IP and ASN databases (MaxMind's
+    test data): nginx reads the same flags and numbers the engine does."""
+    maxmind = CITY_TEST.parent
+    mapping: dict[str, Any] = {
+        "client_ip": {"trusted_proxies": ["127.0.0.1/32"]},
+        "geoip": {
+            "country_db": str(CITY_TEST),
+            "anonymous_db": str(maxmind / "GeoIP2-Anonymous-IP-Test.mmdb"),
+            "asn_db": str(maxmind / "GeoLite2-ASN-Test.mmdb"),
+        },
+        "rules": [
+            {"name": "vpn", "action": "block", "anonymizers": ["vpn", "public_proxy"]},
+            {"name": "as1221", "action": "block", "asns": [1221, 7018], "status": 403},
+            {"name": "tor", "action": "warn", "anonymizers": ["tor"]},
+        ],
+    }
+    engine = Engine.from_config(mapping)
+    addresses = ["1.2.0.1", "81.2.69.1", "65.0.0.1", "1.128.0.1", "12.81.92.1", "81.2.69.142",
+                 "175.16.199.1", "abcd:1000::1", "2600:6000::1"]  # fmt: skip
+    clients = [TableClient(ip, ip) for ip in addresses]
+    site = export_site(tmp_path, engine, AT, "enforce")
+    assert site.test_config().returncode == 0
+    counts, mismatches = send_table(
+        site, engine, scenario_table(engine.policy, clients, moments=[AT])
+    )
+    assert not mismatches, "\n".join(mismatches)
+    assert counts["status 451"] and counts["status 403"] and counts["status 200"]
