@@ -169,7 +169,9 @@ class GeofenceMiddleware:
         which is the core's page: ``[page] template`` when set, else the built-in page."""
         try:
             template = get_template(TEMPLATE)
-            if getattr(template.origin, "name", None) == SHIPPED_TEMPLATE:
+            # Every backend's template has an origin (a backend outside Django may not).
+            origin = getattr(template, "origin", None)
+            if getattr(origin, "name", None) == SHIPPED_TEMPLATE:
                 return default  # it prints default_page: nothing to render per request
             values = {**context, "default_page": SafeString(default.decode())}
             return template.render(values).encode()
