@@ -35,7 +35,9 @@ NAME = "alb"
 TITLE = "AWS ALB"
 
 _TYPES = frozenset({"http", "https", "h2", "grpcs", "ws", "wss"})
-_HEAD = re.compile(r'(\S+) (\S+) \S+ (\S+) \S+ \S+ \S+ \S+ \S+ \S+ \S+ \S+ "((?:[^"\\]|\\.)*)"')
+_HEAD = re.compile(
+    r'(\S+) (\S+) \S+ (\S+) \S+ \S+ \S+ \S+ \S+ \S+ \S+ \S+ "([^"\\]*(?:\\.[^"\\]*)*)"'
+)
 
 
 def records(lines: Iterator[Numbered]) -> Iterator[Parsed]:

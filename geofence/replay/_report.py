@@ -21,6 +21,20 @@ UNKNOWN = "(unknown)"
 KEEP_UNPARSABLE = 5  # unparsable lines kept to show, with their file and number
 
 
+# Reasons for which the databases were asked and had no country for the client.
+_LOOKED_UP = frozenset(
+    {"rule", "default", "not_found", "no_country", "unresolved_client", "db_error"}
+)
+
+
+def country_label(decision: Decision) -> str:
+    """The country column of a decision: its country; "(unknown)" when the databases were
+    asked and had none; else why nobody asked ("(exempt_path)", "(private)", "(off)")."""
+    if decision.country:
+        return decision.country
+    return UNKNOWN if decision.reason in _LOOKED_UP else f"({decision.reason})"
+
+
 def kind_of(decision: Decision) -> str:
     action = decision.action
     if action == "allow" or decision.enforced:
@@ -65,7 +79,7 @@ class Totals:
         if by_rule is None:
             by_rule = self.rules[rule] = Counter()
         by_rule[kind] += 1
-        country = decision.country or UNKNOWN
+        country = decision.country or country_label(decision)
         by_country = self.countries.get(country)
         if by_country is None:
             by_country = self.countries[country] = Counter()

@@ -18,6 +18,7 @@ from geofence.replay._report import (
     Report,
     Shown,
     Totals,
+    country_label,
     kind_of,
 )
 from geofence.replay._source import ReplayError, TruncatedLog, numbered_lines, open_binary
@@ -149,9 +150,9 @@ def _replay_file(log: LogFile, summary: FileSummary, decider: Decider, report: R
             base_totals.add(before, was, record.path)
             transitions[(was, kind)] += 1
             if kind == "block" and was != "block":
-                newly[decision.country or "(unknown)"] += 1
+                newly[country_label(decision)] += 1
         elif kind == "block":
-            newly[decision.country or "(unknown)"] += 1
+            newly[country_label(decision)] += 1
         moment = record.time
         if first is None or moment < first:
             first = moment

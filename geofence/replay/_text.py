@@ -83,7 +83,11 @@ def render(report: Report, top: int = 10) -> str:
             )
     lines.append("")
     newly = report.newly_blocked
-    against = "than the baseline" if report.baseline is not None else "(no baseline: every block)"
+    against = (
+        "(not blocked by the baseline)"
+        if report.baseline is not None
+        else "(no baseline: every block)"
+    )
     lines.append(
         f"newly blocked {against}: {newly} lines, {_share(newly, report.records)}"
         + (

@@ -45,7 +45,7 @@ def test_text_report(capsys: pytest.CaptureFixture[str], configs: tuple[str, str
     assert f"  {LOGS / 'nginx.csv'}:4: time is not ISO 8601" in out
     assert "transitions (baseline -> policy):" in out
     assert "        allow -> block                2   66.7 %  newly blocked" in out
-    assert "newly blocked than the baseline: 2 lines, 66.7 % (CN 2)" in out
+    assert "newly blocked (not blocked by the baseline): 2 lines, 66.7 % (CN 2)" in out
 
 
 def test_json_report(

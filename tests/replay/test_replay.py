@@ -13,7 +13,7 @@ import pytest
 
 from geofence import Engine, RequestInfo
 from geofence.replay import Record, Report, read_log, replay
-from geofence.replay._report import NO_RULE, UNKNOWN, kind_of
+from geofence.replay._report import NO_RULE, country_label, kind_of
 
 LOGS = Path(__file__).parent / "logs"
 GOLDEN = sorted(p.name for p in LOGS.iterdir())
@@ -33,7 +33,7 @@ def per_line(path: Path, config: dict[str, Any], at: datetime | None = None) -> 
             request = RequestInfo(item.peer, headers, item.method, item.path, item.host)
             decision = engine.decide(request, now=at or item.time)
             rule = decision.rule or NO_RULE
-            kinds.append(f"{kind_of(decision)}|{rule}|{decision.country or UNKNOWN}|{item.path}")
+            kinds.append(f"{kind_of(decision)}|{rule}|{country_label(decision)}|{item.path}")
     return kinds
 
 
