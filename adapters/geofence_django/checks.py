@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from django.apps import AppConfig
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning
+from django.core.checks import CheckMessage, Error, Info, Warning
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 
@@ -23,6 +24,7 @@ from .conf import (
 MIDDLEWARE = "geofence_django.middleware.GeofenceMiddleware"
 AUTHENTICATION = "django.contrib.auth.middleware.AuthenticationMiddleware"
 TEMPLATE = "geofence/blocked.html"
+SHIPPED_TEMPLATE = str(Path(__file__).with_name("templates") / "geofence" / "blocked.html")
 
 
 def check_geofence(
@@ -54,7 +56,7 @@ def check_geofence(
             )
         )
     try:
-        get_template(TEMPLATE)
+        template = get_template(TEMPLATE)
     except TemplateDoesNotExist:
         pass  # the middleware then sends the core's default page
     except Exception as error:
@@ -65,7 +67,30 @@ def check_geofence(
                 id="geofence_django.W002",
             )
         )
+    else:
+        messages.extend(_check_page_template(getattr(template, "origin", None)))
     return messages
+
+
+def _check_page_template(origin: object) -> list[CheckMessage]:
+    """I001: both a project's own geofence/blocked.html and ``[page] template``: say which one
+    blocked browsers see, since only one can be the page."""
+    name = getattr(origin, "name", None)
+    try:
+        page_template = get_engine().policy.page.template_path
+    except (SettingError, PolicyError):
+        return []  # reported above
+    if page_template is None or name is None or name == SHIPPED_TEMPLATE:
+        return []
+    return [
+        Info(
+            f"Blocked browsers get the project's {TEMPLATE!r} ({name}), not the [page] "
+            f"template {page_template!r} of settings.GEOFENCE.",
+            hint="The project template gets that page as {{ default_page }}; print it there, "
+            f"or remove the project's {TEMPLATE!r} to serve the [page] template as it is.",
+            id="geofence_django.I001",
+        )
+    ]
 
 
 def _check_account_hook() -> list[CheckMessage]:

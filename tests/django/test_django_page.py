@@ -23,7 +23,7 @@ OVERRIDE = (
 
 
 def templates(tmp_path: Path, text: str) -> list[dict[str, Any]]:
-    (tmp_path / "geofence").mkdir()
+    (tmp_path / "geofence").mkdir(parents=True)
     (tmp_path / "geofence" / "blocked.html").write_text(text, encoding="utf-8")
     return [
         {
@@ -99,3 +99,19 @@ def test_the_shipped_template_is_not_rendered_per_request(monkeypatch: Any) -> N
     assert response["Content-Language"] == "ko"
     assert response["Content-Security-Policy"] == PAGE_CSP
     assert rendered == []  # the core's bytes as they are
+
+
+def test_check_i001_says_which_page_wins(tmp_path: Path) -> None:
+    from django.core.checks import run_checks
+
+    config = {**PAGE, "page": {"template": TEMPLATE}}
+    with override_settings(GEOFENCE=config, TEMPLATES=templates(tmp_path, "{{ default_page }}")):
+        found = [m for m in run_checks() if m.id == "geofence_django.I001"]
+    assert len(found) == 1
+    assert TEMPLATE in found[0].msg and str(tmp_path) in found[0].msg
+    assert "{{ default_page }}" in (found[0].hint or "")
+    # Only one of the two: nothing to say.
+    with override_settings(GEOFENCE=config):
+        assert not [m for m in run_checks() if m.id.startswith("geofence_django.I")]
+    with override_settings(GEOFENCE=PAGE, TEMPLATES=templates(tmp_path / "x", "mine")):
+        assert not [m for m in run_checks() if m.id.startswith("geofence_django.I")]
