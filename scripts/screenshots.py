@@ -40,7 +40,7 @@ def shots() -> list[Shot]:
     blocked = urlencode({"country": "CN", "path": "/web/home", "client": "browser", "lang": "en"})
     warned = urlencode({"country": "BY", "path": "/v1/models", "client": "api", "lang": "en"})
     return [
-        ("demo-blocked.png", "demo", f"/?{blocked}", (1100, 1750), {}),
+        ("demo-blocked.png", "demo", f"/?{blocked}", (1100, 1450), {}),
         ("demo-warned.png", "demo", f"/?{warned}", (390, 2300), {}),
         ("demo-dark.png", "demo", f"/?{blocked}", (1100, 1000), {"color_scheme": "dark"}),
         ("page-en.png", "proxied", "/web/home", PHONE, {"accept_language": "en"}),

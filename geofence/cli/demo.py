@@ -484,8 +484,8 @@ border-radius:.5rem;margin:0}
 .block{color:var(--block)}.warn{color:var(--warn)}.allow{color:var(--allow)}
 .problems{border-color:var(--block)}
 .status{font-weight:600}
-iframe{width:100%;height:24rem;border:1px solid var(--line);border-radius:.5rem}
-.cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(20rem,1fr));gap:1rem}
+iframe{width:100%;height:34rem;border:1px solid var(--line);border-radius:.5rem}
+.cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(20rem,1fr));gap:0 1.5rem}
 .now{font-weight:700}
 """
 
@@ -698,13 +698,14 @@ def _result(pick: Pick, shown: Shown, framed: str) -> str:
         f"<p>GET <code>{e(pick.path)}</code> from <code>{e(who)}</code> at "
         f"<code>{e(pick.at.isoformat())}</code>, "
         f"Accept-Language <code>{e(pick.language)}</code>.</p>"
+        # Side by side when there is room: what was decided and sent, and what it looks like.
         '<div class="cols"><div><h3>Decision</h3>'
-        f'<table id="decision">{rows}</table></div>'
-        f'<div><h3>Response <span class="hint">{e(by)}</span></h3>'
+        f'<table id="decision">{rows}</table>'
+        f'<h3>Response <span class="hint">{e(by)}</span></h3>'
         f'<p class="status" id="status">{shown.status} {e(phrase)}</p>'
         f'<table id="headers">{header_rows}</table>'
-        f'<p><a href="{e(preview)}" id="preview">Open this exact response</a></p></div></div>'
-        f"{body}</section>"
+        f'<p><a href="{e(preview)}" id="preview">Open this exact response</a></p></div>'
+        f"<div>{body}</div></div></section>"
     )
 
 

@@ -175,7 +175,8 @@ def command(url: str, extra: Sequence[str], profile: str, color_scheme: str) -> 
         "--disable-component-update",
         "--disable-default-apps",
         "--disable-domain-reliability",
-        "--disable-features=Translate,OptimizationHints,MediaRouter,InterestFeedContentSuggestions",
+        # A sandboxed frame would get a process of its own, painted after the screenshot is taken.
+        "--disable-features=Translate,OptimizationHints,MediaRouter,IsolateSandboxedIframes",
         "--metrics-recording-only",
         "--no-pings",
         "--mute-audio",
