@@ -96,7 +96,7 @@ class Totals:
         return {
             "actions": {k: self.kinds.get(k, 0) for k in KINDS},
             "rules": {name: _kinds(c) for name, c in _ranked(self.rules)},
-            "countries": {name: _kinds(c) for name, c in _ranked(self.countries)},
+            "countries": {name: _kinds(c) for name, c in _ranked(self.countries, blocked=True)},
             "reasons": dict(self.reasons.most_common()),
             "paths": [
                 {"path": name, **_kinds(c)} for name, c in _ranked(self.paths, blocked=True)[:top]
@@ -111,7 +111,8 @@ def _kinds(counts: Counter[str]) -> dict[str, int]:
 def _ranked(
     table: dict[str, Counter[str]], blocked: bool = False
 ) -> list[tuple[str, Counter[str]]]:
-    """Most lines first (for paths: most blocked, then most warned); then by name."""
+    """Most lines first, or (``blocked``) most blocked lines first, then most lines; then by
+    name."""
 
     def weight(item: tuple[str, Counter[str]]) -> tuple[int, ...]:
         counts = item[1]

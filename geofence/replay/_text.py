@@ -27,14 +27,19 @@ def _table(title: str, rows: list[tuple[str, dict[str, int]]], kinds: list[str])
     return lines
 
 
-def _totals(totals: Totals, label: str, top: int, records: int) -> list[str]:
-    document = totals.document(top)
-    used = [k for k in KINDS if totals.kinds.get(k)] or ["allow"]
+def _kinds(totals: Totals, label: str, records: int) -> list[str]:
     lines = [f"{label}:"]
     for kind in KINDS:
         if totals.kinds.get(kind):
             count = totals.kinds[kind]
             lines.append(f"  {_WORDS[kind]:<26} {count:>10}  {_share(count, records):>7}")
+    return lines
+
+
+def _totals(totals: Totals, label: str, top: int, records: int) -> list[str]:
+    document = totals.document(top)
+    used = [k for k in KINDS if totals.kinds.get(k)] or ["allow"]
+    lines = _kinds(totals, label, records)
     lines.append("")
     lines += _table("rule", list(document["rules"].items()), used)
     lines.append("")
@@ -45,7 +50,8 @@ def _totals(totals: Totals, label: str, top: int, records: int) -> list[str]:
     paths = [(p.pop("path"), p) for p in document["paths"]]
     if paths:
         lines.append("")
-        lines += _table(f"path (not allowed, top {top})", paths, used)
+        shown = [k for k in used if k != "allow"]  # these paths are those not allowed
+        lines += _table(f"path (not allowed, top {top})", paths, shown)
     return lines
 
 
@@ -70,7 +76,8 @@ def render(report: Report, top: int = 10) -> str:
     lines += _totals(report.policy, "policy", top, report.records)
     if report.baseline is not None:
         lines.append("")
-        lines += _totals(report.baseline, "baseline", top, report.records)
+        # The baseline's own tables are in --json; here its totals and what changes.
+        lines += _kinds(report.baseline, "baseline", report.records)
         lines.append("")
         lines.append("transitions (baseline -> policy):")
         for (before, after), count in sorted(

@@ -231,3 +231,17 @@ def test_replay_logs_no_decision(caplog: pytest.LogCaptureFixture, policy: dict[
     assert report.policy.kinds["block"] == 2
     assert not [r for r in caplog.records if "client_ip=" in r.getMessage()]
     assert events == []
+
+
+def test_countries_say_why_no_country_was_looked_up(tmp_path: Path, policy: dict[str, Any]) -> None:
+    moment = datetime(2024, 7, 10, tzinfo=UTC)
+    rows = [
+        (moment, "175.16.199.1", "/healthz"),  # exempt: no lookup
+        (moment, "192.168.1.5", "/v1/models"),  # private: no lookup
+        (moment, "2001:480::1", "/v1/models"),  # looked up, not in the database
+        (moment, "175.16.199.1", "/v1/models"),
+    ]
+    report = replay([jsonl(tmp_path, rows)], policy={**policy, "exempt": {"paths": ["/healthz"]}})
+    document = report.to_dict()["policy"]["countries"]
+    assert list(document) == ["CN", "(exempt_path)", "(private)", "(unknown)"]
+    assert document["CN"]["block"] == 1
