@@ -209,7 +209,9 @@ class Demo:
         # To the minute: what the form's time field holds, so a resubmitted form decides the same.
         now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
         query = scope.get("query_string", b"").decode("latin-1")
-        pick = parse_pick(query, now, country_samples())
+        # The page's language defaults to the viewer's own: the block page they would get.
+        viewer_languages = _header(scope, b"accept-language")[:MAX_FIELD]
+        pick = parse_pick(query, now, country_samples(), viewer_languages)
         shown = await self.show(pick) if pick.ready else None
         if scope["path"] == "/preview":
             if shown is None:
@@ -269,7 +271,7 @@ MAX_FIELD = 200
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 
 
-def parse_pick(query: str, now: datetime, samples: Mapping[str, str]) -> Pick:
+def parse_pick(query: str, now: datetime, samples: Mapping[str, str], languages: str = "") -> Pick:
     """The form's fields from a query string. Bad input becomes a problem to show, never an
     exception: the explorer answers any URL."""
     fields: dict[str, str] = {}
@@ -307,7 +309,9 @@ def parse_pick(query: str, now: datetime, samples: Mapping[str, str]) -> Pick:
     if client not in CLIENTS:
         problems.append(f"unknown client kind {client!r}.")
         client = "api"
-    language = fields.get("lang", "en")
+    if not _PRINTABLE.fullmatch(languages):
+        languages = ""
+    language = fields.get("lang") or languages.strip() or "en"
     if not _PRINTABLE.fullmatch(language):
         problems.append("Accept-Language must be printable ASCII.")
         language = "en"

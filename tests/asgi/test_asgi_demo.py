@@ -281,6 +281,7 @@ def test_the_explorer_moves_through_the_rule_dates() -> None:
         "ip=1.2.3.4&lang=%E4%B8%AD",
         "ip=" + "9" * 5000,
         "ip=&country=",
+        "ip=%3Cscript%3Ealert(1)%3C/script%3E",
     ],
 )
 def test_the_explorer_explains_bad_input(query: str) -> None:
@@ -288,7 +289,28 @@ def test_the_explorer_explains_bad_input(query: str) -> None:
     assert page.status_code == 200
     assert "Check the form" in page.text
     assert 'id="result"' not in page.text
+    assert "<script" not in page.text
     assert preview.status_code == 400 and preview.json()["problems"]
+
+
+def test_the_explorer_escapes_what_it_shows() -> None:
+    (page,) = _explore("/?ip=1.2.3.4&path=/%3Cscript%3E&lang=%3Cb%3E")
+    assert 'id="result"' in page.text
+    assert "<script" not in page.text and "<b>" not in page.text
+    assert "/&lt;script&gt;" in page.text
+
+
+def test_the_block_page_language_defaults_to_the_viewers() -> None:
+    pick = "/?country=IR&path=%2Fweb%2Fhome&client=browser"
+    persian, chosen, plain = [
+        *_explore(pick, **{"accept-language": "fa-IR,fa;q=0.9"}),
+        *_explore(pick + "&lang=en", **{"accept-language": "fa"}),
+        *_explore(pick),
+    ]
+    assert 'value="fa-IR,fa;q=0.9"' in persian.text
+    assert html.escape('lang="fa" dir="rtl"') in persian.text  # inside the frame's srcdoc
+    assert 'value="en"' in chosen.text and html.escape('lang="en"') in chosen.text
+    assert 'id="lang" name="lang" value="en"' in plain.text
 
 
 def test_the_explorer_ignores_what_it_does_not_know() -> None:
