@@ -52,9 +52,9 @@ def iso_time(text: str) -> datetime | None:
         moment = datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tz
         )
-    except ValueError:
+        return moment.astimezone(UTC) if tz is not UTC else moment
+    except (ValueError, OverflowError):  # no such day; or beyond year 1..9999 in UTC
         return None
-    return moment.astimezone(UTC) if tz is not UTC else moment
 
 
 def clf_time(text: str) -> datetime | None:
@@ -69,10 +69,10 @@ def clf_time(text: str) -> datetime | None:
     offset = timedelta(hours=int(zh), minutes=int(zm))
     try:
         local = datetime(int(year), month, int(day), int(hour), int(minute), int(second), 0, UTC)
-    except ValueError:
+        # The wall time minus its offset is UTC: no tzinfo object per distinct offset needed.
+        return local - offset if sign == "+" else local + offset
+    except (ValueError, OverflowError):
         return None
-    # The wall time minus its offset is UTC: no tzinfo object per distinct offset needed.
-    return local - offset if sign == "+" else local + offset
 
 
 class ClfMinutes:
@@ -98,7 +98,10 @@ class ClfMinutes:
         second = int(text[18:20])
         if second > 59 or self._base is None:
             return None
-        return self._base + timedelta(seconds=second)
+        try:
+            return self._base + timedelta(seconds=second)
+        except OverflowError:  # 31/Dec/9999:23:59:59 -0000
+            return None
 
 
 def epoch_seconds(text: str) -> datetime | None:

@@ -22,7 +22,7 @@ def records(lines: Iterator[Numbered]) -> Iterator[Parsed]:
             continue
         try:
             item = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested ten thousand deep
             yield Unparsable(number, line, "not JSON")
             continue
         if not isinstance(item, dict) or "remote_addr" not in item:

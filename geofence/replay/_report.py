@@ -15,6 +15,7 @@ from geofence._model import Decision
 #: mode (the policy's or the rule's ``mode = "report"``): shown, never enforced.
 KINDS = ("allow", "warn", "block", "would_warn", "would_block")
 MAX_PATHS = 50_000  # distinct paths counted exactly; later new paths go to OTHER_PATHS
+MAX_PATH_LENGTH = 512  # a longer path is counted under its first 512 characters and "..."
 OTHER_PATHS = "(other paths)"
 NO_RULE = "(no rule)"
 UNKNOWN = "(unknown)"
@@ -85,6 +86,8 @@ class Totals:
             by_country = self.countries[country] = Counter()
         by_country[kind] += 1
         if kind != "allow":
+            if len(path) > MAX_PATH_LENGTH:
+                path = path[:MAX_PATH_LENGTH] + "..."
             by_path = self.paths.get(path)
             if by_path is None:
                 if len(self.paths) >= MAX_PATHS:
