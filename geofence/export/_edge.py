@@ -149,9 +149,18 @@ class BlockAnswer:
     type: str = BLOCK_TYPE
     info_url: str | None = None  # as written; header_uri() form in link()
 
-    def json_body(self) -> str:
-        """The JSON body, byte for byte what the engine's JSON answer holds."""
-        error = {"code": self.code, "message": self.message, "type": self.type, "param": None}
+    def json_body(self, ref: str | None = None) -> str:
+        """The JSON body, as the engine's JSON answer has it. The engine's ``ref`` (its log
+        line's reference) is the edge's own when given (e.g. nginx's request id), and left
+        out otherwise."""
+        error: dict[str, object] = {
+            "code": self.code,
+            "message": self.message,
+            "type": self.type,
+            "param": None,
+        }
+        if ref is not None:
+            error["ref"] = ref
         return json.dumps({"error": error}, ensure_ascii=False) + "\n"
 
     def link(self, rel: str) -> str | None:

@@ -40,6 +40,7 @@ from geofence.export._targets import Rendered
 DEFAULT_LOG = "/var/log/nginx/geofence.log"
 SERVER_SUFFIX = ".server.conf"
 ANSWER_PREFIX = "/.geofence-answer/"
+_REF_SLOT = "@@geofence-ref@@"  # where $request_id goes in a block's body
 #: geofence's anonymizer kinds -> the Anonymous-IP database's flags (as the engine reads them).
 ANONYMOUS_FLAGS = {
     "vpn": "is_anonymous_vpn",
@@ -467,7 +468,7 @@ def _decision(out: _Out, edge: EdgePolicy) -> None:
         '    \'{"time":"$time_iso8601","client":"$remote_addr","method":"$request_method",\'',
         '    \'"uri":"$request_uri","host":"$host","status":"$status",\'',
         '    \'"action":"$geofence_action","enforced":"$geofence_enforced",\'',
-        '    \'"rule":"$geofence_rule","outcome":"$geofence_outcome",\'',
+        '    \'"rule":"$geofence_rule","outcome":"$geofence_outcome","ref":"$request_id",\'',
         '    \'"country":"$geofence_db_country",\'',
         '    \'"subdivisions":"$geofence_db_sub1 $geofence_db_sub2"}\';',
     )
@@ -508,7 +509,8 @@ def _server(edge: EdgePolicy, log_path: str) -> str:
         "}",
     )
     for key, (status, answer) in answers.items():
-        body = answer.json_body()
+        # The reference a support desk looks up: nginx's request id, also in the decision log.
+        body = text(answer.json_body(ref=_REF_SLOT)).replace(_REF_SLOT, "$request_id")
         out.add(
             f"location = {ANSWER_PREFIX}{key} {{",
             "    internal;",
@@ -519,9 +521,8 @@ def _server(edge: EdgePolicy, log_path: str) -> str:
         if link is not None:
             out.add(f"    add_header Link {text(link)} always;")
         out.add(
-            "    add_header Vary Accept always;",
             "    add_header X-Content-Type-Options nosniff always;",
-            f"    return {status} {text(body)};",
+            f"    return {status} {body};",
             "}",
         )
     out.add(

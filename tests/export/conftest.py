@@ -51,6 +51,10 @@ POLICIES: dict[str, dict[str, Any]] = {
                 "action": "block",
                 "regions": ["@sanctioned"],
                 "enforce_from": E2,
+                # Its own answer, with what nginx strings must escape.
+                "code": "sanctioned_region",
+                "message": "Service to this region is prohibited ($HOME \\ \" ' {;}).",
+                "info_url": "https://example.com/sanctions?a=1&b=$x",
             },
             {
                 "name": "unsupported-regions",

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nginx_live import MISSING, Client, Site, running, write_site
+from nginx_live import MISSING, Client, Reply, Site, running, write_site
 
 from geofence import Decision, Engine, RequestInfo
 from geofence.export import plan
 from geofence.export._nginx import render_nginx
 from geofence.export._scenarios import Client as TableClient
 from geofence.export._scenarios import Scenario, instants, scenario_table
-from geofence.http._httpdate import imf_fixdate, sf_date
+from geofence.http import Answer
 
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
@@ -37,22 +37,46 @@ def export_site(prefix: Path, engine: Engine, at: datetime, mode: str) -> Site:
     return write_site(prefix, rendered.text, rendered.files[".server.conf"])
 
 
-def expected(decision: Decision) -> tuple[int, str | None, str | None]:
-    """(status, Sunset, Deprecation) the engine's adapters answer with."""
-    if not decision.enforced or decision.action == "allow":
-        return 200, None, None
-    if decision.action == "block":
-        assert decision.status is not None
-        return decision.status, None, None
-    sunset = imf_fixdate(decision.enforce_from) if decision.enforce_from else None
-    deprecation = sf_date(decision.warn_from) if decision.warn_from else None
-    return 200, sunset, deprecation
+def expected(answer: Answer) -> tuple[int, dict[str, str], dict[str, Any] | None]:
+    """(status, the headers compared, the JSON body without its ref) of the engine's answer."""
+    decision = answer.decision
+    if answer.response is not None:  # an enforced block
+        response = answer.response
+        headers = {k.lower(): v for k, v in response.headers}
+        compared = {k: headers[k] for k in BLOCK_HEADERS if k in headers}
+        return response.status, compared, _without_ref(response.body)
+    if decision.action == "warn" and decision.enforced:
+        warned = {k.lower(): v for k, v in answer.headers(lambda name: None)}
+        return 200, {k: warned[k] for k in WARN_HEADERS if k in warned}, None
+    return 200, {}, None
+
+
+WARN_HEADERS = ("sunset", "deprecation", "link", "cache-control")
+# Not Vary: the engine negotiates an HTML page for browsers, nginx always answers JSON.
+BLOCK_HEADERS = ("cache-control", "link", "content-type", "x-content-type-options")
+
+
+def _without_ref(body: bytes) -> dict[str, Any] | None:
+    if not body:
+        return None  # HEAD
+    document: dict[str, Any] = json.loads(body)
+    document["error"].pop("ref", None)
+    return document
+
+
+def observed(reply: Reply, blocked: bool) -> tuple[int, dict[str, str], dict[str, Any] | None]:
+    if blocked:
+        compared = {k: reply.headers[k] for k in BLOCK_HEADERS if k in reply.headers}
+        body = _without_ref(reply.body)
+        return reply.status, compared, body
+    return reply.status, {k: reply.headers[k] for k in WARN_HEADERS if k in reply.headers}, None
 
 
 def send_table(
     site: Site, engine: Engine, scenarios: list[Scenario]
 ) -> tuple[Counter[str], list[str]]:
-    """Send every scenario; compare the answers, then the decision log, with the engine."""
+    """Send every scenario; compare the answers (status, headers, JSON body), then the
+    decision log, with the engine."""
     counts: Counter[str] = Counter()
     mismatches: list[str] = []
     decisions: dict[int, Decision] = {}
@@ -60,16 +84,15 @@ def send_table(
         client = Client(site.port)
         started = time.monotonic()
         for row, scenario in enumerate(scenarios):
-            decision = engine.decide(scenario.request_info(), now=scenario.at)
-            decisions[row] = decision
+            answer = engine.answer(scenario.request_info(), now=scenario.at)
+            decision = decisions[row] = answer.decision
             headers = [("X-Forwarded-For", scenario.client.header_value)]
             if scenario.request.host:
                 headers.append(("Host", scenario.request.host))
-            reply = client.send(
-                scenario.request.method, f"{scenario.request.path}?row={row}", headers
-            )
-            got = (reply.status, reply.headers.get("sunset"), reply.headers.get("deprecation"))
-            want = expected(decision)
+            target = f"{scenario.request.path}?row={row}"
+            reply = client.send(scenario.request.method, target, headers)
+            want = expected(answer)
+            got = observed(reply, answer.response is not None)
             counts["requests"] += 1
             counts[f"status {reply.status}"] += 1
             if got != want:
@@ -78,13 +101,11 @@ def send_table(
                     mismatches.append(
                         f"row {row} {scenario}: nginx {got}, engine {want} ({decision.reason})"
                     )
-            elif decision.action == "block" and decision.enforced:
-                body = json.loads(reply.body) if scenario.request.method != "HEAD" else None
-                if (
-                    body is not None
-                    and body["error"]["code"] != "unsupported_country_region_territory"
-                ):
-                    mismatches.append(f"row {row}: body {reply.body!r}")
+            elif answer.response is not None and scenario.request.method != "HEAD":
+                # The reference is nginx's request id, also in its decision log.
+                ref = json.loads(reply.body)["error"]["ref"]
+                if len(ref) != 32:
+                    mismatches.append(f"row {row}: ref {ref!r}")
         counts["seconds"] = round(time.monotonic() - started)
         client.close()
     # The decision log: exactly the rows the engine logs, with its action, rule and flag.
