@@ -282,7 +282,9 @@ def _warn(
 ) -> dict[str, Any]:
     expression = condition
     if decided:
-        expression = all_of([f"({condition})", negate(any_of(decided))])
+        # Each part in parentheses: "and" inside "or" must not rest on precedence.
+        earlier = any_of([f"({d})" for d in decided]) if len(decided) > 1 else decided[0]
+        expression = all_of([f"({condition})", negate(earlier)])
     headers = {
         name: {"operation": _HEADER_OPERATION[name.lower()], "value": value}
         for name, value in warn_headers(rule, edge.answer)
