@@ -36,7 +36,7 @@ from geofence.geoip._databases import (
 )
 from geofence.geoip._records import GeoRecord
 from geofence.geoip._reloading import Reloading
-from geofence.geoip._watch import DatabaseWatch, failure_event
+from geofence.geoip._watch import DatabaseWatch, check_age, failure_event
 from geofence.http._answer import Answer
 from geofence.http._responses import Responder, Response
 from geofence.metrics import TALLY, attach
@@ -604,12 +604,15 @@ class Engine:
             self._poll_databases()
 
     def _poll_databases(self) -> None:
-        """Let reloading databases check their files: cache hits make no lookups that would."""
+        """Let reloading databases check their files (cache hits make no lookups that would),
+        and every database its age (the daily stale warning of geoip.max_age)."""
         assert self._poll_interval is not None
         self._poll_at = self._clock() + self._poll_interval
         for db in self._databases():
             if isinstance(db, Reloading):
-                db.poll()
+                db.poll()  # checks its file, and its age (geoip.max_age)
+            elif db is not None:
+                check_age(db)  # a database that does not reload: only its age
         self._note_reloads()
 
     def _lookup(self, ip: IP) -> tuple[GeoRecord, frozenset[str], int | None]:

@@ -4,13 +4,15 @@ The app hears it as events (``db_reloaded``, ``db_refused``, ``db_error``: see
 :class:`geofence.Event`); the operator reads a WARNING when a database is older than
 ``geoip.max_age``: when it is loaded (the engine is built), after each reload, and once a day
 while it stays stale. The daily check rides on the reload checks the databases already make
-(every ``geoip.reload_interval`` seconds, on the engine's clock): no request pays for it, and
-no thread is started. With ``reload_interval = 0`` nothing is ever checked again after the
-load, so only the load-time warning is given.
+(every ``geoip.reload_interval`` seconds, on the engine's clock); with ``reload_interval = 0``
+the engine still polls its databases once a day when ``max_age`` is set, and
+:func:`check_age` judges the databases that do not reload. No request pays for it, and no
+thread is started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -100,6 +102,9 @@ class DatabaseWatch:
 
     def loaded(self, db: Built, key: str) -> None:
         """``db`` was opened when the engine was built."""
+        # A database that cannot be referenced weakly (a test double) gets no daily check.
+        with contextlib.suppress(TypeError):
+            _WATCHED[db] = (self, key)
         self._check_age(db, key, "at load", always=True)
 
     def reloaded(self, db: Built, key: str, previous: Built) -> None:
@@ -164,6 +169,24 @@ class DatabaseWatch:
                 }
             },
         )
+
+
+# database -> (its watch, its config key): how a database that does not reload (a plain
+# MaxMindDB, whose class is not ours to extend) finds its watch for the daily check. Weak:
+# a database that goes away takes its entry with it.
+_WATCHED: weakref.WeakKeyDictionary[Any, tuple[DatabaseWatch, str]] = weakref.WeakKeyDictionary()
+
+
+def check_age(db: object) -> None:
+    """The daily stale check of a database that does not reload (the engine's poll calls it;
+    a reloading database makes its own at each reload check)."""
+    try:
+        watched = _WATCHED.get(db)
+    except TypeError:
+        return
+    if watched is not None:
+        watch, key = watched
+        watch.checked(db, key)  # type: ignore[arg-type]
 
 
 def failure_event(

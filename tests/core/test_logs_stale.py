@@ -157,13 +157,36 @@ def test_after_each_reload_the_new_file_is_judged(
     assert reloads[1].detail["built"] is not None
 
 
-def test_without_reload_checks_only_the_load_is_judged(
+def test_without_reload_checks_a_stale_database_is_still_warned_daily(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # reload_interval = 0: nothing checks the database after the load (no request pays for a
-    # check), so the load-time warning is the only one.
+    # reload_interval = 0: the engine polls its databases once a day for their age only.
     clock = Clock()
     fence = engine(city_db(tmp_path / "City.mmdb", time.time() - 40 * DAY), clock, 0)
-    clock.now += 3 * DAY
-    fence.decide(RequestInfo(peer=GB))
+    request = RequestInfo(peer=GB)
+    assert len(stale_warnings(caplog)) == 1  # at load
+    clock.now += DAY - 1.0
+    fence.decide(request)
     assert len(stale_warnings(caplog)) == 1
+    clock.now += 1.0
+    fence.decide(request)
+    warnings = stale_warnings(caplog)
+    assert len(warnings) == 2 and " is stale still: built " in warnings[1].getMessage()
+    assert ", 41 days ago" in warnings[1].getMessage()
+    for _ in range(3):
+        clock.now += DAY
+        fence.decide(request)
+    assert len(stale_warnings(caplog)) == 5
+
+
+def test_without_max_age_and_reloads_nothing_is_polled(tmp_path: Path) -> None:
+    fence = Engine.from_config(
+        {
+            "geoip": {
+                "country_db": str(city_db(tmp_path / "City.mmdb", time.time())),
+                "reload_interval": 0,
+            }
+        },
+        clock=Clock(),
+    )
+    assert fence._poll_interval is None  # no per-request clock read for nothing
