@@ -55,8 +55,7 @@ def fence(clock: Clock, mode: str = "enforce") -> Engine:
         },
         clock=clock,
     )
-    # The limits run on the engine's clock (see /work/notes/requests-events.md).
-    engine._observer.limits.clock = clock
+    assert engine._observer.limits.clock is clock  # the limits run on the engine's clock
     return engine
 
 
