@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from nginx_live import MISSING, Client, Reply, Site, running, write_site
@@ -334,3 +335,49 @@ def test_nginx_network_types_and_asns(tmp_path: Path) -> None:
     )
     assert not mismatches, "\n".join(mismatches)
     assert counts["status 451"] and counts["status 403"] and counts["status 200"]
+
+
+# -- where nginx's $uri is not the path the app routes on --------------------------------------
+
+PATH_POLICY: dict[str, Any] = {
+    "client_ip": {"trusted_proxies": ["127.0.0.1/32"]},
+    "geoip": {"country_db": str(CITY_TEST)},
+    "rules": [{"name": "cn-api", "action": "block", "regions": ["CN"], "paths": ["/v1/*"],
+               "status": 403}],
+    "exempt": {"paths": ["/static/*"]},
+}  # fmt: skip
+
+#: (request target, geofence's status, nginx's status, why), for a CN client. geofence
+#: matches the path the app's server hands it: percent-decoded, not normalised (WSGI
+#: PATH_INFO, ASGI path). nginx matches $uri: decoded, with "." and ".." segments resolved and
+#: repeated slashes merged. A path with such segments is never exempt on either side.
+PATH_CASES: list[tuple[str, int, int, str]] = [
+    ("/v1/models", 403, 403, "a plain path"),
+    ("/%76%31/models", 403, 403, "percent-encoded letters: both decode"),
+    ("/v1%2Fmodels", 403, 403, "an encoded slash: both decode"),
+    ("/static/app.js", 200, 200, "exempt"),
+    ("/static/./app.js", 200, 200, "a . segment: not exempt, and no rule matches either"),
+    ("/static/../v1/models", 200, 403, "..: geofence sees no /v1/ path, nginx resolves it to one"),
+    ("/x/../v1/models", 200, 403, "..: the same outside an exempt path"),
+    ("//v1/models", 200, 403, "a repeated slash: nginx merges it (merge_slashes on)"),
+    ("/v1/../x", 403, 200, "..: geofence matches /v1/*, nginx resolves it away"),
+    ("/v1/%2e%2e/x", 403, 200, "an encoded ..: the same"),
+]  # fmt: skip
+
+
+def test_path_differences(tmp_path: Path) -> None:
+    """The table above holds, for a CN client, on both sides."""
+    engine = Engine.from_config(PATH_POLICY)
+    site = export_site(tmp_path, engine, AT, "enforce")
+    observed_rows = []
+    with running(site):
+        client = Client(site.port)
+        for target, _, _, _ in PATH_CASES:
+            headers = [("X-Forwarded-For", "175.16.199.1"), ("Host", "app.test")]
+            reply = client.send("GET", target, headers)
+            info = RequestInfo(peer="127.0.0.1", headers=headers[:1], path=unquote(target))
+            decision = engine.decide(info, now=AT)
+            mine = decision.status if decision.action == "block" else 200
+            observed_rows.append((target, mine, reply.status))
+        client.close()
+    assert observed_rows == [(target, mine, theirs) for target, mine, theirs, _ in PATH_CASES]
