@@ -76,17 +76,18 @@ def log_decision(
     if not logger.isEnabledFor(logging.INFO):
         return
     repeated = 0
+    action = decision.action
+    verb = action if decision.enforced or action == "allow" else f"would {action}"
     if limits is not None:
         ref = decision.ref
-        key = ref if ref is not None else f"{decision.client_ip}|{decision.rule}|{decision.reason}"
+        # The verb too: when a rule moves from warn to enforce, its first block is news.
+        key = f"{verb} {ref}" if ref is not None else f"{verb} {decision.client_ip} {decision.rule}"
         admitted, summary = limits.admit(key)
         if summary is not None:
             log_suppressed(*summary)
         if admitted is None:
             return
         repeated = admitted
-    action = decision.action
-    verb = action if decision.enforced or action == "allow" else f"would {action}"
     path = escape(request.path)
     rule = escape(decision.rule) if decision.rule is not None else None
     report_rules = [escape(r) for r in decision.report_rules]
@@ -147,8 +148,9 @@ def log_suppressed(capped: int, forgotten: int) -> None:
 class DecisionLimits:
     """Which block/warn lines are written, so that a flood of requests cannot flood the log.
 
-    - Each reference (``decision.ref``: one client, rule, reason and account) is written at
-      most once per ``interval`` seconds; the decisions held back meanwhile are counted and
+    - Each reference (``decision.ref``: one client, rule, reason and account, whatever the
+      path) is written at most once per ``interval`` seconds for each verb (block, warn,
+      would block, would warn); the decisions held back meanwhile are counted and
       the count is carried on that reference's next line (``repeated=N``).
     - On top of that, at most ``rate`` lines per second are written (a token bucket holding
       ``rate`` tokens, so a burst of ``rate`` new clients is written at once); a line over the

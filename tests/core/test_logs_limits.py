@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -194,3 +195,33 @@ def test_summary_line_shows_no_logger_name(records: pytest.LogCaptureFixture) ->
         "5 block/warn lines suppressed (3 over the cap of lines per second, 2 repeats of "
         "references no longer tracked)"
     )
+
+
+def test_a_rule_moving_from_warn_to_block_is_logged_at_once(
+    records: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    engine = Engine.from_config(
+        {
+            "geoip": {"country_db": CITY_DB, "reload_interval": 0},
+            "rules": [
+                {
+                    "name": "cn",
+                    "action": "block",
+                    "regions": ["CN"],
+                    "warn_from": "2026-06-25T00:00:00Z",
+                    "enforce_from": "2026-07-09T00:00:00Z",
+                }
+            ],
+        },
+        clock=clock,
+    )
+    switch = datetime(2026, 7, 9, tzinfo=timezone.utc)
+    request = RequestInfo(peer=CN_CLIENTS[0])
+    second = timedelta(seconds=1)
+    actions = [engine.decide(request, now=switch + k * second).action for k in (-2, -1, 0, 1)]
+    assert actions == ["warn", "warn", "block", "block"]
+    lines = decision_lines(records)
+    # The same ref (client, rule, reason) within a second: the block is still written.
+    assert [r.geofence["action"] for r in lines] == ["warn", "block"]  # type: ignore[attr-defined]
+    assert lines[0].geofence["ref"] == lines[1].geofence["ref"]  # type: ignore[attr-defined]
