@@ -27,6 +27,7 @@ pytestmark = pytest.mark.server
 LANGUAGES = [("en", "en", "ltr"), ("zh-CN", "zh-Hans", "ltr"), ("fa", "fa", "rtl")]
 IDS = [language for _, language, _ in LANGUAGES]
 WIDTH, HEIGHT = 1024, 700
+PHONE = 390
 HAN = re.compile(r"[\u4e00-\u9fff]")
 ARABIC_SCRIPT = re.compile(r"[\u0600-\u06ff]")
 
@@ -186,6 +187,27 @@ def test_the_heading_hugs_the_reading_side(
     lefts = statistics.pstdev(edge[0] for edge in edges)
     rights = statistics.pstdev(edge[1] for edge in edges)
     assert (rights < lefts) if side == "right" else (lefts < rights), (edges, lefts, rights)
+
+
+@pytest.mark.parametrize(("browser_languages", "language", "direction"), LANGUAGES, ids=IDS)
+def test_the_block_page_fits_a_phone(
+    proxied_demo_url: str, browser_languages: str, language: str, direction: str
+) -> None:
+    png = screenshot(
+        proxied_demo_url + "/web/home",
+        artifact(f"page-{language}-{PHONE}.png"),
+        PHONE,
+        HEIGHT,
+        accept_language=browser_languages,
+    )
+    picture = ink(png)
+    assert picture.box is not None, "blank screenshot"
+    # Nothing runs into the window's edges (the page keeps a margin): no sideways scrolling.
+    assert ink(png, (PHONE - 8, 0, PHONE, HEIGHT)).box is None, "ink at the right edge"
+    assert ink(png, (0, 0, 8, HEIGHT)).box is None, "ink at the left edge"
+    # The text is the phone's width, not a desktop layout shrunk or cut.
+    left, _, right, _ = picture.box
+    assert right - left > PHONE * 0.6, picture.box
 
 
 LATIN_ONLY_FONTS = """<?xml version="1.0"?>
