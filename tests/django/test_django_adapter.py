@@ -381,7 +381,9 @@ def test_installed_twice_with_the_same_policy_decides_and_logs_once(
         assert _logged_actions(caplog) == []
     else:
         assert len(calls) == 2  # once per request: the inner instance passes it on
-        assert _logged_actions(caplog) == [action, action]
+        # One line, not one per instance; the repeat (same client, same reference) is counted
+        # by the log limits rather than logged again (geofence._logs).
+        assert _logged_actions(caplog) == [action]
     seen = [d.action for d in views.SEEN]  # type: ignore[attr-defined]
     assert seen == ([] if action == "block" else [action, action])
 
