@@ -95,8 +95,8 @@ def render_page(words: Wording, *, ref: str, info_url: str | None, href: str | N
         f"{link}"
         f"<p>{_text(words.advice)}</p>\n"
         # The reference is Latin letters and digits whatever the page's direction.
-        f'<p class="ref"><span>{_text(words.reference)}</span>'
-        f'<code dir="ltr" translate="no">{ref}</code></p>\n'
+        f'<p class="ref">\n<span>{_text(words.reference)}</span>\n'
+        f'<code dir="ltr" translate="no">{ref}</code>\n</p>\n'
         f'<p class="status">{_text(words.status_line)}</p>\n'
         "</div>\n"
         "</main>\n"
