@@ -468,7 +468,8 @@ a{color:var(--accent)}
 .lead{color:var(--muted)}
 .card{background:var(--card);border:1px solid var(--line);border-radius:.75rem;
 padding:1rem;margin:0 0 1rem;min-width:0}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(14rem,1fr));gap:.75rem 1rem}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(14rem,100%),1fr));
+gap:.75rem 1rem}
 label{display:block;font-weight:600;font-size:.9rem;margin:0 0 .25rem}
 .hint{display:block;font-weight:400;color:var(--muted);font-size:.8rem}
 input,select,button{font:inherit;width:100%;padding:.5rem .6rem;border-radius:.5rem;
@@ -489,7 +490,8 @@ border-radius:.5rem;margin:0}
 .problems{border-color:var(--block)}
 .status{font-weight:600}
 iframe{width:100%;height:34rem;border:1px solid var(--line);border-radius:.5rem}
-.cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(20rem,1fr));gap:0 1.5rem}
+.cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(20rem,100%),1fr));
+gap:0 1.5rem}
 .now{font-weight:700}
 """
 
