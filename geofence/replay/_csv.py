@@ -20,7 +20,10 @@ TITLE = "CSV with a header (nginx variable names)"
 
 def _header(line: str) -> tuple[list[str], str] | None:
     for delimiter in (",", "\t", ";"):
-        cells = next(csv.reader([line], delimiter=delimiter), [])
+        try:
+            cells = next(csv.reader([line], delimiter=delimiter), [])
+        except csv.Error:  # a NUL byte (Python < 3.11), a field over the size limit
+            return None
         names = [n.strip().lower().lstrip("$") for n in cells]
         if "remote_addr" in names and any(t in names for t in TIME_FIELDS):
             return names, delimiter

@@ -16,7 +16,11 @@ LOGS = Path(__file__).parent / "logs"
 
 
 def t(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    # Python 3.10's fromisoformat takes only 3 or 6 fraction digits.
+    whole, _, fraction = text.partition(".")
+    if fraction:
+        whole += "." + fraction.ljust(6, "0")
+    return datetime.fromisoformat(whole).replace(tzinfo=timezone.utc)
 
 
 # (time, peer, forwarded, method, path, host, user, line); then the unparsable line numbers.
