@@ -126,7 +126,7 @@ def test_a_hanging_page_is_killed_by_pid(
         started.append(process)
         return process
 
-    monkeypatch.setattr(browser.subprocess, "Popen", recording)
+    monkeypatch.setattr("browser.subprocess.Popen", recording)
     # A listener that never accepts: the page never loads.
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
@@ -217,3 +217,12 @@ def test_tofu_is_the_same_box_again_and_again(tmp_path: Path) -> None:
     image.save(shapes)
     assert not looks_like_tofu(glyphs(ink(shapes)))
     assert looks_like_tofu([])
+
+
+def test_a_file_is_opened_by_its_path(chromium: str, tmp_path: Path) -> None:
+    report = tmp_path / "report with spaces.html"
+    report.write_text("<!doctype html><h1>Report</h1><p>r\u00e9sum\u00e9</p>", encoding="utf-8")
+    loaded = browser.load(report)
+    assert "<h1>Report</h1>" in loaded.dom and "résumé" in loaded.dom
+    picture = ink(screenshot(report, tmp_path / "report.png", 400, 300))
+    assert picture.box is not None

@@ -9,6 +9,7 @@ that tries to load something from the internet shows the failure instead of quie
     from browser import screenshot, dump_dom
     png = screenshot(base + "/", artifact("demo.png"), width=390, height=1600)
     dom = dump_dom(base + "/")
+    page = load(tmp_path / "report.html")  # a Path: the file; .dom and .console
 
 Screenshots go to :func:`artifacts` (``$GEOFENCE_ARTIFACTS``, else ``.artifacts/`` at the
 repository root), where CI keeps them. Without ``chromium`` the functions raise
@@ -78,7 +79,7 @@ def artifact(name: str) -> Path:
 
 
 def screenshot(
-    url: str,
+    url: str | Path,
     path: str | Path,
     width: int = 1024,
     height: int = 768,
@@ -126,7 +127,7 @@ class Loaded:
 
 
 def load(
-    url: str,
+    url: str | Path,
     width: int = 1024,
     height: int = 768,
     *,
@@ -143,7 +144,7 @@ def load(
 
 
 def dump_dom(
-    url: str,
+    url: str | Path,
     width: int = 1024,
     height: int = 768,
     *,
@@ -197,12 +198,14 @@ def command(url: str, extra: Sequence[str], profile: str, color_scheme: str) -> 
 
 def _run(
     extra: Sequence[str],
-    url: str,
+    url: str | Path,
     color_scheme: str,
     accept_language: str | None,
     env: Mapping[str, str] | None,
     timeout: float,
 ) -> tuple[bytes, str]:
+    if isinstance(url, Path):  # a file, such as an HTML report a test wrote
+        url = url.resolve().as_uri()
     with tempfile.TemporaryDirectory(prefix="geofence-chromium-") as profile:
         if accept_language:
             _set_languages(Path(profile), accept_language)
