@@ -79,7 +79,9 @@ def create_app(now: datetime | None = None) -> Demo:
     example's grace period)."""
     from geofence_asgi import GeofenceMiddleware
 
-    return Demo(GeofenceMiddleware(demo_app, config=example_policy(now)))
+    demo = Demo(GeofenceMiddleware(demo_app, config=example_policy(now)))
+    country_samples()  # the scan of the embedded data, before the first visitor waits for it
+    return demo
 
 
 def run(host: str = "127.0.0.1", port: int = 8000) -> int:
@@ -90,7 +92,6 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> int:
         print(INSTALL_HINT, file=sys.stderr)
         return 2
     app = create_app()
-    country_samples()  # the scan of the embedded data, before the first visitor waits for it
     print(banner(host, port), flush=True)
     # proxy_headers=False: uvicorn would otherwise rewrite the client address from
     # X-Forwarded-For itself; the demo shows geofence's own (trusted-proxy) resolution.
@@ -233,7 +234,10 @@ class Demo:
         await _send(send, 200, headers, page.encode(), method)
 
     async def show(self, pick: Pick) -> Shown:
-        """What the engine decides for ``pick`` and the response a client would get."""
+        """What the engine decides for ``pick`` and the response a client would get.
+
+        The middleware's own engine answers, so a pick is decided (and logged, like a request
+        would be: the log line a support desk finds by ``ref``) exactly as a request is."""
         answer = self.engine.answer(request_for(pick), now=pick.at, account=None)
         return await shown_response(answer, pick)
 
