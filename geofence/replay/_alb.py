@@ -12,9 +12,12 @@ space-separated fields, some quoted, in this order::
     "classification" "classification_reason" conn_trace_id
 
 ``type`` is one of http, https, h2, grpcs, ws, wss; ``time`` is ISO 8601 in UTC (when the load
-balancer answered); ``request`` is ``"METHOD scheme://host:port/path?query HTTP/x"`` (``"- - - "``
-for a request the load balancer could not parse, reported here as unparsable). AWS may append
-fields: only the first thirteen are read. The record's peer is ``client`` without its port
+balancer answered; for a websocket, when the connection closed) and ``request_creation_time``
+when it received the request: the record's time is the latter (what an app behind it decided
+at), or ``time`` for an older entry without it. ``request`` is
+``"METHOD scheme://host:port/path?query HTTP/x"`` (``"- - - "`` for a request the load balancer
+could not parse, reported here as unparsable). AWS may append
+fields: only the first twenty-two are read. The record's peer is ``client`` without its port
 (``1.2.3.4:5678``; an IPv6 client is written without brackets, the port after the last colon;
 brackets are accepted too); the host comes from the request's URL. ALB logs record no
 forwarding header: the client is the address that connected to the load balancer, which is
@@ -35,8 +38,12 @@ NAME = "alb"
 TITLE = "AWS ALB"
 
 _TYPES = frozenset({"http", "https", "h2", "grpcs", "ws", "wss"})
+_Q = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 _HEAD = re.compile(
     r'(\S+) (\S+) \S+ (\S+) \S+ \S+ \S+ \S+ \S+ \S+ \S+ \S+ "([^"\\]*(?:\\.[^"\\]*)*)"'
+    # user_agent ssl_cipher ssl_protocol target_group_arn trace_id domain_name chosen_cert_arn
+    # matched_rule_priority request_creation_time (absent from older entries)
+    rf"(?: {_Q} \S+ \S+ \S+ {_Q} {_Q} {_Q} \S+ (\S+))?"
 )
 
 
@@ -49,7 +56,9 @@ def records(lines: Iterator[Numbered]) -> Iterator[Parsed]:
         if match is None or match[1] not in _TYPES:
             yield Unparsable(number, line, "not an ALB access log entry")
             continue
-        _, stamp, client, request = match.groups()
+        _, logged, client, request, created = match.groups()
+        # When the request came in (what the app decided at), else when it was answered.
+        stamp = created if created is not None and created != "-" else logged
         if stamp != last_stamp:
             last_stamp, last_time = stamp, iso_time(stamp)
         if last_time is None:

@@ -62,8 +62,9 @@ EXPECTED: dict[str, tuple[str, list[Record], list[int]]] = {
     "alb.log.gz": (
         "alb",
         [
+            # request_creation_time, not time: received before enforce_from, answered after.
             Record(
-                t("2024-07-09T00:00:00.186641"),
+                t("2024-07-08T23:59:59.999"),
                 "175.16.199.1",
                 None,
                 "GET",
@@ -73,7 +74,7 @@ EXPECTED: dict[str, tuple[str, list[Record], list[int]]] = {
                 1,
             ),
             Record(
-                t("2024-07-08T23:59:59.999999"),
+                t("2024-07-08T23:59:59.996"),
                 "2a02:d0c0::1",
                 None,
                 "POST",
@@ -83,7 +84,7 @@ EXPECTED: dict[str, tuple[str, list[Record], list[int]]] = {
                 2,
             ),
             Record(
-                t("2024-07-09T00:00:01"),
+                t("2024-07-09T00:00:00.999"),
                 "2001:218::1",
                 None,
                 "GET",
@@ -92,8 +93,9 @@ EXPECTED: dict[str, tuple[str, list[Record], list[int]]] = {
                 None,
                 3,
             ),
+            # A websocket: decided when it opened, logged when it closed.
             Record(
-                t("2024-07-09T00:00:03.5"),
+                t("2024-07-08T23:50:00.25"),
                 "89.160.20.112",
                 None,
                 "GET",
@@ -101,6 +103,17 @@ EXPECTED: dict[str, tuple[str, list[Record], list[int]]] = {
                 "ws.example.com",
                 None,
                 6,
+            ),
+            # An older entry that ends after ssl_protocol: its time.
+            Record(
+                t("2024-07-09T00:00:05"),
+                "81.2.69.142",
+                None,
+                "GET",
+                "/v1/models",
+                "api.example.com",
+                None,
+                8,
             ),
         ],
         [4, 5, 7],

@@ -205,11 +205,11 @@ def test_several_files_and_formats_in_one_replay(policy: dict[str, Any]) -> None
     report = replay(paths, policy=policy)
     assert [(f.format, f.records) for f in report.files] == [
         ("combined", 6),
-        ("alb", 4),
+        ("alb", 5),
         ("jsonl", 3),
     ]
-    assert report.records == 13
-    assert report.first == datetime(2024, 7, 8, 23, 59, 59, tzinfo=UTC)  # combined line 1
+    assert report.records == 14
+    assert report.first == datetime(2024, 7, 8, 23, 50, 0, 250000, tzinfo=UTC)  # ALB's websocket
     assert report.last == datetime(2024, 7, 9, 3, 30, 6, tzinfo=UTC)
 
 
