@@ -743,11 +743,11 @@ def _timeline(engine: Engine, pick: Pick) -> str:
             now = "not yet"
         moments = []
         if warn_from is not None:
-            moments.append(("day before the grace period", warn_from - timedelta(days=1)))
-            moments.append(("grace period starts", warn_from))
+            moments.append(("the day before:", warn_from - timedelta(days=1)))
+            moments.append(("grace period from", warn_from))
         if enforce_from is not None:
-            moments.append(("enforcement starts", enforce_from))
-        links = " · ".join(
+            moments.append(("enforced from", enforce_from))
+        links = "<br>".join(
             f'<a href="/?{e(pick_query(pick, at=m.strftime("%Y-%m-%dT%H:%M")))}">'
             f"{e(label)} {m.date().isoformat()}</a>"
             for label, m in moments
@@ -763,7 +763,7 @@ def _timeline(engine: Engine, pick: Pick) -> str:
         '<section class="card" id="timeline"><h2>The example policy over time</h2>'
         f"<p>At <code>{e(pick.at.isoformat())}</code> (click a date to move there). "
         f"Exempt paths: <code>{e(exempt)}</code>.</p>"
-        f"<table><tr><th>rule</th><th>what</th><th>then</th><th>dates</th></tr>"
+        f"<table><tr><th>rule</th><th>what</th><th>at that time</th><th>dates</th></tr>"
         f"{''.join(rows)}</table></section>"
     )
 
