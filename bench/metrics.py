@@ -1,7 +1,8 @@
 """What [metrics] costs a repeated allowed request, in instructions (issue 12's number).
 
-    python bench/metrics.py                   # about 2 minutes on 2 cores
+    python bench/metrics.py                   # about 4 minutes on 2 cores
     python bench/metrics.py --json OUT.json
+    python bench/metrics.py --only shapes     # the hot path's shapes alone (30 s)
 
 Target: with metrics on, a repeated allowed request costs at most 3 % more instructions than
 with metrics off. Measured with callgrind as ``callgrind.py`` measures (only the measured
@@ -16,12 +17,18 @@ Both engines of a comparison live in the same process, so that they share its me
 the figure added is taken in each process, then the median over processes. "On" is
 ``[metrics] prometheus = true`` with the collector registered (what a scrape reads): the
 request path is the same for ``opentelemetry = true``, one counter call per cached decision.
+
+``shapes`` measures the engine's hot path around a cache entry's ``attention`` on its own
+(``_engine.py``: ``if attention: if attention is True: ... else: attention()``) with each
+kind of counter, and the same with ``next(attention)``: what a change of the hot path would
+save, before making it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -43,7 +50,7 @@ sys.path.extend([str(PROJECT), str(PROJECT / "adapters")])
 import _provenance  # noqa: E402
 import _valgrind  # noqa: E402
 
-KINDS = ("decide", "Django", "Flask", "Starlette")
+KINDS = ("decide", "Django", "Flask", "Starlette", "shapes")
 VARIANTS = ("off", "on")
 TARGET_PCT = 3.0
 PACKAGES = ("geofence-middleware", "prometheus-client", "Django", "Flask", "starlette")
@@ -83,6 +90,53 @@ def _check_counts(engine: Any, call: Callable[[], object], metrics: bool) -> Non
         )
 
 
+# -- hot-path shapes: what counting a cached decision could cost, each on its own ---------------
+
+
+def _branch(attention: Any) -> None:
+    """The engine's hot path around a cache entry's ``attention`` (``_engine.py``)."""
+    if attention:
+        if attention is True:
+            pass
+        else:
+            attention()
+
+
+def _branch_next(attention: Any) -> None:
+    """The same with the entry holding an iterator, counted by the builtin ``next``."""
+    if attention:
+        if attention is True:
+            pass
+        else:
+            next(attention)
+
+
+def _branch_only(attention: Any) -> None:
+    if attention:  # noqa: SIM102 - the engine's two tests, without the call
+        if attention is True:
+            pass
+
+
+SHAPES: dict[str, tuple[Callable[[Any], None], Callable[[], Any]]] = {
+    "off: attention False": (_branch, lambda: False),
+    "truthy attention, no count": (_branch_only, lambda: [0]),
+    "attention() = count.__next__": (_branch, lambda: itertools.count(1000).__next__),
+    "attention() = repeat.__next__ (now)": (
+        _branch,
+        lambda: itertools.repeat(None, sys.maxsize).__next__,
+    ),
+    "next(attention), a repeat": (_branch_next, lambda: itertools.repeat(None, sys.maxsize)),
+}
+
+
+def _shape_cases() -> dict[str, Callable[[int], Any]]:
+    cases: dict[str, Callable[[int], Any]] = {}
+    for label, (shape, make) in SHAPES.items():
+        attention = make()
+        cases[f"shapes/{label}"] = lambda n, f=shape, a=attention: _valgrind.loop(f, [a] * n)
+    return cases
+
+
 def _cases(kind: str, sizes: Sizes) -> tuple[dict[str, Callable[[int], Any]], Any]:
     """label -> (n -> the measured loop over n requests), and the event loop (Starlette)."""
     import apps
@@ -96,6 +150,8 @@ def _cases(kind: str, sizes: Sizes) -> tuple[dict[str, Callable[[int], Any]], An
     cases: dict[str, Callable[[int], Any]] = {
         "loop": lambda n: _valgrind.loop(callable, [None] * n)
     }
+    if kind == "shapes":
+        return {**cases, **_shape_cases()}, None
     if kind == "decide":
         info = geofence.RequestInfo(
             peer=REPEATED, headers=HEADERS, method="GET", path=PATH, host=HOST
@@ -156,10 +212,10 @@ def child(kind: str, layout: int, sizes: Sizes, meta_out: Path) -> None:
     if not _valgrind.on_valgrind():
         raise SystemExit("this mode runs under valgrind: use `python bench/metrics.py`")
     cases, loop = _cases(kind, sizes)
-    n = sizes.decide if kind == "decide" else sizes.requests
+    n = sizes.decide if kind in ("decide", "shapes") else sizes.requests
     plans: list[tuple[str | None, _valgrind.Measured]] = []
     for label, prepare in cases.items():
-        warm = sizes.warmup if kind == "decide" else min(sizes.warmup, 30)
+        warm = sizes.warmup if kind in ("decide", "shapes") else min(sizes.warmup, 30)
         plans.append((None, prepare(warm)))
         plans.append((None, prepare(warm)))
         for index in range(sizes.rounds):
@@ -239,6 +295,8 @@ def figures(found: dict[str, list[dict[str, list[float]]]]) -> list[dict[str, An
     instructions added (taken in each process, then the median) and that as % of off."""
     rows = []
     for kind, layouts in found.items():
+        if kind == "shapes":
+            continue
 
         def median(label: str, layouts: list[dict[str, list[float]]] = layouts) -> float:
             return float(statistics.median(v for per in layouts for v in per[label]))
@@ -271,6 +329,16 @@ def figures(found: dict[str, list[dict[str, list[float]]]]) -> list[dict[str, An
             row["geofence_share_off"] = round((off - bare) / bare * 100, 2)
         rows.append(row)
     return rows
+
+
+def shape_figures(layouts: list[dict[str, list[float]]]) -> dict[str, float]:
+    """Instructions each hot-path shape adds to the shape with metrics off."""
+
+    def median(label: str) -> float:
+        return float(statistics.median(v for per in layouts for v in per[label]))
+
+    off = median("shapes/off: attention False")
+    return {label: round(median(f"shapes/{label}") - off, 1) for label in SHAPES}
 
 
 TITLES = {
@@ -324,9 +392,16 @@ def main(argv: list[str] | None = None) -> int:
     kinds = args.only or list(KINDS)
     found = measure(sizes, kinds, args.jobs, lambda text: print(text, flush=True))
     rows = figures(found)
-    print()
-    print(markdown(rows))
-    worst = max(row["added_spread"] for row in rows)
+    if rows:
+        print()
+        print(markdown(rows))
+    shapes = shape_figures(found["shapes"]) if "shapes" in found else {}
+    if shapes:
+        print("\nThe hot path's shapes alone (instructions added to `attention` False):\n")
+        print("| shape | added |\n|---|---:|")
+        for label, added in shapes.items():
+            print(f"| {label} | {added:,.0f} |")
+    worst = max((row["added_spread"] for row in rows), default=0)
     print(
         f"\nInstructions per call, minus the empty loop; each the median of {sizes.rounds} rounds "
         f"in each of {sizes.layouts} processes laid out differently. 'added' is taken in each "
