@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Literal, NamedTuple
 
@@ -467,13 +468,17 @@ class EdgeOutcome(NamedTuple):
     dry_runs: tuple[str, ...] = ()  # dry-run rules that matched on the way
 
 
+_path_regex = lru_cache(maxsize=256)(path_regex)
+_host_regex = lru_cache(maxsize=256)(host_regex)
+
+
 def _rule_matches(rule: EdgeRule, facts: EdgeFacts, country: str | None) -> bool:
     m = rule.match
     if m.methods and facts.method.upper() not in m.methods:
         return False
-    if m.hosts and not (facts.host and _full(host_regex(m.hosts), facts.host)):
+    if m.hosts and not (facts.host and _full(_host_regex(m.hosts), facts.host)):
         return False
-    if m.paths and not _full(path_regex(m.paths), facts.path):
+    if m.paths and not _full(_path_regex(m.paths), facts.path):
         return False
     subdivisions = facts.subdivisions if country is not None else ()
     if not m.covers(country, subdivisions) or m.excepts(country, subdivisions):
@@ -485,15 +490,32 @@ def _rule_matches(rule: EdgeRule, facts: EdgeFacts, country: str | None) -> bool
 
 def _full(regex: str, text: str) -> bool:
     # fullmatch: the "$" of these portable patterns then cannot stop before a final newline.
-    return re.fullmatch(regex, text) is not None
+    return _compiled(regex).fullmatch(text) is not None
+
+
+# decide() is a reference, not a hot path, but a scenario table calls it ~10^5 times: what it
+# derives from the EdgePolicy is kept per distinct value.
+@lru_cache(maxsize=1024)
+def _compiled(regex: str) -> re.Pattern[str]:
+    return re.compile(regex)
+
+
+@lru_cache(maxsize=256)
+def _network_set(cidrs: tuple[str, ...]) -> NetworkSet:
+    return NetworkSet(_networks(cidrs))
+
+
+@lru_cache(maxsize=256)
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    return compile_globs(patterns)
 
 
 def decide(edge: EdgePolicy, facts: EdgeFacts) -> EdgeOutcome:
     """What an edge that implements ``edge`` exactly decides for ``facts``."""
     ip = parse_ip(facts.client_ip) if facts.client_ip is not None else None
-    if ip is not None and ip in NetworkSet(_networks(edge.exempt_ips)):
+    if ip is not None and ip in _network_set(edge.exempt_ips):
         return EdgeOutcome("allow", True, "exempt_ip")
-    exempt = compile_globs(edge.exempt_paths)
+    exempt = _globs(edge.exempt_paths)
     if exempt is not None and exempt.match(facts.path) and not has_dot_segment(facts.path):
         return EdgeOutcome("allow", True, "exempt_path")
     country: str | None
