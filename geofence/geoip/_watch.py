@@ -156,8 +156,8 @@ class DatabaseWatch:
             escape(db.description, 500),
             when,
             built.strftime("%Y-%m-%d %H:%M UTC"),
-            _duration(age),
-            _duration(max_age),
+            _age(age),
+            _setting(max_age),
             extra={
                 "geofence": {
                     "db": db_name(key),
@@ -221,9 +221,18 @@ def _describe(error: BaseException) -> str:
     return f"{name}: {detail}" if detail else name
 
 
-def _duration(seconds: float) -> str:
-    if seconds >= 2 * DAY:
-        return f"{seconds / DAY:.0f} days"
-    if seconds >= 7200:
-        return f"{seconds / 3600:.0f} hours"
-    return f"{seconds:.0f} seconds"
+def _age(seconds: float) -> str:
+    """An age in whole units, rounded down (as ``geofence validate`` shows it)."""
+    for unit, size in (("day", DAY), ("hour", 3600.0), ("minute", 60.0)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}" + ("" if count == 1 else "s")
+    return f"{int(seconds)} seconds"
+
+
+def _setting(seconds: float) -> str:
+    """A duration as the config writes it: "30d", "36h", "90s"."""
+    for unit, size in (("d", DAY), ("h", 3600.0), ("m", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

@@ -80,7 +80,7 @@ def test_a_stale_database_is_a_warning_at_load(
     message = warning.getMessage()
     assert message.startswith("geoip.country_db: GeoIP2-City database ")
     assert " is stale at load: built " in message
-    assert ", 40 days ago, more than geoip.max_age (30 days)" in message
+    assert ", 40 days ago, more than geoip.max_age (30d)" in message
     assert "geofence" not in message.split(":", 1)[0]
     fields = warning.geofence  # type: ignore[attr-defined]
     assert fields["db"] == "country" and fields["path"] == str(path)
@@ -190,3 +190,21 @@ def test_without_max_age_and_reloads_nothing_is_polled(tmp_path: Path) -> None:
         clock=Clock(),
     )
     assert fence._poll_interval is None  # no per-request clock read for nothing
+
+
+@pytest.mark.parametrize(
+    ("seconds", "age", "setting"),
+    [
+        (30 * DAY, "30 days", "30d"),
+        (DAY + 5, "1 day", "86405s"),
+        (36 * 3600.0, "1 day", "36h"),
+        (7200.0, "2 hours", "2h"),
+        (90.0, "1 minute", "90s"),
+        (59.0, "59 seconds", "59s"),
+    ],
+)
+def test_ages_and_settings_are_written_plainly(seconds: float, age: str, setting: str) -> None:
+    from geofence.geoip import _watch
+
+    assert _watch._age(seconds) == age
+    assert _watch._setting(seconds) == setting
