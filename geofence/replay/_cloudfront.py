@@ -15,7 +15,9 @@ each line; the documented order is::
 The ``#Fields`` line is read, so a file whose fields are reordered or selected (v2 logging
 lets one pick them) is read by name; lines before any ``#Fields`` use the order above. A
 ``#Fields`` line later in the file (files concatenated) takes over from there. ``-`` is an
-empty value. Fields used: ``date`` + ``time`` (UTC), ``c-ip`` (peer: the viewer, or the
+empty value. Fields used: ``date`` + ``time`` (UTC; when the edge finished responding, in
+whole seconds: ``time-taken`` is not subtracted, as the truncated fraction is as large an
+error the other way), ``c-ip`` (peer: the viewer, or the
 proxy it came through), ``x-forwarded-for`` (forwarding header: the viewer's own
 X-Forwarded-For), ``cs-method``, ``cs-uri-stem`` (the path, percent-decoded),
 ``x-host-header`` (the Host the viewer sent; else ``cs(Host)``, the distribution's domain).

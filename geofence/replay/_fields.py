@@ -118,6 +118,31 @@ def epoch_seconds(text: str) -> datetime | None:
         return None
 
 
+def duration(text: str) -> timedelta | None:
+    """A duration in seconds with a fraction (nginx ``$request_time``, CloudFront
+    ``time-taken``), read exactly; None when it is not one."""
+    match = _NUMBER.match(text.strip())
+    if match is None:
+        return None
+    whole, fraction = match.groups()
+    try:
+        return timedelta(seconds=int(whole), microseconds=int((fraction or "0")[:6].ljust(6, "0")))
+    except OverflowError:
+        return None
+
+
+def started(ended: datetime, took: str) -> datetime:
+    """When a request that ``ended`` after ``took`` seconds came in (what the app decided
+    at); ``ended`` when ``took`` is no duration."""
+    length = duration(took) if took else None
+    if length is None:
+        return ended
+    try:
+        return ended - length
+    except OverflowError:
+        return ended
+
+
 def epoch_number(value: int) -> datetime | None:
     """An integer timestamp of unknown unit (Cloudflare's ``unix`` seconds, ``unixnano``
     nanoseconds; milli- and microseconds by other pipelines), told apart by its size: any of

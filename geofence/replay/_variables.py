@@ -4,10 +4,12 @@ row (a dict of variable name -> text) to a record, shared by both formats.
 Variables read (https://nginx.org/en/docs/http/ngx_http_core_module.html#variables and
 https://nginx.org/en/docs/http/ngx_http_log_module.html#log_format): the time from
 ``time_iso8601`` (ISO 8601 with its zone), else ``msec`` (seconds since 1970 with a fraction),
-else ``time_local``; ``remote_addr`` (peer); ``http_x_forwarded_for`` (forwarding header);
-``request_method`` and ``request_uri`` (target with query; the path is taken from it), else
-``request`` (the request line); ``host``, else ``http_host``; ``remote_user`` (user).
-``-`` and an empty value mean absent, as nginx writes them.
+else ``time_local``; nginx writes them when the request ends, so ``msec`` less
+``request_time`` (when the row has it) is the request's start; ``remote_addr`` (peer);
+``http_x_forwarded_for`` (forwarding header); ``request_method`` and ``request_uri`` (target
+with query; the path is taken from it), else ``request`` (the request line); ``host``, else
+``http_host``; ``remote_user`` (user). ``-`` and an empty value mean absent, as nginx writes
+them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from geofence.replay._combined import request_line
-from geofence.replay._fields import clf_time, epoch_seconds, host_of, iso_time, request_target
+from geofence.replay._fields import (
+    clf_time,
+    epoch_seconds,
+    host_of,
+    iso_time,
+    request_target,
+    started,
+)
 from geofence.replay._record import Parsed, Record, Unparsable
 
 TIME_FIELDS = ("time_iso8601", "msec", "time_local")
@@ -49,6 +58,11 @@ def row_record(row: Mapping[str, object], number: int, line: str) -> Parsed:
         return Unparsable(number, line, "time is not ISO 8601 with a zone / msec / time_local")
     if isinstance(moment, str):
         return Unparsable(number, line, moment)
+    if "msec" in row and not _text(row, "time_iso8601"):
+        # $msec is when the request ended, to the millisecond, as is $request_time: their
+        # difference is when the app decided. (The whole-second times are not corrected:
+        # their truncation is as large an error the other way.)
+        moment = started(moment, _text(row, "request_time"))
     method = _text(row, "request_method")
     uri = _text(row, "request_uri")
     host = ""

@@ -415,3 +415,21 @@ def test_reading_streams(tmp_path: Path) -> None:
         first = next(iterator)
         assert isinstance(first, Record)
         assert opened._stream.tell() < log.stat().st_size
+
+
+def test_msec_less_request_time_is_when_the_request_came_in(tmp_path: Path) -> None:
+    log = tmp_path / "timed.jsonl"
+    common = '"remote_addr":"81.2.69.142","request_method":"GET","request_uri":"/"'
+    log.write_text(
+        f'{{"msec":"1720483200.000","request_time":"0.002",{common}}}\n'
+        # Whole seconds are left as they are: their truncation errs the other way.
+        f'{{"time_iso8601":"2024-07-09T00:00:00+00:00","request_time":"0.002",{common}}}\n'
+        f'{{"msec":"1720483200.000","request_time":"-",{common}}}\n'
+    )
+    _, records, bad = read(log)
+    assert [r.time for r in records] == [
+        t("2024-07-08T23:59:59.998"),
+        t("2024-07-09T00:00:00"),
+        t("2024-07-09T00:00:00"),
+    ]
+    assert bad == []
