@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from geofence._cache import BoundedCache
+from geofence._cache import BoundedCache, bounded_put
 from geofence._model import Decision
 from geofence._refs import LENGTH as REF_LENGTH
 from geofence.http._accept import prefers_html
@@ -209,8 +209,8 @@ class Responder:
         # language from negotiate(), which returns an offered language.
         self._built: dict[tuple[str | None, Kind, int, str], _Prebuilt] = {}
         # ... and with a reference: the responses recently given (each holds its body).
-        self._responses: BoundedCache[tuple[str | None, Kind, int, str, str | None], Response]
-        self._responses = BoundedCache(RESPONSE_CACHE_SIZE)
+        # A plain dict (see geofence._cache.bounded_put): read on every denial.
+        self._responses: dict[tuple[str | None, Kind, int, str, str | None], Response] = {}
         self._sunset_links: dict[str | None, str | None] = {
             name: _sunset_link(answer.uri) for name, answer in self._answers.items()
         }
@@ -252,7 +252,7 @@ class Responder:
                 built = self._built[key] = self._build(key)
             response = built.response(ref)
             if ref is None or len(ref) == REF_LENGTH:
-                self._responses.put(full, response)
+                bounded_put(self._responses, RESPONSE_CACHE_SIZE, full, response)
         return response
 
     def _build(self, key: tuple[str | None, Kind, int, str]) -> _Prebuilt:
