@@ -48,6 +48,7 @@ __all__ = [
     "EdgePolicy",
     "EdgeRule",
     "ExportError",
+    "ExportMode",
     "Loss",
     "Rendered",
     "decide",

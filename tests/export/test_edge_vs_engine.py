@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from geofence import Decision, Engine
-from geofence.export import EdgeOutcome, EdgePolicy, decide, plan
+from geofence.export import EdgeOutcome, EdgePolicy, ExportMode, decide, plan
 from geofence.export._scenarios import Client, Scenario, scenario_table
 
 Exported = tuple[dict[str, Any], list[Client]]
@@ -60,7 +60,9 @@ def _edge_row(outcome: EdgeOutcome, scenario: Scenario) -> Row:
     )
 
 
-def run_table(mapping: dict[str, object], scenarios: list[Scenario], mode: str) -> Counter[str]:
+def run_table(
+    mapping: dict[str, object], scenarios: list[Scenario], mode: ExportMode
+) -> Counter[str]:
     engine = Engine.from_config(mapping)
     plans: dict[datetime, EdgePolicy] = {}
     outcomes: Counter[str] = Counter()
@@ -68,7 +70,7 @@ def run_table(mapping: dict[str, object], scenarios: list[Scenario], mode: str) 
     for scenario in scenarios:
         edge = plans.get(scenario.at)
         if edge is None:
-            edge = plans[scenario.at] = plan(engine.policy, at=scenario.at, mode=mode)  # type: ignore[arg-type]
+            edge = plans[scenario.at] = plan(engine.policy, at=scenario.at, mode=mode)
         want = _engine_row(engine.decide(scenario.request_info(), now=scenario.at))
         got = _edge_row(decide(edge, scenario.facts()), scenario)
         if got != want and len(mismatches) < 20:
@@ -84,7 +86,10 @@ def run_table(mapping: dict[str, object], scenarios: list[Scenario], mode: str) 
     ("name", "mode"), [("main", "enforce"), ("allowlist", "enforce"), ("report", "report")]
 )
 def test_edge_decides_what_the_engine_decides(
-    name: str, mode: str, exported: Callable[[str], Exported], record_property: Callable[..., None]
+    name: str,
+    mode: ExportMode,
+    exported: Callable[[str], Exported],
+    record_property: Callable[..., None],
 ) -> None:
     mapping, clients = exported(name)
     engine = Engine.from_config(mapping)

@@ -20,7 +20,7 @@ import pytest
 from nginx_live import MISSING, Client, Reply, Site, running, write_site
 
 from geofence import Decision, Engine, RequestInfo
-from geofence.export import plan
+from geofence.export import ExportMode, plan
 from geofence.export._nginx import render_nginx
 from geofence.export._scenarios import Client as TableClient
 from geofence.export._scenarios import Scenario, instants, scenario_table
@@ -32,8 +32,8 @@ Exported = tuple[dict[str, Any], list[TableClient]]
 CITY_TEST = Path(__file__).parents[1] / "data" / "maxmind" / "test-data" / "GeoIP2-City-Test.mmdb"
 
 
-def export_site(prefix: Path, engine: Engine, at: datetime, mode: str) -> Site:
-    edge = plan(engine.policy, at=at, mode=mode)  # type: ignore[arg-type]
+def export_site(prefix: Path, engine: Engine, at: datetime, mode: ExportMode) -> Site:
+    edge = plan(engine.policy, at=at, mode=mode)
     rendered = render_nginx(edge, format="conf", lossy=False, log_path=str(prefix / "geofence.log"))
     return write_site(prefix, rendered.text, rendered.files[".server.conf"])
 
@@ -155,7 +155,7 @@ def live_rows(
 
 
 def run_policy(
-    name: str, mode: str, exported: Callable[[str], Exported], tmp_path: Path, every: int
+    name: str, mode: ExportMode, exported: Callable[[str], Exported], tmp_path: Path, every: int
 ) -> Counter[str]:
     mapping, clients = exported(name)
     engine = Engine.from_config(mapping)
@@ -184,7 +184,7 @@ def run_policy(
      ("report", "report", 1)],
 )  # fmt: skip
 def test_nginx_decides_what_the_engine_decides(
-    name: str, mode: str, every: int, exported: Callable[[str], Exported], tmp_path: Path
+    name: str, mode: ExportMode, every: int, exported: Callable[[str], Exported], tmp_path: Path
 ) -> None:
     totals = run_policy(name, mode, exported, tmp_path, every)
     if mode == "enforce":
@@ -193,7 +193,9 @@ def test_nginx_decides_what_the_engine_decides(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["enforce", "report"])
-def test_nginx_full_table(mode: str, exported: Callable[[str], Exported], tmp_path: Path) -> None:
+def test_nginx_full_table(
+    mode: ExportMode, exported: Callable[[str], Exported], tmp_path: Path
+) -> None:
     """Every row of the main policy's table (about 218,000 requests per mode)."""
     run_policy("main", mode, exported, tmp_path, 1)
 
