@@ -15,7 +15,7 @@ on time only through that segment, so a memo hit returns what the engine would.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -24,8 +24,11 @@ from geofence._engine import OFF, Engine
 from geofence._model import Decision, RequestInfo
 from geofence.config._policy import Policy
 from geofence.replay._record import Record
+from geofence.replay._report import Outcome, outcome
 from geofence.rules._rule import micros
 
+# (decision, baseline's decision, the outcome of each as the report counts it)
+Decided = tuple[Decision, "Decision | None", Outcome, "Outcome | None"]
 MEMO_SIZE = 65_536  # distinct keys remembered; full, the memo is emptied (geofence._cache)
 _MINUTE = 60_000_000  # microseconds
 
@@ -80,10 +83,11 @@ class Decider:
         if baseline is not None:
             self._base_header = baseline.policy.client_ip.header
             self._base_convert = _forwarded_as(self._base_header)
-        self._memo: dict[tuple[Any, ...], tuple[Decision, Decision | None]] = {}
+        self._memo: dict[tuple[Any, ...], Decided] = {}
         self.asked = 0  # memo misses: how often the engines were asked
 
-    def decide(self, record: Record) -> tuple[Decision, Decision | None]:
+    def decide(self, record: Record) -> Decided:
+        """(decision, baseline's decision or None, their outcomes as the report counts them)."""
         now = self.at or record.time
         moment = micros(now)
         key = (
@@ -99,10 +103,12 @@ class Decider:
         if found is not None:
             return found
         self.asked += 1
-        found = (self._ask(self.engine, self._header, self._convert, record, now), None)
+        decision = self._ask(self.engine, self._header, self._convert, record, now)
+        base = base_outcome = None
         if self.baseline is not None:
             base = self._ask(self.baseline, self._base_header, self._base_convert, record, now)
-            found = (found[0], base)
+            base_outcome = outcome(base)
+        found = (decision, base, outcome(decision), base_outcome)
         if len(record.path) <= 1024:  # a huge path is not worth pinning in memory
             bounded_put(self._memo, MEMO_SIZE, key, found)
         return found
@@ -127,10 +133,8 @@ def engine_of(policy: Engine | Policy | Any) -> Engine:
     return Engine.from_config(policy)
 
 
-def decide_all(
-    records: Iterable[Record], decider: Decider
-) -> Iterable[tuple[Record, Decision, Decision | None]]:
+def decide_all(records: Iterable[Record], decider: Decider) -> Iterator[tuple[Record, Decided]]:
     """Each record with its decisions: the seam a progress bar or a parallel runner wraps."""
+    decide = decider.decide
     for record in records:
-        decision, base = decider.decide(record)
-        yield record, decision, base
+        yield record, decide(record)

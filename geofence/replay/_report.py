@@ -61,30 +61,32 @@ class FileSummary:
     unparsable: int = 0
 
 
+Outcome = tuple[str, str, str, str]  # (kind, rule or NO_RULE, country label, reason)
+
+
+def outcome(decision: Decision) -> Outcome:
+    """What the report counts of a decision: computed once per memoised decision, so that a
+    line costs one counter increment."""
+    return (kind_of(decision), decision.rule or NO_RULE, country_label(decision), decision.reason)
+
+
 @dataclass
 class Totals:
-    """Counts of one policy's decisions: by kind, and by rule, country, reason and path."""
+    """Counts of one policy's decisions: by kind, and by rule, country, reason and path.
 
-    kinds: Counter[str] = field(default_factory=Counter)
-    rules: dict[str, Counter[str]] = field(default_factory=dict)
-    countries: dict[str, Counter[str]] = field(default_factory=dict)
-    reasons: Counter[str] = field(default_factory=Counter)
+    Lines are counted per outcome (kind, rule, country, reason), a small table (rules x
+    countries x kinds); the tables by rule, country and reason are sums over it."""
+
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
     # Paths of lines that were not allowed (an allowed path is no one's concern here).
     paths: dict[str, Counter[str]] = field(default_factory=dict)
 
     def add(self, decision: Decision, kind: str, path: str) -> None:
-        self.kinds[kind] += 1
-        self.reasons[decision.reason] += 1
-        rule = decision.rule or NO_RULE
-        by_rule = self.rules.get(rule)
-        if by_rule is None:
-            by_rule = self.rules[rule] = Counter()
-        by_rule[kind] += 1
-        country = decision.country or country_label(decision)
-        by_country = self.countries.get(country)
-        if by_country is None:
-            by_country = self.countries[country] = Counter()
-        by_country[kind] += 1
+        self.count(outcome(decision), path)
+
+    def count(self, key: Outcome, path: str) -> None:
+        self.outcomes[key] += 1
+        kind = key[0]
         if kind != "allow":
             if len(path) > MAX_PATH_LENGTH:
                 path = path[:MAX_PATH_LENGTH] + "..."
@@ -95,9 +97,40 @@ class Totals:
                 by_path = self.paths.setdefault(path, Counter())
             by_path[kind] += 1
 
+    @property
+    def kinds(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for (kind, _, _, _), n in self.outcomes.items():
+            counts[kind] += n
+        return counts
+
+    @property
+    def reasons(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for (_, _, _, reason), n in self.outcomes.items():
+            counts[reason] += n
+        return counts
+
+    @property
+    def rules(self) -> dict[str, Counter[str]]:
+        """rule -> kind -> lines."""
+        return self._by(1)
+
+    @property
+    def countries(self) -> dict[str, Counter[str]]:
+        """country label -> kind -> lines."""
+        return self._by(2)
+
+    def _by(self, column: int) -> dict[str, Counter[str]]:
+        table: dict[str, Counter[str]] = {}
+        for key, n in self.outcomes.items():
+            table.setdefault(key[column], Counter())[key[0]] += n
+        return table
+
     def document(self, top: int) -> dict[str, Any]:
+        kinds = self.kinds
         return {
-            "actions": {k: self.kinds.get(k, 0) for k in KINDS},
+            "actions": {k: kinds.get(k, 0) for k in KINDS},
             "rules": {name: _kinds(c) for name, c in _ranked(self.rules)},
             "countries": {name: _kinds(c) for name, c in _ranked(self.countries, blocked=True)},
             "reasons": dict(self.reasons.most_common()),

@@ -18,8 +18,6 @@ from geofence.replay._report import (
     Report,
     Shown,
     Totals,
-    country_label,
-    kind_of,
 )
 from geofence.replay._source import ReplayError, TruncatedLog, numbered_lines, open_binary
 
@@ -142,17 +140,18 @@ def _replay_file(log: LogFile, summary: FileSummary, decider: Decider, report: R
     totals, base_totals = report.policy, report.baseline
     transitions, newly = report.transitions, report.newly_blocked_countries
     first, last = report.first, report.last
-    for record, decision, before in decide_all(records(), decider):
-        kind = kind_of(decision)
-        totals.add(decision, kind, record.path)
+    for record, (_, _, after, before) in decide_all(records(), decider):
+        path = record.path
+        totals.count(after, path)
+        kind = after[0]
         if before is not None and base_totals is not None:
-            was = kind_of(before)
-            base_totals.add(before, was, record.path)
+            was = before[0]
+            base_totals.count(before, path)
             transitions[(was, kind)] += 1
             if kind == "block" and was != "block":
-                newly[country_label(decision)] += 1
+                newly[after[2]] += 1
         elif kind == "block":
-            newly[country_label(decision)] += 1
+            newly[after[2]] += 1
         moment = record.time
         if first is None or moment < first:
             first = moment
