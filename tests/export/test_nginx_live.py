@@ -383,3 +383,31 @@ def test_path_differences(tmp_path: Path) -> None:
             observed_rows.append((target, mine, reply.status))
         client.close()
     assert observed_rows == [(target, mine, theirs) for target, mine, theirs, _ in PATH_CASES]
+
+
+def test_names_and_globs_that_nginx_must_read_literally(tmp_path: Path) -> None:
+    """Rule names, messages, URLs and globs with nginx's special characters ($ " ' ; { } \\)
+    come out as written: nginx -t accepts the export and the answers carry them unchanged."""
+    mapping: dict[str, Any] = {
+        "client_ip": {"trusted_proxies": ["127.0.0.1/32"]},
+        "geoip": {"country_db": str(CITY_TEST)},
+        "info_url": "https://example.com/why?a=$b&c=;d",
+        "message": 'Not here; {really} "$HOME" \\ sorry.',
+        "rules": [
+            {"name": 'odd "$name"; {x} \\ \'y\'', "action": "block", "regions": ["CN"],
+             "paths": ["/v[12]/{id}/*", "/files/[!a-c]?.txt"], "methods": ["GET", "PROPFIND"]},
+            {"name": "warn $me", "action": "warn", "regions": ["RU"], "hosts": ["*.example.com"]},
+        ],
+    }  # fmt: skip
+    engine = Engine.from_config(mapping)
+    site = export_site(tmp_path, engine, AT, "enforce")
+    checked = site.test_config()
+    assert checked.returncode == 0, checked.stderr
+    clients = [TableClient(ip, ip) for ip in ("175.16.199.1", "2a02:d0c0::1", "81.2.69.142")]
+    counts, mismatches = send_table(
+        site, engine, scenario_table(engine.policy, clients, moments=[AT])
+    )
+    assert not mismatches, "\n".join(mismatches)
+    assert counts["status 451"] and counts["logged"] > counts["status 451"]  # warnings logged too
+    names = {json.loads(line)["rule"] for line in site.log.read_text().splitlines()}
+    assert names == {"odd \"$name\"; {x} \\ 'y'", "warn $me"}
