@@ -155,10 +155,9 @@ def _build(
             acl.losses.append(
                 Loss(
                     rule.name,
-                    "a warning (grace window until "
-                    f"{rule.enforce_from.isoformat() if rule.enforce_from else '-'}) cannot be "
-                    "expressed: AWS WAF adds no header to a response it lets through; the "
-                    "rule allows instead (no Sunset, Deprecation or Link)",
+                    f"{_warning(rule)} cannot be expressed: AWS WAF adds no header to a "
+                    "response it lets through; the rule allows instead (no Sunset, "
+                    "Deprecation or Link)",
                 )
             )
             _add(acl, rule_name, _after(statement, counted), "Allow")
@@ -181,6 +180,12 @@ def _build(
                         f"characters (AWS WAF takes {st.MAX_REGEX})",
                     )
                 )
+
+
+def _warning(rule: EdgeRule) -> str:
+    if rule.enforce_from is None:
+        return "a warning"
+    return f"a warning (grace window until {rule.enforce_from.isoformat()})"
 
 
 def _after(statement: st.Statement, counted: bool) -> st.Statement:
