@@ -53,3 +53,12 @@ def test_threads_lose_no_count() -> None:
     for thread in threads:
         thread.join()
     assert tally.snapshot() == {("allow", "true", "default", "", "US"): 160_000}
+
+
+def test_the_iterator_and_the_counter_count_the_same_labels() -> None:
+    tally = Tally()
+    count = tally.iterator(decision())
+    next(count)
+    next(count)
+    tally.counter(decision())()
+    assert tally.snapshot() == {("allow", "true", "default", "", "US"): 3}
