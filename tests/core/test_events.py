@@ -303,3 +303,17 @@ def test_events_do_not_keep_an_engine_alive(tmp_path: Path) -> None:
 
 def test_event_is_public() -> None:
     assert geofence.Event is Event
+
+
+def test_with_on_error_block_a_failed_lookup_is_a_db_error_then_a_block() -> None:
+    events: list[Event] = []
+    fence = Engine.from_config(
+        {"on_error": "block", "geoip": {"country_db": BAD_RECORD_DB, "reload_interval": 0}},
+        clock=Clock(),
+        on_event=events.append,
+    )
+    for _ in range(2):
+        decision = fence.decide(RequestInfo(peer=BAD_ADDRESS))
+        assert (decision.action, decision.status, decision.reason) == ("block", 503, "db_error")
+    assert [e.kind for e in events] == ["db_error", "block"] * 2
+    assert events[1].decision is not None and events[1].decision.ref is not None
