@@ -102,9 +102,10 @@ class DatabaseWatch:
 
     def loaded(self, db: Built, key: str) -> None:
         """``db`` was opened when the engine was built."""
-        # A database that cannot be referenced weakly (a test double) gets no daily check.
-        with contextlib.suppress(TypeError):
-            _WATCHED[db] = (self, key)
+        if self.max_age is not None:
+            # A database that cannot be referenced weakly (a test double): no daily check.
+            with contextlib.suppress(TypeError):
+                _WATCHED[db] = (self, key)
         self._check_age(db, key, "at load", always=True)
 
     def reloaded(self, db: Built, key: str, previous: Built) -> None:
