@@ -271,10 +271,16 @@ def _unresolved(out: _Out, edge: EdgePolicy) -> None:
     else:
         out.add("    default 0;", *(f"    {cidr} 1;" for cidr in client.trusted_proxies))
     out.add("}")
+    # A single-valued header (X-Real-IP, the CDN headers) holding a list: realip takes its
+    # last entry, geofence refuses the header.
+    single = client.header != "x-forwarded-for"
+    listed = f"$http_{client.header.replace('-', '_')}" if single else ""
     out.map(
-        '"$geofence_peer_trusted|$realip_remote_addr|$remote_addr"',
+        f'"$geofence_peer_trusted|$realip_remote_addr|$remote_addr|{listed}"',
         "geofence_unresolved",
-        [(regex(r"^1\|(.*)\|\1$"), "1"), ("default", "0")],
+        [(regex(r"^1\|(.*)\|\1\|"), "1")]
+        + ([(regex(r"^1\|.*,"), "1")] if single else [])
+        + [("default", "0")],
     )
 
 

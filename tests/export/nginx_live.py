@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +28,17 @@ MISSING = (
     if not GEOIP2_MODULE.exists()
     else None
 )
+
+
+def _version() -> tuple[int, ...]:
+    if NGINX is None:
+        return ()
+    found = subprocess.run([NGINX, "-v"], capture_output=True, text=True, check=False).stderr
+    match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", found)
+    return tuple(int(part) for part in match.groups()) if match else ()
+
+
+NGINX_VERSION = _version()
 
 MAIN_CONF = """\
 load_module {module};

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from nginx_live import MISSING, Client, Reply, Site, running, write_site
+from nginx_live import MISSING, NGINX_VERSION, Client, Reply, Site, running, write_site
 
 from geofence import Decision, Engine, RequestInfo
 from geofence.export import ExportMode, plan
@@ -411,3 +411,39 @@ def test_names_and_globs_that_nginx_must_read_literally(tmp_path: Path) -> None:
     assert counts["status 451"] and counts["logged"] > counts["status 451"]  # warnings logged too
     names = {json.loads(line)["rule"] for line in site.log.read_text().splitlines()}
     assert names == {"odd \"$name\"; {x} \\ 'y'", "warn $me"}
+
+
+@pytest.mark.parametrize(
+    "client_ip",
+    [
+        {"hops": 1},
+        {"trusted_proxies": ["127.0.0.1/32"], "header": "x-real-ip"},
+        {"trusted_proxies": ["127.0.0.0/8", "::1/128"], "header": "cf-connecting-ip"},
+    ],
+)
+def test_other_client_address_settings(client_ip: dict[str, Any], tmp_path: Path) -> None:
+    """hops = 1 and the single-valued headers find the client nginx finds (or neither does)."""
+    mapping = {**XFF_POLICY, "client_ip": client_ip}
+    header = client_ip.get("header", "x-forwarded-for")
+    engine = Engine.from_config(mapping)
+    site = export_site(tmp_path, engine, AT, "enforce")
+    assert site.test_config().returncode == 0
+    values = [("175.16.199.1",), ("81.2.69.142",), ("81.2.69.142, 175.16.199.1",), ("garbage",),
+              ("175.16.199.1", "81.2.69.142"), ("10.1.2.3",), ()]  # fmt: skip
+    observed_rows, wanted = [], []
+    with running(site):
+        client = Client(site.port)
+        for lines in values:
+            headers = [(header, v) for v in lines] + [("Host", "app.test")]
+            reply = client.send("GET", "/", headers)
+            info = RequestInfo(peer="127.0.0.1", headers=[(header, v) for v in lines])
+            decision = engine.decide(info, now=AT)
+            observed_rows.append((lines, reply.status))
+            mine = decision.status if decision.action == "block" else 200
+            if header != "x-forwarded-for" and len(lines) == 2 and NGINX_VERSION < (1, 23):
+                # Two lines of a single-valued header: geofence refuses them (unresolved, 451
+                # here); nginx before 1.23 shows only the first line to realip and to maps.
+                mine = 403
+            wanted.append((lines, mine))
+        client.close()
+    assert observed_rows == wanted
