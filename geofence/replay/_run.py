@@ -19,7 +19,13 @@ from geofence.replay._report import (
     Shown,
     Totals,
 )
-from geofence.replay._source import ReplayError, TruncatedLog, numbered_lines, open_binary
+from geofence.replay._source import (
+    STDIN,
+    ReplayError,
+    TruncatedLog,
+    numbered_lines,
+    open_binary,
+)
 
 PathLike = str | os.PathLike[str]
 
@@ -29,8 +35,9 @@ class LogFile:
     Use as a context manager, or iterate to the end (the file is closed then)."""
 
     def __init__(self, path: PathLike, format: str = "auto") -> None:
-        self.path = os.fspath(path)
-        self._stream = open_binary(path)
+        self.path = os.fspath(path) if os.fspath(path) != STDIN else "(standard input)"
+        self._opened = open_binary(path)
+        self._stream = self._opened.stream
         lines = numbered_lines(self._stream)
         try:
             if format == "auto":
@@ -41,10 +48,10 @@ class LogFile:
                 reader(format)  # an unknown name is an error before anything is read
                 self.format = format
         except TruncatedLog as error:
-            self._stream.close()
+            self._opened.close()
             raise ReplayError(f"{self.path}: cannot be read: {error.why}") from None
         except BaseException:
-            self._stream.close()
+            self._opened.close()
             raise
         self._lines = lines
 
@@ -56,10 +63,10 @@ class LogFile:
                 except TruncatedLog as error:
                     yield Unparsable(error.line, "", f"the file is cut or corrupt: {error.why}")
         finally:
-            self._stream.close()
+            self._opened.close()
 
     def close(self) -> None:
-        self._stream.close()
+        self._opened.close()
 
     def __enter__(self) -> LogFile:
         return self
@@ -102,8 +109,13 @@ def replay(
     base = engine_of(baseline) if baseline is not None else None
     # Every log's format first, so that an unreadable or unknown tenth file stops the replay
     # before nine are decided for nothing.
-    formats = []
+    formats: list[tuple[PathLike, str]] = []
     for path in paths:
+        if os.fspath(path) == STDIN:  # read once, so detected when its turn comes
+            if any(os.fspath(p) == STDIN for p, _ in formats):
+                raise ReplayError("standard input (-) can be read only once")
+            formats.append((path, format))
+            continue
         with read_log(path, format) as log:
             formats.append((path, log.format))
     decider = Decider(engine, base, at)

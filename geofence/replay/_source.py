@@ -3,9 +3,11 @@ CR LF, numbered from 1. Streaming: one line in memory at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
+import sys
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -18,21 +20,52 @@ class ReplayError(ValueError):
     CLI's exit status 2. A bad *line* is never one of these: it is counted as unparsable."""
 
 
-def open_binary(path: str | os.PathLike[str]) -> BinaryIO:
-    """``path`` as a binary stream, decompressed when it starts with the gzip magic bytes."""
+STDIN = "-"  # the path that means standard input
+
+
+class Opened:
+    """A log's byte stream (decompressed when gzip) and what to close when done: a
+    GzipFile does not close the file under it. Standard input is never closed."""
+
+    def __init__(self, stream: BinaryIO, raw: BinaryIO | None) -> None:
+        self.stream = stream
+        self._raw = raw
+
+    def close(self) -> None:
+        if self._raw is None:
+            return
+        try:
+            self.stream.close()
+        finally:
+            self._raw.close()
+
+
+def open_binary(path: str | os.PathLike[str]) -> Opened:
+    """``path`` (or ``-``: standard input) as a binary stream, decompressed when it starts
+    with the gzip magic bytes."""
+    name = os.fspath(path)
+    if name == STDIN:
+        stdin = sys.stdin.buffer
+        try:
+            magic = stdin.peek(2)[:2] if isinstance(stdin, io.BufferedReader) else b""
+        except OSError as error:
+            raise ReplayError(f"standard input: {error.strerror or error}") from None
+        if magic == GZIP_MAGIC:
+            return Opened(gzip.GzipFile(fileobj=stdin, mode="rb"), None)  # type: ignore[arg-type]
+        return Opened(stdin, None)
     try:
-        raw = open(path, "rb")  # noqa: SIM115 (returned to the caller, who closes it)
+        raw = open(path, "rb")  # noqa: SIM115 (closed by Opened.close)
     except OSError as error:
-        raise ReplayError(f"{os.fspath(path)}: {error.strerror or error}") from None
+        raise ReplayError(f"{name}: {error.strerror or error}") from None
     try:
         magic = raw.read(2)
         raw.seek(0)
     except OSError as error:
         raw.close()
-        raise ReplayError(f"{os.fspath(path)}: {error.strerror or error}") from None
+        raise ReplayError(f"{name}: {error.strerror or error}") from None
     if magic == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return raw
+        return Opened(gzip.GzipFile(fileobj=raw, mode="rb"), raw)  # type: ignore[arg-type]
+    return Opened(raw, raw)
 
 
 def numbered_lines(stream: BinaryIO) -> Iterator[Numbered]:
@@ -51,6 +84,11 @@ def numbered_lines(stream: BinaryIO) -> Iterator[Numbered]:
     except (OSError, EOFError) as error:
         # A truncated or corrupt gzip member: what was read counts; the rest cannot be read.
         raise TruncatedLog(number + 1, str(error) or type(error).__name__) from None
+    finally:
+        # The stream belongs to the caller, who closes it: let the wrapper go without it
+        # (a wrapper dropped while its stream is open is reported as an unclosed file).
+        with contextlib.suppress(ValueError):
+            text.detach()
 
 
 class TruncatedLog(Exception):

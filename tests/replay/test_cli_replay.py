@@ -3,6 +3,7 @@ usage and config errors (exit 2, one line on stderr, no traceback), pipes."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -175,3 +176,28 @@ def test_replay_piped_into_head(configs: tuple[str, str]) -> None:
     assert shown.decode().startswith(str(LOGS / "combined.log"))
     assert err == b""
     assert command.returncode in (0, BROKEN_PIPE)
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_standard_input(configs: tuple[str, str], compress: bool) -> None:
+    data = (LOGS / "combined.log").read_bytes()
+    result = subprocess.run(
+        [*COMMAND, "replay", "-", "--config", configs[0], "--json", "-"],
+        input=gzip.compress(data) if compress else data,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["files"] == [
+        {"path": "(standard input)", "format": "combined", "records": 6, "unparsable": 4}
+    ]
+
+
+def test_standard_input_only_once(
+    capsys: pytest.CaptureFixture[str], configs: tuple[str, str]
+) -> None:
+    status, _, err = run_here(capsys, "replay", "-", "-", "--config", configs[0])
+    assert status == 2
+    assert err == "geofence: standard input (-) can be read only once\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -433,3 +435,26 @@ def test_msec_less_request_time_is_when_the_request_came_in(tmp_path: Path) -> N
         t("2024-07-09T00:00:00"),
     ]
     assert bad == []
+
+
+def test_every_file_is_closed() -> None:
+    # A ResourceWarning (an unclosed file, a wrapper dropped with its file open) is an error.
+    code = (
+        "import gc\n"
+        "from geofence.replay import read_log, Record\n"
+        f"names = {sorted(EXPECTED)!r}\n"
+        f"for name in names:\n"
+        f"    with read_log({str(LOGS)!r} + '/' + name) as log:\n"
+        "        list(log)\n"
+        f"    with read_log({str(LOGS)!r} + '/' + name) as log:\n"
+        "        next(iter(log))\n"
+        "gc.collect()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
