@@ -39,7 +39,9 @@ def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> No
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    command.add_argument("logs", nargs="+", metavar="LOG", help="access log files (or .gz)")
+    command.add_argument(
+        "logs", nargs="+", metavar="LOG", help="access logs, plain or gzip (- for standard input)"
+    )
     command.add_argument(
         "--config", metavar="NEW", help="the policy to replay (.toml or .json; default: example)"
     )

@@ -10,7 +10,7 @@ tried). Each reader's module documents the vendor layout it follows:
 ``combined`` (nginx/Apache combined and common, and nginx's ``main``: combined plus
 ``"$http_x_forwarded_for"``), ``alb`` (AWS ALB), ``cloudfront`` (CloudFront standard logs, by
 their ``#Fields`` line), ``cloudflare`` (Logpush ``http_requests`` JSON), ``jsonl`` and ``csv``
-(fields named as nginx variables). Plain or gzip, told by the magic bytes; CR LF tolerated;
+(fields named as nginx variables). Plain or gzip, told by the magic bytes; CR LF tolerated; ``-`` is standard input;
 streamed, one line at a time.
 
 **Records** (:class:`Record`): time (aware UTC), peer, the X-Forwarded-For value the log
