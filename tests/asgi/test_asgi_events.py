@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis_servers import free_port
 from tests_support import BAD_DATA, BAD_RECORD_DB, CITY_DB, UA_CITY_DB
 
 import geofence
@@ -180,3 +181,39 @@ def test_a_raising_callback_never_reaches_a_request_of_any_kind(
     assert [r.levelno for r in failures] == [logging.ERROR] * 4
     assert all(r.exc_info is not None for r in failures)
     assert "callback bug on db_error" in caplog.text
+
+
+@BUILT
+def test_store_error_reaches_on_event_and_a_raising_callback_never_reaches_the_request(
+    clock: Clock, ready: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Accounts on a Redis URI nothing listens on: the third failure opens the breaker.
+    config = {
+        "geoip": {"country_db": CITY_DB},
+        "accounts": {
+            "store": f"redis://127.0.0.1:{free_port()}/0",
+            "timeout": "200ms",
+            "on_store_error": "local",
+        },
+        "rules": [{"name": "cn", "action": "block", "regions": ["CN"], "account_grace": "14d"}],
+    }
+    events: list[Event] = []
+
+    def broken(event: Event) -> None:
+        events.append(event)
+        raise RuntimeError(f"callback bug on {event.kind}")
+
+    if ready:
+        engine = geofence.Engine.from_config(config, clock=clock)
+        fenced = GeofenceMiddleware(app, engine=engine, on_event=broken, account=_org_cn)
+    else:
+        fenced = GeofenceMiddleware(app, config, on_event=broken, account=_org_cn)
+    assert [get(fenced, CN) for _ in range(4)] == [200] * 4  # "local": a warning
+    stores = [e for e in events if e.kind == "store_error"]
+    assert len(stores) == 1 and "error" in stores[0].detail
+    failures = [r for r in caplog.records if "on_event callback failed" in r.getMessage()]
+    assert len(failures) == len(events) and all(r.exc_info is not None for r in failures)
+
+
+def _org_cn(scope: dict[str, Any]) -> str:
+    return "org_cn"

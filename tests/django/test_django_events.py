@@ -17,6 +17,8 @@ import pytest
 from django.http.response import HttpResponseBase
 from django.test import Client, override_settings
 from django_support import PeerAsyncClient
+from redis_servers import free_port
+from scenarios.table import ACCOUNT_HEADER, account_header
 from tests_support import BAD_DATA, BAD_RECORD_DB, CITY_DB, UA_CITY_DB
 
 import geofence
@@ -30,6 +32,7 @@ GB = "81.2.69.142"
 CRIMEA = "31.43.1.1"  # not found in the City test database, UA-43 in the UA fixture
 BAD_ADDRESS = "216.160.83.56"  # a malformed record in BAD_RECORD_DB
 PATHS = pytest.mark.parametrize("asgi", [False, True], ids=["wsgi", "asgi"])
+HEADER_HOOK = "djsite.views.account_of"  # the account named by the x-test-account header
 
 
 class Clock:
@@ -200,3 +203,48 @@ def test_a_raising_receiver_never_reaches_a_request_of_any_kind(
     assert [r.levelno for r in failures] == [logging.ERROR] * 4
     assert all(r.exc_info is not None for r in failures)
     assert "receiver bug on db_refused" in caplog.text
+
+
+# -- store_error ----------------------------------------------------------------------------
+
+
+def unreachable_store() -> dict[str, Any]:
+    """Accounts on a Redis URI nothing listens on: the third failure opens the breaker."""
+    return {
+        "geoip": {"country_db": CITY_DB},
+        "accounts": {
+            "store": f"redis://127.0.0.1:{free_port()}/0",
+            "timeout": "200ms",
+            "on_store_error": "local",
+        },
+        "rules": [{"name": "cn", "action": "block", "regions": ["CN"], "account_grace": "14d"}],
+    }
+
+
+@PATHS
+def test_store_error_is_the_signal_and_a_raising_receiver_never_reaches_the_request(
+    received: list[Event], broken: list[str], caplog: pytest.LogCaptureFixture, asgi: bool
+) -> None:
+    headers = {ACCOUNT_HEADER: account_header("org_cn")}
+    urls = "djsite.urls_async" if asgi else "djsite.urls"
+    with override_settings(
+        GEOFENCE=unreachable_store(), GEOFENCE_ACCOUNT=HEADER_HOOK, ROOT_URLCONF=urls
+    ):
+        if asgi:
+
+            async def main() -> list[int]:
+                client = PeerAsyncClient(CN)
+                return [
+                    (await client.get("/v1/models", headers=headers)).status_code for _ in "abcd"
+                ]
+
+            statuses = asyncio.run(main())
+        else:
+            client = Client(REMOTE_ADDR=CN)
+            statuses = [client.get("/v1/models", headers=headers).status_code for _ in "abcd"]
+    assert statuses == [200] * 4  # on_store_error = "local": this process's grace, a warning
+    stores = [e for e in received if e.kind == "store_error"]
+    assert len(stores) == 1 and "error" in stores[0].detail
+    assert "store_error" in broken
+    failures = [r for r in caplog.records if r.name == "geofence.django"]
+    assert len(failures) == len(broken) and all(r.exc_info is not None for r in failures)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from redis_servers import free_port
 from tests_support import BAD_DATA, BAD_RECORD_DB, CITY_DB, UA_CITY_DB
 
 import geofence
@@ -186,3 +187,39 @@ def test_a_raising_receiver_never_reaches_a_request_of_any_kind(
     assert [r.levelno for r in failures] == [logging.ERROR] * 4
     assert all(r.exc_info is not None for r in failures)
     assert "receiver bug on db_reloaded" in caplog.text
+
+
+def test_store_error_is_the_signal_and_a_raising_receiver_never_reaches_the_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Accounts on a Redis URI nothing listens on: the third failure opens the breaker.
+    config = {
+        "geoip": {"country_db": CITY_DB},
+        "accounts": {
+            "store": f"redis://127.0.0.1:{free_port()}/0",
+            "timeout": "200ms",
+            "on_store_error": "local",
+        },
+        "rules": [{"name": "cn", "action": "block", "regions": ["CN"], "account_grace": "14d"}],
+    }
+    app = Flask(__name__)
+
+    @app.get("/v1/models")
+    def models() -> str:
+        return "ok"
+
+    Geofence(app, config=config, account=lambda: "org_cn")
+    raised: list[str] = []
+
+    def broken(sender: Any, event: Event) -> None:
+        raised.append(event.kind)
+        raise RuntimeError(f"receiver bug on {event.kind}")
+
+    with geofence_event.connected_to(broken, sender=app), receiving(app) as got:
+        statuses = [get(app, CN) for _ in range(4)]
+    assert statuses == [200] * 4  # on_store_error = "local": this process's grace, a warning
+    stores = [e for _, e in got if e.kind == "store_error"]
+    assert len(stores) == 1 and "error" in stores[0].detail
+    assert "store_error" in raised
+    failures = [r for r in caplog.records if r.name == "geofence.flask"]
+    assert len(failures) == len(raised) and all(r.exc_info is not None for r in failures)
