@@ -10,13 +10,15 @@ tried). Each reader's module documents the vendor layout it follows:
 ``combined`` (nginx/Apache combined and common, and nginx's ``main``: combined plus
 ``"$http_x_forwarded_for"``), ``alb`` (AWS ALB), ``cloudfront`` (CloudFront standard logs, by
 their ``#Fields`` line), ``cloudflare`` (Logpush ``http_requests`` JSON), ``jsonl`` and ``csv``
-(fields named as nginx variables). Plain or gzip, told by the magic bytes; CR LF tolerated; ``-`` is standard input;
-streamed, one line at a time.
+(fields named as nginx variables). Plain or gzip, told by the magic bytes; CR LF tolerated;
+``-`` is standard input; streamed, one line at a time.
 
-**Records** (:class:`Record`): time (aware UTC), peer, the X-Forwarded-For value the log
-recorded (None when the format has none), method, path, host ("" when the log has none),
-user. The path is the request target without query string, percent-decoded as UTF-8 (as ASGI
-servers and WSGI frameworks route it; ``%2F`` becomes ``/``, invalid UTF-8 is replaced).
+**Records** (:class:`Record`): time (aware UTC; when the request came in where the log
+says so: ALB ``request_creation_time``, nginx ``msec`` less ``request_time``), peer, the
+X-Forwarded-For value the log recorded (None when the format has none), method, path, host
+("" when the log has none), user. The path is the request target without query string,
+percent-decoded as UTF-8 (as ASGI servers and WSGI frameworks route it; ``%2F`` becomes
+``/``, invalid UTF-8 is replaced).
 
 **Client IP.** A record is decided as the app behind the log's writer would decide it: the
 log's client address is the socket peer, and its forwarding column (nginx ``main``,
