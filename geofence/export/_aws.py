@@ -36,6 +36,8 @@ from geofence.export._targets import Rendered
 
 AwsFormat = Literal["api", "terraform"]
 AwsScope = Literal["CLOUDFRONT", "REGIONAL"]
+#: Where AWS WAF finds the client: its source address, or the policy's forwarding header.
+AwsClient = Literal["source", "header"]
 DECIDED = "geofence:decided"
 BODY_KEY = "geofence-block"
 #: The forwarding headers that hold one address (the engine refuses a list in them).
@@ -60,6 +62,7 @@ def render_aws_waf(
     lossy: bool = False,
     scope: AwsScope = "CLOUDFRONT",
     name: str = "geofence",
+    client: AwsClient = "source",
 ) -> Rendered:
     """The AWS WAF form of ``edge``.
 
@@ -68,13 +71,28 @@ def render_aws_waf(
     CreateIPSet returns. ``terraform``: ``aws_wafv2_ip_set`` and ``aws_wafv2_web_acl``
     resources (provider ``hashicorp/aws`` v5) that reference each other. CLOUDFRONT web ACLs
     are created in us-east-1.
+
+    ``client="source"`` (the default): the client is the address that connected to the
+    resource the web ACL protects (CloudFront's viewer, or the client of an ALB or API Gateway
+    with nothing in front): ``[client_ip]`` describes the app's proxies, which this edge is.
+    ``client="header"``: a proxy stands in front of that resource, and the policy's forwarding
+    header is read (ForwardedIPConfig), exactly only for a single-address header with
+    ``hops = 1``.
     """
     if format not in ("api", "terraform"):
         raise ValueError(f"format {format!r}: expected 'api' or 'terraform'")
     if not re.fullmatch(r"[\w\-]{1,100}", name):
         raise ValueError(f"name {name!r}: letters, digits, _ and - only")
     acl = _Acl(losses=list(edge.losses))
-    forwarded = _forwarded(edge, acl)
+    if client not in ("source", "header"):
+        raise ValueError(f"client {client!r}: expected 'source' or 'header'")
+    forwarded = _forwarded(edge, acl) if client == "header" else None
+    if client == "source" and (edge.client.trusted_proxies or edge.client.hops is not None):
+        acl.notes.append(
+            "the client is the web ACL's source address (the viewer at CloudFront, the "
+            "client at an ALB); [client_ip] is the app's view behind them. With a proxy in "
+            "front of the protected resource, export with client='header'"
+        )
     _build(edge, acl, name, scope, forwarded, lossy=lossy)
     warnings = settle(acl.losses, lossy=lossy)
     notes = [*edge.notes, *acl.notes]
@@ -91,7 +109,7 @@ def render_aws_waf(
 
 
 def _forwarded(edge: EdgePolicy, acl: _Acl) -> dict[str, str] | None:
-    """The ForwardedIPConfig when the policy reads a forwarding header, or None."""
+    """The ForwardedIPConfig for the policy's forwarding header (None: it reads none)."""
     client = edge.client
     if not client.trusted_proxies and client.hops is None:
         return None  # the socket peer is the client: WAF's own source address
@@ -167,7 +185,7 @@ def _build(
             _add(acl, rule_name, _after(statement, counted), "Count", labels=[DECIDED])
             counted = True
         else:
-            _add(acl, rule_name, _after(statement, counted), _block(edge, rule.status, acl))
+            _add(acl, rule_name, _after(statement, counted), _block(edge, rule, rule.status, acl))
     if edge.default == "block" and report:
         _add(acl, "geofence-default", _after(st.everything(), counted), "Count")
     for made in acl.rules:
@@ -225,16 +243,21 @@ def _visibility(name: str) -> dict[str, Any]:
     return {"SampledRequestsEnabled": True, "CloudWatchMetricsEnabled": True, "MetricName": name}
 
 
-def _block(edge: EdgePolicy, status: int, acl: _Acl) -> dict[str, Any]:
-    answer = edge.answer
-    acl.bodies[BODY_KEY] = {"ContentType": "APPLICATION_JSON", "Content": answer.json_body()}
+def _block(edge: EdgePolicy, rule: EdgeRule | None, status: int, acl: _Acl) -> dict[str, Any]:
+    answer = edge.answer_of(rule)
+    body = {"ContentType": "APPLICATION_JSON", "Content": answer.json_body()}
+    # One body per distinct answer (rules with their own message or code get their own).
+    key = next((k for k, v in acl.bodies.items() if v == body), None)
+    if key is None:
+        key = BODY_KEY if not acl.bodies else f"{BODY_KEY}-{len(acl.bodies) + 1}"
+        acl.bodies[key] = body
     headers = [{"Name": "Cache-Control", "Value": "private, no-store"}]
     link = answer.link("blocked-by")
     if link is not None:
         headers.append({"Name": "Link", "Value": link})
     response: dict[str, Any] = {
         "ResponseCode": status,
-        "CustomResponseBodyKey": BODY_KEY,
+        "CustomResponseBodyKey": key,
         "ResponseHeaders": headers,
     }
     return {"Block": {"CustomResponse": response}}
@@ -365,7 +388,7 @@ def _level(code: str) -> int:
 
 def _web_acl(edge: EdgePolicy, acl: _Acl, name: str, scope: AwsScope) -> dict[str, Any]:
     if edge.default == "block" and edge.mode != "report":
-        default: dict[str, Any] = _block(edge, edge.default_status, acl)
+        default: dict[str, Any] = _block(edge, None, edge.default_status, acl)
     else:
         default = {"Allow": {}}
     web_acl: dict[str, Any] = {

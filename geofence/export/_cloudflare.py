@@ -158,7 +158,7 @@ def _build(edge: EdgePolicy, out: _Rules, *, plan: CloudflarePlan | None, lossy:
                 _rule("skip", condition, f"{rule.name} (first match wins)", ref + "_stop")
             )
         elif rule.action == "block":
-            out.firewall.append(_block(edge, condition, rule.name, ref, rule.status, out))
+            out.firewall.append(_block(edge, rule, condition, rule.name, ref, rule.status, out))
         else:  # warn: the request passes (skip), the response gets the warning headers
             out.firewall.append(
                 _rule("skip", condition, f"{rule.name} (warn: first match wins)", ref + "_stop")
@@ -172,7 +172,7 @@ def _build(edge: EdgePolicy, out: _Rules, *, plan: CloudflarePlan | None, lossy:
             out.firewall.append(_rule("log", EVERYTHING, name, "geofence_default"))
         else:
             out.firewall.append(
-                _block(edge, EVERYTHING, name, "geofence_default", edge.default_status, out)
+                _block(edge, None, EVERYTHING, name, "geofence_default", edge.default_status, out)
             )
     while out.firewall and out.firewall[-1]["action"] == "skip":
         out.firewall.pop()  # a skip with no rule after it changes nothing: save the slot
@@ -256,7 +256,13 @@ def _rule(action: str, expression: str, description: str, ref: str) -> dict[str,
 
 
 def _block(
-    edge: EdgePolicy, expression: str, name: str, ref: str, status: int, out: _Rules
+    edge: EdgePolicy,
+    rule_of: EdgeRule | None,
+    expression: str,
+    name: str,
+    ref: str,
+    status: int,
+    out: _Rules,
 ) -> dict[str, Any]:
     if status not in RESPONSE_STATUSES:
         out.losses.append(Loss(name, f"status {status}: Cloudflare answers 400 to 499 only"))
@@ -265,7 +271,8 @@ def _block(
         "response": {
             "status_code": status,
             "content_type": "application/json",
-            "content": edge.answer.json_body(),
+            # No ref: a custom response has no request id to name the edge's log line.
+            "content": edge.answer_of(rule_of).json_body(),
         }
     }
     rule["enabled"] = rule.pop("enabled")  # keep "enabled" last, as in the other rules
@@ -287,7 +294,7 @@ def _warn(
         expression = all_of([f"({condition})", negate(earlier)])
     headers = {
         name: {"operation": _HEADER_OPERATION[name.lower()], "value": value}
-        for name, value in warn_headers(rule, edge.answer)
+        for name, value in warn_headers(rule, edge.answer_of(rule))
     }
     if len(expression) > MAX_EXPRESSION:
         out.losses.append(
