@@ -217,3 +217,32 @@ def test_store_error_reaches_on_event_and_a_raising_callback_never_reaches_the_r
 
 def _org_cn(scope: dict[str, Any]) -> str:
     return "org_cn"
+
+
+@BUILT
+def test_grace_started_and_home_mismatch_reach_on_event_once(clock: Clock, ready: bool) -> None:
+    config = {
+        "geoip": {"country_db": CITY_DB},
+        "accounts": {"store": "memory://"},
+        "rules": [
+            {"name": "graced", "action": "block", "regions": ["CN"], "account_grace": "14d"},
+            {"name": "abroad", "action": "warn", "home_mismatch": True},
+        ],
+    }
+    events: list[Event] = []
+
+    def account(scope: dict[str, Any]) -> geofence.Account:
+        return geofence.Account("org_us", home_country="US")
+
+    if ready:
+        engine = geofence.Engine.from_config(config, clock=clock)
+        fenced = GeofenceMiddleware(app, engine=engine, on_event=events.append, account=account)
+    else:
+        fenced = GeofenceMiddleware(app, config, on_event=events.append, account=account)
+    assert [get(fenced, peer) for peer in (CN, CN, GB, GB)] == [200] * 4
+    transitions = [e for e in events if e.kind.startswith("account_")]
+    assert [(e.kind, e.account) for e in transitions] == [
+        ("account_grace_started", "org_us"),
+        ("account_home_mismatch", "org_us"),
+    ]
+    assert transitions[1].detail["country"] == "GB"

@@ -248,3 +248,49 @@ def test_store_error_is_the_signal_and_a_raising_receiver_never_reaches_the_requ
     assert "store_error" in broken
     failures = [r for r in caplog.records if r.name == "geofence.django"]
     assert len(failures) == len(broken) and all(r.exc_info is not None for r in failures)
+
+
+# -- account kinds not covered by test_django_accounts.py ----------------------------------
+
+ACCOUNTS_POLICY: dict[str, Any] = {
+    "geoip": {"country_db": CITY_DB},
+    "accounts": {"store": "memory://"},
+    "rules": [
+        {"name": "graced", "action": "block", "regions": ["CN"], "account_grace": "14d"},
+        {"name": "abroad", "action": "warn", "home_mismatch": True},
+    ],
+}
+
+
+@PATHS
+def test_grace_started_and_home_mismatch_are_the_signal_once(
+    received: list[Event], asgi: bool
+) -> None:
+    account = geofence.Account("org_us", home_country="US")
+    headers = {ACCOUNT_HEADER: account_header(account)}
+    urls = "djsite.urls_async" if asgi else "djsite.urls"
+    peers = [CN, CN, GB, GB]
+    with override_settings(
+        GEOFENCE=ACCOUNTS_POLICY, GEOFENCE_ACCOUNT=HEADER_HOOK, ROOT_URLCONF=urls
+    ):
+        if asgi:
+
+            async def main() -> list[int]:
+                return [
+                    (await PeerAsyncClient(p).get("/v1/models", headers=headers)).status_code
+                    for p in peers
+                ]
+
+            statuses = asyncio.run(main())
+        else:
+            statuses = [
+                Client(REMOTE_ADDR=p).get("/v1/models", headers=headers).status_code for p in peers
+            ]
+    assert statuses == [200] * 4  # warnings: the account's grace, then abroad
+    transitions = [e for e in received if e.kind.startswith("account_")]
+    assert [(e.kind, e.account) for e in transitions] == [
+        ("account_grace_started", "org_us"),
+        ("account_home_mismatch", "org_us"),
+    ]
+    assert transitions[0].detail["until"] is not None
+    assert transitions[1].detail["country"] == "GB"

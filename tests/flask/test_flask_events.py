@@ -223,3 +223,29 @@ def test_store_error_is_the_signal_and_a_raising_receiver_never_reaches_the_requ
     assert "store_error" in raised
     failures = [r for r in caplog.records if r.name == "geofence.flask"]
     assert len(failures) == len(raised) and all(r.exc_info is not None for r in failures)
+
+
+def test_grace_started_and_home_mismatch_are_the_signal_once() -> None:
+    app = Flask(__name__)
+
+    @app.get("/v1/models")
+    def models() -> str:
+        return "ok"
+
+    config = {
+        "geoip": {"country_db": CITY_DB},
+        "accounts": {"store": "memory://"},
+        "rules": [
+            {"name": "graced", "action": "block", "regions": ["CN"], "account_grace": "14d"},
+            {"name": "abroad", "action": "warn", "home_mismatch": True},
+        ],
+    }
+    Geofence(app, config=config, account=lambda: geofence.Account("org_us", home_country="US"))
+    with receiving(app) as got:
+        assert [get(app, peer) for peer in (CN, CN, GB, GB)] == [200] * 4
+    transitions = [e for _, e in got if e.kind.startswith("account_")]
+    assert [(e.kind, e.account) for e in transitions] == [
+        ("account_grace_started", "org_us"),
+        ("account_home_mismatch", "org_us"),
+    ]
+    assert transitions[1].detail["country"] == "GB"
