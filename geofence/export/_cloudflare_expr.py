@@ -70,8 +70,8 @@ def needs_regex(glob: str) -> bool:
 
 def path_condition(glob: str) -> str:
     if needs_regex(glob):
-        # (?s): the policy's "*" also runs over a newline (an encoded one in a routed path).
-        return f"{PATH} matches {string('(?s)' + path_regex((glob,)))}"
+        # path_regex starts with (?s): the policy's "*" also runs over a decoded newline.
+        return f"{PATH} matches {string(path_regex((glob,)))}"
     if "*" not in glob:
         return f"{PATH} eq {string(glob)}"
     return f"{PATH} strict wildcard {string(wildcard_pattern(glob))}"
