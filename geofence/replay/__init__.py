@@ -48,7 +48,7 @@ five kept with file and line number. ``to_dict()`` is what ``--json`` writes.
   ``Decider.decide``.
 * ``--html``: renders ``Report.to_dict()``, as ``geofence.replay._text.render`` renders text.
 * ``--jobs N``: files (or byte ranges of a plain file) map to processes, each returning a
-  Report; Reports need a ``merge`` (every table is a Counter, so it is a sum).
+  Report, combined with :meth:`Report.merge` (built and tested: parts merged equal the whole).
 * Arrow record batches: a batch of records is columns of :class:`Record`'s fields; the
   decision step is ``Decider.decide`` per row, returning columns of the decisions' kind,
   rule, country (the ``replay`` extra will bring pyarrow).

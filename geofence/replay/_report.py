@@ -90,12 +90,22 @@ class Totals:
         if kind != "allow":
             if len(path) > MAX_PATH_LENGTH:
                 path = path[:MAX_PATH_LENGTH] + "..."
-            by_path = self.paths.get(path)
-            if by_path is None:
-                if len(self.paths) >= MAX_PATHS:
-                    path = OTHER_PATHS
-                by_path = self.paths.setdefault(path, Counter())
-            by_path[kind] += 1
+            self._count_path(path, kind, 1)
+
+    def merge(self, other: Totals) -> None:
+        """Add ``other``'s counts (a part of the same replay, e.g. another process's files)."""
+        self.outcomes.update(other.outcomes)
+        for path, counts in other.paths.items():
+            for kind, n in counts.items():
+                self._count_path(path, kind, n)
+
+    def _count_path(self, path: str, kind: str, n: int) -> None:
+        by_path = self.paths.get(path)
+        if by_path is None:
+            if len(self.paths) >= MAX_PATHS:
+                path = OTHER_PATHS
+            by_path = self.paths.setdefault(path, Counter())
+        by_path[kind] += n
 
     @property
     def kinds(self) -> Counter[str]:
@@ -178,6 +188,25 @@ class Report:
     last: datetime | None = None
     at: datetime | None = None
     notes: list[str] = field(default_factory=list)
+
+    def merge(self, other: Report) -> None:
+        """Add ``other``, the report of other files replayed with the same policies and
+        ``at`` (the seam of ``--jobs``: each process replays some files; their reports are
+        merged in the order of the files)."""
+        self.files.extend(other.files)
+        self.policy.merge(other.policy)
+        if self.baseline is not None and other.baseline is not None:
+            self.baseline.merge(other.baseline)
+        self.transitions.update(other.transitions)
+        self.newly_blocked_countries.update(other.newly_blocked_countries)
+        self.unparsable += other.unparsable
+        self.shown.extend(other.shown[: KEEP_UNPARSABLE - len(self.shown)])
+        self.decisions += other.decisions
+        if other.first is not None and (self.first is None or other.first < self.first):
+            self.first = other.first
+        if other.last is not None and (self.last is None or other.last > self.last):
+            self.last = other.last
+        self.notes.extend(n for n in other.notes if n not in self.notes)
 
     @property
     def records(self) -> int:

@@ -245,3 +245,17 @@ def test_countries_say_why_no_country_was_looked_up(tmp_path: Path, policy: dict
     document = report.to_dict()["policy"]["countries"]
     assert list(document) == ["CN", "(exempt_path)", "(private)", "(unknown)"]
     assert document["CN"]["block"] == 1
+
+
+def test_reports_of_parts_merge_into_the_whole(
+    policy: dict[str, Any], baseline: dict[str, Any]
+) -> None:
+    # The seam of --jobs: files replayed apart, their reports merged, equal the one replay
+    # (but for the engine calls, which each part's memo saves separately).
+    names = ["combined.log", "alb.log.gz", "cloudflare.json", "nginx.csv"]
+    whole = replay([LOGS / n for n in names], policy=policy, baseline=baseline)
+    merged = replay([LOGS / names[0]], policy=policy, baseline=baseline)
+    for name in names[1:]:
+        merged.merge(replay([LOGS / name], policy=policy, baseline=baseline))
+    assert merged.to_dict(top=50) | {"decisions": 0} == whole.to_dict(top=50) | {"decisions": 0}
+    assert merged.decisions >= whole.decisions
