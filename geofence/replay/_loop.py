@@ -51,11 +51,15 @@ def _forwarded_as(header: str) -> Callable[[str], str]:
     if header != "forwarded":
         return lambda value: value
 
+    def element(entry: str) -> str:
+        if ":" not in entry:
+            return f"for={entry}"  # an IPv4 address (or a token the engine will refuse)
+        if entry.startswith("[") or entry.count(":") == 1:
+            return f'for="{entry}"'  # [IPv6]:port, IPv4:port
+        return f'for="[{entry}]"'  # a bare IPv6 address
+
     def rfc7239(value: str) -> str:
-        parts = [p.strip() for p in value.split(",")]
-        return ", ".join(
-            f'for="[{p}]"' if ":" in p and not p.startswith("[") else f"for={p}" for p in parts if p
-        )
+        return ", ".join(element(p) for p in (p.strip() for p in value.split(",")) if p)
 
     return rfc7239
 

@@ -259,3 +259,40 @@ def test_reports_of_parts_merge_into_the_whole(
         merged.merge(replay([LOGS / name], policy=policy, baseline=baseline))
     assert merged.to_dict(top=50) | {"decisions": 0} == whole.to_dict(top=50) | {"decisions": 0}
     assert merged.decisions >= whole.decisions
+
+
+def test_a_policy_reading_forwarded_gets_the_column_as_rfc7239(
+    tmp_path: Path, policy: dict[str, Any]
+) -> None:
+    log = tmp_path / "fwd.jsonl"
+    rows = [
+        ("10.0.0.7", "175.16.199.1, 10.0.0.9"),  # CN behind two trusted hops
+        ("10.0.0.7", "2a02:d0c0::1"),  # RU, bare IPv6
+        ("10.0.0.7", "[2a02:d0c0::1]:4711, 10.0.0.9:80"),  # RU, bracketed with a port
+        ("10.0.0.7", "81.2.69.142:5555"),  # GB with a port
+    ]
+    log.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "time_iso8601": "2024-07-10T00:00:00Z",
+                    "remote_addr": peer,
+                    "http_x_forwarded_for": chain,
+                    "request_method": "GET",
+                    "request_uri": "/v1/models",
+                }
+            )
+            + "\n"
+            for peer, chain in rows
+        )
+    )
+    xff = replay([log], policy=policy)
+    forwarded = replay(
+        [log], policy={**policy, "client_ip": {**policy["client_ip"], "header": "forwarded"}}
+    )
+    assert forwarded.to_dict()["policy"] == xff.to_dict()["policy"]
+    assert dict(forwarded.policy.countries) == {
+        "CN": Counter({"block": 1}),
+        "RU": Counter({"block": 2}),
+        "GB": Counter({"warn": 1}),
+    }
