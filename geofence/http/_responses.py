@@ -73,6 +73,8 @@ _REF = re.compile(r"[0-9A-Z]{5}-[0-9A-Z]{5}")
 assert REF_LENGTH == 11, "the prebuilt Content-Length assumes references of 11 characters"
 # Responses kept with their reference: a page is ~2.5 kB, so at most ~2.5 MB.
 RESPONSE_CACHE_SIZE = 1024
+# Header values longer than this are not kept as keys (browsers send < 300 bytes of each).
+_SEEN_KEY_MAX = 1024
 _JSON = ""  # the language key of a JSON response: it has none (JSON stays English)
 
 
@@ -160,6 +162,7 @@ class Responder:
         "_deprecations",
         "_languages",
         "_responses",
+        "_seen",
         "_sunset_links",
         "_sunsets",
         "_template",
@@ -209,8 +212,12 @@ class Responder:
         # language from negotiate(), which returns an offered language.
         self._built: dict[tuple[str | None, Kind, int, str], _Prebuilt] = {}
         # ... and with a reference: the responses recently given (each holds its body).
-        # A plain dict (see geofence._cache.bounded_put): read on every denial.
         self._responses: dict[tuple[str | None, Kind, int, str, str | None], Response] = {}
+        # ... and by what the request said (reference, reason, rule, status, Accept,
+        # Accept-Language). Plain dicts (see geofence._cache.bounded_put): read per denial.
+        self._seen: dict[
+            tuple[str | None, str, str | None, int | None, str | None, str | None], Response
+        ] = {}
         self._sunset_links: dict[str | None, str | None] = {
             name: _sunset_link(answer.uri) for name, answer in self._answers.items()
         }
@@ -224,6 +231,27 @@ class Responder:
     ) -> Response:
         """The response for an enforced block decision: a block (451/403), an account
         suspension (403/451), or a 503 when a database or the account store failed."""
+        # A client that retries sends the same headers and keeps its reference (the same
+        # client, rule and account get the same one, see geofence._refs): one lookup gives
+        # the very response it got before, without negotiating again.
+        seen = (
+            decision.ref,
+            decision.reason,
+            decision.rule,
+            decision.status,
+            accept,
+            accept_language,
+        )
+        response = self._seen.get(seen)
+        if response is None:
+            response = self._pick(decision, accept, accept_language)
+            if len(accept or "") + len(accept_language or "") <= _SEEN_KEY_MAX:
+                bounded_put(self._seen, RESPONSE_CACHE_SIZE, seen, response)
+        return response
+
+    def _pick(
+        self, decision: Decision, accept: str | None, accept_language: str | None
+    ) -> Response:
         reason = decision.reason
         rule: str | None = None
         kind: Kind
@@ -241,8 +269,7 @@ class Responder:
         else:
             lang = _JSON
         ref = decision.ref
-        # The same client, rule and account keep their reference (geofence._refs), so a
-        # client that retries gets the very response it got before: one lookup.
+        # Requests that differ only in how their headers are spelled share one response.
         full = (rule, kind, status, lang, ref)
         response = self._responses.get(full)
         if response is None:

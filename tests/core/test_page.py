@@ -238,6 +238,19 @@ def test_responses_given_are_kept_in_a_bounded_cache() -> None:
         ref = f"{n:05d}-AAAAA"
         assert ref.encode() in answers.denial(block("vpn", ref), BROWSER, "fa").body
     assert len(answers._responses) <= RESPONSE_CACHE_SIZE
+    assert len(answers._seen) <= RESPONSE_CACHE_SIZE
+    # Header spellings are keys too (bounded the same way), long values never are.
+    for n in range(RESPONSE_CACHE_SIZE + 10):
+        response = answers.denial(block("vpn"), BROWSER, f"fa;q=0.{n % 999 + 1:03d}, x-{n}")
+        assert header(response, "Content-Language") == "fa"
+    assert len(answers._seen) <= RESPONSE_CACHE_SIZE
+    long_header = "fa, " + "x, " * 600
+    answers.denial(block("vpn"), BROWSER, long_header)
+    assert all(len(key[5] or "") <= 1024 for key in answers._seen)
+    # The same answer whatever the spelling: one response object per reference and language.
+    assert answers.denial(block("vpn"), BROWSER, "fa") is answers.denial(
+        block("vpn"), "text/html", "fa-IR"
+    )
     # The prebuilt denials are bounded by the policy, not by requests.
     assert len(answers._built) == 1
 
