@@ -53,8 +53,10 @@ def scraped(base_url: str) -> Counts:
     return decisions(s for f in text_string_to_metric_families(text) for s in f.samples)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+@pytest.fixture(params=["fork", "preload"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """gunicorn with two workers; "preload": the app (and its engine, and the copying
+    thread) is loaded in the master before it forks, and each worker starts its own thread."""
     config = tmp_path / "geofence.json"
     config.write_text(
         json.dumps(
@@ -73,7 +75,13 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         "metrics_gunicorn_app:app",
         cwd=HERE,
         env=env,
-        extra_args=("--workers", "2", "--graceful-timeout", "5"),
+        extra_args=(
+            "--workers",
+            "2",
+            "--graceful-timeout",
+            "5",
+            *(["--preload"] if request.param == "preload" else []),
+        ),
     ) as url:
         yield url, multiproc
 
