@@ -82,9 +82,15 @@ def paths_condition(globs: Iterable[str]) -> str:
 
 
 def host_condition(glob: str) -> str:
-    # "wildcard" is case-insensitive, as the engine's match on the lower-cased host; its "*"
-    # runs over dots, which is the policy's "one or more whole labels" for every valid name.
-    return f"{HOST} wildcard {string(wildcard_pattern(glob))}"
+    """``http.host`` is the Host header as sent: the port (and an IPv6 literal's brackets) is
+    matched around the glob, as the engine drops it. ``wildcard`` is case-insensitive, as the
+    engine's match on the lower-cased host; its ``*`` runs over dots, which is the policy's
+    "one or more whole labels" for every valid name."""
+    name = f"[{glob}]" if ":" in glob else glob  # an IPv6 literal
+    pattern = wildcard_pattern(name)
+    return any_of(
+        [f"{HOST} wildcard {string(pattern)}", f"{HOST} wildcard {string(pattern + ':*')}"]
+    )
 
 
 def dot_segment_condition() -> str:

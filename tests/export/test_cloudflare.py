@@ -346,7 +346,7 @@ def _in_networks(ip: str, cidrs: tuple[str, ...]) -> bool:
     return any(address in network for network in _networks(cidrs))
 
 
-def cloudflare_fields(edge: EdgePolicy, facts: EdgeFacts) -> dict[str, Value]:
+def cloudflare_fields(edge: EdgePolicy, facts: EdgeFacts, host: str) -> dict[str, Value]:
     """What Cloudflare knows of the request: the connecting address and its own geolocation
     (here the scenario's database facts), with "XX" for no country and "" for no region."""
     ip = facts.client_ip
@@ -361,7 +361,7 @@ def cloudflare_fields(edge: EdgePolicy, facts: EdgeFacts) -> dict[str, Value]:
         "ip.src.asnum": facts.asn,
         "http.request.uri.path": facts.path,
         "http.request.method": facts.method.upper(),
-        "http.host": facts.host,
+        "http.host": host,  # the Host header as sent (case, port)
     }
 
 
@@ -447,7 +447,7 @@ def run_table(
     by_instant: dict[datetime, tuple[EdgePolicy, Simulated, str]] = {}
     # Instants in the same phase export the same rules: each (rules, request) is run once and
     # counted for every row that has it.
-    done: dict[tuple[str, EdgeFacts], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
+    done: dict[tuple[str, EdgeFacts, str], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
     for scenario in table:
         if scenario.at not in by_instant:
             edge = plan(policy, at=scenario.at, mode=mode)  # type: ignore[arg-type]
@@ -462,12 +462,12 @@ def run_table(
         if facts.client_ip is None:
             counts["moot: no usable address (Cloudflare always has the connecting one)"] += 1
             continue
-        if (key, facts) not in done:
-            done[key, facts] = (
+        if (key, facts, scenario.request.host) not in done:
+            done[key, facts, scenario.request.host] = (
                 expected(edge, facts),
-                simulated.run(cloudflare_fields(edge, facts)),
+                simulated.run(cloudflare_fields(edge, facts, scenario.request.host)),
             )
-        want, got = done[key, facts]
+        want, got = done[key, facts, scenario.request.host]
         counts["rows"] += 1
         counts[f"{want[0]}"] += 1
         if got != want:
