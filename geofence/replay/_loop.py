@@ -89,11 +89,14 @@ class Decider:
             self._base_convert = _forwarded_as(self._base_header)
         self._memo: dict[tuple[Any, ...], Decided] = {}
         self.asked = 0  # memo misses: how often the engines were asked
+        self.hostless = 0  # lines without a host, when some rule reads the host
 
     def decide(self, record: Record) -> Decided:
         """(decision, baseline's decision or None, their outcomes as the report counts them)."""
         now = self.at or record.time
         moment = micros(now)
+        if self._needs_host and not record.host:
+            self.hostless += 1
         key = (
             record.peer,
             record.forwarded,

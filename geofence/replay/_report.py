@@ -188,6 +188,18 @@ class Report:
     last: datetime | None = None
     at: datetime | None = None
     notes: list[str] = field(default_factory=list)
+    # Lines without a host, counted when some rule reads the host.
+    hostless: int = 0
+
+    def remarks(self) -> list[str]:
+        """What the reader of the report should know about how it was made."""
+        remarks = list(self.notes)
+        if self.hostless:
+            remarks.append(
+                f"a policy has rules with hosts, and {self.hostless} lines have no host "
+                "(combined logs record none): they were decided with an empty host"
+            )
+        return remarks
 
     def merge(self, other: Report) -> None:
         """Add ``other``, the report of other files replayed with the same policies and
@@ -207,6 +219,7 @@ class Report:
         if other.last is not None and (self.last is None or other.last > self.last):
             self.last = other.last
         self.notes.extend(n for n in other.notes if n not in self.notes)
+        self.hostless += other.hostless
 
     @property
     def records(self) -> int:
@@ -252,6 +265,6 @@ class Report:
                 "share": round(self.newly_blocked_share, 6),
                 "countries": dict(self.newly_blocked_countries.most_common()),
             },
-            "notes": list(self.notes),
+            "notes": self.remarks(),
         }
         return document

@@ -126,13 +126,7 @@ def replay(
         report.files.append(summary)
         _replay_file(log, summary, decider, report)
     report.decisions = decider.asked
-    if (engine.needs_host or (base is not None and base.needs_host)) and any(
-        f.format == "combined" for f in report.files
-    ):
-        report.notes.append(
-            "a policy has rules with hosts, and combined logs record no host: "
-            "those lines were decided with an empty host"
-        )
+    report.hostless = decider.hostless
     return report
 
 

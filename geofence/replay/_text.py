@@ -70,7 +70,7 @@ def render(report: Report, top: int = 10) -> str:
         lines.append(f"unparsable lines: {report.unparsable} (first {len(report.shown)} below)")
         for shown in report.shown:
             lines.append(f"  {shown.file}:{shown.line}: {shown.why}: {shown.text}")
-    for note in report.notes:
+    for note in report.remarks():
         lines.append(f"note: {note}")
     lines.append("")
     lines += _totals(report.policy, "policy", top, report.records)

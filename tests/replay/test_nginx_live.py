@@ -225,4 +225,4 @@ def test_replaying_nginx_logs_gives_the_apps_decisions(tmp_path: Path) -> None:
     assert main.files[0].format == "combined"
     assert main.unparsable == 0
     assert +main.policy.kinds == Counter(expected) - Counter({"block": 1}) + Counter({"allow": 1})
-    assert "combined logs record no host" in main.notes[0]
+    assert "lines have no host (combined logs record none)" in main.remarks()[0]
