@@ -31,6 +31,7 @@ ACCOUNT_KINDS = (
     "account_suspended",
     "account_home_mismatch",
 )
+_COUNTED = frozenset({*ACCOUNT_KINDS, "db_error", "db_reloaded", "db_refused", "store_error"})
 #: geofence_rule_phase values.
 OFF, WARN, ENFORCE = 0, 1, 2
 
@@ -83,18 +84,21 @@ class Sources:
     # -- events ---------------------------------------------------------------------------
 
     def receive(self, event: Event, engine: Any = None) -> None:
-        """Count one event. Request kinds (block, warn, ...) are counted by the tally."""
+        """Count one event. Request kinds (block, warn, ...) are counted by the tally: they
+        are the most frequent, and leave at the first test."""
         kind = event.kind
-        if kind in ACCOUNT_KINDS:
-            self.account_events.add((kind,))
-        elif kind == "store_error":
-            self.store_errors.add(())
-        elif kind == "db_error":
+        if kind not in _COUNTED:
+            return
+        if kind == "db_error":
             self.lookup_errors.add((db_label(event.detail, engine),))
         elif kind == "db_reloaded":
             self.reloads.add((db_label(event.detail, engine), "success"))
         elif kind == "db_refused":
             self.reloads.add((db_label(event.detail, engine), "refused"))
+        elif kind == "store_error":
+            self.store_errors.add(())
+        else:
+            self.account_events.add((kind,))
 
     # -- what the engines say now ---------------------------------------------------------
 

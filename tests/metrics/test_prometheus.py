@@ -102,7 +102,9 @@ def test_counts_only_grow_and_survive_the_engine(unique: str, scrape: Any, value
     assert value(scrape(), "geofence_decisions_total", **labels) == 1
     eng.decide(req(CN))
     assert value(scrape(), "geofence_decisions_total", **labels) == 2
+    gc.collect()  # engines other tests dropped, so that only this one goes below
     before = len(SOURCES.engines())
+    assert eng in SOURCES.engines()
     del eng
     gc.collect()
     # Held weakly: a dropped engine is no longer read, and its counts stay.
