@@ -16,6 +16,9 @@ from typing import Any
 import browser
 import pytest
 from browser import (
+
+# Chromium is a slow real component: tox runs these in one env of the matrix only.
+pytestmark = pytest.mark.slow
     BrowserFailed,
     BrowserMissing,
     bands,

@@ -23,7 +23,8 @@ from geofence._model import Decision
 from geofence.cli import demo
 from geofence.cli._example import example_policy
 
-pytestmark = pytest.mark.server
+# Chromium is a slow real component: tox runs these in one env of the matrix only.
+pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 BROWSER_ACCEPT = demo.CLIENTS["browser"][1]
 API_ACCEPT = demo.CLIENTS["api"][1]

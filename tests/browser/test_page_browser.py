@@ -21,7 +21,8 @@ import httpx
 import pytest
 from browser import Ink, artifact, bands, glyphs, ink, load, looks_like_tofu, screenshot
 
-pytestmark = pytest.mark.server
+# Chromium is a slow real component: tox runs these in one env of the matrix only.
+pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 # (the browser's language list, the page language geofence should pick, its direction)
 LANGUAGES = [("en", "en", "ltr"), ("zh-CN", "zh-Hans", "ltr"), ("fa", "fa", "rtl")]
