@@ -42,8 +42,9 @@ DECIDED = "geofence:decided"
 BODY_KEY = "geofence-block"
 #: The forwarding headers that hold one address (the engine refuses a list in them).
 SINGLE_VALUED = frozenset({"x-real-ip", "cf-connecting-ip", "true-client-ip", "fastly-client-ip"})
-#: Web ACL capacity without a quota increase (WCUs); the export estimates and notes its own.
+#: Web ACL capacity units (WCUs) included in the price, and the most a web ACL takes.
 DEFAULT_CAPACITY = 1500
+MAX_CAPACITY = 5000
 
 
 @dataclass
@@ -188,6 +189,15 @@ def _build(
             _add(acl, rule_name, _after(statement, counted), _block(edge, rule, rule.status, acl))
     if edge.default == "block" and report:
         _add(acl, "geofence-default", _after(st.everything(), counted), "Count")
+    units = sum(st.capacity(made["Statement"]) for made in acl.rules)
+    if units > MAX_CAPACITY:
+        acl.losses.append(
+            Loss(None, f"the rules need {units} WCUs; a web ACL takes at most {MAX_CAPACITY}")
+        )
+    elif units > DEFAULT_CAPACITY:
+        acl.notes.append(
+            f"the rules need {units} WCUs: above {DEFAULT_CAPACITY}, AWS charges for the extra"
+        )
     for made in acl.rules:
         for regex in st.regexes_in(made["Statement"]):
             if len(regex) > st.MAX_REGEX:

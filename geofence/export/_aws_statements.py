@@ -171,3 +171,28 @@ def regexes_in(statement: Any) -> list[str]:
         for value in statement:
             found.extend(regexes_in(value))
     return found
+
+
+# Web ACL capacity units, as AWS WAF's developer guide prices each statement: a logical
+# statement costs what its parts cost; a text transformation other than NONE costs 10 more.
+_WCU = {
+    "GeoMatchStatement": 1,
+    "IPSetReferenceStatement": 1,
+    "LabelMatchStatement": 1,
+    "AsnMatchStatement": 1,
+    "SizeConstraintStatement": 1,
+    "RegexMatchStatement": 3,
+}
+_BYTE_WCU = {"EXACTLY": 2, "STARTS_WITH": 2, "ENDS_WITH": 2, "CONTAINS": 10, "CONTAINS_WORD": 10}
+
+
+def capacity(statement: Statement) -> int:
+    """The statement's web ACL capacity units (WCUs), as AWS WAF counts them."""
+    ((kind, body),) = statement.items()
+    if kind in ("AndStatement", "OrStatement"):
+        return sum(capacity(s) for s in body["Statements"])
+    if kind == "NotStatement":
+        return capacity(body["Statement"])
+    cost = _BYTE_WCU[body["PositionalConstraint"]] if kind == "ByteMatchStatement" else _WCU[kind]
+    transforms = body.get("TextTransformations", [])
+    return cost + 10 * sum(1 for t in transforms if t["Type"] != "NONE")

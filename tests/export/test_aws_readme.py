@@ -226,3 +226,21 @@ def test_terraform() -> None:
     assert not [k for k in keys if re.search(r"[A-Z]", k)], keys
     assert acl["custom_response_body"][0]["content_type"] == "APPLICATION_JSON"
     assert [r["priority"] for r in acl["rule"]] == [0, 1, 2]
+
+
+def test_capacity_units() -> None:
+    from geofence.export._aws_statements import capacity
+
+    document, _ = export(ENFORCED, lossy=True)
+    rules = document["WebACL"]["Rules"]
+    # Region labels: one geo match. Exempt: two IP sets, /healthz and /static/ (2 + 10 for
+    # URL_DECODE each), the dot-segment guard (two CONTAINS at 10 + 10, two ENDS_WITH at 2 + 10).
+    # The block: a geo match, four label matches, /v1/ (2 + 10).
+    assert [capacity(r["Statement"]) for r in rules] == [1, 2 + 24 + 40 + 24, 1 + 4 + 12]
+    many = [
+        # 14 WCUs each: a geo match, and a regular expression with URL_DECODE.
+        {"name": f"r{i}", "action": "block", "regions": ["CN"], "paths": [f"/a/*/x{i}/*"]}
+        for i in range(400)
+    ]
+    with pytest.raises(ExportError, match="WCUs; a web ACL takes at most 5000"):
+        export(ENFORCED, policy={"rules": many})
