@@ -16,9 +16,6 @@ from typing import Any
 import browser
 import pytest
 from browser import (
-
-# Chromium is a slow real component: tox runs these in one env of the matrix only.
-pytestmark = pytest.mark.slow
     BrowserFailed,
     BrowserMissing,
     bands,
@@ -28,6 +25,9 @@ pytestmark = pytest.mark.slow
     looks_like_tofu,
     screenshot,
 )
+
+# Chromium is a slow real component: tox runs these in one env of the matrix only.
+pytestmark = pytest.mark.slow
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
