@@ -363,6 +363,7 @@ def run_table(
         want, got = done[key, facts, scenario.request.host]
         counts["rows"] += 1
         counts[want[0]] += 1
+        counts["logged"] += bool(want[-1])
         if got != want:
             counts["mismatches"] += 1
             if len(mismatches) < 10:
@@ -386,6 +387,8 @@ def test_aws_waf_decides_what_the_edge_form_decides(
     assert counts["mismatches"] == 0 and counts["rows"] > 500
     if mode == "enforce":
         assert counts["block"] and counts["pass"]
+    else:
+        assert counts["logged"]
 
 
 def test_a_forwarding_header_falls_back_to_no_match(exported: Callable[[str], Exported]) -> None:

@@ -470,6 +470,8 @@ def run_table(
         want, got = done[key, facts, scenario.request.host]
         counts["rows"] += 1
         counts[f"{want[0]}"] += 1
+        counts["logged"] += bool(want[-1])
+        counts["warned"] += bool(want[3]) and want[0] == "pass"
         if got != want:
             counts["mismatches"] += 1
             if len(mismatches) < 10:
@@ -496,6 +498,10 @@ def test_cloudflare_decides_what_the_edge_form_decides(
     assert counts["rows"] > 500
     if mode == "enforce":
         assert counts["block"] and counts["pass"]
+    else:
+        assert counts["logged"]
+    if name == "main" and mode == "enforce":
+        assert counts["warned"]
 
 
 # -- the README's policy, golden -------------------------------------------------------------
