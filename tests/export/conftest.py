@@ -8,7 +8,6 @@ client. ``exported(name)`` gives (policy mapping with ``geoip.country_db`` set, 
 from __future__ import annotations
 
 import copy
-import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,12 +19,6 @@ from netaddr import IPSet
 
 from geofence import load_policy
 from geofence.export._scenarios import Client, address_plan, city_records
-
-# The export tests' own helpers (nginx_live) are imported by name; pyproject's pythonpath does
-# not list this folder (yet), so it is added here.
-HERE = str(Path(__file__).parent)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
 
 W1 = datetime(2031, 3, 1, tzinfo=timezone.utc)  # unsupported-regions: warnings start
 E1 = datetime(2031, 3, 15, 12, 30, tzinfo=timezone.utc)  # unsupported-regions: blocked

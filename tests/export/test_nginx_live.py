@@ -26,7 +26,8 @@ from geofence.export._scenarios import Client as TableClient
 from geofence.export._scenarios import Scenario, instants, scenario_table
 from geofence.http import Answer
 
-pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+# A live nginx is a slow real component: tox runs these in one env of the matrix only.
+pytestmark = [pytest.mark.skipif(MISSING is not None, reason=MISSING or ""), pytest.mark.slow]
 
 Exported = tuple[dict[str, Any], list[TableClient]]
 CITY_TEST = Path(__file__).parents[1] / "data" / "maxmind" / "test-data" / "GeoIP2-City-Test.mmdb"
