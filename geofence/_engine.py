@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
 from ipaddress import IPv6Address
@@ -57,8 +57,9 @@ Epoch = tuple[int, int]  # (time segment, database generation)
 _new = tuple.__new__
 # (epoch, decision, attention, answer). attention: True for a decision that is reported on
 # each request (logged, an event, counted: see Observer.seen); for a quiet one (an allow), its
-# counter when metrics are on, else False, so that a repeated allow costs one branch.
-Entry = tuple[Epoch, Decision, "bool | Callable[[], object]", "Answer | None"]
+# counter when metrics are on (an iterator: each next() counts one), else False, so that a
+# repeated allow costs one branch.
+Entry = tuple[Epoch, Decision, "bool | Iterator[None]", "Answer | None"]
 STALE_CHECK_INTERVAL = 86_400.0  # seconds between checks of database ages when nothing reloads
 CACHE_SIZE = 65_536  # decisions, per (client, method, path)
 VERDICT_CACHE_SIZE = 4096  # what the rules say, per (time segment, method, path, lookup result)
@@ -272,7 +273,7 @@ class Engine:
             if entry[2] is True:
                 self._observer.seen(entry[1], request)
             else:
-                entry[2]()
+                next(entry[2])
         return entry[1]
 
     async def adecide(
@@ -315,7 +316,7 @@ class Engine:
                 if entry[2] is True:
                     self._observer.seen(entry[1], request)
                 else:
-                    entry[2]()
+                    next(entry[2])
         answer = entry[3]
         if answer is None:
             return Answer(entry[1], self._denial(entry[1], request))
@@ -368,7 +369,7 @@ class Engine:
             if attention is False:
                 return entry[3]
             if attention is not True:  # a counter: an allow, counted
-                attention()
+                next(attention)
                 return entry[3]
         return None
 
@@ -512,7 +513,7 @@ class Engine:
                 if attention is True:
                     self._observer.seen(entry[1], request)
                 else:
-                    attention()
+                    next(attention)
             return entry
         segment = epoch[0]
         if moment is None:
@@ -535,7 +536,7 @@ class Engine:
         attention = True
         if not loggable:
             tally = self._observer.tally
-            attention = False if tally is None else tally.counter(decision)
+            attention = False if tally is None else tally.iterator(decision)
         entry = (epoch, decision, attention, answer)
         if (
             segment == epoch[0]
@@ -550,7 +551,7 @@ class Engine:
             if attention is True:
                 self._observer.seen(decision, request)
             else:
-                attention()
+                next(attention)
         return entry
 
     def _tick(self, wall: float) -> Epoch:
