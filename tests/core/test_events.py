@@ -317,3 +317,37 @@ def test_with_on_error_block_a_failed_lookup_is_a_db_error_then_a_block() -> Non
         assert (decision.action, decision.status, decision.reason) == ("block", 503, "db_error")
     assert [e.kind for e in events] == ["db_error", "block"] * 2
     assert events[1].decision is not None and events[1].decision.ref is not None
+
+
+def test_many_threads_passing_the_deadline_together_reload_once(tmp_path: Path) -> None:
+    import threading
+
+    clock, events = Clock(), []
+    lock = threading.Lock()
+
+    def record(event: Event) -> None:
+        with lock:
+            events.append(event)
+
+    fence, target = engine(tmp_path, clock, record)
+    install(UA_CITY_DB, target)
+    clock.now += 60.0
+    start = threading.Barrier(8)
+    answers: list[str] = []
+
+    def work(n: int) -> None:
+        start.wait()
+        for i in range(50):
+            decision = fence.decide(RequestInfo(peer=CRIMEA, path=f"/{n}/{i}"))
+            with lock:
+                answers.append(decision.action)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [e.kind for e in db_events(events)] == ["db_reloaded"]
+    # Requests decided before the swap may still have used the old file; none failed.
+    assert set(answers) <= {"allow", "block"} and len(answers) == 400
+    assert fence.decide(RequestInfo(peer=CRIMEA, path="/after")).action == "block"
