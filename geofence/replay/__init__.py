@@ -50,7 +50,7 @@ five kept with file and line number. ``to_dict()`` is what ``--json`` writes.
 * ``--jobs N``: files (or byte ranges of a plain file) map to processes, each returning a
   Report, combined with :meth:`Report.merge` (built and tested: parts merged equal the whole).
 * Arrow record batches: a batch of records is columns of :class:`Record`'s fields; the
-  decision step is ``Decider.decide`` per row, returning columns of the decisions' kind,
+  decision step is :func:`decisions` (built) per row, returning columns of the decisions' kind,
   rule, country (the ``replay`` extra will bring pyarrow).
 * a progress bar: wraps ``decide_all`` (``geofence.replay._loop``), the one loop every record
   goes through; a file's byte position gives the fraction done.
@@ -61,7 +61,7 @@ from __future__ import annotations
 from geofence.replay._formats import FORMATS, detect
 from geofence.replay._record import Record, Unparsable
 from geofence.replay._report import KINDS, FileSummary, Report, Totals
-from geofence.replay._run import LogFile, read_log, replay
+from geofence.replay._run import LogFile, decisions, read_log, replay
 from geofence.replay._source import ReplayError
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "Report",
     "Totals",
     "Unparsable",
+    "decisions",
     "detect",
     "read_log",
     "replay",

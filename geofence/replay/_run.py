@@ -9,6 +9,7 @@ from itertools import chain, islice
 from typing import Any
 
 from geofence._engine import Engine
+from geofence._model import Decision
 from geofence.replay._formats import SAMPLE_LINES, detect, reader
 from geofence.replay._loop import Decider, decide_all, engine_of
 from geofence.replay._record import Parsed, Record, Unparsable
@@ -128,6 +129,22 @@ def replay(
     report.decisions = decider.asked
     report.hostless = decider.hostless
     return report
+
+
+def decisions(
+    records: Iterable[Record],
+    policy: Engine | Any,
+    baseline: Engine | Any = None,
+    at: datetime | None = None,
+) -> Iterator[tuple[Record, Decision, Decision | None]]:
+    """The decision step alone: each record with its decision (and the baseline's, or None),
+    as :func:`replay` makes them (same memo, same client-IP rules). For analyses of your own,
+    and the base of the Arrow record batch step."""
+    if at is not None and (at.tzinfo is None or at.utcoffset() is None):
+        raise ReplayError("at must be an aware datetime")
+    decider = Decider(engine_of(policy), engine_of(baseline) if baseline is not None else None, at)
+    for record, (decision, base, _, _) in decide_all(records, decider):
+        yield record, decision, base
 
 
 def _replay_file(log: LogFile, summary: FileSummary, decider: Decider, report: Report) -> None:

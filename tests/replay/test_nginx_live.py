@@ -24,9 +24,7 @@ import pytest
 from servers import serve
 from tests_support import CITY_DB
 
-from geofence import Engine
-from geofence.replay import Record, read_log, replay
-from geofence.replay._loop import Decider
+from geofence.replay import Record, decisions, read_log, replay
 from geofence.replay._report import kind_of
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -210,11 +208,10 @@ def test_replaying_nginx_logs_gives_the_apps_decisions(tmp_path: Path) -> None:
     ]
 
     # Line by line, the JSON log (which records $host).
-    decider = Decider(Engine.from_config(POLICY), None, None)
     with read_log(tmp_path / "nginx" / "access.jsonl") as log:
         assert log.format == "jsonl"
         records = [item for item in log if isinstance(item, Record)]
-    replayed = [kind_of(decider.decide(record)[0]) for record in records]
+    replayed = [kind_of(decision) for _, decision, _ in decisions(records, POLICY)]
     assert replayed == expected
     # The same as totals, through the public API.
     report = replay([tmp_path / "nginx" / "access.jsonl"], policy=POLICY)

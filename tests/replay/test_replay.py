@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from geofence import Engine, RequestInfo
-from geofence.replay import Record, Report, read_log, replay
+from geofence.replay import Record, Report, decisions, read_log, replay
 from geofence.replay._report import NO_RULE, country_label, kind_of
 
 LOGS = Path(__file__).parent / "logs"
@@ -300,3 +300,19 @@ def test_a_policy_reading_forwarded_gets_the_column_as_rfc7239(
         "RU": Counter({"block": 2}),
         "GB": Counter({"warn": 1}),
     }
+
+
+def test_the_decision_step_alone(policy: dict[str, Any], baseline: dict[str, Any]) -> None:
+    with read_log(LOGS / "cloudflare.json") as log:
+        records = [item for item in log if isinstance(item, Record)]
+    got = list(decisions(records, policy, baseline))
+    engine, base = Engine.from_config(policy), Engine.from_config(baseline)
+    for record, decision, before in got:
+        request = RequestInfo(record.peer, [], record.method, record.path, record.host)
+        if record.forwarded:
+            request.headers = [("x-forwarded-for", record.forwarded)]
+        assert decision == engine.decide(request, now=record.time)
+        assert before == base.decide(request, now=record.time)
+    assert [r for r, _, _ in got] == records
+    # CN, RU in grace, GB on /v1/*, SE on www.example.com, JP in a report-mode rule.
+    assert [kind_of(d) for _, d, _ in got] == ["block", "warn", "warn", "block", "would_block"]
