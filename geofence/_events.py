@@ -75,23 +75,37 @@ EventCallback = Callable[[Event], object]
 
 class Emitter:
     """Calls the app's ``on_event`` with each event; a callback that raises is logged (with
-    its traceback) and the request goes on."""
+    its traceback) and the request goes on.
 
-    __slots__ = ("_callbacks",)
+    A receiver may leave out the request kinds (:data:`REQUEST_KINDS`): the metrics count
+    decisions their own way, and then a block or warn builds no Event unless someone wants it.
+    """
+
+    __slots__ = ("_callbacks", "_for_requests")
 
     def __init__(self, callback: EventCallback | None = None) -> None:
         self._callbacks: tuple[EventCallback, ...] = () if callback is None else (callback,)
+        self._for_requests = self._callbacks
 
-    def add(self, callback: EventCallback) -> None:
-        """Another receiver (an adapter's signal), called after the ones already there."""
+    def add(self, callback: EventCallback, *, requests: bool = True) -> None:
+        """Another receiver (an adapter's signal), called after the ones already there;
+        ``requests=False``: not for block, warn, would_block and would_warn."""
         self._callbacks = (*self._callbacks, callback)
+        if requests:
+            self._for_requests = (*self._for_requests, callback)
 
     @property
     def active(self) -> bool:
         return bool(self._callbacks)
 
+    @property
+    def wants_requests(self) -> bool:
+        """Whether some receiver takes the request kinds (else the engine builds none)."""
+        return bool(self._for_requests)
+
     def emit(self, event: Event) -> None:
-        for callback in self._callbacks:
+        receivers = self._for_requests if event.kind in REQUEST_KINDS else self._callbacks
+        for callback in receivers:
             try:
                 callback(event)
             except Exception:

@@ -46,7 +46,7 @@ class Observer:
     def seen(self, decision: Decision, request: RequestInfo, now: datetime | None = None) -> None:
         """A decision to report: logged (within the limits), sent as an event, counted."""
         logs.log_decision(decision, request, self.limits)
-        if self.events.active:
+        if self.events.wants_requests:
             self.events.emit(
                 Event(
                     kind=event_kind(decision),

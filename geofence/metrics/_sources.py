@@ -74,7 +74,8 @@ class Sources:
         # The receiver holds the engine weakly too: the engine holds the receiver (in its
         # Emitter), and a strong reference back would make a cycle only the GC can free.
         ref = weakref.ref(engine)
-        engine.events.add(lambda event: self.receive(event, ref()))
+        # Decisions are counted by the tally: no Event is built per block or warn for us.
+        engine.events.add(lambda event: self.receive(event, ref()), requests=False)
         return True
 
     def engines(self) -> list[Any]:
