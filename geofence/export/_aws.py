@@ -45,6 +45,8 @@ SINGLE_VALUED = frozenset({"x-real-ip", "cf-connecting-ip", "true-client-ip", "f
 #: Web ACL capacity units (WCUs) included in the price, and the most a web ACL takes.
 DEFAULT_CAPACITY = 1500
 MAX_CAPACITY = 5000
+#: How deep the Terraform provider's rule blocks nest statements (deeper: rule_json).
+TF_MAX_DEPTH = 3
 
 
 @dataclass
@@ -466,9 +468,15 @@ def _terraform(acl: _Acl, web_acl: dict[str, Any]) -> dict[str, Any]:
         "scope": web_acl["Scope"],
         "description": web_acl["Description"],
         "default_action": _tf(web_acl["DefaultAction"]),
-        "rule": [_tf_rule(r) for r in web_acl["Rules"]],
         "visibility_config": _tf(web_acl["VisibilityConfig"]),
     }
+    deepest = max((st.depth(r["Statement"]) for r in web_acl["Rules"]), default=0)
+    if deepest > TF_MAX_DEPTH:
+        # The provider's rule blocks nest three statements deep; rule_json takes the API's
+        # own JSON for the rules (with no drift detection, the provider warns).
+        tf_acl["rule_json"] = json.dumps(web_acl["Rules"], ensure_ascii=False)
+    else:
+        tf_acl["rule"] = [_tf_rule(r) for r in web_acl["Rules"]]
     if "CustomResponseBodies" in web_acl:
         tf_acl["custom_response_body"] = [
             {"key": k, "content": v["Content"], "content_type": v["ContentType"]}
@@ -477,7 +485,9 @@ def _terraform(acl: _Acl, web_acl: dict[str, Any]) -> dict[str, Any]:
     tf_acl = terraform_literal(tf_acl)
     text = dump_json(tf_acl)
     for placeholder, reference in references.items():
+        # As a JSON value, and inside rule_json's string (where quotes are escaped).
         text = text.replace(f'"{placeholder}"', f'"{reference}"')
+        text = text.replace(f'\\"{placeholder}\\"', f'\\"{reference}\\"')
     resources: dict[str, Any] = {}
     if ip_sets:
         resources["aws_wafv2_ip_set"] = terraform_literal(ip_sets)

@@ -196,3 +196,13 @@ def capacity(statement: Statement) -> int:
     cost = _BYTE_WCU[body["PositionalConstraint"]] if kind == "ByteMatchStatement" else _WCU[kind]
     transforms = body.get("TextTransformations", [])
     return cost + 10 * sum(1 for t in transforms if t["Type"] != "NONE")
+
+
+def depth(statement: Statement) -> int:
+    """How many statements deep ``statement`` nests (a statement with no others in it: 1)."""
+    ((kind, body),) = statement.items()
+    if kind in ("AndStatement", "OrStatement"):
+        return 1 + max(depth(s) for s in body["Statements"])
+    if kind == "NotStatement":
+        return 1 + depth(body["Statement"])
+    return 1

@@ -211,8 +211,9 @@ def test_each_answer_has_its_body() -> None:
     assert json.loads(bodies["geofence-block-2"]["Content"])["error"]["code"] == "sanctioned_region"
 
 
-def test_terraform() -> None:
-    document, _ = export(ENFORCED, lossy=True, format="terraform")
+def test_terraform_rule_blocks() -> None:
+    rules = [{"name": "cn", "action": "block", "regions": ["CN"], "paths": ["/v1/*"]}]
+    document, _ = export(ENFORCED, format="terraform", policy={"rules": rules, "exempt": {}})
     resources = document["resource"]
     ipv4 = resources["aws_wafv2_ip_set"]["geofence_exempt_ipv4"]
     assert ipv4["ip_address_version"] == "IPV4" and "10.0.0.0/8" in ipv4["addresses"]
@@ -225,7 +226,25 @@ def test_terraform() -> None:
     keys = re.findall(r'"([A-Za-z_]+)":', text)
     assert not [k for k in keys if re.search(r"[A-Z]", k)], keys
     assert acl["custom_response_body"][0]["content_type"] == "APPLICATION_JSON"
-    assert [r["priority"] for r in acl["rule"]] == [0, 1, 2]
+    assert [r["priority"] for r in acl["rule"]] == [0, 1]
+    assert "rule_json" not in acl
+
+
+def test_terraform_rule_json_when_statements_nest_deeper_than_three() -> None:
+    api, _ = export(ENFORCED, lossy=True)
+    document, _ = export(ENFORCED, lossy=True, format="terraform")
+    acl = document["resource"]["aws_wafv2_web_acl"]["geofence"]
+    assert "rule" not in acl
+    # The exemption nests five deep (or, and, not, or, byte match): the provider's rule
+    # blocks take three, so the rules are the API's JSON, with the IP sets referenced.
+    rules = json.loads(acl["rule_json"])
+    expected = json.dumps(api["WebACL"]["Rules"])
+    for name in ("geofence-exempt-ipv4", "geofence-exempt-ipv6"):
+        resource = name.replace("-", "_")
+        expected = expected.replace(
+            "{{ipset:" + name + "}}", "${aws_wafv2_ip_set." + resource + ".arn}"
+        )
+    assert rules == json.loads(expected)
 
 
 def test_capacity_units() -> None:
