@@ -221,3 +221,36 @@ def test_terraform_is_literal_and_references_the_zone() -> None:
     assert document["terraform"]["required_providers"]["cloudflare"]["source"] == (
         "cloudflare/cloudflare"
     )
+
+
+# The cloudflare_ruleset schema of the cloudflare/cloudflare provider v5 (docs/resources/
+# ruleset.md), for the attributes the export writes.
+RULESET_ATTRIBUTES = {"zone_id", "name", "description", "kind", "phase", "rules"}
+RULE_ATTRIBUTES = {"action", "expression", "action_parameters", "description", "enabled", "ref"}
+PARAMETERS = {
+    "response": {"content", "content_type", "status_code"},
+    "ruleset": None,
+    "headers": None,
+}
+
+
+def test_terraform_uses_the_providers_attributes() -> None:
+    policy = readme_policy()
+    for at in (GRACE, ENFORCED):
+        edge = plan(policy, at=at, mode="enforce")
+        document = json.loads(render_cloudflare(edge, format="terraform", lossy=True).text)
+        for ruleset in document["resource"]["cloudflare_ruleset"].values():
+            assert set(ruleset) <= RULESET_ATTRIBUTES
+            assert {"zone_id", "name", "kind", "phase"} <= set(ruleset)
+            for rule in ruleset["rules"]:
+                assert set(rule) <= RULE_ATTRIBUTES and {"action", "expression"} <= set(rule)
+                for key, value in rule.get("action_parameters", {}).items():
+                    assert key in PARAMETERS
+                    if key == "response":
+                        assert set(value) == PARAMETERS["response"]
+                    elif key == "ruleset":
+                        assert value == "current"
+                    else:  # headers: a map of name -> {operation, value}
+                        for change in value.values():
+                            assert set(change) == {"operation", "value"}
+                            assert change["operation"] in ("add", "set")
