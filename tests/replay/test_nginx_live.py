@@ -28,7 +28,11 @@ from geofence.replay import Record, decisions, read_log, replay
 from geofence.replay._report import kind_of
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-pytestmark = pytest.mark.skipif(NGINX is None, reason="needs nginx (Debian nginx-light)")
+# A live nginx is a slow real component: tox runs these in one env of the matrix only.
+pytestmark = [
+    pytest.mark.skipif(NGINX is None, reason="needs nginx (Debian nginx-light)"),
+    pytest.mark.slow,
+]
 
 POLICY: dict[str, Any] = {
     "client_ip": {"trusted_proxies": ["127.0.0.0/8"]},

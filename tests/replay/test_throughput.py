@@ -10,6 +10,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from geofence.replay import Record, read_log, replay
 
 LINES = 200_000
@@ -35,6 +37,7 @@ def write_log(path: Path, lines: int, clients: int) -> None:
             )
 
 
+@pytest.mark.slow  # a measurement more than a test: once per CI run is enough
 def test_throughput_smoke(tmp_path: Path, policy: dict[str, Any]) -> None:
     log = tmp_path / "big.log"
     write_log(log, LINES, clients=5_000)
