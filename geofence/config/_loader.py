@@ -396,12 +396,14 @@ class _Loader:
                 )
         template = path = None
         if "template" in raw:
-            path = self.db_path(raw["template"], "page.template")
+            path = self.db_path(raw["template"], "page.template", "templates/blocked.html")
             assert path is not None
             template = _template(path)
         return PagePolicy(languages, default_language, template, path)
 
-    def db_path(self, value: Any, key: str) -> str | None:
+    def db_path(
+        self, value: Any, key: str, example: str = "/var/lib/GeoIP/City.mmdb"
+    ) -> str | None:
         if value is None:
             return None
         if isinstance(value, os.PathLike):
@@ -409,7 +411,7 @@ class _Loader:
         if not isinstance(value, str):
             _fail(
                 key,
-                f'expected a file path, e.g. "/var/lib/GeoIP/City.mmdb", got {_kind(value)}',
+                f'expected a file path, e.g. "{example}", got {_kind(value)}',
             )
         if not value.strip():
             hint = "; omit it to use the embedded default" if key.endswith("country_db") else ""
