@@ -181,6 +181,11 @@ def _build(edge: EdgePolicy, out: _Rules, *, plan: CloudflarePlan | None, lossy:
             "a Cloudflare block answers JSON only (no HTML page, no Content-Language) and "
             "without Cache-Control or Link headers; the body has no ref (no log line to find)"
         )
+    if edge.client.trusted_proxies or edge.client.hops is not None:
+        out.notes.append(
+            "the client is the address that connected to Cloudflare (ip.src); [client_ip] "
+            "is the origin's view behind Cloudflare and is moot here"
+        )
     if out.headers:
         out.notes.append(
             "a warning adds Cache-Control: private beside the app's own header; the engine "

@@ -100,6 +100,7 @@ def test_grace_window_golden() -> None:
         countries | subdivisions | {"/v1/*", "/healthz", "/static/*"} | DOT_GUARDS
     )
     assert "2024-07-09" in document["//"]  # export again when the block starts
+    assert "[client_ip] is the origin's view behind Cloudflare" in document["//"]
 
 
 def test_enforced_golden() -> None:
