@@ -19,6 +19,7 @@ from geofence._engine import Engine
 from geofence.cli._common import PROG, UsageError
 from geofence.cli._example import example_policy
 from geofence.export import FORMATS, TARGETS, ExportError, Rendered, plan, render_edge
+from geofence.export._targets import OPTIONS
 
 DESCRIPTION = """\
 Translate the policy (the example policy without --config) into edge configuration:
@@ -81,6 +82,23 @@ def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> No
     command.add_argument(
         "-o", "--output", metavar="FILE", help="write to FILE (nginx: and FILE.server.conf)"
     )
+    command.add_argument(
+        "--plan",
+        choices=OPTIONS["plan"][1],
+        help="Cloudflare: the zone's plan; what the export needs beyond it is an error",
+    )
+    command.add_argument(
+        "--aws-client",
+        dest="client",
+        choices=OPTIONS["client"][1],
+        help="AWS WAF: the client is the source address (default) or [client_ip]'s header",
+    )
+    command.add_argument(
+        "--aws-scope",
+        dest="scope",
+        choices=OPTIONS["scope"][1],
+        help="AWS WAF: the web ACL's scope (default CLOUDFRONT)",
+    )
     command.set_defaults(func=_run)
 
 
@@ -96,7 +114,10 @@ def _run(args: argparse.Namespace) -> int:
     engine = Engine.from_config(example_policy() if args.config is None else args.config)
     try:
         edge = plan(engine.policy, at=moment, mode=args.mode)
-        rendered = render_edge(edge, target=args.target, format=args.format, lossy=args.lossy)
+        options = {k: v for k in OPTIONS if (v := getattr(args, k)) is not None}
+        rendered = render_edge(
+            edge, target=args.target, format=args.format, lossy=args.lossy, **options
+        )
     except ExportError as error:
         raise UsageError(f"export to {args.target}: {error}") from None
     for note in edge.notes:

@@ -70,11 +70,14 @@ def render(
     mode: ExportMode = "report",
     at: datetime | None = None,
     lossy: bool = False,
+    **options: str,
 ) -> Rendered:
     """``policy`` exported for ``target`` ("cloudflare", "aws-waf" or "nginx") in ``format``
     (default: the target's first, "api" or "conf"), at ``at`` (default: now), in ``mode``.
 
     Raises :class:`ExportError` for what the target cannot express exactly (unless ``lossy``)
-    and :class:`geofence.ConfigError` for a bad policy.
+    and :class:`geofence.ConfigError` for a bad policy. ``options``: the target's own
+    (``plan`` for Cloudflare, ``client`` and ``scope`` for AWS WAF).
     """
-    return render_edge(plan(policy, at=at, mode=mode), target=target, format=format, lossy=lossy)
+    edge = plan(policy, at=at, mode=mode)
+    return render_edge(edge, target=target, format=format, lossy=lossy, **options)

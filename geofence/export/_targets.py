@@ -80,9 +80,34 @@ def check_format(target: str, format: str | None) -> str:
     return format
 
 
+# Options only one target understands: option -> (target, its values).
+OPTIONS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "plan": ("cloudflare", ("free", "pro", "business", "enterprise")),
+    "client": ("aws-waf", ("source", "header")),
+    "scope": ("aws-waf", ("CLOUDFRONT", "REGIONAL")),
+}
+
+
 def render_edge(
-    edge: EdgePolicy, *, target: str, format: str | None = None, lossy: bool = False
+    edge: EdgePolicy,
+    *,
+    target: str,
+    format: str | None = None,
+    lossy: bool = False,
+    **options: str,
 ) -> Rendered:
-    """Render ``edge`` for ``target``: ExportError for what it cannot express (unless lossy)."""
+    """Render ``edge`` for ``target``: ExportError for what it cannot express (unless lossy).
+
+    ``options`` are the target's own (see :data:`OPTIONS`): Cloudflare's ``plan`` (what the
+    zone's plan offers: needs beyond it become errors), AWS WAF's ``client`` (``source``: the
+    web ACL's source address; ``header``: ``[client_ip]``'s forwarding header) and ``scope``.
+    """
     chosen = check_format(target, format)
-    return renderer(target)(edge, format=chosen, lossy=lossy)
+    for name, value in options.items():
+        owner, values = OPTIONS.get(name, ("", ()))
+        if owner != target:
+            where = f"an option of {owner}" if owner else "no export option"
+            raise ExportError(None, f"{name} is {where}, not of {target}")
+        if value not in values:
+            raise ExportError(None, f"{name} {value!r} is not one of {', '.join(values)}")
+    return renderer(target)(edge, format=chosen, lossy=lossy, **options)

@@ -229,3 +229,52 @@ def test_a_closed_pipe_ends_it_quietly(tmp_path: Path, exported: Callable[[str],
     status = process.wait(timeout=60)
     assert status in (0, 141), errors
     assert "Traceback" not in errors and "BrokenPipe" not in errors
+
+
+# -- the targets' own options ------------------------------------------------------------------
+
+
+def test_plan_turns_cloudflare_plan_needs_into_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config(tmp_path, policy())
+    args = ["export", "--target", "cloudflare", "--config", path, "--mode", "enforce"]
+    args += ["--at", "2031-03-20T00:00:00Z"]
+    status, _, stderr = run_here(capsys, *args, "--plan", "free")
+    assert status == 2 and "Business plan" in stderr and "'occupied'" in stderr
+    status, stdout, _ = run_here(capsys, *args, "--plan", "business")
+    assert status == 0 and "ip.src.subdivision_1_iso_code" in stdout
+    # Without --plan the need is only noted in the output.
+    status, stdout, _ = run_here(capsys, *args)
+    assert status == 0 and "Business plan" in json.loads(stdout)["//"]
+    # Report mode is Cloudflare's log action, which only Enterprise has.
+    status, _, stderr = run_here(capsys, *args[:-4], *args[-2:], "--plan", "business")
+    assert status == 2 and "Enterprise" in stderr
+
+
+def test_aws_scope_and_client_reach_the_web_acl(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config(tmp_path, policy(client_ip={"header": "x-real-ip", "hops": 1}))
+    args = ["export", "--target", "aws-waf", "--config", path, "--at", "2031-03-20T00:00:00Z"]
+    status, stdout, _ = run_here(capsys, *args, "--aws-scope", "REGIONAL")
+    assert status == 0 and '"Scope": "REGIONAL"' in stdout
+    assert "ForwardedIPConfig" not in stdout  # the source address by default
+    status, stdout, stderr = run_here(capsys, *args, "--aws-client", "header")
+    assert status == 0, stderr
+    assert '"HeaderName": "x-real-ip"' in stdout.replace("X-Real-IP", "x-real-ip")
+
+
+@pytest.mark.parametrize(
+    ("target", "option"),
+    [("nginx", ["--plan", "pro"]), ("cloudflare", ["--aws-scope", "REGIONAL"])],
+)
+def test_an_option_of_another_target_is_a_usage_error(
+    target: str, option: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config(tmp_path, policy())
+    status, stdout, stderr = run_here(
+        capsys, "export", "--target", target, "--config", path, *option
+    )
+    assert status == 2 and stdout == ""
+    assert f"not of {target}" in stderr and "Traceback" not in stderr
