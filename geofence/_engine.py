@@ -8,7 +8,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timezone
 from ipaddress import IPv6Address
 from typing import Any
 
@@ -67,6 +67,15 @@ VERDICT_CACHE_SIZE = 4096  # what the rules say, per (time segment, method, path
 EXEMPT_IP = Decision(action="allow", enforced=True, reason="exempt_ip")
 EXEMPT_PATH = Decision(action="allow", enforced=True, reason="exempt_path")
 PRIVATE = Decision(action="allow", enforced=True, reason="private")
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _at(micros: int | None) -> datetime | None:
+    """An Event's time for a decision made at ``micros`` (None: now, the Observer's default)."""
+    return None if micros is None else _utc(micros / 1_000_000)
 
 
 def _micros(now: datetime) -> int:
@@ -445,7 +454,7 @@ class Engine:
             decision = decision._replace(ref=ref)
         answer = self._answer_of(decision, request)
         if decision.action != "allow" or decision.report_rules:
-            self._observer.seen(decision, request)
+            self._observer.seen(decision, request, _utc(at))
         else:
             self._observer.count(decision)
             if answer.response is None:
@@ -483,6 +492,7 @@ class Engine:
         """Decide with the cache: ``epoch`` is what its entries must carry to be valid.
         ``home``: the account's home country when rules ask about it. ``quiet``: the caller
         logs (an account's decision, once settled)."""
+        given = moment  # a decision at a given time is reported at that time
         peer, method, path = request.peer, request.method, request.path
         client = self._resolver.resolve(peer, request.headers)
         peer_of = self._peer_of
@@ -511,7 +521,7 @@ class Engine:
             attention = entry[2]
             if attention and not quiet:
                 if attention is True:
-                    self._observer.seen(entry[1], request)
+                    self._observer.seen(entry[1], request, _at(given))
                 else:
                     next(attention)
             return entry
@@ -549,7 +559,7 @@ class Engine:
             bounded_put(self._cache, CACHE_SIZE, key, entry)
         if attention and not quiet:
             if attention is True:
-                self._observer.seen(decision, request)
+                self._observer.seen(decision, request, _at(given))
             else:
                 next(attention)
         return entry

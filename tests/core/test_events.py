@@ -351,3 +351,21 @@ def test_many_threads_passing_the_deadline_together_reload_once(tmp_path: Path) 
     # Requests decided before the swap may still have used the old file; none failed.
     assert set(answers) <= {"allow", "block"} and len(answers) == 400
     assert fence.decide(RequestInfo(peer=CRIMEA, path="/after")).action == "block"
+
+
+def test_a_decision_at_a_given_time_is_reported_at_that_time() -> None:
+    """decide(now=...) (tests, the CLI, replays): the block event's `at` is that time, for a
+    new client, a cached one and an account alike."""
+    got: list[geofence.Event] = []
+    engine = geofence.Engine.from_config(
+        {
+            "rules": [{"name": "cn", "action": "block", "regions": ["CN"]}],
+            "accounts": {"store": "memory://"},
+        },
+        on_event=got.append,
+    )
+    when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    engine.decide(geofence.RequestInfo(peer="175.16.199.1"), when)
+    engine.decide(geofence.RequestInfo(peer="175.16.199.1"), when)
+    engine.decide(geofence.RequestInfo(peer="175.16.199.2"), when, geofence.Account("a"))
+    assert [(e.kind, e.at) for e in got] == [("block", when)] * 3
