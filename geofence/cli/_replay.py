@@ -59,6 +59,12 @@ def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> No
     )
     command.add_argument("--json", metavar="OUT", help="write the report as JSON ('-': stdout)")
     command.add_argument(
+        "--html",
+        metavar="OUT",
+        help="write the report as one self-contained HTML page with charts (no script, "
+        "nothing loaded from elsewhere)",
+    )
+    command.add_argument(
         "--max-newly-blocked",
         metavar="SHARE",
         type=_share,
@@ -82,6 +88,17 @@ def _share(text: str) -> float:
     return value
 
 
+def _write_html(path: str, document: Any) -> None:
+    # From the same dict as --json: the page's figures are the JSON's.
+    from geofence.replay._html import render_html
+
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(render_html(document))
+    except OSError as error:
+        raise UsageError(f"--html {path}: {error.strerror or error}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     # Imported here: the main module imports every command, and these pull in the engine.
     from geofence.cli._example import example_policy
@@ -100,7 +117,9 @@ def _run(args: argparse.Namespace) -> int:
         )
     except ReplayError as error:
         raise UsageError(str(error)) from None
-    document = report.to_dict(args.top) if args.json is not None else None
+    document = report.to_dict(args.top) if args.json is not None or args.html else None
+    if args.html:
+        _write_html(args.html, document)
     if args.json == "-":
         print(json.dumps(document, indent=2))
     else:
