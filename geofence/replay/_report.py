@@ -190,6 +190,9 @@ class Report:
     notes: list[str] = field(default_factory=list)
     # Lines without a host, counted when some rule reads the host.
     hostless: int = 0
+    # With accounts (``replay(accounts=True)``): a geofence.replay._accounts.Accounts, whose
+    # ``rows()`` are the --accounts CSV and ``totals()`` the JSON's "accounts".
+    accounts: Any = None
 
     def remarks(self) -> list[str]:
         """What the reader of the report should know about how it was made."""
@@ -267,4 +270,6 @@ class Report:
             },
             "notes": self.remarks(),
         }
+        if self.accounts is not None:
+            document["accounts"] = self.accounts.totals()
         return document
