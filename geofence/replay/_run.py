@@ -176,7 +176,7 @@ def replay(
             continue
         with read_log(path, format, account_field if accounts else None) as log:
             formats.append((path, log.format))
-    decider = Decider(engine, base, at)
+    decider = Decider(engine, base, at, shared=True)  # outcomes only: see Decider
     report = Report(baseline=Totals() if base is not None else None, at=at)
     try:
         for path, found in formats:
