@@ -10,6 +10,8 @@ from typing import Any
 
 from geofence.cli._common import PROG, UsageError
 from geofence.replay import FORMATS, ReplayError, replay
+from geofence.replay._accounts import write_csv
+from geofence.replay._progress import Progress, wants_progress
 from geofence.replay._text import render
 
 EXIT_GUARD = 1  # a --max-* guard was exceeded
@@ -59,6 +61,19 @@ def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> No
     )
     command.add_argument("--json", metavar="OUT", help="write the report as JSON ('-': stdout)")
     command.add_argument(
+        "--accounts",
+        metavar="OUT.csv",
+        help="run the account rules (on a memory store, with the log's clock) for lines with an "
+        "account and write one CSV row per account warned, in account grace, blocked or "
+        "suspended ('-': stdout)",
+    )
+    command.add_argument(
+        "--account-field",
+        metavar="NAME",
+        help="the field that holds the account id (JSON lines, CSV, Cloudflare: any field; "
+        "default: the format's user field, remote_user)",
+    )
+    command.add_argument(
         "--html",
         metavar="OUT",
         help="write the report as one self-contained HTML page with charts (no script, "
@@ -99,6 +114,25 @@ def _write_html(path: str, document: Any) -> None:
         raise UsageError(f"--html {path}: {error.strerror or error}") from None
 
 
+def _progress(args: argparse.Namespace) -> Progress | None:
+    # A terminal only: never in a pipe, nor when a report goes to standard output.
+    if not wants_progress(sys.stderr) or "-" in (args.json, args.accounts):
+        return None
+    return Progress(sys.stderr)
+
+
+def _write_accounts(path: str, report: Any) -> None:
+    rows = report.accounts.rows() if report.accounts is not None else []
+    if path == "-":
+        write_csv(rows, sys.stdout)
+        return
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as out:
+            write_csv(rows, out)
+    except OSError as error:
+        raise UsageError(f"--accounts {path}: {error.strerror or error}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     # Imported here: the main module imports every command, and these pull in the engine.
     from geofence.cli._example import example_policy
@@ -107,6 +141,10 @@ def _run(args: argparse.Namespace) -> int:
     at = _parse_time(args.at) if args.at is not None else None
     if args.top < 1:
         raise UsageError("--top N: N is at least 1")
+    if args.json == "-" and args.accounts == "-":
+        raise UsageError("--json - and --accounts -: only one of them can go to standard output")
+    if args.account_field is not None and args.accounts is None:
+        raise UsageError("--account-field NAME needs --accounts OUT.csv")
     try:
         report = replay(
             args.logs,
@@ -114,9 +152,14 @@ def _run(args: argparse.Namespace) -> int:
             baseline=args.baseline,
             at=at,
             format=args.format,
+            accounts=args.accounts is not None,
+            account_field=args.account_field,
+            progress=_progress(args),
         )
     except ReplayError as error:
         raise UsageError(str(error)) from None
+    if args.accounts is not None:
+        _write_accounts(args.accounts, report)
     document = report.to_dict(args.top) if args.json is not None or args.html else None
     if args.html:
         _write_html(args.html, document)
@@ -130,7 +173,8 @@ def _run(args: argparse.Namespace) -> int:
                     out.write("\n")
             except OSError as error:
                 raise UsageError(f"--json {args.json}: {error.strerror or error}") from None
-        print(render(report, args.top))
+        if args.accounts != "-":  # the CSV went to standard output: the text would spoil it
+            print(render(report, args.top))
     limit = args.max_newly_blocked
     if limit is not None and report.newly_blocked_share > limit:
         print(

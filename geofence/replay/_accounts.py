@@ -275,8 +275,14 @@ class Accounts:
         """One row per account warned, in account grace, blocked or suspended: worst action
         first, then most requests blocked and warned, then the account id."""
         affected = [(name, s) for name, s in self.seen.items() if s.action is not None]
-        affected.sort(key=lambda item: (_RANK[item[1].action or ""], -item[1].blocked,
-                                        -item[1].warned, item[0]))  # fmt: skip
+        affected.sort(
+            key=lambda item: (
+                _RANK[item[1].action or ""],
+                -item[1].blocked,
+                -item[1].warned,
+                item[0],
+            )
+        )
         return [_row(name, seen) for name, seen in affected]
 
     def totals(self) -> dict[str, Any]:
@@ -287,6 +293,18 @@ class Accounts:
             "seen": len(self.seen),
             "affected": {name: counts.get(name, 0) for name in ACTIONS},
         }
+
+    def summary(self) -> str:
+        """One line for the text report: how many accounts, and what happens to them."""
+        totals = self.totals()
+        affected = totals["affected"]
+        told = sum(affected.values())
+        words = {"grace": "in account grace"}
+        parts = [f"{affected[a]} {words.get(a, a)}" for a in ACTIONS if affected[a]]
+        rules = "account rules on a memory store" if self.rules_on else "no account rules"
+        return f"accounts ({rules}): {totals['seen']} seen, {told} to tell" + (
+            f" ({', '.join(parts)})" if parts else ""
+        )
 
     def notes(self) -> list[str]:
         notes: list[str] = []

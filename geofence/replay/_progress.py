@@ -47,12 +47,12 @@ class Progress:
         stream: TextIO,
         clock: Callable[[], float] | None = None,
         interval: float = 0.1,
-        check_every: int = CHECK_EVERY,
+        check_every: int | None = None,
     ) -> None:
         self.stream = stream
         self.clock = clock or time.monotonic
         self.interval = interval
-        self.check_every = max(1, check_every)
+        self.check_every = max(1, CHECK_EVERY if check_every is None else check_every)
         self.lines = 0  # every line read, in every file so far
         self.drawn = 0  # how many times the line was drawn
         self._started: float | None = None

@@ -197,6 +197,8 @@ class Report:
     def remarks(self) -> list[str]:
         """What the reader of the report should know about how it was made."""
         remarks = list(self.notes)
+        if self.accounts is not None:
+            remarks.append(self.accounts.summary())
         if self.hostless:
             remarks.append(
                 f"a policy has rules with hosts, and {self.hostless} lines have no host "
