@@ -101,7 +101,7 @@ def test_figures_equal_the_json() -> None:
             assert shown.replace(",", "") == str(value), path
     found = {json.dumps(path) for path, _, _ in page.figures}
     # The headline and every row of every table are there, found by their JSON path.
-    expected = [
+    expected: list[list[str | int]] = [
         ["records"],
         ["decisions"],
         ["unparsable", "count"],
