@@ -46,10 +46,12 @@ SHORT = {
     "would_block": "would block",
 }
 
-# Characters that change how text around them is shown (or hide themselves): C0 and C1
-# controls, bidi marks, embeddings, overrides and isolates, zero-width characters, BOM.
+# Characters that change how text around them is shown, or hide themselves: C0 and C1
+# controls (a line break in a path too: each value is one line), the soft hyphen, bidi marks,
+# embeddings, overrides and isolates, zero-width characters, line and paragraph separators,
+# the BOM and interlinear annotations.
 _INVISIBLE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
+    "[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
 )
 
 _CSS = """\

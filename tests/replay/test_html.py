@@ -19,8 +19,8 @@ import pytest
 from tests_support import CITY_DB
 
 from geofence import cli
-from geofence.replay import replay
-from geofence.replay._html import csp, render_html
+from geofence.replay import Report, replay
+from geofence.replay._html import csp, render_html, text
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "replay"
 AT = "2027-07-10T00:00:00Z"
@@ -260,3 +260,46 @@ def test_cli_html_unwritable(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     )
     assert status == 2
     assert "--html" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "character",
+    [
+        "\u202e",
+        "\u202a",
+        "\u2066",
+        "\u2069",
+        "\u200f",
+        "\u061c",
+        "\u200b",
+        "\ufeff",
+        "\x00",
+        "\n",
+        "\x1b",
+        "\x85",
+        "\u2028",
+        "\xad",
+    ],
+)
+def test_invisible_characters_are_shown(character: str) -> None:
+    shown = text(f"a{character}b")
+    assert character not in shown
+    assert f"\\u{ord(character):04x}" in shown
+    assert shown.startswith("<bdi>") and shown.endswith("</bdi>")
+
+
+def test_empty_report() -> None:
+    # A replay of nothing (every line unparsable, or no line): a page, no division by zero.
+    page = Page(render_html(Report()))
+    values = {json.dumps(path): value for path, value, _ in page.figures}
+    assert values['["records"]'] == 0 and values['["newly_blocked", "share"]'] == 0.0
+    assert "Every line was allowed." in "".join(page.text)
+
+
+def test_top_limits_the_tables() -> None:
+    document = example_report().to_dict(top=3)
+    page = Page(render_html(document, top=3))
+    countries = {p[2] for p, _, _ in page.figures if p[:2] == ["policy", "countries"]}
+    assert countries == set(list(document["policy"]["countries"])[:3])
+    more = len(document["policy"]["countries"]) - 3
+    assert f"{more} more countries in the JSON report." in "".join(page.text)
