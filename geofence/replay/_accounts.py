@@ -313,7 +313,12 @@ class Accounts:
                 "the policy has no [accounts]: the account rules are off; the accounts listed "
                 "are those of warned and blocked lines, by their client alone"
             )
-        elif self.home_rules:
+        else:
+            notes.append(
+                "the tables count each line's decision by its client alone; what the account "
+                "rules make of them (account grace, suspension) is in the accounts CSV"
+            )
+        if self.rules_on and self.home_rules:
             notes.append(
                 "a log gives an account's id, not its home country: home_regions and "
                 "home_mismatch never match in a replay"
