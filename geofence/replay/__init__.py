@@ -40,25 +40,33 @@ baseline, the transitions (kind before -> after) and the lines newly blocked (en
 now, not before; without a baseline every enforced block); unparsable lines counted, the first
 five kept with file and line number. ``to_dict()`` is what ``--json`` writes.
 
+**Accounts** (``replay(..., accounts=True, account_field=None)``; CLI ``--accounts OUT.csv``,
+``--account-field NAME``): each record with an account (the named field of JSON lines, CSV
+and Cloudflare lines, else the format's user field, ``$remote_user``) is decided by
+``engine.decide(request, now=line's time or at, account=Account(id))`` on an engine of its
+own whose store is always ``memory://`` (a policy given as a path or mapping has its
+``[accounts] store`` replaced before it is loaded: a replay never contacts the production
+store), bypassing the memo. ``report.accounts.rows()`` are the accounts warned, in account
+grace, blocked or suspended, with their own enforce date; ``to_dict()["accounts"]`` counts
+them by action. See :mod:`geofence.replay._accounts`.
+
+**Progress** (``progress=Progress(stream)``; the CLI on a terminal only): lines and bytes
+read (the compressed position for gzip), the rate; see :mod:`geofence.replay._progress`.
+
 **Extension points** (not built yet):
 
-* accounts (``--accounts``, ``--account-field``): ``Record.user`` is filled by the formats
-  with a user field; an account run would call ``engine.decide(..., account=)`` on a memory
-  store per record, bypassing the memo (account state moves with every request), in
-  ``Decider.decide``.
 * ``--html``: renders ``Report.to_dict()``, as ``geofence.replay._text.render`` renders text.
 * ``--jobs N``: files (or byte ranges of a plain file) map to processes, each returning a
   Report, combined with :meth:`Report.merge` (built and tested: parts merged equal the whole).
 * Arrow record batches: a batch of records is columns of :class:`Record`'s fields; the
   decision step is :func:`decisions` (built) per row, returning columns of the decisions' kind,
   rule, country (the ``replay`` extra will bring pyarrow).
-* a progress bar: wraps ``decide_all`` (``geofence.replay._loop``), the one loop every record
-  goes through; a file's byte position gives the fraction done.
 """
 
 from __future__ import annotations
 
 from geofence.replay._formats import FORMATS, detect
+from geofence.replay._progress import Progress
 from geofence.replay._record import Record, Unparsable
 from geofence.replay._report import KINDS, FileSummary, Report, Totals
 from geofence.replay._run import LogFile, decisions, read_log, replay
@@ -69,6 +77,7 @@ __all__ = [
     "KINDS",
     "FileSummary",
     "LogFile",
+    "Progress",
     "Record",
     "ReplayError",
     "Report",
