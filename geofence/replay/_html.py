@@ -466,11 +466,45 @@ def _generic(value: Any, path: JsonPath) -> str:
     return text(value)
 
 
+# The colour of an account state in the accounts chart: as the action that put it there.
+_ACCOUNT_KINDS = {"suspended": "block", "blocked": "block", "grace": "warn", "warned": "warn"}
+
+
 def _accounts(document: Mapping[str, Any]) -> str:
+    """The accounts summary (``--accounts``), when the report has one. Its counts by state
+    get a table with bars; anything else it holds is shown as it is."""
     accounts = document.get("accounts")
     if accounts is None:
         return ""
-    return "<h2>Accounts</h2>" + _generic(accounts, ("accounts",))
+    if not isinstance(accounts, Mapping):
+        return "<h2>Accounts</h2>" + _generic(accounts, ("accounts",))
+    parts = ["<h2>Accounts</h2>"]
+    seen, affected = accounts.get("seen"), accounts.get("affected")
+    rest = dict(accounts)
+    if isinstance(seen, int) and isinstance(affected, Mapping):
+        del rest["seen"], rest["affected"]
+        told = sum(n for n in affected.values() if isinstance(n, int))
+        parts.append(
+            f"<p>{figure(('accounts', 'seen'), seen)} accounts in the log; {_number(told)} of "
+            "them would be told (one row each in the <code>--accounts</code> CSV).</p>"
+        )
+        rows = []
+        for state, n in affected.items():
+            if not isinstance(n, int):
+                continue
+            counts = {_ACCOUNT_KINDS.get(state, "block"): n}
+            rows.append(
+                f"<tr><td>{text(state)}</td>{figure(('accounts', 'affected', state), n, tag='td')}"
+                f'<td class="chart">{_bar(counts, seen, str(state))}</td></tr>'
+            )
+        parts.append(
+            '<div class="scroll"><table><thead><tr><th>state</th><th>accounts</th>'
+            f'<th class="chart"><span class="muted">of those seen</span></th></tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>"
+        )
+    if rest:
+        parts.append(_generic(rest, ("accounts",)))
+    return "".join(parts)
 
 
 def _files(document: Mapping[str, Any]) -> str:

@@ -206,8 +206,31 @@ def test_without_baseline_no_transitions() -> None:
 
 
 def test_accounts_section_when_present() -> None:
+    assert "Accounts" not in "".join(Page(render_html(example_report())).text)
+    report = replay(
+        [EXAMPLES / "access.log"],
+        policy=EXAMPLES / "policy-july9-accounts.toml",
+        baseline=EXAMPLES / "policy-current.toml",
+        at=_at(),
+        accounts=True,
+    )
+    document = report.to_dict()
+    accounts = document["accounts"]
+    page = Page(render_html(document))
+    assert "Accounts" in "".join(page.text)
+    paths = [p for p, _, _ in page.figures]
+    assert ["accounts", "seen"] in paths
+    assert [["accounts", "affected", state] for state in accounts["affected"]] == [
+        p for p in paths if p[:2] == ["accounts", "affected"]
+    ]
+    assert sum(accounts["affected"].values()) > 0
+    for path, value, _ in page.figures:
+        assert at_path(document, path) == value
+
+
+def test_accounts_of_another_shape() -> None:
+    # The section shows whatever the accounts summary holds, escaped, numbers as figures.
     document = example_report().to_dict()
-    assert "Accounts" not in "".join(Page(render_html(document)).text)
     document["accounts"] = {
         "count": 2,
         "by_state": {"warned": 1, "blocked": 1},
