@@ -1,12 +1,12 @@
 """``geofence replay --html`` opened in headless Chromium (tests/helpers/browser.py).
 
-The page is the example log of the README (examples/replay: July 9 against today's policy)
-plus a second log whose client asked for a hostile path (``<script>``, quotes, a right-to-left
-override, 300 characters without a space). Chromium loads the file with nothing else
-reachable: it must say nothing on its console (a Content-Security-Policy violation would be
-there), the document it built must hold the JSON's figures, and on a 390 px phone, light and
-dark, nothing may stick out on the right while the tables' bar column is still in view.
-Screenshots go to the artifacts folder.
+The page is the example log of the README (examples/replay: July 9 against today's policy, with its
+accounts) plus a second log whose client asked for a hostile path (``<script>``, quotes, a
+right-to-left override, 300 characters without a space). Chromium loads the file with
+nothing else reachable: it must say nothing on its console (a Content-Security-Policy
+violation would be there), the document it built must hold the JSON's figures, and on a 390
+px phone, light and dark, nothing may stick out on the right while the tables' bar column is
+still in view. Screenshots go to the artifacts folder.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
             str(EXAMPLES / "access.log"),
             str(hostile),
             "--config",
-            str(EXAMPLES / "policy-july9.toml"),
+            str(EXAMPLES / "policy-july9-accounts.toml"),
             "--baseline",
             str(EXAMPLES / "policy-current.toml"),
             "--at",
@@ -86,6 +86,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
             str(page),
             "--json",
             str(document),
+            "--accounts",
+            str(folder / "accounts.csv"),
         ]
     )
     assert status == 0
@@ -114,6 +116,7 @@ def test_loads_quietly_with_the_json_figures(
             assert shown.replace(",", "") == str(value), path
     paths = [path for path, _, _ in figures.found]
     assert ["newly_blocked", "count"] in paths and ["policy", "actions", "block"] in paths
+    assert ["accounts", "seen"] in paths and ["accounts", "affected", "grace"] in paths
     assert document["newly_blocked"]["count"] == 58  # the README's 57, and the hostile line
     hostile = [p["path"] for p in document["policy"]["paths"] if p["path"].endswith(LONG)]
     assert hostile and hostile[0].startswith('/v1/<script>alert("x")</script>')
