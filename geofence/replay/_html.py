@@ -81,10 +81,11 @@ margin:1em 0}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{padding:4px 6px;border-bottom:1px solid var(--line);text-align:right;vertical-align:top}
 th{font-weight:600;color:var(--muted);font-size:.85em}
-th,td{white-space:nowrap}
+td{white-space:nowrap}
 th:first-child,td:first-child{white-space:normal;text-align:left;overflow-wrap:anywhere;word-break:break-word}
-td.chart{width:30%;min-width:4em;vertical-align:middle}
-svg.bar{display:block;width:100%;height:12px}
+td.named{width:100%;min-width:7em}
+td.named svg.bar{margin:3px 0 2px}
+svg.bar{display:block;width:100%;height:10px}
 svg.bar.big{height:22px}
 .track{fill:var(--track)}
 .k-allow{fill:var(--allow)}.k-warn{fill:var(--warn)}.k-block{fill:var(--block)}
@@ -192,15 +193,17 @@ def _kinds_table(
     body = []
     for name, counts, path in rows:
         cells = "".join(figure((*path, k), counts.get(k, 0), tag="td") for k in kinds)
-        body.append(
-            f"<tr><td>{text(name)}</td>{cells}"
-            f'<td class="chart">{_bar(counts, scale, name)}</td></tr>'
-        )
+        body.append(f"<tr>{_named(text(name), _bar(counts, scale, name))}{cells}</tr>")
     return (
-        f'<div class="scroll"><table><thead><tr><th>{html.escape(title)}</th>{head}'
-        f'<th class="chart"><span class="muted">lines</span></th></tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>{note}"
+        f'<div class="scroll"><table><thead><tr><th>{html.escape(title)}</th>{head}</tr>'
+        f"</thead><tbody>{''.join(body)}</tbody></table></div>{note}"
     )
+
+
+def _named(name: str, bar: str) -> str:
+    """A row's first cell: its name with its bar under it (a column of its own would leave
+    the name too little room on a phone)."""
+    return f'<td class="named">{name}{bar}</td>'
 
 
 def _when(value: str | None) -> str:
@@ -291,7 +294,7 @@ def _actions(document: Mapping[str, Any]) -> str:
             f"{_share(counts.get(k, 0), records)}</span></td>"
             for k in kinds
         )
-        body.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
+        body.append(f'<tr><td class="named">{html.escape(name)}</td>{cells}</tr>')
     charts = "".join(
         f'<p class="muted">{html.escape(name)}</p>'
         f"{_bar(counts, records, f'{name}: lines by action', big=True)}"
@@ -371,11 +374,13 @@ def _transitions(document: Mapping[str, Any]) -> str:
         label = f"{row['from']} to {row['to']}"
         rows.append(
             f"<tr{' class=newly' if is_newly else ''}>"
-            f"<td>{text(row['from'])} → {text(row['to'])}"
-            f"{'<br><span>newly blocked</span>' if is_newly else ''}</td>"
-            f"{figure(('transitions', i, 'count'), row['count'], tag='td')}"
-            f"<td>{_share(row['count'], records)}</td>"
-            f'<td class="chart">{_bar(counts, records, label)}</td></tr>'
+            + _named(
+                f"{text(row['from'])} → {text(row['to'])}"
+                + (" <span>newly blocked</span>" if is_newly else ""),
+                _bar(counts, records, label),
+            )
+            + f"{figure(('transitions', i, 'count'), row['count'], tag='td')}"
+            f"<td>{_share(row['count'], records)}</td></tr>"
         )
     newly: Mapping[str, Any] = document["newly_blocked"]
     countries = [
@@ -386,16 +391,14 @@ def _transitions(document: Mapping[str, Any]) -> str:
     if countries:
         scale = max(n for n in newly["countries"].values()) or 1
         body = "".join(
-            f"<tr><td>{text(name)}</td>{figure(path, c['block'], tag='td')}"
-            f"<td>{_share(c['block'], records)}</td>"
-            f'<td class="chart">{_bar(c, scale, name)}</td></tr>'
+            f"<tr>{_named(text(name), _bar(c, scale, name))}"
+            f"{figure(path, c['block'], tag='td')}<td>{_share(c['block'], records)}</td></tr>"
             for name, c, path in countries
         )
         by_country = (
             "<h2>Newly blocked, by country</h2>"
             '<div class="scroll"><table><thead><tr><th>country</th><th>lines</th>'
-            f'<th>share</th><th class="chart"></th></tr></thead><tbody>{body}</tbody>'
-            "</table></div>"
+            f"<th>share</th></tr></thead><tbody>{body}</tbody></table></div>"
         )
     share = figure(("newly_blocked", "share"), newly["share"], f"{100 * newly['share']:.1f} %")
     return (
@@ -403,7 +406,7 @@ def _transitions(document: Mapping[str, Any]) -> str:
         f"<p>{share}"
         " of the lines would be newly blocked: blocked by the policy and not by the baseline.</p>"
         '<div class="scroll"><table><thead><tr><th>before → after</th><th>lines</th>'
-        f'<th>share</th><th class="chart"></th></tr></thead><tbody>{"".join(rows)}</tbody>'
+        f"<th>share</th></tr></thead><tbody>{''.join(rows)}</tbody>"
         f"</table></div>{by_country}"
     )
 
@@ -494,13 +497,13 @@ def _accounts(document: Mapping[str, Any]) -> str:
                 continue
             counts = {_ACCOUNT_KINDS.get(state, "block"): n}
             rows.append(
-                f"<tr><td>{text(state)}</td>{figure(('accounts', 'affected', state), n, tag='td')}"
-                f'<td class="chart">{_bar(counts, seen, str(state))}</td></tr>'
+                f"<tr>{_named(text(state), _bar(counts, seen, str(state)))}"
+                f"{figure(('accounts', 'affected', state), n, tag='td')}"
+                f"<td>{_share(n, seen)}</td></tr>"
             )
         parts.append(
             '<div class="scroll"><table><thead><tr><th>state</th><th>accounts</th>'
-            f'<th class="chart"><span class="muted">of those seen</span></th></tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table></div>"
+            f"<th>of those seen</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         )
     if rest:
         parts.append(_generic(rest, ("accounts",)))
