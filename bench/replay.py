@@ -5,7 +5,7 @@
     python bench/replay.py --profile       # also: where a replay's time goes (cProfile)
 
 The log is generated (seeded, so every run reads the same bytes) as nginx combined lines over
-one day, and kept in bench/data/ for the next run. Clients are clustered as real traffic is:
+one day, and kept in bench/results/ (gitignored) for the next run. Clients are clustered as real traffic is:
 every one of the N distinct clients opens at least one *session* (a burst of requests a few
 seconds apart, ~10 on average), and more sessions go to clients by a Zipf-like popularity
 (weight 1/rank), so a few clients are busy and most are seen once or twice; about 200
@@ -176,7 +176,7 @@ def measure(mode: str, log: Path, jobs: int = 1, profile: bool = False) -> dict[
 
 
 def cached_log(lines: int, clients: int) -> Path:
-    folder = HERE / "data"
+    folder = HERE / "results"  # gitignored
     folder.mkdir(exist_ok=True)
     log = folder / f"replay-{lines}-{clients}.log"
     if not log.exists():

@@ -89,6 +89,14 @@ def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> No
     command.add_argument(
         "--top", type=int, default=10, metavar="N", help="rows of the country and path tables"
     )
+    command.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="replay in N processes (a plain log is split by byte ranges, a gzip, CSV or "
+        "CloudFront log per file); not with --accounts or standard input",
+    )
     command.set_defaults(func=_run)
 
 
@@ -137,6 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     # Imported here: the main module imports every command, and these pull in the engine.
     from geofence.cli._example import example_policy
     from geofence.cli._main import _parse_time
+    from geofence.replay._jobs import replay_jobs
 
     at = _parse_time(args.at) if args.at is not None else None
     if args.top < 1:
@@ -145,17 +154,31 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--json - and --accounts -: only one of them can go to standard output")
     if args.account_field is not None and args.accounts is None:
         raise UsageError("--account-field NAME needs --accounts OUT.csv")
+    if args.jobs < 1:
+        raise UsageError("--jobs N: N is at least 1")
+    if args.jobs > 1 and args.accounts is not None:
+        raise UsageError("--accounts follows each account line by line: use --jobs 1")
     try:
-        report = replay(
-            args.logs,
-            policy=args.config if args.config is not None else example_policy(),
-            baseline=args.baseline,
-            at=at,
-            format=args.format,
-            accounts=args.accounts is not None,
-            account_field=args.account_field,
-            progress=_progress(args),
-        )
+        if args.jobs > 1:
+            report = replay_jobs(
+                args.logs,
+                policy=args.config if args.config is not None else example_policy(),
+                baseline=args.baseline,
+                at=at,
+                format=args.format,
+                jobs=args.jobs,
+            )
+        else:
+            report = replay(
+                args.logs,
+                policy=args.config if args.config is not None else example_policy(),
+                baseline=args.baseline,
+                at=at,
+                format=args.format,
+                accounts=args.accounts is not None,
+                account_field=args.account_field,
+                progress=_progress(args),
+            )
     except ReplayError as error:
         raise UsageError(str(error)) from None
     if args.accounts is not None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from geofence import _overlay
@@ -40,6 +40,8 @@ from geofence.rules._rule import EPOCH, micros
 Decided = tuple[Decision, "Decision | None", Outcome, "Outcome | None"]
 MEMO_SIZE = 65_536  # distinct keys remembered; full, the memo is emptied (geofence._cache)
 _MINUTE = 60_000_000  # microseconds
+_NEVER = datetime.min.replace(tzinfo=timezone.utc)
+_FOREVER = datetime.max.replace(tzinfo=timezone.utc)
 
 
 def boundaries(*policies: Policy) -> tuple[int, ...]:
@@ -146,9 +148,10 @@ class Decider:
             self._base_header = baseline.policy.client_ip.header
             self._base_convert = _forwarded_as(self._base_header)
         self._memo: dict[tuple[Any, ...], Decided] = {}
-        # (peer, forwarding value) -> the client's facts for each engine; False: undecidable
-        # by facts (a database error), decided alone.
-        self._clients: dict[tuple[str | None, str | None], Any] = {}
+        # peer, or (peer, forwarding value) -> the number of the client's facts for each
+        # engine (see _numbers); -1: undecidable by facts (a database error), decided alone.
+        self._clients: dict[Any, int] = {}
+        self._numbers: dict[Any, int] = {}  # facts -> a small number (a few per country)
         self._generations = self._generation()
         self.asked = 0  # memo misses: how often the engines were asked
         self.hostless = 0  # lines without a host, when some rule reads the host
@@ -179,27 +182,52 @@ class Decider:
         return found
 
     def _decide_shared(self, record: Record) -> Decided:
-        # The hot loop of a replay: two dictionary probes per line when nothing is new.
-        peer, forwarded = record.peer, record.forwarded
-        facts = self._clients.get((peer, forwarded))
-        if facts is None:
-            facts = self._facts(peer, forwarded)
-        if self._needs_host:
-            host: str | None = record.host
-            if not host:
-                self.hostless += 1
-        else:
-            host = None
-        segment = self._at_segment
-        if segment is None:
-            segment = bisect_right(self._bound_times, record.time) if self._bound_times else 0
-        if facts is False:
-            key: tuple[Any, ...] = (peer, forwarded, record.method, record.path, host, segment)
-        else:
-            key = (facts, record.method, record.path, host, segment)
-        found = self._memo.get(key)
-        if found is not None:
+        for _, found in self.shared_loop((record,)):
             return found
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def shared_loop(self, records: Iterable[Record]) -> Iterator[tuple[Record, Decided]]:
+        """The hot loop of a replay: per line, two dictionary probes when nothing is new.
+        Everything it reads per line is a local; each client's facts are a small number, so
+        that the memo key hashes no nested tuple; the line's phase segment is found by two
+        datetime comparisons while lines stay in one segment."""
+        clients_get = self._clients.get
+        memo_get = self._memo.get
+        needs_host = self._needs_host
+        bound_times = self._bound_times
+        fixed = self._at_segment
+        segment, low, high = 0, _FOREVER, _NEVER  # an empty window: found at the first line
+        if not bound_times and fixed is None:
+            fixed = 0
+        for record in records:
+            peer, forwarded = record.peer, record.forwarded
+            client: Any = peer if forwarded is None else (peer, forwarded)
+            facts = clients_get(client)
+            if facts is None:
+                facts = self._facts(peer, forwarded, client)
+            host: str | None = None
+            if needs_host:
+                host = record.host
+                if not host:
+                    self.hostless += 1
+            if fixed is None:
+                moment = record.time
+                if not low <= moment < high:
+                    segment = bisect_right(bound_times, moment)
+                    low = bound_times[segment - 1] if segment else _NEVER
+                    high = bound_times[segment] if segment < len(bound_times) else _FOREVER
+            else:
+                segment = fixed
+            if facts >= 0:
+                key: tuple[Any, ...] = (facts, record.method, record.path, host, segment)
+            else:
+                key = (peer, forwarded, record.method, record.path, host, segment)
+            found = memo_get(key)
+            if found is None:
+                found = self._miss(record, key, facts)
+            yield record, found
+
+    def _miss(self, record: Record, key: tuple[Any, ...], facts: int) -> Decided:
         found = self._ask_both(record, self.at or record.time)
         if self._generation() != self._generations:
             # A database was reloaded during the replay: facts found before may be stale.
@@ -207,26 +235,24 @@ class Decider:
             self._clients.clear()
             self._memo.clear()
             return found
-        if len(record.path) <= 1024 and facts is not False:
+        if len(record.path) <= 1024 and facts >= 0:
             bounded_put(self._memo, MEMO_SIZE, key, found)
         return found
 
-    def _facts(self, peer: str | None, forwarded: str | None) -> Any:
+    def _facts(self, peer: str | None, forwarded: str | None, client: Any) -> int:
+        """The number of the client's facts (for both engines); -1: decided per line."""
         ours = client_facts(
             self.engine, peer, self._headers(self._header, self._convert, forwarded)
         )
         facts: Any = ours
         if self.baseline is not None and ours is not None:
-            theirs = client_facts(
-                self.baseline, peer, self._headers(self._base_header, self._base_convert, forwarded)
-            )
+            headers = self._headers(self._base_header, self._base_convert, forwarded)
+            theirs = client_facts(self.baseline, peer, headers)
             facts = None if theirs is None else (ours, theirs)
-        if facts is None:
-            facts = False
-        elif forwarded is not None and len(forwarded) > 1024:
-            return facts  # decided by facts, but not worth keeping
-        bounded_put(self._clients, MEMO_SIZE, (peer, forwarded), facts)
-        return facts
+        number = -1 if facts is None else self._numbers.setdefault(facts, len(self._numbers))
+        if forwarded is None or len(forwarded) <= 1024:  # a huge header is not worth keeping
+            bounded_put(self._clients, MEMO_SIZE, client, number)
+        return number
 
     def _generation(self) -> tuple[int, int]:
         base = self.baseline._generation if self.baseline is not None else 0
