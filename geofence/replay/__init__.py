@@ -65,6 +65,7 @@ read (the compressed position for gzip), the rate; see :mod:`geofence.replay._pr
 
 from __future__ import annotations
 
+from geofence.replay._arrow import decide_batches
 from geofence.replay._formats import FORMATS, detect
 from geofence.replay._progress import Progress
 from geofence.replay._record import Record, Unparsable
@@ -83,6 +84,7 @@ __all__ = [
     "Report",
     "Totals",
     "Unparsable",
+    "decide_batches",
     "decisions",
     "detect",
     "read_log",
