@@ -5,14 +5,14 @@
     python bench/replay.py --profile       # also: where a replay's time goes (cProfile)
 
 The log is generated (seeded, so every run reads the same bytes) as nginx combined lines over
-one day, and kept in bench/results/ (gitignored) for the next run. Clients are clustered as real traffic is:
-every one of the N distinct clients opens at least one *session* (a burst of requests a few
-seconds apart, ~10 on average), and more sessions go to clients by a Zipf-like popularity
-(weight 1/rank), so a few clients are busy and most are seen once or twice; about 200
-sessions are open at any moment, their lines interleaved. A third of the addresses are in the
-City test database's networks (CN, GB, SE, US, ...), the rest spread over the IPv4 space
-(mostly not found). Paths: a handful of API routes, one of them with a per-client id, and
-query strings that differ on every line.
+one day, and kept in bench/results/ (gitignored) for the next run. Clients are clustered as
+real traffic is: every one of the N distinct clients opens at least one *session* (a burst of
+requests a few seconds apart, ~10 on average), and more sessions go to clients by a Zipf-like
+popularity (weight 1/rank), so a few clients are busy and most are seen once or twice; about
+200 sessions are open at any moment, their lines interleaved. A third of the addresses are in
+the City test database's networks (CN, GB, SE, US, ...), the rest spread over the IPv4 space
+(mostly not found). Paths: a handful of API routes, one of them with a per-client id, and query
+strings that differ on every line.
 
 Each figure is measured in a fresh child process (so that one measurement's memory or caches
 never help another), which reports its time and its peak RSS (``resource.getrusage``;
@@ -231,6 +231,7 @@ def main() -> None:
     ratio = rate(one) / rate(parse)
     speedup = one["seconds"] / two["seconds"]
     print(f"replay / parse-only: {100 * ratio:.0f} % (target >= 50 %)")
+    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     print(f"--jobs 2 / --jobs 1: {speedup:.2f}x (target >= 1.6x)")
     if args.lines > 200_000:
         small = measure("replay", head(log, 200_000), 1)

@@ -28,10 +28,20 @@ as ``for=`` elements for ``forwarded``). So a peer in ``trusted_proxies`` has it
 walked as in the app. Under ``hops`` the engine never looks at the peer: replay such a policy
 only on logs whose forwarding column is what the app receives.
 
-**Decisions** are those of ``Engine.decide(request, now=line's time or at)``, memoised per
-(peer, forwarding value, method, path, host if a rule reads it, minute, phase segment); see
-:mod:`geofence.replay._loop` for why that is exact at a rule's date. No decision is logged
+**Decisions** are those of ``Engine.decide(request, now=line's time or at)``. :func:`replay`
+counts outcomes, so it memoises them per (client facts, method, path, host if a rule reads
+it, phase segment), each client's facts (address resolved, looked up) found once per (peer,
+forwarding value); :func:`decisions` returns each client's own decision, memoised per (peer,
+forwarding value, method, path, host, minute, phase segment). See
+:mod:`geofence.replay._loop` for why both are exact at a rule's date. No decision is logged
 or sent as an event.
+
+**Large logs**: ``replay(..., jobs=N)`` (CLI ``--jobs N``) replays over N processes: plain logs
+split into line-aligned byte ranges, gzip, CSV and CloudFront logs one per process; the report
+is that of one process (only ``decisions``, the engine calls, differs). :func:`decide_batches`
+is the decision step on Arrow record batches (columns named as nginx variables; extra
+``replay``), for Spark ``mapInArrow``, Ray Data or Dask. See :mod:`geofence.replay._jobs` and
+:mod:`geofence.replay._arrow`.
 
 **Report** (:class:`Report`): totals by kind (``allow``, ``warn``, ``block``, and
 ``would_warn`` / ``would_block`` in report mode), by rule, country, reason and path (paths of
@@ -56,11 +66,6 @@ read (the compressed position for gzip), the rate; see :mod:`geofence.replay._pr
 **Extension points** (not built yet):
 
 * ``--html``: renders ``Report.to_dict()``, as ``geofence.replay._text.render`` renders text.
-* ``--jobs N``: files (or byte ranges of a plain file) map to processes, each returning a
-  Report, combined with :meth:`Report.merge` (built and tested: parts merged equal the whole).
-* Arrow record batches: a batch of records is columns of :class:`Record`'s fields; the
-  decision step is :func:`decisions` (built) per row, returning columns of the decisions' kind,
-  rule, country (the ``replay`` extra will bring pyarrow).
 """
 
 from __future__ import annotations

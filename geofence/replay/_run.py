@@ -134,6 +134,7 @@ def replay(
     accounts: bool = False,
     account_field: str | None = None,
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> Report:
     """Decide every line of the access logs ``paths`` with ``policy`` (and ``baseline``).
 
@@ -147,8 +148,15 @@ def replay(
     replaced by ``memory://``: a replay never connects to the production store. Raises
     ConfigError for a bad policy and ReplayError for a log that cannot be read or recognised
     (before anything is decided when every log is given up front); an unparsable line is
-    only counted.
+    only counted. ``jobs``: replay in that many processes (see :mod:`geofence.replay._jobs`;
+    the policies then as paths or mappings; not with ``accounts`` nor standard input).
     """
+    if jobs != 1:
+        if accounts:
+            raise ReplayError("accounts are followed line by line: use jobs=1")
+        from geofence.replay._jobs import replay_jobs
+
+        return replay_jobs(paths, policy, baseline, at, format, jobs)
     if policy is None:
         raise ReplayError("replay needs a policy (an Engine, a dict or a .toml / .json path)")
     if at is not None and (at.tzinfo is None or at.utcoffset() is None):

@@ -3,6 +3,7 @@ workers gone afterwards; and the shared memo of a replay decides as a per-line l
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import os
@@ -15,8 +16,7 @@ from typing import Any
 import pytest
 
 from geofence import Engine, RequestInfo, cli
-from geofence.replay import Record, ReplayError, read_log, replay
-from geofence.replay import _jobs
+from geofence.replay import Record, ReplayError, _jobs, read_log, replay
 from geofence.replay._jobs import _lines_from, replay_jobs
 from geofence.replay._report import country_label, kind_of
 from geofence.replay._source import numbered_lines
@@ -69,7 +69,7 @@ def test_byte_ranges_cover_every_line_once(tmp_path: Path) -> None:
     for _ in range(30):
         cuts = sorted({0, size, *(rng.randrange(size) for _ in range(rng.randrange(1, 6)))})
         joined: list[tuple[int, str]] = []
-        for start, end in zip(cuts, cuts[1:], strict=False):
+        for start, end in itertools.pairwise(cuts):
             with log.open("rb") as stream:
                 joined.extend(_lines_from(stream, start, end))
         assert joined == whole  # same numbers, same text (CR LF and bad bytes as one reader)
@@ -121,7 +121,7 @@ def test_what_jobs_cannot_take(policy: dict[str, Any]) -> None:
         replay_jobs(["-"], policy=policy, jobs=2)
     with pytest.raises(ReplayError, match="not an Engine"):
         replay_jobs([LOGS / "combined.log"], policy=Engine.from_config(policy), jobs=2)
-    with pytest.raises(ReplayError, match="nginx.nope"):
+    with pytest.raises(ReplayError, match=r"nginx\.nope"):
         replay_jobs([LOGS / "nginx.nope"], policy=policy, jobs=2)
 
 
@@ -193,3 +193,11 @@ def test_the_shared_memo_decides_as_a_per_line_loop(
             for o, n in baseline_counts.outcomes.items()
         }
     ) == per_line(log, baseline)
+
+
+def test_replay_takes_jobs(policy: dict[str, Any]) -> None:
+    logs = [LOGS / "combined.log", LOGS / "nginx.jsonl"]
+    one, two = replay(logs, policy=policy), replay(logs, policy=policy, jobs=2)
+    assert comparable(two.to_dict()) == comparable(one.to_dict())
+    with pytest.raises(ReplayError, match="jobs=1"):
+        replay(logs, policy=policy, jobs=2, accounts=True)
