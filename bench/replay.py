@@ -14,9 +14,9 @@ the City test database's networks (CN, GB, SE, US, ...), the rest spread over th
 (mostly not found). Paths: a handful of API routes, one of them with a per-client id, and query
 strings that differ on every line.
 
-Each figure is measured in a fresh child process (so that one measurement's memory or caches
-never help another), which reports its time and its peak RSS (``resource.getrusage``;
-``RUSAGE_CHILDREN`` added for --jobs workers):
+Each figure is the median of ``--rounds`` (3) runs, each in a fresh child process (so that one
+measurement's memory or caches never help another), which reports its time and its peak RSS
+(``resource.getrusage``; ``RUSAGE_CHILDREN`` added for --jobs workers):
 
 * parse only: the same reader (``read_log``) over the same file, no decisions;
 * replay ``--jobs 1`` and ``--jobs 2``: ``geofence replay``'s code path, report included;
@@ -162,7 +162,17 @@ def child(mode: str, log: str, jobs: int, profile: bool) -> None:
     )
 
 
-def measure(mode: str, log: Path, jobs: int = 1, profile: bool = False) -> dict[str, Any]:
+def measure(mode: str, log: Path, jobs: int = 1, rounds: int = 1) -> dict[str, Any]:
+    """The round with the median time (each round a fresh process)."""
+    results = sorted((_measure(mode, log, jobs) for _ in range(rounds)), key=_seconds)
+    return results[len(results) // 2]
+
+
+def _seconds(result: dict[str, Any]) -> float:
+    return float(result["seconds"])
+
+
+def _measure(mode: str, log: Path, jobs: int = 1, profile: bool = False) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", mode, str(log), "--jobs", str(jobs)]
     if profile:
         command.append("--profile")
@@ -199,6 +209,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each; the median is shown")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of --jobs 1")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "LOG"), help=argparse.SUPPRESS)
     parser.add_argument("--jobs", type=int, default=1, help=argparse.SUPPRESS)
@@ -212,9 +223,12 @@ def main() -> None:
     print(
         f"log: {log} ({args.lines:,} lines, {distinct:,} distinct clients), {os.cpu_count()} cores"
     )
-    parse = measure("parse", log)
-    one = measure("replay", log, 1, args.profile)
-    two = measure("replay", log, 2)
+    if args.profile:
+        _measure("replay", log, 1, profile=True)
+    print(f"load average (1, 5, 15 min) at the start: {os.getloadavg()}")
+    parse = measure("parse", log, 1, args.rounds)
+    one = measure("replay", log, 1, args.rounds)
+    two = measure("replay", log, 2, args.rounds)
     rate = lambda r: r["lines"] / r["seconds"]  # noqa: E731
     print(
         f"parse only       {rate(parse):>10,.0f} lines/s  ({parse['seconds']:.1f} s, "
@@ -234,7 +248,7 @@ def main() -> None:
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     print(f"--jobs 2 / --jobs 1: {speedup:.2f}x (target >= 1.6x)")
     if args.lines > 200_000:
-        small = measure("replay", head(log, 200_000), 1)
+        small = _measure("replay", head(log, 200_000), 1)
         print(
             f"peak RSS --jobs 1: {small['rss']:.0f} MB at 200,000 lines, "
             f"{one['rss']:.0f} MB at {args.lines:,} (target < 200 MB)"
