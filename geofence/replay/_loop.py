@@ -296,10 +296,14 @@ def engine_of(policy: Engine | Policy | Any) -> Engine:
 
 def decide_all(records: Iterable[Record], decider: Decider) -> Iterator[tuple[Record, Decided]]:
     """Each record with its decisions: the seam a progress bar or a parallel runner wraps."""
-    # Chosen once: the shared memo's loop skips a call per line (a testing overlay, which
-    # pretends facts per address, needs the per-client memo).
-    decide = (
-        decider._decide_shared if decider.shared and _overlay.ACTIVE is None else decider.decide
-    )
+    if decider.shared and _overlay.ACTIVE is None:
+        # (A testing overlay pretends facts per address: it needs the per-client memo.)
+        return decider.shared_loop(records)
+    return _each(records, decider.decide)
+
+
+def _each(
+    records: Iterable[Record], decide: Callable[[Record], Decided]
+) -> Iterator[tuple[Record, Decided]]:
     for record in records:
         yield record, decide(record)
