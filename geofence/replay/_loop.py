@@ -13,9 +13,11 @@ Two memos (see :class:`Decider`): per (peer, forwarding value, method, path, hos
 rule reads it, minute, segment), where every decision is the engine's own for that client
 (:func:`~geofence.replay.decisions`); and, for a replay that counts outcomes, per (client
 facts, method, path, host, segment), the client facts found once per (peer, forwarding
-value): profiled on a 200,000-line log with 10,000 clients, the first asked the engine for
-91 % of the lines (a client's lines rarely repeat a path within a minute) and the engine
-calls were 60 % of the replay's time; the second asks it a few thousand times.
+value). Profiled (cProfile) on a 200,000-line log with 10,000 clients, the first asked the
+engine for 91 % of the lines (a client rarely repeats a path within a minute): deciding was
+59 % of the replay's time, the engine calls alone 40 %. The second asks it 3,486 times there
+(5,813 times for 1,000,000 lines and 50,000 clients, bench/replay.py), and its loop costs
+about 0.35 µs a line once clients are known.
 """
 
 from __future__ import annotations
