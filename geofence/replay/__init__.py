@@ -63,15 +63,16 @@ them by action. See :mod:`geofence.replay._accounts`.
 **Progress** (``progress=Progress(stream)``; the CLI on a terminal only): lines and bytes
 read (the compressed position for gzip), the rate; see :mod:`geofence.replay._progress`.
 
-**Extension points** (not built yet):
-
-* ``--html``: renders ``Report.to_dict()``, as ``geofence.replay._text.render`` renders text.
+**HTML** (:func:`render_html`; CLI ``--html OUT``): one self-contained page (inline CSS,
+charts as inline SVG, no script, a CSP by hash) rendered from ``Report.to_dict()``, the same
+figures as ``--json``, each marked ``data-figure`` for tools. See :mod:`geofence.replay._html`.
 """
 
 from __future__ import annotations
 
 from geofence.replay._arrow import decide_batches
 from geofence.replay._formats import FORMATS, detect
+from geofence.replay._html import render_html
 from geofence.replay._progress import Progress
 from geofence.replay._record import Record, Unparsable
 from geofence.replay._report import KINDS, FileSummary, Report, Totals
@@ -93,5 +94,6 @@ __all__ = [
     "decisions",
     "detect",
     "read_log",
+    "render_html",
     "replay",
 ]
