@@ -179,7 +179,7 @@ def test_without_pyarrow_the_error_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, policy: dict[str, Any]
 ) -> None:
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now fails
-    with pytest.raises(ImportError, match=r"geofence\[replay\]"):
+    with pytest.raises(ImportError, match=r"geofence-middleware\[replay\]"):
         next(decide_batches([], policy=policy))
     monkeypatch.undo()
     with pytest.raises(ReplayError, match="needs a policy"):
