@@ -14,8 +14,8 @@ Output: the same rows and columns, plus ``action`` ("allow", "warn", "block"), `
 client has none) and, with a baseline, ``baseline_action`` and ``baseline_enforced``. A row
 that cannot be read has a null ``action`` and ``reason`` "unparsable: <why>".
 
-pyarrow comes with the ``replay`` extra (``pip install 'geofence-middleware[replay]'``) and is imported
-only when this step is used.
+pyarrow comes with the ``replay`` extra (``pip install 'geofence-middleware[replay]'``) and is
+imported only when this step is used.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def _pyarrow() -> Any:
         import pyarrow  # type: ignore[import-untyped]
     except ImportError:
         raise ImportError(
-            "geofence.replay.decide_batches needs pyarrow: pip install 'geofence-middleware[replay]'"
+            "geofence.replay.decide_batches needs pyarrow: "
+            "pip install 'geofence-middleware[replay]'"
         ) from None
     return pyarrow
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from arrow_tasks import decide_partition
 
 from geofence.replay import ReplayError, decide_batches, replay
 from geofence.replay._report import NO_RULE
@@ -73,15 +74,6 @@ def totals_of(frame: Any) -> tuple[Counter[str], Counter[str], Counter[str], Cou
             by_country[f"{row.country}|{kind}"] += 1
         before[kinds(row.baseline_action, row.baseline_enforced)] += 1
     return by_kind, by_rule, by_country, before
-
-
-def decide_partition(frame: Any, policy: dict[str, Any], baseline: dict[str, Any]) -> Any:
-    """What a Dask (or Spark mapInArrow, Ray map_batches) task runs: Arrow in, Arrow out."""
-    import pyarrow
-
-    batch = pyarrow.RecordBatch.from_pandas(frame, preserve_index=False)
-    decided = decide_batches([batch], policy=policy, baseline=baseline)
-    return pyarrow.Table.from_batches(list(decided)).to_pandas()
 
 
 def test_dask_partitions_give_the_totals_of_geofence_replay(
