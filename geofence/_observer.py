@@ -1,8 +1,9 @@
 """What happens beside a decision that is not the answer: its log line, its event, its count.
 
 The engine hands every decision that needs attention (a block, a warn, a dry run) to
-:meth:`Observer.seen`, and counts the others through :meth:`Observer.counter`, so that logs,
-``on_event`` and metrics see the same decisions whichever adapter (or none) asked.
+:meth:`Observer.seen`; a cached allow is counted by the tally iterator its cache entry holds
+(``Tally.iterator``), so that logs, ``on_event`` and metrics see the same decisions whichever
+adapter (or none) asked.
 """
 
 from __future__ import annotations
@@ -58,11 +59,6 @@ class Observer:
             )
         if self.tally is not None:
             self.tally.add(decision)
-
-    def counter(self, decision: Decision) -> Callable[[], object] | bool:
-        """What a cache entry of a quiet decision (an allow) calls on each hit: its counter,
-        or False when nothing counts (then the hot path does nothing)."""
-        return False if self.tally is None else self.tally.counter(decision)
 
     def count(self, decision: Decision) -> None:
         if self.tally is not None:
