@@ -15,9 +15,22 @@ from __future__ import annotations
 
 import sys
 from array import array
+from collections.abc import Callable
 from typing import BinaryIO
 
+from geofence._speedups import NATIVE
 from geofence.clientip._addresses import IP
+
+# The arrays are spelled as strings: array is subscriptable at runtime only from 3.12.
+Walk = Callable[["array[int]", "array[int]", "array[int]", int, int, int, int], tuple[int, int]]
+
+
+def _no_walk(*_: object) -> tuple[int, int]:
+    raise RuntimeError("geofence._native is not loaded")  # never called: see SearchTree
+
+
+# geofence._native.walk (see _native.pyi); without it SearchTree uses its Python walk.
+_walk: Walk = _no_walk if NATIVE is None else NATIVE.walk
 
 # Above this many nodes (8 bytes each here) lookups go through the reader as before: the copy
 # is per process, whereas the reader's memory map is shared between processes. 4 Mi nodes
@@ -39,6 +52,9 @@ _TYPECODE = "I"  # unsigned, 4 bytes wherever CPython runs (checked in read_chil
 
 class TreeError(Exception):
     """The search tree is damaged where this address leads."""
+
+
+_RAN_OUT = "the search tree has no record at the end of this address"
 
 
 Children = tuple["array[int]", "array[int]"]  # (left records, right records), by node
@@ -91,9 +107,25 @@ class SearchTree:
     """The records of every node, plus tables for the first STRIDE bits of each family.
 
     Read-only once built, so any number of threads can walk it.
+
+    ``leaf(ip) -> record`` is the record the walk for ``ip`` ends on: node_count (not found) or
+    a data pointer. An IPv6 ``ip`` needs an IPv6 tree. A data pointer is not checked here:
+    :meth:`check` it once per distinct pointer. Raises TreeError when the address bits run out
+    on a node.
+
+    ``leaf_prefix(ip) -> (record, prefix_len)`` is the same record, plus the number of address
+    bits (of ``ip``'s own family) the walk read: every address sharing those first bits ends
+    on the same record. It is STRIDE when the table entry is already a leaf, which may be
+    longer than the network's own prefix, never shorter.
+
+    Both are the compiled walk (geofence._native) when it is loaded and the Python one
+    otherwise, chosen here once rather than tested on every call.
     """
 
-    __slots__ = ("_children", "_data_end", "_v4", "_v6", "node_count")
+    __slots__ = ("_children", "_data_end", "_v4", "_v6", "leaf", "leaf_prefix", "node_count")
+
+    leaf: Callable[[IP], int]
+    leaf_prefix: Callable[[IP], tuple[int, int]]
 
     def __init__(
         self,
@@ -104,6 +136,8 @@ class SearchTree:
         ip_version: int,
         file_size: int,
     ) -> None:
+        if len(children[0]) < node_count or len(children[1]) < node_count:
+            raise ValueError("the search tree arrays hold fewer than node_count nodes")
         self._children = children
         self.node_count = node_count
         # A data pointer is node_count + SEPARATOR + an offset into the data section, and
@@ -119,6 +153,12 @@ class SearchTree:
                     break
                 start = children[0][start]
         self._v4 = self._table(start)
+        if NATIVE is None:
+            self.leaf = self._leaf_python
+            self.leaf_prefix = self._leaf_prefix_python
+        else:
+            self.leaf = self._leaf_native
+            self.leaf_prefix = self._leaf_prefix_native
 
     def _table(self, start: int) -> array[int]:
         """Where the walk from ``start`` is after STRIDE more bits, for each of their values."""
@@ -140,12 +180,7 @@ class SearchTree:
                 table[bits << below : (bits + 1) << below] = array(_TYPECODE, [node]) * (1 << below)
         return table
 
-    def leaf(self, ip: IP) -> int:
-        """The record the walk for ``ip`` ends on: node_count (not found) or a data pointer.
-
-        An IPv6 ``ip`` needs an IPv6 tree. A data pointer is not checked here: :meth:`check`
-        it once per distinct pointer.
-        """
+    def _leaf_python(self, ip: IP) -> int:
         value = ip.value
         if ip.version == 4:
             node = self._v4[value >> (32 - STRIDE)]
@@ -164,7 +199,52 @@ class SearchTree:
             node = children[bit][node]
         if node >= count:
             return node
-        raise TreeError("the search tree has no record at the end of this address")
+        raise TreeError(_RAN_OUT)
+
+    def _leaf_prefix_python(self, ip: IP) -> tuple[int, int]:
+        value = ip.value
+        if ip.version == 4:
+            node = self._v4[value >> (32 - STRIDE)]
+            mask, spelled = _V4_REST
+        else:
+            assert self._v6 is not None, "an IPv6 address in an IPv4 tree"
+            node = self._v6[value >> (128 - STRIDE)]
+            mask, spelled = _V6_REST
+        count = self.node_count
+        if node >= count:
+            return node, STRIDE
+        children = self._children
+        bits = format(value & mask, spelled).encode().translate(_BIT_VALUES)
+        for depth, bit in enumerate(bits, STRIDE + 1):
+            node = children[bit][node]
+            if node >= count:
+                return node, depth
+        raise TreeError(_RAN_OUT)
+
+    # The two below are one call into C each; the version test picks the table and width.
+    def _leaf_native(self, ip: IP) -> int:
+        if ip.version == 4:
+            table, bits = self._v4, 32
+        else:
+            assert self._v6 is not None, "an IPv6 address in an IPv4 tree"
+            table, bits = self._v6, 128
+        left, right = self._children
+        record = _walk(left, right, table, self.node_count, ip.value, bits, STRIDE)[0]
+        if record < 0:
+            raise TreeError(_RAN_OUT)
+        return record
+
+    def _leaf_prefix_native(self, ip: IP) -> tuple[int, int]:
+        if ip.version == 4:
+            table, bits = self._v4, 32
+        else:
+            assert self._v6 is not None, "an IPv6 address in an IPv4 tree"
+            table, bits = self._v6, 128
+        left, right = self._children
+        found = _walk(left, right, table, self.node_count, ip.value, bits, STRIDE)
+        if found[0] < 0:
+            raise TreeError(_RAN_OUT)
+        return found
 
     def check(self, pointer: int) -> None:
         """Raise TreeError unless ``pointer`` (> node_count) leads into the data section."""
