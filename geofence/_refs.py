@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import os
 from base64 import b32encode
-from hashlib import blake2b
+
+try:
+    # The very function hashlib.blake2b is (hashlib never takes BLAKE2 from OpenSSL), without
+    # importing hashlib, which loads OpenSSL's libcrypto (~3.5 MB resident) into every process.
+    from _blake2 import blake2b
+except ImportError:  # a Python built without its own BLAKE2
+    from hashlib import blake2b
 
 # Crockford's base32: no I, L, O or U, so a reference read aloud or retyped survives.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

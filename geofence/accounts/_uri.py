@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from geofence._errors import ConfigError
 from geofence.accounts._memory import MemoryStore
 from geofence.accounts._store import Limits, Store
@@ -58,6 +56,9 @@ def open_store(uri: str, *, key_prefix: str, timeout: float, limits: Limits | No
 
 def redact(uri: str) -> str:
     """The URI without its password, for messages and logs."""
+    # Only messages and a Redis store need this: memory:// never loads urllib.
+    from urllib.parse import urlsplit
+
     try:
         parts = urlsplit(uri)
         password = parts.password

@@ -7,21 +7,16 @@ so a typo must stop the app at startup instead of quietly matching nobody (or ev
 
 from __future__ import annotations
 
-import difflib
-import importlib.util
-import json
 import math
 import os
 import re
 import string
 import sys
-import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_network
 from types import MappingProxyType
 from typing import Any, Literal, NoReturn, TypeVar
-from urllib.parse import urlsplit
 
 from geofence._errors import ConfigError
 from geofence.clientip._headers import HEADER_NAMES, SINGLE_VALUED_HEADERS
@@ -55,10 +50,9 @@ from geofence.rules import (
 )
 from geofence.rules._groups import BUILTIN_GROUPS
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised by the Python 3.10 CI job
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+# tomllib, json, difflib, unicodedata, urllib.parse and importlib.util are imported by the
+# functions that use them: an engine built from a mapping with no hint to give needs none, and
+# each costs resident memory in every worker (tests/test_import_cost.py).
 
 T = TypeVar("T", bound=str)
 
@@ -236,6 +230,11 @@ def _read_file(shown: str) -> tuple[Mapping[str, Any], str]:
 
 
 def _parse_toml(shown: str, text: str) -> Mapping[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised by the Python 3.10 CI job
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
     try:
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -254,6 +253,8 @@ def _parse_toml(shown: str, text: str) -> Mapping[str, Any]:
 
 
 def _parse_json(shown: str, text: str) -> Mapping[str, Any]:
+    import json
+
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key, value in items:
@@ -530,6 +531,8 @@ def _metrics(raw: Mapping[str, Any]) -> MetricsPolicy:
 
 
 def _importable(module: str) -> bool:
+    import importlib.util
+
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a parent package that is missing or broken
@@ -850,6 +853,8 @@ def _group(reference: str, key: str, groups: Mapping[str, tuple[str, ...]]) -> t
     builtin = BUILTIN_GROUPS.get(name)
     if builtin is not None:
         return builtin.codes
+    import difflib
+
     # The policy's own groups first: a typo is more likely in a name the user wrote.
     close = difflib.get_close_matches(name, list(groups), n=1, cutoff=0.6) or (
         difflib.get_close_matches(name, list(BUILTIN_GROUPS), n=1, cutoff=0.6)
@@ -1173,7 +1178,7 @@ def _key_prefix(value: Any) -> str:
                 f"contains {ch!r}, a pattern character of Redis SCAN (used by geofence accounts "
                 "list); use letters, digits and _ . : - /",
             )
-        if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+        if ch.isspace() or _is_control(ch, ("Cc", "Cf", "Zl", "Zp")):
             _fail(key, f"contains whitespace or a control character ({ch!r}); remove it")
         if not (ch.isascii() and (ch.isalnum() or ch in "_.:-/")):
             _fail(key, f"contains {ch!r}; use letters, digits and _ . : - / (ASCII)")
@@ -1596,6 +1601,8 @@ def _message(value: Any, key: str) -> str:
 def _info_url(value: Any, key: str = "info_url") -> str | None:
     if value is None:
         return None
+    from urllib.parse import urlsplit
+
     example = '"https://example.com/supported-countries"'
     if not isinstance(value, str):
         _fail(key, f"expected an absolute http(s) URL, e.g. {example}, got {_kind(value)}")
@@ -1606,7 +1613,7 @@ def _info_url(value: Any, key: str = "info_url") -> str | None:
             f"contains the non-ASCII character {bad!r}; percent-encode it (and use the "
             "punycode form of an international domain name)",
         )
-    bad = next((ch for ch in value if ch.isspace() or unicodedata.category(ch) == "Cc"), None)
+    bad = next((ch for ch in value if ch.isspace() or _is_control(ch, ("Cc",))), None)
     if bad is not None:
         _fail(key, f"contains whitespace or a control character ({bad!r}); remove it")
     bad = next((ch for ch in value if ch in "<>\"'\\"), None)
@@ -1626,9 +1633,22 @@ def _info_url(value: Any, key: str = "info_url") -> str | None:
 
 
 def _no_control(value: str, key: str, why: str) -> None:
-    bad = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Zl", "Zp")), None)
+    bad = next((ch for ch in value if _is_control(ch, ("Cc", "Zl", "Zp"))), None)
     if bad is not None:
         _fail(key, f"contains the control character {bad!r}; {why}, so write it on one line")
+
+
+def _is_control(ch: str, categories: tuple[str, ...]) -> bool:
+    """``unicodedata.category(ch) in categories``, for categories among Cc, Cf, Zl and Zp.
+
+    ASCII is answered without unicodedata (of these, it has only Cc: U+0000-U+001F and
+    U+007F), so that a config written in ASCII, the usual one, never loads the module.
+    """
+    if ch.isascii():
+        return "Cc" in categories and (ch < " " or ch == "\x7f")
+    import unicodedata
+
+    return unicodedata.category(ch) in categories
 
 
 def _bool(raw: Mapping[str, Any], name: str, default: bool, *, prefix: str = "") -> bool:
@@ -1653,6 +1673,8 @@ def _one_of(value: Any, choices: tuple[T, ...], key: str, *, shown: Any = None) 
     for choice in choices:
         if value == choice:
             return choice
+    import difflib
+
     lowered = {c.lower(): c for c in choices}
     close = (
         [lowered[value.lower()]]
@@ -1679,6 +1701,8 @@ def _check_keys(raw: Mapping[Any, Any], known: Collection[str], prefix: str, sec
 
 
 def _key_hint(name: str, known: Collection[str], section: str) -> str:
+    import difflib
+
     lowered = {k.lower(): k for k in known}
     close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
     if name.lower() in lowered:
@@ -1702,6 +1726,8 @@ def _list(value: Any, key: str, expected: str) -> Sequence[Any]:
     if isinstance(value, list | tuple):
         return value
     if isinstance(value, str):
+        import json
+
         _fail(key, f"expected {expected}, got a string; write [{json.dumps(value)}]")
     raise ConfigError(key, f"expected {expected}, got {_kind(value)}")
 

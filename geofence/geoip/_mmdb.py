@@ -3,6 +3,9 @@
 Every way a file can be wrong (missing, a directory, unreadable, empty, still compressed,
 truncated, corrupt, the wrong kind of database) is a :class:`ConfigError` naming the setting,
 raised while the engine is built. Nothing from ``maxminddb`` escapes as-is.
+
+``maxminddb`` itself (about 9 MB of resident memory with what it imports) is imported when the
+first file is opened, not with this module: an engine on the embedded default never needs it.
 """
 
 from __future__ import annotations
@@ -15,9 +18,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Generic, TypeVar
-
-import maxminddb
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from geofence._cache import BoundedCache
 from geofence._errors import ConfigError, DatabaseError
@@ -25,15 +26,20 @@ from geofence.clientip._addresses import IP
 from geofence.geoip._records import RecordDecoder
 from geofence.geoip._tree import MAX_NODES, SearchTree, TreeError, read_children
 
+if TYPE_CHECKING:
+    import maxminddb
+
 T = TypeVar("T")
 logger = logging.getLogger("geofence")
 
+# maxminddb's MODE_* values (its documented API, checked against it by the tests), written
+# out so that naming a mode does not import the reader.
 MODES = {
-    "auto": maxminddb.MODE_AUTO,
-    "mmap_ext": maxminddb.MODE_MMAP_EXT,
-    "mmap": maxminddb.MODE_MMAP,
-    "memory": maxminddb.MODE_MEMORY,
-    "file": maxminddb.MODE_FILE,
+    "auto": 0,  # MODE_AUTO
+    "mmap_ext": 1,  # MODE_MMAP_EXT
+    "mmap": 2,  # MODE_MMAP
+    "memory": 8,  # MODE_MEMORY
+    "file": 4,  # MODE_FILE
 }
 # Answers kept per database, by address for lookup() and by data record for find() (each a
 # BoundedCache: emptied when full, which bounds memory whatever the traffic).
@@ -240,6 +246,9 @@ def open_mmdb(path: str, kind: Kind[T], mode: int) -> MaxMindDB[T]:
     """Open ``path`` and prove it can answer; ConfigError(kind.key, reason) otherwise."""
     key = kind.key
     file_signature = _check_file(path, key)
+    # Here, once per file opened (at engine build and at each reload), never per lookup.
+    import maxminddb
+
     try:
         reader = maxminddb.open_database(path, mode)
     except OSError as error:

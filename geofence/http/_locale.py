@@ -9,14 +9,15 @@ Hong Kong reader Simplified characters (or, with the usual offered lists, Englis
 
 from __future__ import annotations
 
-import gettext
 import logging
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from geofence._cache import BoundedCache
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: Languages whose catalogues ship with geofence, in the order pages offer them by default.
 SHIPPED: tuple[str, ...] = ("en", "zh-Hans", "zh-Hant", "ru", "uk", "fa", "ar", "es", "ko")
@@ -232,9 +233,19 @@ MSGIDS: tuple[str, ...] = (
 )
 
 DOMAIN = "geofence"
-#: The catalogues: ``<lang>/LC_MESSAGES/geofence.po`` (source) and ``.mo`` (compiled, shipped).
-LOCALE_DIR = Path(__file__).with_name("locale")
+# LOCALE_DIR (a pathlib.Path), the catalogues: ``<lang>/LC_MESSAGES/geofence.po`` (source)
+# and ``.mo`` (compiled, shipped). Made on first use by __getattr__ below: pathlib and gettext
+# load when a page is first rendered, not into every process that imports geofence.
 _translators: dict[str, Callable[[str], str]] = {}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LOCALE_DIR":
+        from pathlib import Path
+
+        directory = globals()["LOCALE_DIR"] = Path(__file__).with_name("locale")
+        return directory
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _identity(message: str) -> str:
@@ -243,7 +254,9 @@ def _identity(message: str) -> str:
 
 def catalogue_path(lang: str) -> Path:
     """Where the compiled catalogue of shipped language ``lang`` lives in the package."""
-    return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.mo"
+    # The global once made (or set by a test), else made now.
+    directory: Path = globals().get("LOCALE_DIR") or __getattr__("LOCALE_DIR")
+    return directory / lang / "LC_MESSAGES" / f"{DOMAIN}.mo"
 
 
 def translator(lang: str) -> Callable[[str], str]:
@@ -259,6 +272,8 @@ def translator(lang: str) -> Callable[[str], str]:
 
 
 def _load(tag: str) -> Callable[[str], str]:
+    import gettext  # once per language, when its first page is built
+
     try:
         with catalogue_path(tag).open("rb") as mo:
             return gettext.GNUTranslations(mo).gettext

@@ -7,11 +7,7 @@ style sheet, pinned by its hash in the Content-Security-Policy, no script, no im
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import string
-from html import escape
-from urllib.parse import urlsplit
 
 from geofence.http._wording import Wording
 
@@ -44,10 +40,12 @@ STYLE = (
     ".status{margin:1.5rem 0 0;padding-block-start:1rem;border-block-start:1px solid var(--line);"
     "font-size:.875rem;color:var(--muted)}"
 )
-_STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+# base64 of the SHA-256 of STYLE, written out: hashing it at import would load hashlib, and
+# with it OpenSSL (~3.5 MB resident), into every process. tests/test_import_cost.py checks it.
+STYLE_HASH = "KnxBU/E5AHH5oZWcHqoTUmNBdzbVuWdZScnq87iMTNI="
 _CSP_REST = "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 # For the built-in page: only this exact style sheet may apply.
-PAGE_CSP = f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; {_CSP_REST}"
+PAGE_CSP = f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; {_CSP_REST}"
 # For pages from an operator's own template, whose inline styles we cannot hash.
 TEMPLATE_CSP = f"default-src 'none'; style-src 'unsafe-inline'; {_CSP_REST}"
 
@@ -132,11 +130,25 @@ def render_template(
     return string.Template(template).substitute(fields)
 
 
-def _text(value: str) -> str:
-    return escape(value, quote=True)
+def escape_html(value: str) -> str:
+    """``html.escape(value, quote=True)``, without importing :mod:`html`, whose entity table
+    (~0.5 MB resident) would load with it. "&" first, so no entity is escaped twice."""
+    return (
+        value.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#x27;")
+    )
+
+
+_text = escape_html
 
 
 def _linkable(url: str) -> bool:
+    # Pages are rendered once per kind and language (see _responses), never per request.
+    from urllib.parse import urlsplit
+
     try:
         scheme = urlsplit(url).scheme
     except ValueError:  # e.g. an unbalanced "[" in the host

@@ -10,15 +10,12 @@ the prebuilt Content-Length holds.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from html import escape
 from types import MappingProxyType
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 from geofence._cache import BoundedCache, bounded_put
 from geofence._model import Decision
@@ -26,7 +23,7 @@ from geofence._refs import LENGTH as REF_LENGTH
 from geofence.http._accept import prefers_html
 from geofence.http._httpdate import imf_fixdate, sf_date
 from geofence.http._locale import SHIPPED, negotiate
-from geofence.http._page import PAGE_CSP, TEMPLATE_CSP, render_page, render_template
+from geofence.http._page import PAGE_CSP, TEMPLATE_CSP, escape_html, render_page, render_template
 from geofence.http._wording import (
     BLOCK_MESSAGE,
     SUSPENDED_MESSAGE,
@@ -66,7 +63,8 @@ CACHE_OVERRIDE_HEADERS = ("expires", "cdn-cache-control", "surrogate-control")
 # configured texts may not contain control characters (the loader refuses them), and in JSON
 # an unescaped quote before it only comes from the encoder.
 _REF_SLOT = "\x00geofence-ref\x00"
-_JSON_REF_SLOT = json.dumps(_REF_SLOT).encode()
+# json.dumps(_REF_SLOT), written out: json is imported when the first JSON denial is built.
+_JSON_REF_SLOT = b'"\\u0000geofence-ref\\u0000"'
 _HTML_REF_SLOT = _REF_SLOT.encode()
 # What geofence._refs makes; anything else (a Decision built by hand) takes the slow path.
 _REF = re.compile(r"[0-9A-Z]{5}-[0-9A-Z]{5}")
@@ -105,7 +103,7 @@ class _Answer:
 class _Prebuilt:
     """One denial with a hole for the reference: its body split where the reference goes."""
 
-    __slots__ = ("context", "headers", "html", "parts", "status")
+    __slots__ = ("context", "headers", "html", "parts", "status", "token")
 
     def __init__(
         self,
@@ -114,12 +112,14 @@ class _Prebuilt:
         parts: tuple[bytes, ...],
         html: bool,
         context: dict[str, object],
+        token: Callable[[str | None], bytes],
     ) -> None:
         self.status = status
         self.headers = headers
         self.parts = parts
         self.html = html
         self.context = context
+        self.token = token  # a reference not made by geofence._refs, escaped for the body
 
     def response(self, ref: str | None) -> Response:
         html = self.html
@@ -128,11 +128,7 @@ class _Prebuilt:
             headers = self.headers
         else:
             # No reference, or one not made by geofence._refs: escaped, and the length redone.
-            if html:
-                token = escape(ref or "", quote=True).encode()
-            else:
-                token = json.dumps(ref, ensure_ascii=True).encode()
-            body = token.join(self.parts)
+            body = self.token(ref).join(self.parts)
             length = str(len(body))
             headers = tuple(
                 (name, length if name == "Content-Length" else value)
@@ -330,7 +326,17 @@ class Responder:
             parts = tuple(page.encode().split(_HTML_REF_SLOT))
             token_length = REF_LENGTH
             content_type = "text/html; charset=utf-8"
+            token = _html_token
         else:
+            # Here, once per JSON denial built (bounded by the policy), not at import: an app
+            # that never denies a JSON client never loads json.
+            import json
+
+            dumps = json.dumps
+
+            def token(ref: str | None) -> bytes:
+                return dumps(ref, ensure_ascii=True).encode()
+
             error = {
                 "code": code,
                 "message": text,
@@ -355,7 +361,7 @@ class Responder:
         headers += [("Vary", self._vary), ("X-Content-Type-Options", "nosniff")]
         if html:
             headers.append(("Content-Security-Policy", csp))
-        return _Prebuilt(status, tuple(headers), parts, html, context)
+        return _Prebuilt(status, tuple(headers), parts, html, context, token)
 
     def warn_headers(
         self, decision: Decision, get: Callable[[str], str | None]
@@ -396,6 +402,10 @@ class Responder:
         return text
 
 
+def _html_token(ref: str | None) -> bytes:
+    return escape_html(ref or "").encode()
+
+
 def _answer(code: str, message: Text, info_url: str | None) -> _Answer:
     info_url = _valid_text(info_url) if info_url else None
     return _Answer(code, message, info_url, header_uri(info_url) if info_url else None)
@@ -420,6 +430,8 @@ def header_uri(url: str) -> str:
     Spaces, quotes, angle brackets, control characters and non-ASCII are percent-encoded
     (UTF-8), so a header value can never be split or end up outside Latin-1.
     """
+    from urllib.parse import quote  # at load and export time, never per request
+
     return quote(url, safe=_URI_SAFE)
 
 

@@ -5,14 +5,14 @@ decoded against too (so ``XK``, Kosovo, is accepted here *and* found in records)
 list kept here. What *is* kept here are hints: codes people write by mistake (``UK``, ``EL``,
 ``EU``, MaxMind's and Cloudflare's pseudo-codes) and what to write instead.
 
-The tables are built lazily, the first time a code of that kind is checked (see _iso3166).
+The tables are built lazily, the first time a code of that kind is checked (see _iso3166), and
+difflib and unicodedata are imported by the explanations that use them: a valid policy never
+loads them.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
-import unicodedata
 from functools import cache
 
 from geofence import _iso3166 as iso
@@ -201,6 +201,8 @@ def _historic() -> dict[str, str]:
 
 
 def _fold(text: str) -> str:
+    import unicodedata
+
     text = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in text if not unicodedata.combining(ch)).casefold().strip()
 
@@ -209,6 +211,8 @@ def _fold(text: str) -> str:
 
 
 def _explain(code: str) -> str:
+    import unicodedata
+
     shown = repr(code)
     if not code:
         return 'empty region code; write an ISO 3166 code such as "CN" or "GB-ENG"'
@@ -298,6 +302,8 @@ def _explain_subdivision(code: str, upper: str) -> str:
     by_name = _names().get(_fold(code[3:]))
     if by_name is not None and by_name.startswith(country + "-"):
         return f"{shown} is not an ISO 3166-2 code (did you mean {by_name!r}?)"
+    import difflib
+
     same_country = sorted(s for s in iso.subdivisions() if s.startswith(country + "-"))
     close = difflib.get_close_matches(upper, same_country, n=1, cutoff=0.75)
     if close:
@@ -312,6 +318,8 @@ def _explain_subdivision(code: str, upper: str) -> str:
 
 
 def _name_suggestions(text: str) -> tuple[str, ...]:
+    import difflib
+
     folded = _fold(text)
     names = _names()
     exact = names.get(folded)
