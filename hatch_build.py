@@ -1,13 +1,14 @@
-"""Hatchling build hook: compile geofence/_native.c into the wheel when a C compiler is present.
+"""Hatchling build hook: compile geofence's C speed-ups into the wheel when a compiler is there.
 
-The extension is an optional speed-up (geofence/_speedups.py): without it every caller uses its
+Each ``geofence/<name>.c`` (geofence/_native.c, ...) is one module ``geofence.<name>``, and an
+optional one: geofence/_speedups.py loads it when present, and without it every caller uses its
 Python path. So a failed compile (no compiler, no Python headers, anything else) is one warning
-line on stderr and a pure-Python wheel, never a failed install. ``GEOFENCE_PURE_PYTHON=1``
-skips the compile on purpose.
+line on stderr and a wheel without that module, never a failed install; with none compiled the
+wheel is pure Python (py3-none-any). ``GEOFENCE_PURE_PYTHON=1`` skips compiling on purpose.
 
-A regular wheel gets the compiled module through ``force_include`` and a platform tag; an
-editable install (``pip install -e .``) imports from the source tree, so the module is built
-in place next to the .c file (git ignores it).
+A regular wheel gets each compiled module through ``force_include`` and a platform tag; an
+editable install (``pip install -e .``) imports from the source tree, so the modules are built
+in place next to their .c files (git ignores them).
 """
 
 from __future__ import annotations
@@ -22,33 +23,28 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCE = "geofence/_native.c"
-MODULE = "geofence._native"
+PACKAGE = "geofence"
 ENV_PURE = "GEOFENCE_PURE_PYTHON"
 
 
-def _warn(message: str) -> None:
-    print(f"WARNING: geofence: {message}; installing the pure-Python build", file=sys.stderr)
-
-
-def _compile(source: Path, out_dir: Path, temp_dir: Path) -> Path:
-    """Build MODULE from ``source`` with setuptools' build_ext; the path of the built module."""
+def _compile(module: str, source: Path, work: Path) -> Path:
+    """Build ``module`` from ``source`` with setuptools' build_ext; the built file's path."""
     from setuptools import Distribution, Extension
     from setuptools.command.build_ext import build_ext
 
-    extension = Extension(MODULE, sources=[str(source)])
-    command = build_ext(Distribution({"name": "geofence-native", "ext_modules": [extension]}))
-    command.build_lib = str(out_dir)
-    command.build_temp = str(temp_dir)
+    extension = Extension(module, sources=[str(source)])
+    command = build_ext(Distribution({"name": "geofence-speedups", "ext_modules": [extension]}))
+    command.build_lib = str(work / "lib")
+    command.build_temp = str(work / "temp")
     command.ensure_finalized()
     command.run()
-    built = Path(command.get_ext_fullpath(MODULE))
+    built = Path(command.get_ext_fullpath(module))
     if not built.is_file():
         raise FileNotFoundError(built)
     return built
 
 
-class NativeBuildHook(BuildHookInterface):
+class SpeedupsBuildHook(BuildHookInterface):
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
@@ -56,34 +52,42 @@ class NativeBuildHook(BuildHookInterface):
         if self.target_name != "wheel":
             return
         root = Path(self.root)
+        sources = sorted((root / PACKAGE).glob("*.c"))
         if os.environ.get(ENV_PURE, "") not in ("", "0"):
-            print(f"geofence: {ENV_PURE} is set, not compiling {SOURCE}", file=sys.stderr)
-            self._drop_stale(root, version)
+            print(f"geofence: {ENV_PURE} is set, not compiling the C speed-ups", file=sys.stderr)
+            for source in sources:
+                self._drop_stale(source, version)
             return
-        self._work = tempfile.mkdtemp(prefix="geofence-native-")
-        try:
-            built = _compile(root / SOURCE, Path(self._work) / "lib", Path(self._work) / "temp")
-        except (Exception, SystemExit) as error:  # any failure at all means the pure build
-            reason = " ".join(str(error).split()) or type(error).__name__
-            _warn(f"could not compile {SOURCE} ({type(error).__name__}: {reason})")
-            self._drop_stale(root, version)
-            return
-        if version == "editable":
-            # The editable wheel points at the source tree, so the module goes there.
-            shutil.copyfile(built, root / "geofence" / built.name)
-            return
-        build_data["pure_python"] = False
-        build_data["infer_tag"] = True
-        build_data["force_include"][str(built)] = f"geofence/{built.name}"
+        self._work = tempfile.mkdtemp(prefix="geofence-speedups-")
+        for source in sources:
+            module = f"{PACKAGE}.{source.stem}"
+            try:
+                built = _compile(module, source, Path(self._work) / source.stem)
+            except (Exception, SystemExit) as error:  # any failure at all: go without it
+                reason = " ".join(str(error).split()) or "no detail"
+                print(
+                    f"WARNING: geofence: could not compile {PACKAGE}/{source.name} "
+                    f"({type(error).__name__}: {reason}); using the pure-Python code instead",
+                    file=sys.stderr,
+                )
+                self._drop_stale(source, version)
+                continue
+            if version == "editable":
+                # The editable wheel points at the source tree, so the module goes there.
+                shutil.copyfile(built, source.parent / built.name)
+                continue
+            build_data["pure_python"] = False
+            build_data["infer_tag"] = True
+            build_data["force_include"][str(built)] = f"{PACKAGE}/{built.name}"
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
         if self._work is not None:
             shutil.rmtree(self._work, ignore_errors=True)
 
     @staticmethod
-    def _drop_stale(root: Path, version: str) -> None:
-        """An editable install that is now pure must not keep importing an older build."""
+    def _drop_stale(source: Path, version: str) -> None:
+        """An editable install built without a module must not import an older build of it."""
         if version != "editable":
-            return  # a regular wheel never takes the in-place module (.gitignore excludes it)
+            return  # a regular wheel never takes an in-place module (.gitignore excludes it)
         suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-        (root / "geofence" / f"_native{suffix}").unlink(missing_ok=True)
+        (source.parent / f"{source.stem}{suffix}").unlink(missing_ok=True)
