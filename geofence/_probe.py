@@ -1,0 +1,176 @@
+"""The engine's decision-cache hit path: :func:`make_probe`, and :class:`Probe` in Python.
+
+A repeated client is answered from the engine's decision cache when the wall clock is still in
+the window in which nothing can change (no rule changes phase, no database check is due) and
+its entry carries the current epoch. ``geofence._hotpath.Probe`` (geofence/_hotpath.c) does
+that in C; :class:`Probe` here is its twin, with the same behaviour, for a build without a
+compiler or with ``GEOFENCE_PURE_PYTHON`` set (read once, at import).
+
+Every method answers None whenever the slow path must decide (a miss, a stale entry, a
+decision that must be logged, or any error while probing: the slow path then does everything
+properly, errors included). An entry is ``(epoch, decision, attention, answer)``, attention
+being True (observe the decision), False (quiet) or a counter whose ``next()`` counts one.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from geofence._model import RequestInfo
+from geofence._speedups import ENV_PURE
+
+if TYPE_CHECKING:
+    from geofence import _hotpath
+
+D = TypeVar("D")  # the decision an entry holds
+A = TypeVar("A")  # the answer an entry holds
+D_co = TypeVar("D_co", covariant=True)
+A_co = TypeVar("A_co", covariant=True)
+# An entry as the probes read it: (epoch, decision, attention, answer).
+ProbeEntry = tuple[Any, D, Any, A]
+
+
+class CacheProbe(Protocol[D_co, A_co]):
+    """What both probes offer (the C one and :class:`Probe`)."""
+
+    def set(self, start: float, end: float, epoch: object, /) -> None: ...
+
+    def decision(self, request: RequestInfo, /) -> D_co | None: ...
+
+    def answer(self, peer: object, method: object, path: object, /) -> A_co | None: ...
+
+    def entry(self, request: RequestInfo, /) -> tuple[Any, D_co, Any, A_co] | None: ...
+
+
+def _seconds(value: object) -> float:
+    """A window bound as C's ``PyFloat_AsDouble`` reads it: a float, ``__float__`` or an
+    integer (``__index__``); a string is refused."""
+    if isinstance(value, float):
+        return value
+    to_float = getattr(type(value), "__float__", None)
+    if to_float is not None:
+        return float(to_float(value))
+    return float(operator.index(value))  # type: ignore[arg-type]  # TypeError when not one
+
+
+class Probe(Generic[D, A]):
+    """``Probe(cache, clock)``: answers from ``cache`` (the engine's decision cache, an exact
+    dict, cleared but never replaced) while ``clock()`` (the engine's wall clock) is inside
+    the window given to :meth:`set`, for entries that carry the epoch given with it."""
+
+    # The window and its epoch are one tuple, replaced whole: a reader on another thread gets
+    # either the old or the new one, never a mix.
+    __slots__ = ("_cache", "_clock", "_window")
+
+    def __init__(self, cache: dict[Any, ProbeEntry[D, A]], clock: Callable[[], float]) -> None:
+        if type(cache) is not dict:
+            raise TypeError(f"Probe(): cache must be a dict, not {type(cache).__name__}")
+        if not callable(clock):
+            raise TypeError(f"Probe(): clock must be callable, not {type(clock).__name__}")
+        self._cache = cache
+        self._clock = clock
+        # An empty window: every probe misses until set().
+        self._window: tuple[float, float, object] = (0.0, 0.0, None)
+
+    def set(self, start: float, end: float, epoch: object, /) -> None:
+        """The window ``[start, end)`` of the wall clock and the epoch valid entries carry
+        (compared by identity)."""
+        self._window = (_seconds(start), _seconds(end), epoch)
+
+    # The three lookups repeat the same lines rather than share a function: a Python call is
+    # a measurable part of a cache hit. The window is read after the clock: a set() that
+    # comes first is seen whole.
+
+    def decision(self, request: RequestInfo, /) -> D | None:
+        """The decision of a repeated request that needs no observing (counted if it is
+        counted), else None."""
+        try:
+            wall = self._clock()
+            start, end, epoch = self._window
+            if not start <= wall < end:
+                return None
+            entry = self._cache.get((request.peer, request.method, request.path))
+            if (
+                entry is None
+                or not isinstance(entry, tuple)
+                or len(entry) < 4
+                or entry[0] is not epoch
+            ):
+                return None
+            attention = entry[2]
+            if attention is False:
+                return entry[1]
+            if attention is True:
+                return None  # the caller observes it (logs, events)
+            next(attention)
+        except Exception:  # the slow path decides, and reports what is wrong
+            return None
+        return entry[1]
+
+    def answer(self, peer: object, method: object, path: object, /) -> A | None:
+        """:meth:`decision`'s checks for the key ``(peer, method, path)``; the entry's
+        answer."""
+        try:
+            wall = self._clock()
+            start, end, epoch = self._window
+            if not start <= wall < end:
+                return None
+            entry = self._cache.get((peer, method, path))
+            if (
+                entry is None
+                or not isinstance(entry, tuple)
+                or len(entry) < 4
+                or entry[0] is not epoch
+            ):
+                return None
+            attention = entry[2]
+            if attention is False:
+                return entry[3]
+            if attention is True:
+                return None
+            next(attention)
+        except Exception:  # the slow path decides, and reports what is wrong
+            return None
+        return entry[3]
+
+    def entry(self, request: RequestInfo, /) -> ProbeEntry[D, A] | None:
+        """The valid entry of a repeated request whatever its attention (the caller
+        observes or counts it), else None."""
+        try:
+            wall = self._clock()
+            start, end, epoch = self._window
+            if not start <= wall < end:
+                return None
+            entry = self._cache.get((request.peer, request.method, request.path))
+        except Exception:  # the slow path decides, and reports what is wrong
+            return None
+        if entry is None or not isinstance(entry, tuple) or len(entry) < 4 or entry[0] is not epoch:
+            return None
+        return entry
+
+
+def _native_type() -> type[_hotpath.Probe[Any, Any]] | None:
+    if os.environ.get(ENV_PURE, "") not in ("", "0"):
+        return None
+    try:
+        from geofence import _hotpath
+    except ImportError:  # not built (no compiler), or built for another Python
+        return None
+    return _hotpath.Probe
+
+
+_NativeProbe = _native_type()
+#: Whether :func:`make_probe` gives the C probe.
+NATIVE = _NativeProbe is not None
+
+
+def make_probe(cache: dict[Any, ProbeEntry[D, A]], clock: Callable[[], float]) -> CacheProbe[D, A]:
+    """The C probe when it is built (and ``GEOFENCE_PURE_PYTHON`` is not set), else
+    :class:`Probe`: the same behaviour."""
+    if _NativeProbe is not None:
+        native: CacheProbe[D, A] = _NativeProbe(cache, clock)
+        return native
+    return Probe(cache, clock)
