@@ -15,6 +15,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -418,19 +419,41 @@ def test_construction_checks_its_arguments(make: Callable[..., Any]) -> None:
 
 def test_make_probe_picks_the_c_probe_when_built() -> None:
     probe = _probe.make_probe({}, Clock())
-    pure = os.environ.get("GEOFENCE_PURE_PYTHON", "") not in ("", "0")
-    expect_native = hotpath is not None and not pure
+    expect_native = hotpath is not None and not PURE
     assert _probe.NATIVE is expect_native
     assert type(probe) is (hotpath.Probe if expect_native and hotpath else _probe.Probe)
 
 
-def test_geofence_pure_python_turns_the_c_probe_off() -> None:
+PURE = os.environ.get("GEOFENCE_PURE_PYTHON", "") not in ("", "0")
+EXPECT_NATIVE = os.environ.get("GEOFENCE_EXPECT_NATIVE", "") not in ("", "0")
+
+
+@pytest.mark.skipif(
+    not EXPECT_NATIVE or PURE,
+    reason="GEOFENCE_EXPECT_NATIVE=1 is not set (or GEOFENCE_PURE_PYTHON is): "
+    "no build is expected here",
+)
+def test_the_c_probe_is_used_when_ci_expects_the_compiled_build() -> None:
+    assert _probe.NATIVE, "geofence._hotpath did not load: see the build log's geofence warning"
+
+
+def test_geofence_pure_python_turns_the_c_probe_off(tmp_path: Path) -> None:
+    # Run in an empty folder: the geofence imported is this test's (an installed wheel under
+    # tox), not the source tree.
     code = "from geofence import _probe; print(_probe.NATIVE, type(_probe.make_probe({}, float)))"
-    env = {**os.environ, "GEOFENCE_PURE_PYTHON": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout
-    assert out.split() == ["False", "<class", "'geofence._probe.Probe'>"]
+    for value, native in [("1", False), ("yes", False), ("0", hotpath is not None)]:
+        env = {**os.environ, "GEOFENCE_PURE_PYTHON": value}
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.split()
+        kind = "'geofence._hotpath.Probe'>" if native else "'geofence._probe.Probe'>"
+        assert out == [str(native), "<class", kind]
 
 
 def test_a_probe_in_a_cycle_is_collected(make: Callable[..., Any]) -> None:
