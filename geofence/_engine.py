@@ -23,7 +23,7 @@ from geofence.accounts._account import Account
 from geofence.accounts._ledger import Ledger
 from geofence.accounts._store import Store
 from geofence.clientip._addresses import IP, NetworkSet, is_private
-from geofence.clientip._resolver import ClientIP, ClientResolver
+from geofence.clientip._resolver import ClientResolver
 from geofence.config._loader import load_policy
 from geofence.config._policy import Policy
 from geofence.geoip._databases import (
@@ -60,8 +60,15 @@ _new = tuple.__new__
 # counter when metrics are on (an iterator: each next() counts one), else False, so that a
 # repeated allow costs one branch.
 Entry = tuple[Epoch, Decision, "bool | Iterator[None]", "Answer | None"]
+# Seconds from a window's edge (a rule date) within which the float wall clock is not trusted
+# to tell the side of the date: the exact clock is read instead.
+_EXACT = 0.001
 STALE_CHECK_INTERVAL = 86_400.0  # seconds between checks of database ages when nothing reloads
 CACHE_SIZE = 65_536  # decisions, per (client, method, path)
+NETWORK_CACHE_SIZE = 16_384  # lookup results, per /24 (IPv4) or /48 (IPv6)
+# What the databases say about an address: (record, network types, ASN or None).
+Found = tuple[GeoRecord, frozenset[str], "int | None"]
+Finder = Callable[[IP], tuple[Any, int]]  # a database's find_prefix
 VERDICT_CACHE_SIZE = 4096  # what the rules say, per (time segment, method, path, lookup result)
 # Verdicts that do not depend on rules (see with_client).
 EXEMPT_IP = Decision(action="allow", enforced=True, reason="exempt_ip")
@@ -100,8 +107,8 @@ class Engine:
         self._off = policy.mode == "off"
         self._rules = tuple(Rule.compile(r) for r in policy.rules)
         self._resolver = ClientResolver(policy.client_ip)
-        self._exempt_ips = NetworkSet(policy.exempt_ips)
-        self._any_exempt_ips = bool(self._exempt_ips)
+        exempt_ips = NetworkSet(policy.exempt_ips)
+        self._exempt_ips = exempt_ips if exempt_ips else None
         self._exempt_paths = compile_globs(policy.exempt_paths)
         self._responder = Responder(policy)
         # Tells the app (db_reloaded, db_refused events) and the operator (stale warnings)
@@ -111,13 +118,25 @@ class Engine:
         self.country_db: CountryDB = open_country_db(policy.geoip, clock, watch)
         self.anonymous_db: AnonymousDB | None = open_anonymous_db(policy.geoip, clock, watch)
         self.asn_db: AsnDB | None = open_asn_db(policy.geoip, clock, watch)
-        # The anonymous-IP database is only consulted when some rule asks about network types,
-        # the ASN database when some rule has `asns`: (anonymous, asn).
-        # (One attribute for both: an instance with more than 29 attributes loses CPython's
+        # How _lookup asks each database: (country, anonymous, asn, networks). The anonymous-IP
+        # database is only consulted when some rule asks about network types, the ASN
+        # database when some rule has `asns` (else None). A reloading file is asked without
+        # its own check of the file: the engine polls it (_tick), so a lookup never reloads
+        # behind its back. networks: what the databases said for each /24 (IPv4) or /48
+        # (IPv6) that lies inside one network of every database asked, so a new client in a
+        # network seen before is answered without a lookup (emptied on a reload).
+        # (One attribute for all: an instance with more than 29 attributes loses CPython's
         # shared-key dict, and every attribute read on the hot path gets slower.)
-        self._consults = (
-            any("anonymizers" in r.needs for r in self._rules),
-            any("asn" in r.needs for r in self._rules),
+        anonymous_db, asn_db = self.anonymous_db, self.asn_db
+        self._finds: tuple[Finder, Finder | None, Finder | None, dict[int, Found]] = (
+            _finder(self.country_db),
+            _finder(anonymous_db)
+            if anonymous_db is not None and any("anonymizers" in r.needs for r in self._rules)
+            else None,
+            _finder(asn_db)
+            if asn_db is not None and any("asn" in r.needs for r in self._rules)
+            else None,
+            {},
         )
         # Rules with `hosts` make the request's host a fact, and so part of the decision
         # cache's key (see _entry); without them the host is never read.
@@ -135,14 +154,17 @@ class Engine:
             Ledger(policy, self._rules, self.events, clock) if policy.accounts is not None else None
         )
         # Every instant at which some rule changes phase; between two of them nothing does.
-        self._boundaries = tuple(
+        # (in microseconds, in seconds): the first exact, the second for the float wall clock.
+        boundaries = tuple(
             sorted({t for r in self._rules for t in (r.starts, r.enforces) if t is not None})
         )
-        self._boundary_seconds = tuple(b / 1_000_000 for b in self._boundaries)
-        # The resolver's peer -> answer cache: when it holds a final answer for a peer, that
-        # peer is no trusted proxy. Under ``hops`` the peer is never consulted.
-        peers = self._resolver.peers if policy.client_ip.hops is None else None
-        self._peer_of = None if peers is None else peers.get
+        self._boundaries = (boundaries, tuple(b / 1_000_000 for b in boundaries))
+        # A client whose ClientIP carries this very detail string is its own socket peer (no
+        # trusted proxy): its decisions are cached per peer. None under ``hops``.
+        self._peer_detail = self._resolver.peer_detail
+        # No trusted proxy and no hops: the client is always the socket peer, so decisions
+        # are cached per peer and a new client's peer is parsed without the resolver's cache.
+        self._direct = self._resolver.direct
         # key -> (epoch, decision, whether it is logged, its answer: None for an enforced
         # block, whose response depends on the request's Accept and method)
         # An exact dict, written with bounded_put: it is read on every request, and CPython
@@ -277,7 +299,7 @@ class Engine:
         # (peer, method, path) is the DecisionKey of a direct client (see _entry).
         entry = self._cache.get((request.peer, request.method, request.path))
         if entry is None or entry[0] is not epoch:
-            return self._entry(request, None, epoch)[1]
+            return self._entry(request, None, epoch, wall=wall)[1]
         if entry[2]:  # read twice rather than stored: a repeated allow then costs nothing more
             if entry[2] is True:
                 self._observer.seen(entry[1], request)
@@ -320,7 +342,7 @@ class Engine:
                 epoch = self._tick(wall)
             entry = self._cache.get((request.peer, request.method, request.path))
             if entry is None or entry[0] is not epoch:
-                entry = self._entry(request, None, epoch)
+                entry = self._entry(request, None, epoch, wall=wall)
             elif entry[2]:
                 if entry[2] is True:
                     self._observer.seen(entry[1], request)
@@ -410,7 +432,7 @@ class Engine:
             entry = (
                 cached
                 if cached is not None and cached[0] is epoch
-                else self._entry(request, None, epoch, home, quiet=True)
+                else self._entry(request, None, epoch, home, quiet=True, wall=at)
             )
         ledger = self._ledger
         assert ledger is not None
@@ -476,7 +498,8 @@ class Engine:
         """The entry for a request decided at a given time (tests, the CLI, replays).
         ``quiet``: not logged (an account's decision is logged once settled)."""
         moment = _micros(now)
-        segment = bisect_right(self._boundaries, moment) if self._boundaries else 0
+        boundaries = self._boundaries[0]
+        segment = bisect_right(boundaries, moment) if boundaries else 0
         self._poll_if_due()
         return self._entry(request, moment, (segment, self._generation), home, quiet=quiet)
 
@@ -488,24 +511,32 @@ class Engine:
         home: str | None = None,
         *,
         quiet: bool = False,
+        wall: float = 0.0,
     ) -> Entry:
         """Decide with the cache: ``epoch`` is what its entries must carry to be valid.
         ``home``: the account's home country when rules ask about it. ``quiet``: the caller
-        logs (an account's decision, once settled)."""
+        logs (an account's decision, once settled). ``wall``: the wall clock when ``moment``
+        is None (now)."""
         given = moment  # a decision at a given time is reported at that time
         peer, method, path = request.peer, request.method, request.path
-        client = self._resolver.resolve(peer, request.headers)
-        peer_of = self._peer_of
         key: tuple[object, ...]
-        if peer_of is not None and peer_of(peer).__class__ is ClientIP:
-            # The peer is no trusted proxy: the client is the peer whatever the headers say,
-            # so a repeated request can be found before its headers are read. Hot paths
-            # probe with a plain tuple of these same three values, which hashes and compares
-            # equal to this key.
-            key = _new(DecisionKey, (peer, method, path))
+        if self._direct:
+            client = self._resolver.peer_client(peer)
+            if client.ip is not None or peer is None:
+                key = _new(DecisionKey, (peer, method, path))
+            else:  # a peer that is no address: its text may be anything, so not the key
+                key = _new(DecisionKey, ((None, client.detail), method, path))
         else:
-            ip_text = client.ip.text if client.ip is not None else None
-            key = _new(DecisionKey, ((ip_text, client.detail), method, path))
+            client = self._resolver.resolve(peer, request.headers)
+            if client.detail is self._peer_detail and client.ip is not None:
+                # The peer is no trusted proxy: the client is the peer whatever the headers
+                # say, so a repeated request can be found before its headers are read. Hot
+                # paths probe with a plain tuple of these same three values, which hashes and
+                # compares equal to this key.
+                key = _new(DecisionKey, (peer, method, path))
+            else:
+                ip_text = client.ip.text if client.ip is not None else None
+                key = _new(DecisionKey, ((ip_text, client.detail), method, path))
         host: str | None = None
         if self._needs_host:
             # Rules read the host: it is part of every key of this engine, as a 1-tuple (never
@@ -527,11 +558,19 @@ class Engine:
             return entry
         segment = epoch[0]
         if moment is None:
-            # The window was found with the float clock, which can be off within a
-            # microsecond of a rule date: decide with the exact time.
-            moment = time.time_ns() // 1000
-            if self._boundaries:
-                segment = bisect_right(self._boundaries, moment)
+            start, end, (current, _) = self._state
+            if start + _EXACT <= wall < end - _EXACT:
+                # Well inside a window no rule date falls in: every instant of it decides
+                # the same, so the float clock already read will do.
+                moment = int(wall * 1_000_000)
+                segment = current
+            else:
+                # The float clock can be off within a microsecond of a rule date (or the
+                # window moved since): decide with the exact time.
+                moment = time.time_ns() // 1000
+                boundaries = self._boundaries[0]
+                if boundaries:
+                    segment = bisect_right(boundaries, moment)
         decision = self._evaluate(request, moment, segment, client.ip, client.detail, home, host)
         loggable = decision.action != "allow" or bool(decision.report_rules)
         # The answer every request with this decision shares; None for an enforced block,
@@ -568,8 +607,8 @@ class Engine:
         """The wall clock left the current window: find the segment, check databases if due."""
         self._poll_if_due()
         with self._state_lock:
-            segment = bisect_right(self._boundary_seconds, wall)
-            bounds = self._boundary_seconds
+            bounds = self._boundaries[1]
+            segment = bisect_right(bounds, wall)
             start = bounds[segment - 1] if segment else float("-inf")
             end = bounds[segment] if segment < len(bounds) else float("inf")
             if self._poll_interval is not None:
@@ -589,6 +628,11 @@ class Engine:
             generation += self.anonymous_db.reloads
         if self.asn_db is not None:
             generation += self.asn_db.reloads
+        if generation != self._generation:
+            # What the databases said per network: a new dict, not a cleared one, so that a
+            # lookup still running on the database before the reload stores into the old one.
+            country, anonymous, asn, _ = self._finds
+            self._finds = (country, anonymous, asn, {})
         self._generation = generation
         epoch = self._state[2]
         if epoch != (segment, generation):
@@ -618,29 +662,44 @@ class Engine:
         """Let reloading databases check their files (cache hits make no lookups that would),
         and every database its age (the daily stale warning of geoip.max_age)."""
         assert self._poll_interval is not None
-        self._poll_at = self._clock() + self._poll_interval
         for db in self._databases():
             if isinstance(db, Reloading):
                 db.poll()  # checks its file, and its age (geoip.max_age)
             elif db is not None:
                 check_age(db)  # a database that does not reload: only its age
+        # Set after the polls, whose own deadlines are now at most this: the next poll of
+        # the engine is then never too early for them (which would skip a whole interval).
+        self._poll_at = self._clock() + self._poll_interval
         self._note_reloads()
 
-    def _lookup(self, ip: IP) -> tuple[GeoRecord, frozenset[str], int | None]:
+    def _lookup(self, ip: IP) -> Found:
         """What the databases say about ``ip``: each consulted only when a rule needs it."""
+        find_country, find_anonymizers, find_asn, networks = self._finds
+        if ip.version == 4:
+            network, widest = ip.value >> 8, 24
+        else:
+            network, widest = ~(ip.value >> 80), 48  # negative: never an IPv4 network's key
+        known = networks.get(network)
+        if known is not None:
+            return known
         db: object = self.country_db  # the one asked, for the per-database log limit
         try:
-            record = self.country_db.find(ip)
+            record, prefix = find_country(ip)
             anonymizers = NO_ANONYMIZERS
-            needs_anonymous, needs_asn = self._consults
-            if needs_anonymous and self.anonymous_db is not None:
+            if find_anonymizers is not None:
                 db = self.anonymous_db
-                anonymizers = self.anonymous_db.find(ip)
+                anonymizers, length = find_anonymizers(ip)
+                prefix = max(prefix, length)
             asn = None
-            if needs_asn and self.asn_db is not None:
+            if find_asn is not None:
                 db = self.asn_db
-                asn = self.asn_db.find(ip) or None  # 0: no number for this address
-            return record, anonymizers, asn
+                number, length = find_asn(ip)
+                asn = number or None  # 0: no number for this address
+                prefix = max(prefix, length)
+            found: Found = (record, anonymizers, asn)
+            if prefix <= widest:
+                bounded_put(networks, NETWORK_CACHE_SIZE, network, found)
+            return found
         except DatabaseError as error:
             # The log line is rate-limited per database; the event is sent for every failed
             # lookup, so that it can be counted (geofence_db_lookup_errors_total).
@@ -655,9 +714,6 @@ class Engine:
                 )
                 self.events.emit(failure_event(key, db, error, ip.text))
             raise
-        finally:
-            if self._poll_interval is not None:
-                self._note_reloads()
 
     def _evaluate(
         self,
@@ -672,7 +728,7 @@ class Engine:
         """The decision, without the cache: what the policy says, plus who asked."""
         path = request.path
         client_ip = ip.text if ip is not None else None
-        if ip is not None and self._any_exempt_ips and ip in self._exempt_ips:
+        if ip is not None and self._exempt_ips is not None and ip in self._exempt_ips:
             return with_client(EXEMPT_IP, client_ip, detail)
         if (
             self._exempt_paths is not None
@@ -919,6 +975,11 @@ def _compressed(text: str) -> str:
         return IPv6Address(text).compressed
     except ValueError:
         return ""
+
+
+def _finder(db: Any) -> Finder:
+    """How the engine asks ``db`` about an address (see Engine._finds)."""
+    return db.find_prefix_current if isinstance(db, Reloading) else db.find_prefix
 
 
 def _as_account(account: object) -> Account | None:

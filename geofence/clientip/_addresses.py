@@ -18,14 +18,15 @@ plus C conversions, never :mod:`ipaddress`.
 from __future__ import annotations
 
 import re
-import socket
 import struct
+from _socket import AF_INET6, inet_aton, inet_pton
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Network, IPv6Network
 from typing import NamedTuple
 
 from geofence._cache import BoundedCache
+from geofence._speedups import NATIVE
 
 # Spelled here rather than imported from geofence.config, which imports this package (the
 # forwarding-header table); geofence.config.Network is the same union.
@@ -61,11 +62,20 @@ _V6_SHAPE = re.compile(
 # Longest first: RFC 5952 compresses the first of the longest runs.
 _ZERO_RUNS = tuple(":0" * n + ":" for n in range(8, 1, -1))
 
-_inet_aton = socket.inet_aton
-_inet_pton = socket.inet_pton
-_AF_INET6 = socket.AF_INET6
+# From _socket, the C module socket.py re-exports them from: socket.py itself would load
+# selectors, select and array (~0.3 MB resident) for nothing.
+_inet_aton = inet_aton
+_inet_pton = inet_pton
+_AF_INET6 = AF_INET6
 _unpack8 = struct.Struct(">8H").unpack
 _from_bytes = int.from_bytes
+
+# geofence._native.parse: (version, value) for a canonical dotted quad or RFC 5952 text that
+# embeds no IPv4 address, else None ("not handled here", never "invalid").
+_native_parse: Callable[[object], tuple[int, int] | None] | None = (
+    None if NATIVE is None else NATIVE.parse
+)
+_canonical: Callable[[object], tuple[int, int] | None] = _native_parse or (lambda _token: None)
 
 _MAPPED = 0xFFFF  # ::ffff:0:0/96, value >> 32
 _NAT64 = 0x0064_FF9B_0000_0000_0000_0000  # 64:ff9b::/96, value >> 32
@@ -135,7 +145,7 @@ def _embedded_v4(value: int) -> int | None:
     return None
 
 
-def _parse(token: str) -> IP | None:
+def _parse_text(token: str) -> IP | None:
     if ":" not in token:
         v4 = _v4_value(token)
         return None if v4 is None else _new(IP, (token, 4, v4))
@@ -147,6 +157,20 @@ def _parse(token: str) -> IP | None:
     if v4 is not None:
         return _new(IP, (_v4_text(v4), 4, v4))
     return _new(IP, (_v6_text(packed), 6, value))
+
+
+def _parse_canonical_first(token: str) -> IP | None:
+    # Text already in canonical form (nearly every peer and header entry) is read by the
+    # extension in one call; any other spelling, valid or not, by the Python path.
+    known = _canonical(token)
+    if known is None:
+        return _parse_text(token)
+    return _new(IP, (token, known[0], known[1]))
+
+
+_parse: Callable[[str], IP | None] = (
+    _parse_text if _native_parse is None else _parse_canonical_first
+)
 
 
 # Bounded: when full it is emptied, which costs one burst of misses and keeps memory fixed
@@ -186,15 +210,15 @@ def parse_ip_uncached(text: str) -> IP | None:
     return _parse(text)
 
 
-def parse_peer(text: str | None) -> IP | None:
+def _parse_peer_text(text: str | None) -> IP | None:
     """Parse a socket peer address (a zone id is stripped here, unlike in headers).
 
     The peer comes from the server, not from the client, so the forms servers use are
     tolerated: ``[2001:db8::1]`` and ``fe80::1%eth0``. Anything else is as strict as
     :func:`parse_ip`; ``None`` (e.g. a Unix socket) gives ``None``.
     """
-    # Not through parse_ip's cache: the resolver keeps its own answer per peer, so a peer is
-    # parsed once per resolver anyway, and a second cache would only cost a miss and a store.
+    # Not through parse_ip's cache: the engine keeps its decisions per peer (and the resolver
+    # its trusted proxies), so a second cache would only cost a miss and a store.
     if not isinstance(text, str) or len(text) > _MAX_TOKEN + _MAX_ZONE + 3:
         return None
     if text[:1] == "[" and text[-1:] == "]":
@@ -209,6 +233,19 @@ def parse_peer(text: str | None) -> IP | None:
     if len(text) > _MAX_TOKEN:
         return None
     return _parse(text)
+
+
+def _parse_peer_canonical_first(text: str | None) -> IP | None:
+    # A server hands over the peer in canonical form nearly always: one call to the extension.
+    known = _canonical(text)
+    if known is None:
+        return _parse_peer_text(text)
+    return _new(IP, (text, known[0], known[1]))
+
+
+parse_peer: Callable[[str | None], IP | None] = (
+    _parse_peer_text if _native_parse is None else _parse_peer_canonical_first
+)
 
 
 # -- network membership ------------------------------------------------------------------------
@@ -325,10 +362,35 @@ def _network(text: str) -> Network:
 
 
 _PRIVATE = NetworkSet(_network(cidr) for cidr, _ in PRIVATE_TABLE)
+_V4_HEAD, _V6_HEAD = 8, 16  # leading bits indexing the tables below
+
+
+def _heads(bits: int, head: int, version: int) -> bytes:
+    """1 for each value of an address's first ``head`` bits that some private range covers."""
+    table = bytearray(1 << head)
+    for cidr, _ in PRIVATE_TABLE:
+        network = _network(cidr)
+        if network.version != version:
+            continue
+        first = int(network.network_address) >> (bits - head)
+        span = 1 << max(0, head - network.prefixlen)
+        table[first : first + span] = b"\x01" * span
+    return bytes(table)
+
+
+# Nearly every client is public: one index into these tells most of them so, before the
+# per-range test (which then runs only for the few heads that some range starts under).
+_V4_HEADS = _heads(32, _V4_HEAD, 4)
+_V6_HEADS = _heads(128, _V6_HEAD, 6)
 
 
 def is_private(ip: IP) -> bool:
     """Private, loopback, link-local, CGNAT or documentation: from :data:`PRIVATE_TABLE`."""
+    if ip.version == 4:
+        if not _V4_HEADS[ip.value >> 24]:
+            return False
+    elif not _V6_HEADS[ip.value >> 112]:
+        return False
     return ip in _PRIVATE
 
 

@@ -378,6 +378,40 @@ class ClientResolver:
         except Exception:  # a bug must neither crash the request nor let it through
             return _unresolved("internal error while reading the client address")
 
+    @property
+    def peer_detail(self) -> str | None:
+        """The ``detail`` of every :class:`ClientIP` that is the socket peer itself (the same
+        string object, so ``is`` tells), or None under ``hops`` (the peer never is)."""
+        return self._peer_detail if self._hops is None else None
+
+    @property
+    def direct(self) -> bool:
+        """Whether the client is always the socket peer (no trusted proxies, no ``hops``):
+        then :meth:`peer_client` answers without headers."""
+        return self._hops is None and not self._trusted
+
+    def peer_client(self, peer: str | None) -> ClientIP:
+        """:meth:`resolve` for a :attr:`direct` resolver, without its per-peer cache: for a
+        caller that caches its own answers per peer (the engine's decisions). Never raises."""
+        try:
+            ip = parse_peer(peer)
+            if ip is None:
+                return self._peer_unresolved(peer)
+            value = ip.value
+            # unusable_reason() inline: nearly every address passes the first test.
+            if ip.version == 4 and 0 < value < 0xE0000000:
+                return _new(ClientIP, (ip, self._peer_detail))
+            return self._client(ip, self._peer_detail, "socket peer ")
+        except Exception:  # a bug must neither crash the request nor let it through
+            return _unresolved("internal error while reading the client address")
+
+    def _peer_unresolved(self, peer: object) -> ClientIP:
+        if peer is None:
+            hint = " (a Unix socket? use client_ip.hops)" if self._read_header else ""
+            return _unresolved(f"no socket peer address{hint}")
+        shown = _show(peer) if isinstance(peer, str) else type(peer).__name__
+        return _unresolved(f"socket peer {shown} is not an IP address")
+
     def _walk_line(self, line: str) -> ClientIP | None:
         """Resolve one short list line whose entries are all addresses; else None."""
         get = self._known_entry
@@ -404,17 +438,16 @@ class ClientResolver:
         ip = parse_peer(peer)
         result: ClientIP | IP
         if ip is None:
-            if peer is None:
-                hint = " (a Unix socket? use client_ip.hops)" if self._read_header else ""
-                result = _unresolved(f"no socket peer address{hint}")
-            else:
-                shown = _show(peer) if isinstance(peer, str) else type(peer).__name__
-                result = _unresolved(f"socket peer {shown} is not an IP address")
+            result = self._peer_unresolved(peer)
+            if peer is not None:
                 return result  # not cached: the key may be anything
         elif ip in self._trusted:
             result = ip
         else:
-            result = self._client(ip, self._peer_detail, "socket peer ")
+            # Not remembered: whoever caches per peer (the engine's decisions) keeps the
+            # answer, and parsing again costs less than a second cache written for every
+            # new client. Only proxies, whose requests the engine cannot cache by peer, are.
+            return self._client(ip, self._peer_detail, "socket peer ")
         return self._peers.put(peer, result)
 
     @staticmethod

@@ -61,6 +61,10 @@ class CountryDB(Protocol):
         """Raises geofence.errors.DatabaseError on failure."""
         ...
 
+    def find_prefix(self, ip: IP) -> tuple[GeoRecord, int]:
+        """``find``, and the number of leading bits of ``ip`` the answer holds for."""
+        ...
+
     def lookup(self, ip: str) -> GeoRecord:
         """``ip`` is canonical text; the same answer as ``find`` for that address."""
         ...
@@ -72,6 +76,10 @@ class AnonymousDB(Protocol):
 
     def find(self, ip: IP) -> frozenset[str]:
         """Network types of ``ip`` ("vpn", "tor", ...); raises DatabaseError on failure."""
+        ...
+
+    def find_prefix(self, ip: IP) -> tuple[frozenset[str], int]:
+        """``find``, and the number of leading bits of ``ip`` the answer holds for."""
         ...
 
     def lookup(self, ip: str) -> frozenset[str]:
@@ -86,6 +94,10 @@ class AsnDB(Protocol):
     def find(self, ip: IP) -> int:
         """The autonomous system number of ``ip``, 0 (NO_ASN) when the database has none;
         raises DatabaseError on failure."""
+        ...
+
+    def find_prefix(self, ip: IP) -> tuple[int, int]:
+        """``find``, and the number of leading bits of ``ip`` the answer holds for."""
         ...
 
     def lookup(self, ip: str) -> int:
@@ -137,6 +149,10 @@ class EmbeddedCountryDB:
 
     def find(self, ip: IP) -> GeoRecord:
         return self.lookup(ip.text)  # iptocc takes text
+
+    def find_prefix(self, ip: IP) -> tuple[GeoRecord, int]:
+        # iptocc tells no network: the answer holds for this one address.
+        return self.lookup(ip.text), 32 if ip.version == 4 else 128
 
     def lookup(self, ip: str) -> GeoRecord:
         hit = self._cache.get(ip)

@@ -162,6 +162,25 @@ class MaxMindDB(Generic[T]):
         self.tree = tree
         self.answers: BoundedCache[int, T] = BoundedCache(CACHE_SIZE)
 
+    def find_prefix(self, ip: IP) -> tuple[T, int]:
+        """:meth:`find`, and how many leading bits of ``ip`` the answer holds for (the
+        network the search tree's walk ended in; the full width without a tree)."""
+        tree = self.tree
+        if tree is None:
+            return self.lookup(ip.text), 32 if ip.version == 4 else 128
+        if ip.version == 6 and self._ipv4_only:
+            return self._empty, 0  # every IPv6 address
+        try:
+            record, prefix = tree.leaf_prefix(ip)
+        except TreeError as error:
+            raise DatabaseError(
+                f"{self.description}: lookup of {ip.text} failed: {error}"
+            ) from None
+        answer = self.answers.get(record)
+        if answer is None:
+            answer = self._decode_record(record, ip)
+        return answer, prefix
+
     def find(self, ip: IP) -> T:
         """The answer for a parsed address; raises DatabaseError like :meth:`lookup`."""
         tree = self.tree

@@ -85,6 +85,16 @@ class Reloading(Generic[T]):
             return hit
         return current.miss(ip)
 
+    def find_prefix(self, ip: IP) -> tuple[T, int]:
+        if self._clock() >= self._deadline:
+            self._check()
+        return self._current.find_prefix(ip)
+
+    def find_prefix_current(self, ip: IP) -> tuple[T, int]:
+        """:meth:`MaxMindDB.find_prefix` without the check of the file: for a caller that
+        calls :meth:`poll` on its own schedule (the engine polls before a lookup is due)."""
+        return self._current.find_prefix(ip)
+
     def find(self, ip: IP) -> T:
         if self._clock() >= self._deadline:
             self._check()

@@ -102,7 +102,7 @@ def client_facts(
     ip = engine._resolver.resolve(peer, headers).ip
     if ip is None:
         return _UNRESOLVED
-    if engine._any_exempt_ips and ip in engine._exempt_ips:
+    if engine._exempt_ips is not None and ip in engine._exempt_ips:
         return _EXEMPT
     if is_private(ip):
         return _PRIVATE
