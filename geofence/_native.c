@@ -68,6 +68,11 @@ address_halves(PyObject *value, int bits, uint64_t *hi, uint64_t *lo)
         Py_ASNATIVEBYTES_BIG_ENDIAN | Py_ASNATIVEBYTES_UNSIGNED_BUFFER
             | Py_ASNATIVEBYTES_REJECT_NEGATIVE);
     if (needed < 0) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+            /* A negative value: OverflowError, as _PyLong_AsByteArray gives before 3.13. */
+            PyErr_Clear();
+            PyErr_SetString(PyExc_OverflowError, "walk(): value must not be negative");
+        }
         return -1;
     }
     if (needed > 16) {
