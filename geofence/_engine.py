@@ -19,6 +19,8 @@ from geofence._errors import ConfigError, DatabaseError
 from geofence._events import Emitter, EventCallback
 from geofence._model import Decision, DecisionKey, Facts, RequestInfo, with_client
 from geofence._observer import Observer
+from geofence._probe import NATIVE as NATIVE_PROBE
+from geofence._probe import CacheProbe, make_probe
 from geofence.accounts._account import Account
 from geofence.accounts._ledger import Ledger
 from geofence.accounts._store import Store
@@ -188,6 +190,9 @@ class Engine:
         # carries the current epoch object.
         self._generation = 0
         self._state: tuple[float, float, Epoch] = (0.0, 0.0, (0, 0))
+        # The cache hit of decide(), answer() and cached() in C when it is built: given the
+        # window and epoch of _state whenever they change (see _tick).
+        self._probe: CacheProbe[Decision, Answer | None] = make_probe(self._cache, _wall_clock)
         self._state_lock = threading.Lock()
         _overlay.register(self)  # for geofence.testing; costs nothing per request
         if counting:
@@ -267,7 +272,26 @@ class Engine:
         """
         return mark is self.policy or mark == self.policy
 
-    def decide(
+    def _decide_probed(
+        self,
+        request: RequestInfo,
+        now: datetime | None = None,
+        account: Account | None = None,
+    ) -> Decision:
+        """Decide one request, for ``account`` when the app knows who sends it. Never raises
+        because of configuration, input, databases, the account store or ``on_event``.
+
+        With an account the account store may be called (at most once, bounded by
+        ``accounts.timeout``); async apps use :meth:`adecide`, which does not block the loop.
+        """
+        if now is None and account is None:
+            # The compiled probe: the clock, the window, the key and the entry in one call.
+            decision = self._probe.decision(request)
+            if decision is not None:
+                return decision
+        return self._decide_inline(request, now, account)
+
+    def _decide_inline(
         self,
         request: RequestInfo,
         now: datetime | None = None,
@@ -307,6 +331,10 @@ class Engine:
                 next(entry[2])
         return entry[1]
 
+    # With the C probe built, decide() asks it first; without, the same steps run inline in
+    # Python (a call to a Python probe would cost more than it saves).
+    decide = _decide_probed if NATIVE_PROBE else _decide_inline
+
     async def adecide(
         self,
         request: RequestInfo,
@@ -319,7 +347,31 @@ class Engine:
             return (await self._account_aanswer(request, now, account)).decision
         return self.decide(request, now)
 
-    def answer(
+    def _answer_probed(
+        self,
+        request: RequestInfo,
+        now: datetime | None = None,
+        account: Account | None = None,
+    ) -> Answer:
+        """What the adapter does with this request (see :class:`geofence.http.Answer`): pass
+        it, pass it and add headers to the app's response (a warning), or send a response
+        (a block or a 503). Never raises because of configuration, input or databases."""
+        if now is None and account is None:
+            entry = self._probe.entry(request)
+            if entry is not None:
+                attention = entry[2]
+                if attention:
+                    if attention is True:
+                        self._observer.seen(entry[1], request)
+                    else:
+                        next(attention)
+                answer = entry[3]
+                if answer is None:
+                    return Answer(entry[1], self._denial(entry[1], request))
+                return answer
+        return self._answer_inline(request, now, account)
+
+    def _answer_inline(
         self,
         request: RequestInfo,
         now: datetime | None = None,
@@ -353,6 +405,8 @@ class Engine:
             return Answer(entry[1], self._denial(entry[1], request))
         return answer
 
+    answer = _answer_probed if NATIVE_PROBE else _answer_inline
+
     async def aanswer(
         self,
         request: RequestInfo,
@@ -364,7 +418,14 @@ class Engine:
             return await self._account_aanswer(request, now, account)
         return self.answer(request, now)
 
-    def cached(
+    def _cached_probed(
+        self, peer: str | None, method: str, path: str, account: Account | None = None
+    ) -> Answer | None:
+        if account is None and not self._off:
+            return self._probe.answer(peer, method, path)
+        return self._cached_inline(peer, method, path, account)
+
+    def _cached_inline(
         self, peer: str | None, method: str, path: str, account: Account | None = None
     ) -> Answer | None:
         """The answer already given to this (peer, method, path), if it is still valid, passes
@@ -403,6 +464,9 @@ class Engine:
                 next(attention)
                 return entry[3]
         return None
+
+    _cached_probed.__doc__ = _cached_inline.__doc__
+    cached = _cached_probed if NATIVE_PROBE else _cached_inline
 
     # -- accounts ----------------------------------------------------------------------------
 
@@ -618,6 +682,7 @@ class Engine:
                     end = min(end, wall + max(0.0, self._poll_at - self._clock()))
             epoch = self._epoch(segment)
             self._state = (start, end, epoch)
+            self._probe.set(start, end, epoch)
             return epoch
 
     def _epoch(self, segment: int) -> Epoch:
@@ -652,7 +717,9 @@ class Engine:
         if generation != self._generation:
             with self._state_lock:
                 start, end, epoch = self._state
-                self._state = (start, end, self._epoch(epoch[0]))
+                epoch = self._epoch(epoch[0])
+                self._state = (start, end, epoch)
+                self._probe.set(start, end, epoch)
 
     def _poll_if_due(self) -> None:
         if self._poll_interval is not None and self._clock() >= self._poll_at:
