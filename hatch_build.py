@@ -74,7 +74,7 @@ class SpeedupsBuildHook(BuildHookInterface):
                 continue
             if version == "editable":
                 # The editable wheel points at the source tree, so the module goes there.
-                shutil.copyfile(built, source.parent / built.name)
+                shutil.copy(built, source.parent / built.name)
                 continue
             build_data["pure_python"] = False
             build_data["infer_tag"] = True
