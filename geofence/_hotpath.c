@@ -144,6 +144,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *cache; /* the engine's decision cache, an exact dict */
     PyObject *clock; /* the engine's wall clock: () -> float */
+    vectorcallfunc clock_call; /* its vectorcall entry, or NULL */
     PyObject *epoch; /* what a valid entry carries first, compared by identity */
     double start;    /* the window [start, end) of the wall clock */
     double end;
@@ -168,9 +169,13 @@ find(ProbeObject *self, PyObject *request, PyObject *const *parts)
     if (self->clock == NULL || self->cache == NULL) {
         return NULL; /* cleared by the cyclic collector */
     }
-    PyObject *now = PyObject_CallNoArgs(self->clock);
+    /* The clock's own vectorcall when it has one (time.time, time-machine's patch, a Python
+     * function): PyObject_CallNoArgs would add a dispatch and a result check per call. */
+    vectorcallfunc call = self->clock_call;
+    PyObject *now = call != NULL ? call(self->clock, NULL, 0, NULL)
+                                 : PyObject_CallNoArgs(self->clock);
     if (now == NULL) {
-        return NULL;
+        return NULL; /* an error; or none set, which the callers answer None */
     }
     double wall;
     if (PyFloat_CheckExact(now)) {
@@ -208,7 +213,7 @@ find(ProbeObject *self, PyObject *request, PyObject *const *parts)
     Py_XINCREF(entry);
     Py_DECREF(key);
     if (entry != NULL
-        && (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 4
+        && (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4
             || PyTuple_GET_ITEM(entry, 0) != epoch)) {
         Py_CLEAR(entry);
     }
@@ -355,6 +360,7 @@ Probe_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->cache = cache;
     Py_INCREF(clock);
     self->clock = clock;
+    self->clock_call = PyVectorcall_Function(clock);
     Py_INCREF(Py_None);
     self->epoch = Py_None;
     self->start = 0.0; /* an empty window: every probe misses until set() */
@@ -377,6 +383,7 @@ Probe_traverse(ProbeObject *self, visitproc visit, void *arg)
 static int
 Probe_clear(ProbeObject *self)
 {
+    self->clock_call = NULL;
     Py_CLEAR(self->cache);
     Py_CLEAR(self->clock);
     Py_CLEAR(self->epoch);
