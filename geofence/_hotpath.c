@@ -105,9 +105,11 @@ learn(PyTypeObject *type)
 
 #define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
 
-/* A new tuple (request.peer, request.method, request.path), or NULL with an error set. */
-static PyObject *
-request_key(PyObject *request)
+/* Fill ``key``, a 3-tuple whose items are NULL, with new references to request.peer,
+ * request.method and request.path. -1 with an error set (the items already filled stay in the
+ * tuple, which releases them). */
+static int
+fill_key(PyObject *key, PyObject *request)
 {
     PyTypeObject *type = Py_TYPE(request);
     if (type == known_type && CURRENT_TAG(type) == known_tag) {
@@ -115,27 +117,28 @@ request_key(PyObject *request)
         PyObject *method = SLOT(request, known_offsets[1]);
         PyObject *path = SLOT(request, known_offsets[2]);
         if (peer != NULL && method != NULL && path != NULL) {
-            return PyTuple_Pack(3, peer, method, path);
+            Py_INCREF(peer);
+            PyTuple_SET_ITEM(key, 0, peer);
+            Py_INCREF(method);
+            PyTuple_SET_ITEM(key, 1, method);
+            Py_INCREF(path);
+            PyTuple_SET_ITEM(key, 2, path);
+            return 0;
         }
         /* An unset slot: the generic read raises its AttributeError. */
-    }
-    PyObject *key = PyTuple_New(3);
-    if (key == NULL) {
-        return NULL;
     }
     PyObject *names[3] = {name_peer, name_method, name_path};
     for (int i = 0; i < 3; i++) {
         PyObject *value = PyObject_GetAttr(request, names[i]);
         if (value == NULL) {
-            Py_DECREF(key);
-            return NULL;
+            return -1;
         }
         PyTuple_SET_ITEM(key, i, value);
     }
     if (!(type == known_type && CURRENT_TAG(type) == known_tag)) {
         learn(type); /* a new type, or the known one changed since: learn it (or refuse it) */
     }
-    return key;
+    return 0;
 }
 
 /* ---- the Probe type ---------------------------------------------------------------------- */
@@ -148,7 +151,78 @@ typedef struct {
     PyObject *epoch; /* what a valid entry carries first, compared by identity */
     double start;    /* the window [start, end) of the wall clock */
     double end;
+    PyObject *spare; /* the key tuple reused by every probe (see take_key), or NULL */
+    int spare_taken; /* a probe is using it (its lookup can run Python code that probes) */
 } ProbeObject;
+
+/* The key of a lookup is a 3-tuple made for it, hashed, compared and freed: about 170 of a
+ * hit's instructions go to allocating and freeing it. So each probe keeps one spare tuple,
+ * untracked by the collector, whose items are NULL between lookups: a lookup fills it, and
+ * empties it afterwards unless something kept a reference to it (then it is left to its
+ * holder and a new spare is made). A lookup that runs while the spare is taken (Python code
+ * run by a key's __eq__ or __hash__, on this thread or another) makes its own tuple.
+ * Tuples cache their hash from 3.14 on, and without the GIL another thread could take the
+ * spare at the same time: there, every lookup makes its own. */
+#if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#define REUSE_KEY 1
+#else
+#define REUSE_KEY 0
+#endif
+
+static PyObject *
+new_spare(void)
+{
+    PyObject *spare = PyTuple_New(3);
+    if (spare != NULL && PyObject_GC_IsTracked(spare)) {
+        PyObject_GC_UnTrack(spare); /* it holds references only during a lookup */
+    }
+    return spare;
+}
+
+/* A 3-tuple with NULL items for one lookup (the spare, or a new one), or NULL with an error. */
+static PyObject *
+take_key(ProbeObject *self)
+{
+#if REUSE_KEY
+    if (!self->spare_taken) {
+        if (self->spare == NULL) {
+            self->spare = new_spare();
+            if (self->spare == NULL) {
+                return NULL;
+            }
+        }
+        self->spare_taken = 1;
+        return self->spare;
+    }
+#endif
+    return PyTuple_New(3);
+}
+
+/* The end of a lookup with ``key`` from take_key. */
+static void
+release_key(ProbeObject *self, PyObject *key)
+{
+    if (key != self->spare) {
+        Py_DECREF(key);
+        return;
+    }
+    self->spare_taken = 0;
+    if (Py_REFCNT(key) != 1) {
+        /* Something kept the key (a key's __eq__ stored its argument): it is theirs now. */
+        self->spare = NULL;
+        Py_DECREF(key);
+        return;
+    }
+    /* Emptied before the items are released: their release can run code that probes. */
+    PyObject *items[3];
+    for (int i = 0; i < 3; i++) {
+        items[i] = PyTuple_GET_ITEM(key, i);
+        PyTuple_SET_ITEM(key, i, NULL);
+    }
+    for (int i = 0; i < 3; i++) {
+        Py_XDECREF(items[i]);
+    }
+}
 
 /* None after an Exception (cleared: the slow path copes); NULL for any other BaseException. */
 static PyObject *
@@ -202,16 +276,29 @@ find(ProbeObject *self, PyObject *request, PyObject *const *parts)
         Py_XDECREF(epoch);
         return NULL;
     }
-    PyObject *key = request != NULL ? request_key(request)
-                                    : PyTuple_Pack(3, parts[0], parts[1], parts[2]);
+    PyObject *key = take_key(self);
     if (key == NULL) {
         Py_DECREF(epoch);
         return NULL;
     }
+    PyObject *entry = NULL;
+    if (request != NULL) {
+        if (fill_key(key, request) < 0) {
+            release_key(self, key);
+            Py_DECREF(epoch);
+            return NULL;
+        }
+    }
+    else {
+        for (int i = 0; i < 3; i++) {
+            Py_INCREF(parts[i]);
+            PyTuple_SET_ITEM(key, i, parts[i]);
+        }
+    }
     /* Borrowed, and held before the key goes: its members' __del__ could change the cache. */
-    PyObject *entry = PyDict_GetItemWithError(self->cache, key);
+    entry = PyDict_GetItemWithError(self->cache, key);
     Py_XINCREF(entry);
-    Py_DECREF(key);
+    release_key(self, key);
     if (entry != NULL
         && (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4
             || PyTuple_GET_ITEM(entry, 0) != epoch)) {
@@ -365,6 +452,8 @@ Probe_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->epoch = Py_None;
     self->start = 0.0; /* an empty window: every probe misses until set() */
     self->end = 0.0;
+    self->spare = NULL; /* made by the first lookup */
+    self->spare_taken = 0;
     PyObject_GC_Track(self);
     return (PyObject *)self;
 }
@@ -387,6 +476,9 @@ Probe_clear(ProbeObject *self)
     Py_CLEAR(self->cache);
     Py_CLEAR(self->clock);
     Py_CLEAR(self->epoch);
+    if (!self->spare_taken) {
+        Py_CLEAR(self->spare); /* empty: it holds nothing (not traversed) */
+    }
     return 0;
 }
 

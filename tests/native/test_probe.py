@@ -353,6 +353,49 @@ def test_a_peer_whose_comparison_fails_is_a_miss(world: World) -> None:
     assert world.probe.answer(Peer(PEER), "GET", "/a") is None
 
 
+def test_a_probe_from_inside_a_lookup(world: World) -> None:
+    """A key's __eq__ runs Python code in the middle of a lookup; here it probes again (the C
+    probe's reused key tuple is then taken: the inner probe makes its own)."""
+    inner: list[object] = []
+
+    class Peer(str):
+        __hash__ = str.__hash__
+
+        def __eq__(self, other: object) -> bool:
+            inner.append(world.probe.answer("10.0.0.1", "GET", "/a"))
+            inner.append(world.probe.decision(RequestInfo("10.0.0.1", path="/a")))
+            return str.__eq__(self, other)
+
+    world.put(False, peer="10.0.0.1")
+    world.put(False, peer=Peer(PEER))
+    assert world.probe.answer(PEER, "GET", "/a") is world.answer  # the stored Peer's __eq__
+    assert inner == [world.answer, world.decision]
+    # And everything still works afterwards, with no reference left behind.
+    assert world.probe.decision(RequestInfo("10.0.0.1", path="/a")) is world.decision
+
+
+def test_a_key_kept_by_a_comparison(world: World) -> None:
+    """A stored key whose __eq__ keeps what it is compared with keeps the probe's key: the key
+    must stay whole for it, and later probes work as before."""
+    kept: list[object] = []
+
+    class Key:
+        def __hash__(self) -> int:
+            return hash((PEER, "GET", "/a"))
+
+        def __eq__(self, other: object) -> bool:
+            kept.append(other)
+            return False
+
+    world.cache[Key()] = (world.epoch, "other", False, "other")
+    world.put(False)
+    for _ in range(3):
+        assert world.probe.answer(PEER, "GET", "/a") is world.answer
+        assert world.probe.decision(world.request) is world.decision
+    assert kept and all(key == (PEER, "GET", "/a") for key in kept)
+    assert all(sys.getrefcount(key) >= 2 for key in kept)
+
+
 # -- requests of other shapes (the C probe reads a slots dataclass's fields directly) ---------
 
 
