@@ -25,7 +25,7 @@ from geofence.accounts._account import Account
 from geofence.accounts._ledger import Ledger
 from geofence.accounts._store import Store
 from geofence.clientip._addresses import IP, NetworkSet, is_private
-from geofence.clientip._resolver import ClientResolver
+from geofence.clientip._resolver import MAX_LINE, ClientIP, ClientResolver
 from geofence.config._loader import load_policy
 from geofence.config._policy import Policy
 from geofence.geoip._databases import (
@@ -76,6 +76,19 @@ VERDICT_CACHE_SIZE = 4096  # what the rules say, per (time segment, method, path
 EXEMPT_IP = Decision(action="allow", enforced=True, reason="exempt_ip")
 EXEMPT_PATH = Decision(action="allow", enforced=True, reason="exempt_path")
 PRIVATE = Decision(action="allow", enforced=True, reason="private")
+
+
+class _Via:
+    """A key member that no peer, host or home equals."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "via"
+
+
+# In the cache key of a request from a trusted proxy: (peer, method, path, _VIA, header line).
+_VIA = _Via()
 
 
 def _utc(seconds: float) -> datetime:
@@ -245,6 +258,13 @@ class Engine:
         ``Host`` header). Decisions of such a policy are cached per host, so
         :meth:`cached` (which is given no host) never answers for it."""
         return self._needs_host
+
+    @property
+    def client_header(self) -> str | None:
+        """The forwarding header (lower case) whose single value adapters may pass to
+        :meth:`cached` as ``forwarded``; None when the client is always the socket peer (no
+        trusted proxies, no ``hops``): then no header matters."""
+        return None if self._direct else self._resolver.header
 
     @property
     def active(self) -> bool:
@@ -419,14 +439,24 @@ class Engine:
         return self.answer(request, now)
 
     def _cached_probed(
-        self, peer: str | None, method: str, path: str, account: Account | None = None
+        self,
+        peer: str | None,
+        method: str,
+        path: str,
+        account: Account | None = None,
+        forwarded: str | None = None,
     ) -> Answer | None:
-        if account is None and not self._off:
+        if account is None and forwarded is None and not self._off:
             return self._probe.answer(peer, method, path)
-        return self._cached_inline(peer, method, path, account)
+        return self._cached_inline(peer, method, path, account, forwarded)
 
     def _cached_inline(
-        self, peer: str | None, method: str, path: str, account: Account | None = None
+        self,
+        peer: str | None,
+        method: str,
+        path: str,
+        account: Account | None = None,
+        forwarded: str | None = None,
     ) -> Answer | None:
         """The answer already given to this (peer, method, path), if it is still valid, passes
         the request untouched and needs no log line; None otherwise: then call :meth:`answer`.
@@ -436,6 +466,11 @@ class Engine:
         warned or blocked is never answered here. Nor is anything when rules depend on the
         host (:attr:`needs_host`): the cache keys of such a policy carry the host, which no
         (peer, method, path) probe here equals.
+
+        ``forwarded``: the value of the request's :attr:`client_header`, when it has exactly
+        one line of it (a WSGI environ joins several lines into one, which is the same value
+        :meth:`answer` then reads). A repeated client behind a trusted proxy is then found
+        here too, without the header being walked.
         """
         if self._off:
             return OFF_ANSWER
@@ -443,19 +478,39 @@ class Engine:
         wall = _wall_clock()
         if not start <= wall < end:
             return None
+        if forwarded is None and account is None:
+            entry = self._cache.get((peer, method, path))
+            if entry is not None and entry[0] is epoch:
+                attention = entry[2]
+                if attention is False:
+                    return entry[3]
+                if attention is not True:  # a counter: an allow, counted
+                    next(attention)
+                    return entry[3]
+            return None
+        if forwarded is not None and not self._direct and len(forwarded) <= MAX_LINE:
+            found = self._cached_at((peer, method, path, _VIA, forwarded), account, epoch, wall)
+            if found is not None:
+                return found
+        # The peer's own key: the peer may be the client (no trusted proxy) whatever it sent.
+        return self._cached_at((peer, method, path), account, epoch, wall)
+
+    def _cached_at(
+        self, base: tuple[object, ...], account: Account | None, epoch: Epoch, wall: float
+    ) -> Answer | None:
+        """cached() for the key ``base`` (plus the account's home when rules read it)."""
         if account is not None and self._ledger is not None:
             if account.__class__ is not Account:
                 return None  # an id string, or a hook's mistake: answer() sorts it out
             home = account.home_country if self._home else None
-            key = (peer, method, path) if home is None else (peer, method, path, home)
-            entry = self._cache.get(key)
+            entry = self._cache.get(base if home is None else (*base, home))
             if entry is None or entry[0] is not epoch:
                 return None
             memo = self._ledger.memo(entry[1], account, wall)
             if memo is not None:
                 self._observer.count(memo.decision)
             return memo
-        entry = self._cache.get((peer, method, path))
+        entry = self._cache.get(base)
         if entry is not None and entry[0] is epoch:
             attention = entry[2]
             if attention is False:
@@ -591,27 +646,37 @@ class Engine:
             else:  # a peer that is no address: its text may be anything, so not the key
                 key = _new(DecisionKey, ((None, client.detail), method, path))
         else:
-            client = self._resolver.resolve(peer, request.headers)
-            if client.detail is self._peer_detail and client.ip is not None:
-                # The peer is no trusted proxy: the client is the peer whatever the headers
-                # say, so a repeated request can be found before its headers are read. Hot
-                # paths probe with a plain tuple of these same three values, which hashes and
-                # compares equal to this key.
-                key = _new(DecisionKey, (peer, method, path))
+            # Whom a trusted proxy forwards is told by the peer and the one line of the client
+            # header it sends: such requests are cached under both, and found again before
+            # the line is walked (and by cached(), from the raw header).
+            line = self._resolver.single_line(request.headers)
+            if line is not None:
+                key = (peer, method, path, _VIA, line)
+                client = None
             else:
-                ip_text = client.ip.text if client.ip is not None else None
-                key = _new(DecisionKey, ((ip_text, client.detail), method, path))
+                client = self._resolver.resolve(peer, request.headers)
+                key = self._client_key(client, peer, method, path)
         host: str | None = None
+        suffix: tuple[object, ...] = ()
         if self._needs_host:
             # Rules read the host: it is part of every key of this engine, as a 1-tuple (never
             # equal to a home's text), so the (peer, method, path) probes of the hot paths and
             # of cached() never find a decision made for another host.
             host = request_host(request)
-            key = (*key, (host,))
+            suffix = ((host,),)
         if home is not None:
             # One more member: never equal to the key of a request without that home.
-            key = (*key, home)
+            suffix = (*suffix, home)
+        if suffix:
+            key = (*key, *suffix)
         entry = self._cache.get(key)
+        if client is None and (entry is None or entry[0] != epoch):
+            # Not seen with this line: walk it. A peer that turns out to be the client (no
+            # trusted proxy) has its decision under its own key, whatever the line says.
+            client = self._resolver.resolve(peer, request.headers)
+            if client.detail is self._peer_detail:
+                key = (*self._client_key(client, peer, method, path), *suffix)
+                entry = self._cache.get(key)
         if entry is not None and entry[0] == epoch:
             attention = entry[2]
             if attention and not quiet:
@@ -620,6 +685,7 @@ class Engine:
                 else:
                     next(attention)
             return entry
+        assert client is not None
         segment = epoch[0]
         if moment is None:
             start, end, (current, _) = self._state
@@ -666,6 +732,21 @@ class Engine:
             else:
                 next(attention)
         return entry
+
+    def _client_key(
+        self, client: ClientIP, peer: str | None, method: str, path: str
+    ) -> tuple[object, ...]:
+        """The cache key of a request whose client was resolved (see _entry)."""
+        if client.detail is self._peer_detail and client.ip is not None:
+            # The peer is no trusted proxy: the client is the peer whatever the headers say,
+            # so a repeated request can be found before its headers are read. Hot paths probe
+            # with a plain tuple of these same three values, which hashes and compares equal
+            # to this key.
+            key: tuple[object, ...] = _new(DecisionKey, (peer, method, path))
+        else:
+            ip_text = client.ip.text if client.ip is not None else None
+            key = _new(DecisionKey, ((ip_text, client.detail), method, path))
+        return key
 
     def _tick(self, wall: float) -> Epoch:
         """The wall clock left the current window: find the segment, check databases if due."""

@@ -46,6 +46,7 @@ _WINDOW = 4096  # characters of each header line looked at, from the right
 _MAX_ENTRY = 128  # longer list elements are never addresses (and are not cached)
 _CACHE_SIZE = 8192  # per resolver, for peers, list elements and whole short lines
 _MAX_LINE = 256  # longer X-Forwarded-For lines are neither cached nor walked inline
+MAX_LINE = _MAX_LINE  # for the engine, which caches decisions per line too
 
 
 class ClientIP(NamedTuple):
@@ -377,6 +378,30 @@ class ClientResolver:
             return self._from_header(proxy, lines)
         except Exception:  # a bug must neither crash the request nor let it through
             return _unresolved("internal error while reading the client address")
+
+    @property
+    def header(self) -> str:
+        """The forwarding header read (lower case), e.g. ``x-forwarded-for``."""
+        return self._header
+
+    def single_line(self, headers: Sequence[tuple[str, str]]) -> str | None:
+        """The value of the forwarding header when the request has exactly one line of it,
+        short enough to be a cache key; else None. With the peer, such a line decides who
+        the client is (:meth:`resolve` reads nothing else). Never raises."""
+        header = self._header
+        size = len(header)
+        found: object = None
+        try:
+            for name, value in headers:
+                if len(name) == size and name.lower() == header:
+                    if found is not None:
+                        return None
+                    found = value
+        except Exception:  # malformed headers: resolve() tells what is wrong with them
+            return None
+        if isinstance(found, str) and len(found) <= _MAX_LINE:
+            return found
+        return None
 
     @property
     def peer_detail(self) -> str | None:
