@@ -20,7 +20,9 @@ BODY = {"object": "list", "data": [{"id": "model-1", "object": "model"}]}
 def flask_app(config: dict[str, Any] | None) -> Any:
     from flask import Flask
 
-    app = Flask("bench")
+    # Named for this module, which Flask can always find: "bench" may be a namespace
+    # package spread over several checkouts (a worktree on sys.path), which Flask rejects.
+    app = Flask(__name__)
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -55,8 +57,14 @@ def starlette_app(config: dict[str, Any] | None) -> Any:
 urlpatterns: list[Any] = []
 
 
-def django_handlers(config: dict[str, Any]) -> tuple[Any, Any]:
-    """(bare WSGIHandler, WSGIHandler with geofence_django's middleware), same settings."""
+def django_handlers(
+    config: dict[str, Any] | None, extra_settings: dict[str, Any] | None = None
+) -> tuple[Any, Any]:
+    """(bare WSGIHandler, WSGIHandler with geofence_django's middleware), same settings.
+
+    ``config`` None: no geofence at all (a peer's process), and the second handler is None.
+    ``extra_settings`` are added to the settings of the process (the first call configures
+    them)."""
     import django
     from django.conf import settings
     from django.core.handlers.wsgi import WSGIHandler
@@ -73,14 +81,17 @@ def django_handlers(config: dict[str, Any]) -> tuple[Any, Any]:
             SECRET_KEY="bench-not-secret",
             ALLOWED_HOSTS=["*"],
             ROOT_URLCONF=__name__,
-            INSTALLED_APPS=["geofence_django"],
+            INSTALLED_APPS=["geofence_django"] if config is not None else [],
             MIDDLEWARE=[],
             USE_TZ=True,
             GEOFENCE=config,
+            **(extra_settings or {}),
         )
         django.setup()
     settings.MIDDLEWARE = []
     bare = WSGIHandler()
+    if config is None:
+        return bare, None
     settings.GEOFENCE = config
     settings.MIDDLEWARE = ["geofence_django.middleware.GeofenceMiddleware"]
     fenced = WSGIHandler()

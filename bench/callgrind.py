@@ -1,6 +1,8 @@
-"""geofence in instructions: callgrind counts per decision and per request, one table.
+"""geofence in instructions: callgrind counts per decision and per request, side by side.
 
-    python bench/callgrind.py                 # 3-6 minutes on 2 cores
+    python bench/callgrind.py                       # 6-10 minutes on 2 cores
+    python bench/callgrind.py --quick               # 1-2 minutes: a development run
+    python bench/callgrind.py --against dcad4ab     # and that commit, in the same run
     python bench/callgrind.py --json OUT.json
 
 Wall-clock figures on a shared machine move with its load; the number of instructions a
@@ -9,14 +11,20 @@ decision or a request executes does not. Each measurement runs in a process unde
 instructions per call = (count for N calls - count for the same loop over nothing) / N.
 
 Measured, on the real-size GeoIP2-Country file (``realdb.py``) and on the embedded default:
-``Engine.decide()`` for a new IPv4 client, a new IPv6 client and a repeated one, against one
-raw lookup of the same addresses (``maxminddb`` C-extension ``reader.get()``, or
-``iptocc.country_code()``); and each adapter in-process in front of the same bare app
+``Engine.decide()`` for a new IPv4 client, a new IPv6 client (each in a network no earlier
+client came from: the true first-visit cost), a new IPv4 client on a clustered workload and
+on uniformly random addresses (``workload.Addresses``), and a repeated one, against one raw
+lookup of the same addresses (``maxminddb`` C-extension ``reader.get()``, or
+``iptocc.country_code()``); each adapter in-process in front of the same bare app
 (``apps.py``, called as ``inprocess.py`` calls it), for a repeated client, a new client and a
-repeated client behind a trusted proxy, as instructions added per request and as a percentage
-of the bare app. Of geofence itself only the public API is used (``Engine``, ``RequestInfo``,
-the adapters' documented entry points, through ``apps.py``), so the script can be copied
-into a checkout of an older version and compare before with after.
+repeated client behind a trusted proxy, as instructions added per request and as a
+percentage of the bare app; the peers (``peers.py``: django-geoip2-extras, fastapi-guard with
+only its country check, a Starlette BaseHTTPMiddleware pass-through) in front of the same
+bare apps; and the RSS an engine on the embedded default adds (``rss.py``, not under
+valgrind). Each figure of geofence is measured for every build of every tree asked for
+(``trees.py``: ``--builds``, ``--against``), one column each, next to the issue's targets.
+Of geofence itself only the public API is used (``Engine``, ``RequestInfo``, the adapters'
+documented entry points, through ``apps.py``), so an older commit can be measured too.
 """
 
 from __future__ import annotations
@@ -26,7 +34,6 @@ import asyncio
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,22 +46,31 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
+# The tree measured comes first on PYTHONPATH (trees.py); this is the fallback for a child
+# started by hand.
 sys.path.extend([str(PROJECT), str(PROJECT / "adapters")])
 
 import _provenance  # noqa: E402
 import _valgrind  # noqa: E402
+import cg_report  # noqa: E402
+import rss  # noqa: E402
+import trees  # noqa: E402
 
 # One process per (what, database); the processes are independent and run in parallel.
 KINDS = ("decide", "Django", "Flask", "Starlette")
+PEER_KINDS = ("peer-Django", "peer-Starlette")
 DATABASES = ("mmdb", "embedded")
-DB_TITLES = {"mmdb": "real-size GeoIP2-Country", "embedded": "embedded default"}
-CLIENTS = ("repeated", "new", "proxied")
-CLIENT_TITLES = {
-    "repeated": "repeated client",
-    "new": "new client (each in a new network)",
-    "proxied": "repeated client via trusted proxy (X-Forwarded-For)",
-}
-PACKAGES = ("geofence-middleware", "Django", "Flask", "starlette", "maxminddb", "iptocc")
+PEERS = "peers"  # the column key of the peers' figures (they do not depend on geofence)
+PACKAGES = (
+    "geofence-middleware",
+    "Django",
+    "Flask",
+    "starlette",
+    "maxminddb",
+    "iptocc",
+    "django-geoip2-extras",
+    "fastapi-guard",
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,18 @@ class Sizes:
     warmup: int = 30  # calls in each of the two warm-up loops before a case is measured
     rounds: int = 3  # measurements of each case, one after another, in each process
     layouts: int = 5  # processes per group, each with its memory laid out differently
+    rss_processes: int = 5  # fresh processes for the RSS figure
+
+
+QUICK = Sizes(
+    decide_repeated=1000,
+    decide_new=200,
+    requests=20,
+    warmup=20,
+    rounds=2,
+    layouts=2,
+    rss_processes=3,
+)
 
 
 # -- the measured process ------------------------------------------------------------------------
@@ -83,7 +111,10 @@ class Case:
     prepare: Prepare
 
 
-def _wsgi(app: Any, clients: Sequence[tuple[str, str | None]]) -> Measured:
+Client = tuple[str, str | None]  # (socket peer, X-Forwarded-For or None)
+
+
+def _wsgi(app: Any, clients: Sequence[Client]) -> Measured:
     from inprocess import _environ, _start_response
 
     environs = [_environ(*client) for client in clients]
@@ -103,9 +134,7 @@ def _wsgi(app: Any, clients: Sequence[tuple[str, str | None]]) -> Measured:
     return go
 
 
-def _asgi(
-    app: Any, clients: Sequence[tuple[str, str | None]], loop: asyncio.AbstractEventLoop
-) -> Measured:
+def _asgi(app: Any, clients: Sequence[Client], loop: asyncio.AbstractEventLoop) -> Measured:
     from inprocess import _receive, _scope, _send
 
     scopes = [_scope(*client) for client in clients]
@@ -123,25 +152,47 @@ def _asgi(
 
 
 class Clients:
-    """Client addresses, the same in every process and every run (fixed seeds): each new
-    client lies in a database network that no earlier one came from (``workload.py``)."""
+    """Client addresses, the same in every process and every run (fixed seeds), never handed
+    out twice in a process unless under the same key (``workload.py``): each new client lies
+    in a database network that no earlier one came from; clustered clients are new
+    addresses in networks drawn Zipf-like; uniform ones are drawn over the whole space."""
 
     def __init__(self, reader: Any) -> None:
         from workload import Addresses
 
         self._reader = reader
         self._addresses = Addresses()
+        self._made: dict[tuple[str, int, str], list[str]] = {}
+        self.notes: dict[str, Any] = {}
 
-        self._made: dict[tuple[int, int, str], list[str]] = {}
+    def _once(self, what: str, count: int, key: str, make: Callable[[], list[str]]) -> list[str]:
+        made = self._made.get((what, count, key))
+        if made is None:
+            made = self._made[what, count, key] = make()
+        return made
 
     def new(self, count: int, ip_version: int, key: str) -> list[str]:
-        """``count`` clients never handed out before, unless under the same ``key``."""
-        made = self._made.get((count, ip_version, key))
-        if made is None:
-            made = self._made[count, ip_version, key] = self._addresses.new_networks(
-                count, self._reader, ip_version
-            )
-        return made
+        return self._once(
+            f"new-v{ip_version}",
+            count,
+            key,
+            lambda: self._addresses.new_networks(count, self._reader, ip_version),
+        )
+
+    def clustered(self, count: int, key: str) -> list[str]:
+        def make() -> list[str]:
+            made, networks = self._addresses.clustered(count, self._reader)
+            self.notes.setdefault("clustered_networks", {})[str(count)] = networks
+            return made
+
+        return self._once("clustered", count, key, make)
+
+    def uniform(self, count: int, key: str) -> list[str]:
+        def found(ip: str) -> bool:
+            record = self._reader.get(ip)
+            return isinstance(record, dict) and "country" in record
+
+        return self._once("uniform", count, key, lambda: self._addresses.v4(count, found))
 
 
 def _blocked(reader: Any) -> str:
@@ -159,9 +210,11 @@ def _blocked(reader: Any) -> str:
     raise RuntimeError("no CN address found in the database")
 
 
-def _decide_cases(
-    db: str, config: dict[str, Any], reader: Any, clients: Clients, sizes: Sizes
-) -> list[Case]:
+# decide() rows: (label suffix, what the clients are)
+DECIDE_WORKLOADS = ("new-v4", "new-v6", "clustered-v4", "uniform-v4", "repeated")
+
+
+def _decide_cases(db: str, config: dict[str, Any], reader: Any, clients: Clients) -> list[Case]:
     from iptocc import country_code
     from workload import HEADERS, HOST, PATH, REPEATED
 
@@ -177,35 +230,97 @@ def _decide_cases(
     if decision.country != "US" or decision.client_ip != REPEATED:
         raise RuntimeError(f"unexpected decision for {REPEATED}: {decision!r}")
 
+    supply: dict[str, Callable[[int, str], list[str]]] = {
+        "new-v4": lambda n, key: clients.new(n, 4, key),
+        "new-v6": lambda n, key: clients.new(n, 6, key),
+        "clustered-v4": clients.clustered,
+        "uniform-v4": clients.uniform,
+        "repeated": lambda n, key: [REPEATED] * n,
+    }
     cases = [Case("loop", lambda n, key: _valgrind.loop(callable, [None] * n))]
-    for v in (4, 6):
+    for what in DECIDE_WORKLOADS:
+        addresses = supply[what]
         # The raw lookup and decide() get the same addresses (the raw reader caches nothing).
         cases += [
-            Case(f"raw/new-v{v}", lambda n, key, v=v: _valgrind.loop(raw, clients.new(n, v, key))),
-            Case(
-                f"decide/new-v{v}",
-                lambda n, key, v=v: _valgrind.loop(
-                    engine.decide, [info(a) for a in clients.new(n, v, key)]
-                ),
-            ),
+            Case(f"raw/{what}", _calls(raw, addresses)),
+            Case(f"decide/{what}", _calls(engine.decide, addresses, info)),
         ]
-    cases += [
-        Case("raw/repeated", lambda n, key: _valgrind.loop(raw, [REPEATED] * n)),
-        Case("decide/repeated", lambda n, key: _valgrind.loop(engine.decide, [info(REPEATED)] * n)),
-    ]
     return cases
+
+
+def _calls(
+    call: Callable[[Any], object],
+    addresses: Callable[[int, str], list[str]],
+    wrap: Callable[[str], Any] | None = None,
+) -> Prepare:
+    """``call(address)``, or ``call(wrap(address))``, over the addresses of a round."""
+
+    def prepare(n: int, key: str) -> Measured:
+        chosen = addresses(n, key)
+        return _valgrind.loop(call, chosen if wrap is None else [wrap(ip) for ip in chosen])
+
+    return prepare
 
 
 def clients_measured(db: str) -> tuple[str, ...]:
     """A repeated client is answered from a cache whatever the database: measured once."""
-    return CLIENTS if db == "mmdb" else ("new",)
+    return cg_report.CLIENTS if db == "mmdb" else ("new",)
+
+
+def _status_of(loop: asyncio.AbstractEventLoop | None) -> Callable[[Any, Client], int]:
+    from inprocess import _asgi_status, _wsgi_status
+
+    def status(app: Any, client: Client) -> int:
+        if loop is None:
+            return _wsgi_status(app, client)
+        return _asgi_status(app, client, loop)
+
+    return status
+
+
+def _measured(loop: asyncio.AbstractEventLoop | None) -> Callable[[Any, list[Client]], Measured]:
+    def measured(app: Any, chosen: list[Client]) -> Measured:
+        return _wsgi(app, chosen) if loop is None else _asgi(app, chosen, loop)
+
+    return measured
+
+
+def _supply(clients: Clients) -> dict[str, Callable[[int, str], list[Client]]]:
+    from inprocess import PROXY
+    from workload import REPEATED
+
+    return {
+        "repeated": lambda n, key: [(REPEATED, None)] * n,
+        "new": lambda n, key: [(ip, None) for ip in clients.new(n, 4, key)],
+        "proxied": lambda n, key: [(PROXY, REPEATED)] * n,
+    }
+
+
+def _variant_cases(
+    kind: str,
+    variants: dict[str, Any],
+    client_kinds: Sequence[tuple[str, Sequence[str]]],
+    clients: Clients,
+    loop: asyncio.AbstractEventLoop | None,
+) -> list[Case]:
+    """A case per (client, variant): ``client_kinds`` is [(client, [variant, ...])]."""
+    measured, supply = _measured(loop), _supply(clients)
+
+    def requests(app: Any, chosen: Callable[[int, str], list[Client]]) -> Prepare:
+        return lambda n, key: measured(app, chosen(n, key))
+
+    return [
+        Case(f"{kind}/{variant}/{client}", requests(variants[variant], supply[client]))
+        for client, names in client_kinds
+        for variant in names
+    ]
 
 
 def _adapter_cases(
     kind: str, db: str, config: dict[str, Any], clients: Clients, blocked: str
 ) -> tuple[list[Case], asyncio.AbstractEventLoop | None]:
     import apps
-    from inprocess import PROXY, _asgi_status, _wsgi_status
+    from inprocess import PROXY
     from workload import REPEATED
 
     loop: asyncio.AbstractEventLoop | None = None
@@ -220,17 +335,9 @@ def _adapter_cases(
         }
     else:
         loop = asyncio.new_event_loop()
-        variants = {
-            "bare": apps.starlette_app(None),
-            "geofence": apps.starlette_app(config),
-            "passthrough": _passthrough_app(),
-        }
+        variants = {"bare": apps.starlette_app(None), "geofence": apps.starlette_app(config)}
 
-    def status(app: Any, client: tuple[str, str | None]) -> int:
-        if loop is None:
-            return _wsgi_status(app, client)
-        return _asgi_status(app, client, loop)
-
+    status = _status_of(loop)
     got = (
         status(variants["bare"], (blocked, None)),
         status(variants["geofence"], (blocked, None)),
@@ -239,49 +346,53 @@ def _adapter_cases(
     )
     if got != (200, 451, 200, 451):
         raise RuntimeError(f"{kind}: statuses {got}, expected (200, 451, 200, 451)")
-
-    def measured(app: Any, chosen: list[tuple[str, str | None]]) -> Measured:
-        return _wsgi(app, chosen) if loop is None else _asgi(app, chosen, loop)
-
-    supply: dict[str, Callable[[int, str], list[tuple[str, str | None]]]] = {
-        "repeated": lambda n, key: [(REPEATED, None)] * n,
-        "new": lambda n, key: [(ip, None) for ip in clients.new(n, 4, key)],
-        "proxied": lambda n, key: [(PROXY, REPEATED)] * n,
-    }
-    cases: list[Case] = []
-    for client in clients_measured(db):
-        for variant in ("bare", "geofence"):
-            app = variants[variant]
-            cases.append(
-                Case(
-                    f"{kind}/{variant}/{client}",
-                    lambda n, key, app=app, client=client: measured(app, supply[client](n, key)),
-                )
-            )
-    if "passthrough" in variants and db == "mmdb":
-        app = variants["passthrough"]
-        cases.append(
-            Case(
-                f"{kind}/passthrough/repeated",
-                lambda n, key, app=app: measured(app, supply["repeated"](n, key)),
-            )
-        )
-    return cases, loop
+    client_kinds = [(client, ("bare", "geofence")) for client in clients_measured(db)]
+    return _variant_cases(kind, variants, client_kinds, clients, loop), loop
 
 
-def _passthrough_app() -> Any:
-    """The bare Starlette app behind a BaseHTTPMiddleware that only calls the next app:
-    the cost of the most common way to write a Starlette middleware, for comparison."""
+def _peer_cases(
+    kind: str, db_path: str, clients: Clients, blocked: str
+) -> tuple[list[Case], asyncio.AbstractEventLoop | None]:
     import apps
-    from starlette.middleware.base import BaseHTTPMiddleware
+    import peers
+    from workload import REPEATED
 
-    app = apps.starlette_app(None)
+    loop: asyncio.AbstractEventLoop | None = None
+    status = _status_of(None)
+    client_kinds: list[tuple[str, tuple[str, ...]]]
+    if kind == "peer-Django":
+        bare, extras = peers.django_handlers(db_path)
+        variants = {"bare": bare, "extras": extras}
+        pair = (status(bare, (REPEATED, None)), status(extras, (REPEATED, None)))
+        country = peers.extras_country(REPEATED)
+        if pair != (200, 200) or country != "US":
+            raise RuntimeError(f"django-geoip2-extras: statuses {pair}, country {country}")
+        client_kinds = [("repeated", ("bare", "extras")), ("new", ("bare", "extras"))]
+    else:
+        loop = asyncio.new_event_loop()
+        status = _status_of(loop)
+        variants = {
+            "bare": apps.starlette_app(None),
+            "guard": peers.guard_app(db_path),
+            "passthrough": peers.passthrough_app(),
+        }
+        got = (
+            status(variants["bare"], (blocked, None)),
+            status(variants["guard"], (blocked, None)),
+            status(variants["guard"], (REPEATED, None)),
+            status(variants["passthrough"], (REPEATED, None)),
+        )
+        if got != (200, 403, 200, 200):
+            raise RuntimeError(f"fastapi-guard: statuses {got}, expected (200, 403, 200, 200)")
+        client_kinds = [
+            ("repeated", ("bare", "guard", "passthrough")),
+            ("new", ("bare", "guard")),
+        ]
+    return _variant_cases(kind, variants, client_kinds, clients, loop), loop
 
-    async def dispatch(request: Any, call_next: Any) -> Any:
-        return await call_next(request)
 
-    app.add_middleware(BaseHTTPMiddleware, dispatch=dispatch)
-    return app
+def _keyed(prepare: Prepare, db: str) -> Prepare:
+    return lambda n, key: prepare(n, f"{db} {key}")
 
 
 _KEEP: list[object] = []
@@ -306,29 +417,57 @@ def _shift_layout(index: int) -> None:
     _KEEP.extend(blobs[:: rng.randrange(2, 5)])  # the others leave holes
 
 
+def _geofence_build() -> tuple[str, str]:
+    """(the build this process runs, where geofence came from)."""
+    import geofence
+
+    try:
+        from geofence import _speedups
+    except ImportError:
+        return "pure", str(geofence.__file__)
+    native = getattr(_speedups, "NATIVE", None)
+    return ("compiled" if native is not None else "pure"), str(geofence.__file__)
+
+
 def child(
-    kind: str, dbs: Sequence[str], db_path: str, sizes: Sizes, layout: int, meta_out: Path
+    kind: str,
+    dbs: Sequence[str],
+    db_path: str,
+    sizes: Sizes,
+    layout: int,
+    meta_out: Path,
+    build: str,
 ) -> None:
     """Runs under valgrind: set up, warm up, then one dump per (case, number of calls)."""
     _shift_layout(layout)
     import maxminddb
+    import peers
     from workload import policy
 
     if not _valgrind.on_valgrind():
         raise SystemExit("this mode runs under valgrind: use `python bench/callgrind.py`")
+    peers.block_network()
+    got, where = _geofence_build()
+    if got != build and kind not in PEER_KINDS:
+        raise RuntimeError(f"asked for the {build} build, {where} runs {got}")
     reader = maxminddb.open_database(db_path, maxminddb.MODE_MMAP_EXT)
     clients = Clients(reader)
     cases: list[Case] = []
     loops: list[asyncio.AbstractEventLoop] = []
     for db in dbs:
         config = policy(db_path if db == "mmdb" else None)
+        loop = None
         if kind == "decide":
-            made = _decide_cases(db, config, reader, clients, sizes)
+            made = _decide_cases(db, config, reader, clients)
+        elif kind in PEER_KINDS:
+            made, loop = _peer_cases(kind, db_path, clients, _blocked(reader))
         else:
             made, loop = _adapter_cases(kind, db, config, clients, _blocked(reader))
-            loops += [loop] if loop is not None else []
-        cases += [Case(f"{db}:{case.label}", case.prepare) for case in made]
-    size = dict.fromkeys(("loop", "decide/repeated"), sizes.decide_repeated)
+        loops += [loop] if loop is not None else []
+        # Each database gets clients of its own: geofence's module-wide caches (address
+        # parsing) are shared by the engines of one process.
+        cases += [Case(f"{db}:{case.label}", _keyed(case.prepare, db)) for case in made]
+    size = dict.fromkeys(("loop", "decide/repeated", "raw/repeated"), sizes.decide_repeated)
     default = sizes.decide_new if kind == "decide" else sizes.requests
 
     # Each case is measured on its own: warmed up twice (every lazy path and cache warm,
@@ -353,17 +492,48 @@ def child(
     _valgrind.run_plans(plans)
     for loop in loops:
         loop.close()
-    meta_out.write_text(json.dumps({"counts": counts, "rounds": sizes.rounds}))
+    meta_out.write_text(
+        json.dumps(
+            {
+                "counts": counts,
+                "rounds": sizes.rounds,
+                "build": got,
+                "geofence": where,
+                "notes": clients.notes,
+            }
+        )
+    )
 
 
-# -- the parent: run the processes, read the dumps, one table -----------------------------------
+# -- the parent: run the processes, read the dumps, the tables ------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    """One build of one tree: a column of the tables."""
+
+    key: str  # "current compiled", "dcad4ab pure", ...
+    tree: trees.Tree
+    build: str
+
+
+PerCall = dict[str, dict[str, list[float]]]  # {db: {label: instructions per call, per round}}
 
 
 def _run_one(
-    kind: str, dbs: tuple[str, ...], layout: int, db_path: Path, sizes: Sizes, work: Path
-) -> dict[str, dict[str, list[float]]]:
-    """{db: {label: instructions per call in each round}} for one process."""
-    folder = work / f"{kind}-{'-'.join(dbs)}-{layout}"
+    column: Column,
+    kind: str,
+    dbs: tuple[str, ...],
+    layout: int,
+    db_path: Path,
+    sizes: Sizes,
+    work: Path,
+    retry: bool = False,
+) -> tuple[PerCall, dict[str, Any]]:
+    """Instructions per call, and the process's notes, for one process."""
+    folder = work / f"{column.key.replace(' ', '_')}-{kind}-{'-'.join(dbs)}-{layout}"
+    if retry:
+        folder = folder.with_name(folder.name + "-retry")
     folder.mkdir()
     out_file = folder / "callgrind.out"
     meta = folder / "meta.json"
@@ -383,232 +553,118 @@ def _run_one(
         str(layout),
         "--meta",
         str(meta),
+        "--build",
+        column.build,
     ]
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**column.tree.env(column.build), "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0 or not meta.exists():
         log = (folder / "valgrind.log").read_text(errors="replace")[-3000:]
+        # A peer logs every request: show the traceback, not the last log lines.
+        error = done.stderr[done.stderr.rfind("Traceback") :][-5000:]
         raise RuntimeError(
-            f"{kind} {dbs} layout {layout} failed (exit {done.returncode}):\n"
-            f"{done.stderr[-5000:]}\n{log}"
+            f"{column.key}: {kind} {dbs} layout {layout} failed (exit {done.returncode}):\n"
+            f"{error}\n{log}"
         )
     written = json.loads(meta.read_text())
     dumps = _valgrind.read_dumps(out_file)
-    per_call: dict[str, dict[str, list[float]]] = {db: {} for db in dbs}
+    per_call: PerCall = {db: {} for db in dbs}
     for label, n in written["counts"].items():
         db, name = label.split(":")
         per_call[db][name] = [
             (dumps[f"{label}|{index}|{n}"] - dumps[f"{label}|{index}|0"]) / n
             for index in range(written["rounds"])
         ]
-    return per_call
+    return per_call, written
 
 
-Rounds = dict[str, dict[str, list[list[float]]]]  # {db: {label: [[per round] per layout]}}
+# {column key: {db: {label: [[per round] per layout]}}}
+Rounds = dict[str, dict[str, dict[str, list[list[float]]]]]
+
+
+@dataclass
+class Measurements:
+    rounds: Rounds
+    notes: dict[str, dict[str, Any]]  # {column key: what its processes reported}
 
 
 def measure(
-    db_path: Path, sizes: Sizes, kinds: Sequence[str], jobs: int, progress: Callable[[str], None]
-) -> Rounds:
-    """Every round of every process."""
-    results: Rounds = {db: {} for db in DATABASES}
+    db_path: Path,
+    sizes: Sizes,
+    columns: Sequence[Column],
+    kinds: Sequence[str],
+    jobs: int,
+    progress: Callable[[str], None],
+) -> Measurements:
+    """Every round of every process: the geofence groups for each column, the peers once."""
+    rounds: Rounds = {}
+    notes: dict[str, dict[str, Any]] = {}
+    # Starting a process under valgrind costs more than most measurements in it, so both
+    # databases share one, except for Django, whose settings are per process.
+    groups: dict[str, list[tuple[str, ...]]] = {kind: [DATABASES] for kind in KINDS}
+    groups["Django"] = [(db,) for db in DATABASES]
+    groups.update({kind: [("mmdb",)] for kind in PEER_KINDS})
+    # The slowest first, so that the processes finish together.
+    order = ("Django", "peer-Django", "Flask", "Starlette", "peer-Starlette", "decide")
+    runs: list[tuple[Column, str, tuple[str, ...], int]] = []
+    for kind in sorted(kinds, key=order.index):
+        targets = [Column(PEERS, columns[0].tree, columns[0].build)] if kind in PEER_KINDS else []
+        for column in targets or columns:
+            for dbs in groups[kind]:
+                runs += [(column, kind, dbs, layout) for layout in range(sizes.layouts)]
     with tempfile.TemporaryDirectory(prefix="geofence-callgrind-") as tmp:
         work = Path(tmp)
 
         def one(
-            job: tuple[str, tuple[str, ...], int],
-        ) -> tuple[dict[str, dict[str, list[float]]], float]:
+            job: tuple[Column, str, tuple[str, ...], int],
+        ) -> tuple[PerCall, dict[str, Any], float]:
             started = time.perf_counter()
-            found = _run_one(*job, db_path, sizes, work)
-            return found, time.perf_counter() - started
+            try:
+                found, written = _run_one(*job, db_path, sizes, work)
+            except RuntimeError as error:
+                # Once more: the tree measured may be in the middle of an edit (a helper or
+                # an editor saving a file); a real failure fails again.
+                progress(f"  retrying once: {str(error)[:2000]}")
+                found, written = _run_one(*job, db_path, sizes, work, retry=True)
+            return found, written, time.perf_counter() - started
 
-        # Starting a process under valgrind costs more than most measurements in it, so both
-        # databases share one, except for Django, whose settings are per process.
-        groups = {kind: [DATABASES] for kind in KINDS}
-        groups["Django"] = [(db,) for db in DATABASES]
-        # The slowest first, so that the processes finish together.
-        order = sorted(kinds, key=("Django", "Flask", "Starlette", "decide").index)
-        runs = [
-            (kind, dbs, layout)
-            for kind in order
-            for dbs in groups[kind]
-            for layout in range(sizes.layouts)
-        ]
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for (kind, dbs, layout), (found, took) in zip(runs, pool.map(one, runs), strict=True):
-                progress(f"  {kind}, {' and '.join(dbs)}, layout {layout + 1}: {took:.0f} s")
+            for (column, kind, dbs, layout), (found, written, took) in zip(
+                runs, pool.map(one, runs), strict=True
+            ):
+                progress(
+                    f"  {column.key}: {kind}, {' and '.join(dbs)}, layout {layout + 1}: "
+                    f"{took:.0f} s"
+                )
+                column_notes = notes.setdefault(column.key, {})
+                column_notes.setdefault("geofence", written["geofence"])
+                for name, value in written["notes"].items():
+                    column_notes.setdefault(name, value)
                 for db, labels in found.items():
                     for label, values in labels.items():
-                        results[db].setdefault(label, []).append(values)
-    return results
+                        rounds.setdefault(column.key, {}).setdefault(db, {}).setdefault(
+                            label, []
+                        ).append(values)
+    return Measurements(rounds, notes)
 
 
-def medians(results: Rounds) -> dict[str, dict[str, float]]:
-    """The figure: the median over every round of every layout."""
-    return {
-        db: {
-            label: statistics.median(v for layout in layouts for v in layout)
-            for label, layouts in found.items()
-        }
-        for db, found in results.items()
-    }
-
-
-def spreads(results: Rounds) -> dict[str, float]:
-    """How far apart, in % of the figure, an adapter request's rounds in one process are at
-    most, and the medians of the processes, for repeated inputs and for new clients (other
-    addresses in every round)."""
-    worst = dict.fromkeys(("rounds", "layouts", "new rounds", "new layouts"), 0.0)
-    for found in results.values():
-        for label, layouts in found.items():
-            if label.split("/")[0] not in KINDS[1:]:
-                continue
-            new = label.endswith("/new")
-            middle = statistics.median(v for layout in layouts for v in layout)
-            for what, values in (
-                ("rounds", [_range(r) for r in layouts]),
-                ("layouts", [_range([statistics.median(r) for r in layouts])]),
-            ):
-                key = f"new {what}" if new else what
-                worst[key] = max(worst[key], max(values) / middle * 100)
-    return worst
-
-
-def added_spread(rounds: Rounds) -> float:
-    """The largest difference between processes in instructions added per request by
-    geofence for a repeated input (repeated or proxied client)."""
-    worst = 0.0
-    for found in rounds.values():
-        for label, layouts in found.items():
-            kind, variant, client = [*label.split("/"), "", ""][:3]
-            if variant == "geofence" and client != "new":
-                bare = found[f"{kind}/bare/{client}"]
-                worst = max(worst, _range(_paired(bare, layouts)))
-    return worst
-
-
-def _range(values: list[float]) -> float:
-    return max(values) - min(values)
-
-
-def _n(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-Row = dict[str, Any]  # label, cells {db: text}, numbers {db: {...}}
-
-
-def _row(label: str, cells: dict[str, str], numbers: dict[str, Any] | None = None) -> Row:
-    return {"label": label, "cells": cells, "numbers": numbers or {}}
-
-
-def rows(rounds: Rounds, kinds: Sequence[str]) -> list[Row]:
-    """The table: one row per figure, a cell per database."""
-    results = medians(rounds)
-    table: list[Row] = []
-    if "decide" in kinds:
-        table += _decide_rows(results)
-    adapters = [kind for kind in KINDS[1:] if kind in kinds]
-    table += _adapter_rows(rounds, adapters)
-    if "Starlette" in adapters:
-        table.append(
-            _added(
-                rounds,
-                "peer: Starlette BaseHTTPMiddleware pass-through, repeated client",
-                "Starlette/bare/repeated",
-                "Starlette/passthrough/repeated",
-            )
-        )
-    for kind in adapters:
-        cells = {db: _n(results[db][f"{kind}/bare/new"]) for db in DATABASES}
-        table.append(_row(f"{kind} bare app, one request", cells))
-    if "decide" in kinds:
-        cells = {db: _n(results[db]["loop"]) for db in DATABASES}
-        table.append(_row("loop overhead, subtracted from decide() and raw lookups", cells))
-    return table
-
-
-def _decide_rows(results: dict[str, dict[str, float]]) -> list[Row]:
-    table: list[Row] = []
-    raw_name = {"mmdb": "maxminddb C get()", "embedded": "iptocc"}
-    for what, title in (
-        ("new-v4", "new IPv4 client"),
-        ("new-v6", "new IPv6 client"),
-        ("repeated", "repeated client"),
-    ):
-        cells: dict[str, str] = {}
-        raw_cells: dict[str, str] = {}
-        numbers: dict[str, Any] = {}
-        for db in DATABASES:
-            loop = results[db]["loop"]
-            decide = results[db][f"decide/{what}"] - loop
-            raw = results[db][f"raw/{what}"] - loop
-            cells[db] = f"{_n(decide)} = {decide / raw:.2f}x raw"
-            raw_cells[db] = f"{_n(raw)} ({raw_name[db]})"
-            numbers[db] = {"decide": round(decide), "raw": round(raw), "ratio": decide / raw}
-        table.append(_row(f"decide(), {title}", cells, numbers))
-        table.append(_row(f"raw lookup, {title}", raw_cells))
-    return table
-
-
-def _adapter_rows(rounds: Rounds, kinds: Sequence[str]) -> list[Row]:
-    return [
-        _added(
-            rounds,
-            f"{kind}, {CLIENT_TITLES[client]}",
-            f"{kind}/bare/{client}",
-            f"{kind}/geofence/{client}",
-        )
-        for kind in kinds
-        for client in CLIENTS
-    ]
-
-
-def _added(rounds: Rounds, label: str, bare_key: str, key: str) -> Row:
-    """Instructions added per request, and in % of the bare app's request.
-
-    A process's layout moves the bare app and the app with geofence alike (both run in it),
-    so the difference is taken in each process and the median of those is reported."""
-    cells: dict[str, str] = {}
-    numbers: dict[str, Any] = {}
-    for db in DATABASES:
-        if key not in rounds[db]:
-            continue
-        added_each = _paired(rounds[db][bare_key], rounds[db][key])
-        added = statistics.median(added_each)
-        bare = statistics.median(v for layout in rounds[db][bare_key] for v in layout)
-        fenced = bare + added
-        pct = added / bare * 100
-        cells[db] = f"{added:+,.0f} ({pct:+.2f} %)"
-        numbers[db] = {"bare": round(bare), "with": round(fenced), "added": round(added)}
-        numbers[db]["pct"] = round(pct, 3)
-        numbers[db]["added_per_layout"] = [round(a) for a in added_each]
-    return _row(label, cells, numbers)
-
-
-def _paired(bare: list[list[float]], fenced: list[list[float]]) -> list[float]:
-    """Per process: the median round with geofence minus the median round without."""
-    return [statistics.median(f) - statistics.median(b) for b, f in zip(bare, fenced, strict=True)]
-
-
-def markdown(table: list[dict[str, Any]]) -> str:
-    lines = [
-        "| instructions per decision / request | "
-        + " | ".join(DB_TITLES[db] for db in DATABASES)
-        + " |",
-        "|---|" + "---:|" * len(DATABASES),
-    ]
-    for row in table:
-        lines.append(
-            f"| {row['label']} | "
-            + " | ".join(row["cells"].get(db, "-") for db in DATABASES)
-            + " |"
-        )
-    return "\n".join(lines)
+def _columns(args: argparse.Namespace, made: trees.Trees) -> tuple[list[Column], list[str]]:
+    """The columns asked for, and why some asked for cannot be measured."""
+    wanted = args.builds.split(",") if args.builds else None
+    if wanted is not None and not set(wanted) <= set(trees.BUILDS):
+        raise SystemExit(f"--builds: {args.builds!r}: choose from {', '.join(trees.BUILDS)}")
+    found: list[Column] = []
+    skipped: list[str] = []
+    chosen = [made.current()] + ([made.ref(args.against)] if args.against else [])
+    for tree in chosen:
+        missing = trees.prepare(tree, wanted)
+        skipped += [f"{tree.name} {build}: the C extension does not load" for build in missing]
+        found += [Column(f"{tree.name} {build}", tree, build) for build in tree.builds]
+    return found, skipped
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
         "--db", type=Path, help="a GeoIP2/GeoLite2 Country .mmdb instead of the generated one"
     )
@@ -617,12 +673,28 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes at once"
     )
     parser.add_argument(
-        "--only", action="append", choices=KINDS, help="measure only this (repeatable)"
+        "--only",
+        action="append",
+        choices=(*KINDS, "peers", "rss"),
+        help="measure only this (repeatable)",
+    )
+    parser.add_argument(
+        "--builds",
+        help="compiled,pure or one of them (default: both if the C extension loads, else pure)",
+    )
+    parser.add_argument(
+        "--against", metavar="REF", help="also measure this git ref (a temporary worktree)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK.layouts} layouts x {QUICK.rounds} rounds, fewer calls: a development run",
     )
     parser.add_argument("--child", nargs=2, metavar=("KIND", "DB"), help=argparse.SUPPRESS)
     parser.add_argument("--sizes", help=argparse.SUPPRESS)
     parser.add_argument("--layout", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--meta", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--build", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(
@@ -632,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
             Sizes(**json.loads(args.sizes)),
             args.layout,
             args.meta,
+            args.build,
         )
         return 0
 
@@ -648,30 +721,39 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"Database: {db_path.name} ({'cached' if took is None else f'built in {took:.0f} s'})"
         )
-    sizes = Sizes()
+    sizes = QUICK if args.quick else Sizes()
+    only = set(args.only or (*KINDS, "peers", "rss"))
+    kinds = [kind for kind in KINDS if kind in only]
+    peer_status = _peer_status(only)
+    kinds += [kind for kind, why in peer_status.items() if why is None]
     commit = _provenance.commit()
     versions = _provenance.versions(PACKAGES)
     print(f"geofence {commit}; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    print(f"valgrind callgrind, {args.jobs} processes at once ...", flush=True)
-    results = measure(
-        db_path, sizes, args.only or KINDS, args.jobs, lambda text: print(text, flush=True)
+    with trees.Trees() as made:
+        columns, skipped = _columns(args, made)
+        for text in skipped:
+            print(f"not measured: {text}")
+        print(
+            f"columns: {', '.join(c.key for c in columns)}; valgrind callgrind, {args.jobs} "
+            "processes at once ...",
+            flush=True,
+        )
+        found = measure(
+            db_path, sizes, columns, kinds, args.jobs, lambda text: print(text, flush=True)
+        )
+        memory: dict[str, list[int]] = {}
+        if "rss" in only:
+            for column in columns:
+                memory[column.key] = rss.added(column.tree, column.build, sizes.rss_processes)
+                print(f"  {column.key}: RSS, {sizes.rss_processes} processes", flush=True)
+    report = cg_report.Report(
+        [c.key for c in columns], found.rounds, found.notes, memory, peer_status
     )
-    kinds = args.only or KINDS
-    per_call = medians(results)
-    table = rows(results, kinds)
     print()
-    print(markdown(table))
+    print(report.markdown())
     seconds = time.perf_counter() - started
-    worst = spreads(results)
-    print(
-        f"\nEach figure is the median of {sizes.rounds} rounds in each of {sizes.layouts} "
-        f"processes laid out differently. Adapter requests: rounds in one process differ by at "
-        f"most {worst['rounds']:.2f} % (new clients: {worst['new rounds']:.2f} %, other "
-        f"addresses each round), processes by at most {worst['layouts']:.2f} % "
-        f"({worst['new layouts']:.2f} %); the instructions geofence adds for a repeated "
-        f"input, taken in each process, by at most {added_spread(results):,.0f}. "
-        f"Run took {seconds:.0f} s."
-    )
+    print()
+    print(report.footer(sizes.rounds, sizes.layouts, sizes.rss_processes, seconds))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
@@ -680,18 +762,31 @@ def main(argv: list[str] | None = None) -> int:
                     "commit": commit,
                     "versions": versions,
                     "database": db_path.name,
+                    "columns": {
+                        c.key: {"tree": str(c.tree.root), "build": c.build} for c in columns
+                    },
+                    "not_measured": skipped,
                     "sizes": sizes.__dict__,
                     "seconds": round(seconds, 1),
-                    "per_call": per_call,
-                    "spreads_pct": worst,
-                    "rounds": results,
-                    "rows": table,
+                    **report.as_json(),
                 },
                 indent=1,
             )
         )
         print(f"saved to {args.json}")
     return 0
+
+
+def _peer_status(only: set[str]) -> dict[str, str | None]:
+    """{peer kind: None if it is measured, else why not}."""
+    if "peers" not in only:
+        return {}
+    import peers
+
+    return {
+        "peer-Django": peers.missing("geoip2_extras") or peers.missing("django"),
+        "peer-Starlette": peers.missing("guard") or peers.missing("starlette"),
+    }
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ HEADERS: tuple[tuple[str, str], ...] = (
 # A public client seen over and over (US in iptocc, the MaxMind test data and the bench file).
 REPEATED = "216.160.83.56"
 SEED = 1_000_003
+# The clustered workload (Addresses.clustered): networks per batch of clients, Zipf exponent.
+CLUSTER_NETWORKS = 200
+CLUSTER_EXPONENT = 1.0
 
 # Special-purpose IPv4 blocks (and 224/3): such clients are decided "private" without a lookup,
 # so the address supply skips them.
@@ -104,6 +107,18 @@ class Addresses:
         of 2000::/3) network by network, four slices at a time, shuffled together: addresses
         that follow each other come from unrelated parts of the search tree.
         """
+        bits = 32 if version == 4 else 128
+        text_of = _v4_text if version == 4 else _v6_text
+        out: list[str] = []
+        for start, prefix in self.networks(count, reader, version):
+            out.append(text_of(start + self._rng.randrange(1 << (bits - prefix))))
+        self._used.update(out)
+        return out
+
+    def networks(self, count: int, reader: Any, version: int = 4) -> list[tuple[int, int]]:
+        """(first address, prefix length) of ``count`` networks of ``reader`` with a country
+        that no earlier call (of this method, :meth:`new_networks` or :meth:`clustered`)
+        handed out, in the order described in :meth:`new_networks`."""
         pool = self._pools.setdefault((id(reader), version), [])
         slices = self._slices.setdefault((id(reader), version), self._slice_order(version))
         while len(pool) < count:
@@ -117,13 +132,51 @@ class Addresses:
                 batch += _walk(reader, version, *slices.pop())
             self._rng.shuffle(batch)
             pool[:0] = batch  # handed out from the end: older networks first
-        bits = 32 if version == 4 else 128
-        text_of = _v4_text if version == 4 else _v6_text
+        return [pool.pop() for _ in range(count)]
+
+    def clustered(
+        self,
+        count: int,
+        reader: Any,
+        networks: int = CLUSTER_NETWORKS,
+        exponent: float = CLUSTER_EXPONENT,
+    ) -> tuple[list[str], int]:
+        """``count`` IPv4 addresses never handed out before, clustered in networks as real
+        traffic is; and how many distinct networks they fall in.
+
+        ``networks`` networks of ``reader`` that no earlier call used (taken as
+        :meth:`networks` takes them: scattered over the address space) are ranked in the
+        order drawn, and the k-th gets weight 1 / k ** ``exponent`` (Zipf-like: a few
+        networks send most clients, most send one or two, some none). Each client picks its
+        network independently with those weights (so consecutive clients are interleaved
+        across networks), then a host in it uniformly among the hosts not handed out yet;
+        a network with half of its hosts handed out is drawn again. With the defaults, 500
+        clients fall in about 130 networks: about a quarter of them are the first client of
+        their network, the others a new host in a network seen before.
+        """
+        chosen = self.networks(networks, reader, 4)
+        cumulative: list[float] = []
+        total = 0.0
+        for rank in range(1, len(chosen) + 1):
+            total += 1 / rank**exponent
+            cumulative.append(total)
+        indices = range(len(chosen))
+        hosts: list[set[int]] = [set() for _ in chosen]
         out: list[str] = []
-        for _ in range(count):
-            start, prefix = pool.pop()
-            out.append(text_of(start + self._rng.randrange(1 << (bits - prefix))))
-        return out
+        while len(out) < count:
+            index = self._rng.choices(indices, cum_weights=cumulative)[0]
+            start, prefix = chosen[index]
+            size = 1 << (32 - prefix)
+            if len(hosts[index]) >= size // 2:
+                continue
+            offset = self._rng.randrange(size)
+            text = _v4_text(start + offset)
+            if offset in hosts[index] or text in self._used:
+                continue
+            hosts[index].add(offset)
+            self._used.add(text)
+            out.append(text)
+        return out, sum(1 for taken in hosts if taken)
 
     def _slice_order(self, version: int) -> list[tuple[int, int]]:
         if version == 4:
