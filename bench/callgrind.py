@@ -421,12 +421,13 @@ def _geofence_build() -> tuple[str, str]:
     """(the build this process runs, where geofence came from)."""
     import geofence
 
+    where = os.path.realpath(str(geofence.__file__))  # through trees.py's symlinks
     try:
         from geofence import _speedups
     except ImportError:
-        return "pure", str(geofence.__file__)
+        return "pure", where
     native = getattr(_speedups, "NATIVE", None)
-    return ("compiled" if native is not None else "pure"), str(geofence.__file__)
+    return ("compiled" if native is not None else "pure"), where
 
 
 def child(
@@ -595,14 +596,15 @@ def measure(
     kinds: Sequence[str],
     jobs: int,
     progress: Callable[[str], None],
+    databases: Sequence[str] = DATABASES,
 ) -> Measurements:
     """Every round of every process: the geofence groups for each column, the peers once."""
     rounds: Rounds = {}
     notes: dict[str, dict[str, Any]] = {}
     # Starting a process under valgrind costs more than most measurements in it, so both
     # databases share one, except for Django, whose settings are per process.
-    groups: dict[str, list[tuple[str, ...]]] = {kind: [DATABASES] for kind in KINDS}
-    groups["Django"] = [(db,) for db in DATABASES]
+    groups: dict[str, list[tuple[str, ...]]] = {kind: [tuple(databases)] for kind in KINDS}
+    groups["Django"] = [(db,) for db in databases]
     groups.update({kind: [("mmdb",)] for kind in PEER_KINDS})
     # The slowest first, so that the processes finish together.
     order = ("Django", "peer-Django", "Flask", "Starlette", "peer-Starlette", "decide")
@@ -688,7 +690,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"{QUICK.layouts} layouts x {QUICK.rounds} rounds, fewer calls: a development run",
+        help=f"{QUICK.layouts} layouts x {QUICK.rounds} rounds, fewer calls, the real-size file "
+        "only: a development run",
     )
     parser.add_argument("--child", nargs=2, metavar=("KIND", "DB"), help=argparse.SUPPRESS)
     parser.add_argument("--sizes", help=argparse.SUPPRESS)
@@ -739,7 +742,14 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         found = measure(
-            db_path, sizes, columns, kinds, args.jobs, lambda text: print(text, flush=True)
+            db_path,
+            sizes,
+            columns,
+            kinds,
+            args.jobs,
+            lambda text: print(text, flush=True),
+            # A development run skips the embedded default's processes and rows.
+            ("mmdb",) if args.quick else DATABASES,
         )
         memory: dict[str, list[int]] = {}
         if "rss" in only:
@@ -749,11 +759,12 @@ def main(argv: list[str] | None = None) -> int:
     report = cg_report.Report(
         [c.key for c in columns], found.rounds, found.notes, memory, peer_status
     )
+    roots = {c.key: str(c.tree.root) for c in columns}
     print()
     print(report.markdown())
     seconds = time.perf_counter() - started
     print()
-    print(report.footer(sizes.rounds, sizes.layouts, sizes.rss_processes, seconds))
+    print(report.footer(sizes.rounds, sizes.layouts, sizes.rss_processes, seconds, roots))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(

@@ -379,22 +379,30 @@ class Report:
                         added_worst = max(added_worst, _range(paired(bare, layouts)))
         return {**worst, "added_repeated_instructions": added_worst}
 
-    def footer(self, rounds: int, layouts: int, rss_processes: int, seconds: float) -> str:
+    def footer(
+        self, rounds: int, layouts: int, rss_processes: int, seconds: float, roots: dict[str, str]
+    ) -> str:
         worst = self.spreads()
-        lines = [
+        text = (
             f"Each figure is the median of {rounds} rounds in each of {layouts} processes laid "
-            f"out differently. Adapter requests: rounds in one process differ by at most "
-            f"{worst['rounds']:.2f} % (new clients: {worst['new rounds']:.2f} %, other addresses "
-            f"each round), processes by at most {worst['layouts']:.2f} % "
-            f"({worst['new layouts']:.2f} %); the instructions a middleware adds for a repeated "
-            f"input, taken in each process, by at most "
-            f"{worst['added_repeated_instructions']:,.0f}. RSS: median of {rss_processes} fresh "
-            f"processes (1 MB = 2**20 bytes). Run took {seconds:.0f} s.",
-        ]
+            "out differently."
+        )
+        if any("/bare/" in label for c in self.rounds.values() for f in c.values() for label in f):
+            text += (
+                f" Adapter requests: rounds in one process differ by at most "
+                f"{worst['rounds']:.2f} % (new clients: {worst['new rounds']:.2f} %, other "
+                f"addresses each round), processes by at most {worst['layouts']:.2f} % "
+                f"({worst['new layouts']:.2f} %); the instructions a middleware adds for a "
+                f"repeated input, taken in each process, by at most "
+                f"{worst['added_repeated_instructions']:,.0f}."
+            )
+        if self.memory:
+            text += f" RSS: median of {rss_processes} fresh processes (1 MB = 2**20 bytes)."
+        lines = [text + f" Run took {seconds:.0f} s."]
         for column in self.columns:
             where = self.notes.get(column, {}).get("geofence")
             if where:
-                lines.append(f"- {column}: geofence from {where}")
+                lines.append(f"- {column}: geofence imported from {where} (tree {roots[column]})")
         return "\n".join(lines)
 
     def as_json(self) -> dict[str, Any]:
