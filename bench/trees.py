@@ -90,7 +90,7 @@ def prepare(tree: Tree, wanted: list[str] | None) -> list[str]:
     """Check that ``tree`` imports from its own root and fill in the builds it has:
     ``wanted`` (None: both if the extension loads, else pure)."""
     got, where = probe(tree, "compiled")
-    if not Path(where).resolve().is_relative_to(tree.root.resolve()):
+    if not Path(where).resolve().is_relative_to((tree.root / "geofence").resolve()):
         raise RuntimeError(f"{tree.name}: geofence comes from {where}, not from {tree.root}")
     available = ["compiled", "pure"] if got == "compiled" else ["pure"]
     tree.builds = [b for b in (wanted or BUILDS) if b in available]
