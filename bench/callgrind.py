@@ -736,6 +736,9 @@ def main(argv: list[str] | None = None) -> int:
         columns, skipped = _columns(args, made)
         for text in skipped:
             print(f"not measured: {text}")
+        if not columns:
+            print("nothing to measure: no build asked for loads", file=sys.stderr)
+            return 2
         print(
             f"columns: {', '.join(c.key for c in columns)}; valgrind callgrind, {args.jobs} "
             "processes at once ...",
