@@ -649,13 +649,19 @@ class Engine:
             # Whom a trusted proxy forwards is told by the peer and the one line of the client
             # header it sends: such requests are cached under both, and found again before
             # the line is walked (and by cached(), from the raw header).
-            line = self._resolver.single_line(request.headers)
+            line = self._resolver.proxied_line(peer, request.headers)
             if line is not None:
                 key = (peer, method, path, _VIA, line)
                 client = None
             else:
                 client = self._resolver.resolve(peer, request.headers)
                 key = self._client_key(client, peer, method, path)
+                if client.detail is not self._peer_detail:
+                    # A proxy not seen before (or several lines): under its line if it sent
+                    # one, so that its next request and cached() find this decision.
+                    line = self._resolver.single_line(request.headers)
+                    if line is not None:
+                        key = (peer, method, path, _VIA, line)
         host: str | None = None
         suffix: tuple[object, ...] = ()
         if self._needs_host:

@@ -250,6 +250,8 @@ parse_peer: Callable[[str | None], IP | None] = (
 
 # -- network membership ------------------------------------------------------------------------
 
+# Leading bits of an address (by the family's width) indexing _Family.heads: 256 and 65,536 bytes.
+HEAD_BITS = {32: 8, 128: 16}
 # With this many distinct prefix lengths or fewer, one set lookup per length beats a bisection.
 _SET_LENGTHS = 3
 
@@ -257,9 +259,18 @@ _SET_LENGTHS = 3
 class _Family:
     """Membership for one address family: per-prefix-length sets, or merged sorted ranges."""
 
-    __slots__ = ("by_length", "ends", "starts")
+    __slots__ = ("by_length", "ends", "heads", "starts")
 
     def __init__(self, bits: int, networks: list[tuple[int, int]]) -> None:
+        # 1 for each value of an address's first HEAD_BITS bits under which some network
+        # lies: nearly every address is told "not in the set" by one index into this.
+        head = HEAD_BITS[bits]
+        heads = bytearray(1 << head)
+        for start, length in networks:
+            first = start >> (bits - head)
+            span = 1 << max(0, head - length)
+            heads[first : first + span] = b"\x01" * span
+        self.heads = bytes(heads)
         lengths = sorted({length for _, length in networks})
         self.by_length: tuple[tuple[int, frozenset[int]], ...] | None = None
         self.starts: list[int] = []
@@ -327,8 +338,16 @@ class NetworkSet:
     def __contains__(self, ip: object) -> bool:
         if not isinstance(ip, IP):
             return False
-        family = self._v4 if ip.version == 4 else self._v6
-        return family is not None and ip.value in family
+        value = ip.value
+        if ip.version == 4:
+            family = self._v4
+            if family is None or not family.heads[value >> 24]:
+                return False
+        else:
+            family = self._v6
+            if family is None or not family.heads[value >> 112]:
+                return False
+        return value in family
 
     def __bool__(self) -> bool:
         return self._v4 is not None or self._v6 is not None
@@ -362,35 +381,10 @@ def _network(text: str) -> Network:
 
 
 _PRIVATE = NetworkSet(_network(cidr) for cidr, _ in PRIVATE_TABLE)
-_V4_HEAD, _V6_HEAD = 8, 16  # leading bits indexing the tables below
-
-
-def _heads(bits: int, head: int, version: int) -> bytes:
-    """1 for each value of an address's first ``head`` bits that some private range covers."""
-    table = bytearray(1 << head)
-    for cidr, _ in PRIVATE_TABLE:
-        network = _network(cidr)
-        if network.version != version:
-            continue
-        first = int(network.network_address) >> (bits - head)
-        span = 1 << max(0, head - network.prefixlen)
-        table[first : first + span] = b"\x01" * span
-    return bytes(table)
-
-
-# Nearly every client is public: one index into these tells most of them so, before the
-# per-range test (which then runs only for the few heads that some range starts under).
-_V4_HEADS = _heads(32, _V4_HEAD, 4)
-_V6_HEADS = _heads(128, _V6_HEAD, 6)
 
 
 def is_private(ip: IP) -> bool:
     """Private, loopback, link-local, CGNAT or documentation: from :data:`PRIVATE_TABLE`."""
-    if ip.version == 4:
-        if not _V4_HEADS[ip.value >> 24]:
-            return False
-    elif not _V6_HEADS[ip.value >> 112]:
-        return False
     return ip in _PRIVATE
 
 

@@ -384,6 +384,14 @@ class ClientResolver:
         """The forwarding header read (lower case), e.g. ``x-forwarded-for``."""
         return self._header
 
+    def proxied_line(self, peer: str | None, headers: Sequence[tuple[str, str]]) -> str | None:
+        """:meth:`single_line` when ``peer`` is a trusted proxy already seen (or under
+        ``hops``, where the peer is not consulted); None for any other peer, whose headers
+        are not scanned for it (a new peer is resolved first)."""
+        if self._hops is None and self._known_peer(peer).__class__ is not IP:
+            return None
+        return self.single_line(headers)
+
     def single_line(self, headers: Sequence[tuple[str, str]]) -> str | None:
         """The value of the forwarding header when the request has exactly one line of it,
         short enough to be a cache key; else None. With the peer, such a line decides who
@@ -423,8 +431,13 @@ class ClientResolver:
             if ip is None:
                 return self._peer_unresolved(peer)
             value = ip.value
-            # unusable_reason() inline: nearly every address passes the first test.
-            if ip.version == 4 and 0 < value < 0xE0000000:
+            # unusable_reason() inline for what nearly every address is: IPv4 below 224/4 but
+            # 0.0.0.0, IPv6 outside ff00::/8 and ::/96 (unspecified, IPv4-compatible).
+            if (
+                (0 < value < 0xE0000000)
+                if ip.version == 4
+                else (value >> 32 and value >> 120 != 0xFF)
+            ):
                 return _new(ClientIP, (ip, self._peer_detail))
             return self._client(ip, self._peer_detail, "socket peer ")
         except Exception:  # a bug must neither crash the request nor let it through
@@ -472,6 +485,14 @@ class ClientResolver:
             # Not remembered: whoever caches per peer (the engine's decisions) keeps the
             # answer, and parsing again costs less than a second cache written for every
             # new client. Only proxies, whose requests the engine cannot cache by peer, are.
+            value = ip.value
+            # unusable_reason() inline, as in peer_client()
+            if (
+                (0 < value < 0xE0000000)
+                if ip.version == 4
+                else (value >> 32 and value >> 120 != 0xFF)
+            ):
+                return _new(ClientIP, (ip, self._peer_detail))
             return self._client(ip, self._peer_detail, "socket peer ")
         return self._peers.put(peer, result)
 
