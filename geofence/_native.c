@@ -49,11 +49,12 @@ address_halves(PyObject *value, int bits, uint64_t *hi, uint64_t *lo)
         return -1;
     }
     if (bits == 32) {
-        unsigned long long v = PyLong_AsUnsignedLongLong(value);
-        if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        /* Not PyLong_AsUnsignedLongLong: before 3.12 it goes through _PyLong_AsByteArray. */
+        unsigned long v = PyLong_AsUnsignedLong(value);
+        if (v == (unsigned long)-1 && PyErr_Occurred()) {
             return -1;
         }
-        if (v >> 32) {
+        if ((uint64_t)v >> 32) {
             PyErr_SetString(PyExc_OverflowError, "walk(): value does not fit in 32 bits");
             return -1;
         }

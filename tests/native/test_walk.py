@@ -130,16 +130,17 @@ def test_native_walk_equals_python_walk(path: Path) -> None:
     tree, reader = loaded
     with reader:
         addresses = _addresses(reader, path.name)
-    assert tree.leaf_prefix.__func__ is SearchTree._leaf_prefix_native  # type: ignore[attr-defined]
-    assert tree.leaf.__func__ is SearchTree._leaf_native  # type: ignore[attr-defined]
+    assert tree.leaf.__name__ == "leaf_native"
+    assert tree.leaf_prefix.__name__ == "leaf_prefix_native"
+    native_leaf, native_leaf_prefix = tree.native_walks()
     mismatches = []
     for ip in addresses:
-        native = _outcome(tree._leaf_prefix_native, ip)
+        native = _outcome(native_leaf_prefix, ip)
         python = _outcome(tree._leaf_prefix_python, ip)
         if native != python:
             mismatches.append((ip, native, python))
             continue
-        leaf_native = _outcome(lambda i: (tree._leaf_native(i), 0), ip)
+        leaf_native = _outcome(lambda i: (native_leaf(i), 0), ip)
         leaf_python = _outcome(lambda i: (tree._leaf_python(i), 0), ip)
         expected = native if isinstance(native, str) else (native[0], 0)
         if not leaf_native == leaf_python == expected:
@@ -222,7 +223,7 @@ def test_prefix_is_stride_when_the_table_entry_is_already_a_leaf() -> None:
         assert tree._leaf_prefix_python(ip) == (1, STRIDE)
         assert tree.leaf(ip) == 1
         if NATIVE is not None:
-            assert tree._leaf_prefix_native(ip) == (1, STRIDE)
+            assert tree.native_walks()[1](ip) == (1, STRIDE)
 
 
 def _chain(depth: int) -> tuple[array[int], array[int]]:
@@ -243,7 +244,7 @@ def test_prefix_counts_the_bits_walked(depth: int) -> None:
     # 0.0.0.0 follows left records to the end: node_count (not found) after ``depth`` bits.
     walks: list[Walk] = [tree.leaf_prefix, tree._leaf_prefix_python]
     if NATIVE is not None:
-        walks.append(tree._leaf_prefix_native)
+        walks.append(tree.native_walks()[1])
     for walk in walks:
         assert walk(IP("0.0.0.0", 4, 0)) == (depth, depth)
         # The first 1 bit after the table leaves at once: bit 17 set is the 17th bit read.
@@ -253,7 +254,7 @@ def test_prefix_counts_the_bits_walked(depth: int) -> None:
 def _damaged_outcomes(tree: SearchTree, ips: list[IP]) -> list[Any]:
     walks: list[Walk] = [tree._leaf_prefix_python]
     if NATIVE is not None:
-        walks.append(tree._leaf_prefix_native)
+        walks.append(tree.native_walks()[1])
     results = []
     for ip in ips:
         outcomes = {repr(_outcome(walk, ip)) for walk in walks}
@@ -350,6 +351,10 @@ def test_native_walk_never_reads_outside_the_arrays() -> None:
 def test_the_walk_is_chosen_once_at_construction() -> None:
     left, right = _chain(20)
     tree = SearchTree((left, right), node_count=20, record_size=32, ip_version=4, file_size=10**6)
-    expected = SearchTree._leaf_python if NATIVE is None else SearchTree._leaf_native
-    assert tree.leaf.__func__ is expected  # type: ignore[attr-defined]
+    if NATIVE is None:
+        assert tree.leaf.__func__ is SearchTree._leaf_python  # type: ignore[attr-defined]
+        assert tree.leaf_prefix.__func__ is SearchTree._leaf_prefix_python  # type: ignore[attr-defined]
+    else:
+        assert tree.leaf.__name__ == "leaf_native"
+        assert tree.leaf_prefix.__name__ == "leaf_prefix_native"
     assert _tree.NATIVE is NATIVE
