@@ -21,6 +21,7 @@ from geofence._model import Decision, DecisionKey, Facts, RequestInfo, with_clie
 from geofence._observer import Observer
 from geofence._probe import NATIVE as NATIVE_PROBE
 from geofence._probe import CacheProbe, make_probe
+from geofence._speedups import new_tuple
 from geofence.accounts._account import Account
 from geofence.accounts._ledger import Ledger
 from geofence.accounts._store import Store
@@ -56,7 +57,7 @@ NO_ANONYMIZERS: frozenset[str] = frozenset()
 _wall_clock = time.time  # bound once: the hot path reads it on every request
 Epoch = tuple[int, int]  # (time segment, database generation)
 # Builds a named tuple from a tuple of its fields in C, without its Python-level __new__.
-_new = tuple.__new__
+_new = new_tuple
 # (epoch, decision, attention, answer). attention: True for a decision that is reported on
 # each request (logged, an event, counted: see Observer.seen); for a quiet one (an allow), its
 # counter when metrics are on (an iterator: each next() counts one), else False, so that a

@@ -26,7 +26,7 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import NamedTuple
 
 from geofence._cache import BoundedCache
-from geofence._speedups import NATIVE
+from geofence._speedups import NATIVE, new_tuple
 
 # Spelled here rather than imported from geofence.config, which imports this package (the
 # forwarding-header table); geofence.config.Network is the same union.
@@ -45,7 +45,7 @@ class IP(NamedTuple):
     value: int  # the address as an integer
 
 
-_new = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
+_new = new_tuple  # skips NamedTuple's Python-level __new__ on the hot path
 
 # The longest valid token: "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255" (45 characters).
 _MAX_TOKEN = 45

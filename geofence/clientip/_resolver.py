@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from geofence._cache import BoundedCache
+from geofence._speedups import new_tuple
 from geofence.clientip._addresses import (
     IP,
     NetworkSet,
@@ -56,7 +57,7 @@ class ClientIP(NamedTuple):
     detail: str  # human words: how it was found, or why it could not be
 
 
-_new = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
+_new = new_tuple  # skips NamedTuple's Python-level __new__ on the hot path
 
 
 def _unresolved(reason: str) -> ClientIP:
