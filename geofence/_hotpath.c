@@ -97,10 +97,13 @@ learn(PyTypeObject *type)
         refused_tag = tag;
         return;
     }
+    /* All of it set before the old type is released, which can run Python code. */
+    PyTypeObject *old = known_type;
     Py_INCREF(type);
-    Py_XSETREF(known_type, type);
+    known_type = type;
     known_tag = tag;
     memcpy(known_offsets, offsets, sizeof offsets);
+    Py_XDECREF(old);
 }
 
 #define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
