@@ -677,3 +677,33 @@ def run(make: Callable[..., Any], script: list[Op]) -> list[object]:
 def test_c_and_python_agree(script: list[Op]) -> None:
     assert hotpath is not None
     assert run(hotpath.Probe, script) == run(_probe.Probe, script)
+
+
+# -- the engine's own probe ------------------------------------------------------------------
+
+
+def test_the_engine_probe_finds_what_the_engine_cached(country_db: str) -> None:
+    """Whichever probe the engine was built with finds its entries: were the engine's entry
+    or key to change shape, every probe would miss and only speed would tell."""
+    from geofence import Engine
+
+    engine = Engine.from_config(
+        {
+            "geoip": {"country_db": country_db, "reload_interval": 0},
+            "rules": [{"name": "no-cn", "action": "block", "regions": ["CN"]}],
+        }
+    )
+    probe = engine._probe
+    allowed = RequestInfo("81.2.69.142", method="GET", path="/v1")
+    blocked = RequestInfo("175.16.199.1", method="GET", path="/v1")
+    decision = engine.decide(allowed)
+    assert decision.action == "allow"
+    assert probe.decision(allowed) is decision
+    answer = engine.answer(allowed)
+    assert probe.answer("81.2.69.142", "GET", "/v1") is answer
+    assert engine.cached("81.2.69.142", "GET", "/v1") is answer
+    block = engine.decide(blocked)
+    assert block.action == "block"
+    assert probe.decision(blocked) is None  # logged on every request: the engine's path
+    entry = probe.entry(blocked)
+    assert entry is not None and entry[1] is block
