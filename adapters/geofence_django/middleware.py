@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import CoroutineType
-from typing import Any, cast
+from typing import cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
@@ -31,8 +31,10 @@ from .routing import routed_to_exempt
 
 TEMPLATE = "geofence/blocked.html"
 SHIPPED_TEMPLATE = str(Path(__file__).with_name("templates") / "geofence" / "blocked.html")
-# The request attribute holding the mark of the engine that answered it (installed twice).
-MARK = "_geofence_mark"
+# The key in ``request.META`` of the mark of the engine that answered the request (installed
+# twice). Not an attribute of the request: a second attribute name on every request type
+# made CPython give up its compact attribute storage for requests (a dict built per request).
+MARK = "geofence.mark"
 SyncGetResponse = Callable[[HttpRequest], HttpResponseBase]
 AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
@@ -77,19 +79,33 @@ class GeofenceMiddleware:
         hooks = account_hooks()
         self.account_of: SyncHook | None = None if hooks is None else hooks[0]
         self._aaccount_of: AsyncHook | None = None if hooks is None else hooks[1]
-        # What this instance leaves on a request it answers (see _known).
+        # What this instance leaves on a request it answers (see _unknown).
         self._mark = engine.mark
+        # Bound once: every request asks the cache, a miss asks answer().
+        self._cached = engine.cached
+        self._answer = engine.answer
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
+        # Whether __call__ leaves its hot path (a sync app without an account hook) at once.
+        self._other = self._async or self.account_of is not None
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
-        if self._async:
-            return self.__acall__(request)
-        account = None if self.account_of is None else self.account_of(request)
-        answer = self._known(request, account)
-        if answer is None:
-            answer = self.engine.answer(request_info(request), account=account)
+        # Every line down to the view is paid by every request: a repeated allowed one is
+        # answered by one probe of the engine's cache (whose answers pass the request on
+        # untouched: nothing to send, nothing to amend), and nothing is built for it.
+        if self._other:
+            return self.__acall__(request) if self._async else self._call_with_account(request)
+        answer = self._cached(
+            request.META.get("REMOTE_ADDR") or None, request.method or "GET", request.path_info
+        )
+        if answer is not None:
+            request.geofence = answer.decision  # type: ignore[attr-defined]
+            return self._app(request)
+        return self._applied(request, self._unknown(request) or self._answer(request_info(request)))
+
+    def _applied(self, request: HttpRequest, answer: Answer) -> HttpResponseBase:
+        """The response to a sync request with ``answer``."""
         request.geofence = answer.decision  # type: ignore[attr-defined]
         if answer.response is not None:
             return self._respond(answer)
@@ -98,13 +114,40 @@ class GeofenceMiddleware:
             self._amend(answer, response)
         return response
 
-    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        account = None if self._aaccount_of is None else self._aaccount_of(request)
-        if account.__class__ is CoroutineType:  # the hook's, guarded (conf.account_hooks)
-            account = await account
-        answer = self._known(request, account)
+    def _call_with_account(self, request: HttpRequest) -> HttpResponseBase:
+        """:meth:`__call__` of a sync app with ``GEOFENCE_ACCOUNT``."""
+        assert self.account_of is not None
+        account = self.account_of(request)
+        answer = self._cached(
+            request.META.get("REMOTE_ADDR") or None,
+            request.method or "GET",
+            request.path_info,
+            account,
+        )
         if answer is None:
-            answer = await self.engine.aanswer(request_info(request), account=account)
+            answer = self._unknown(request) or self._answer(request_info(request), None, account)
+        return self._applied(request, answer)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        account = None
+        if self._aaccount_of is not None:
+            account = self._aaccount_of(request)
+            if account.__class__ is CoroutineType:  # the hook's, guarded (conf.account_hooks)
+                account = await account
+        answer = self._cached(
+            request.META.get("REMOTE_ADDR") or None,
+            request.method or "GET",
+            request.path_info,
+            account,
+        )
+        if answer is None:
+            answer = self._unknown(request)
+            if answer is None:
+                info = request_info(request)
+                if account is None:
+                    answer = self._answer(info)  # aanswer() without an account is answer()
+                else:
+                    answer = await self.engine.aanswer(info, None, account)
         request.geofence = answer.decision  # type: ignore[attr-defined]
         if answer.response is not None:
             return self._respond(answer)
@@ -113,26 +156,18 @@ class GeofenceMiddleware:
             self._amend(answer, response)
         return response
 
-    def _known(self, request: HttpRequest, account: Any) -> Answer | None:
-        """The answer when nothing needs deciding (an exempt view too); else None, with the
+    def _unknown(self, request: HttpRequest) -> Answer | None:
+        """For a request the cache has no answer for: the answer when nothing needs deciding
+        (an exempt view, or the outer instance answered already); else None, with the
         request marked."""
-        # A repeated allowed request (and every request in mode "off"): one cache probe.
-        answer = self.engine.cached(
-            request.META.get("REMOTE_ADDR") or None,
-            request.method or "GET",
-            request.path_info,
-            account,
-        )
-        if answer is not None:
-            return answer
-        mark = getattr(request, MARK, None)
+        meta = request.META
+        mark = meta.get(MARK)
         if mark is not None and self.engine.decided(mark):
             # Installed twice with this policy: the outer instance answered already.
             # (Both instances share one engine, so a request the outer one answered from
             # the cache is a cache hit here too, and needs no mark.)
             return Answer(request.geofence)  # type: ignore[attr-defined]
-        # setattr(request, MARK, ...), spelled out: a plain store costs less.
-        request._geofence_mark = self._mark  # type: ignore[attr-defined]
+        meta[MARK] = self._mark
         # A view marked exempt is not decided (only looked for when the cache had no answer).
         return EXEMPT_VIEW_ANSWER if routed_to_exempt(request) else None
 

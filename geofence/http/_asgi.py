@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from types import CoroutineType, FrameType
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from geofence._model import Decision, RequestInfo
 from geofence.http._answer import EXEMPT_VIEW, EXEMPT_VIEW_ANSWER, Answer
@@ -99,15 +99,50 @@ class ASGIGate:
         #: until the first request that is not answered from the cache.
         self.routes: list[Any] = []
         self.exempt_prefixes: tuple[str, ...] | None = None
+        # Bound once: every request asks the cache.
+        self._cached = engine.cached
+        # Whether __call__ may answer an http request from the cache at once.
+        self._plain = self._account_of is None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Runs for every request: each line of the allow path below is paid each time, so it
-        # only reads the scope and asks the engine.
+        # Runs for every request: each line of the hot path (an http request answered from
+        # the cache, no account hook, no route deciding again) is paid each time, so it only
+        # reads the scope, asks the cache and stores the decision.
         kind = scope["type"]
+        if kind == "http" and self._plain and not ROUTES_DECIDE and ENGINE_KEY not in scope:
+            answer: Answer | Literal[False] | None
+            try:
+                # Keys every server sends (a scope without one takes _serve's way), read
+                # before the cache is asked: a hit is counted, so it must not be asked twice.
+                state = scope["state"]
+                root = scope["root_path"]
+                client = scope["client"]
+                path = scope["path"]
+                if root:
+                    path = without_root(path, root)
+                answer = self._cached(client[0] if client else None, scope["method"], path)
+            except Exception:  # a key missing, a peer that is no text: _serve asks
+                answer = False
+            if answer:
+                scope[ENGINE_KEY] = self.engine
+                if state is None:
+                    state = scope["state"] = {}
+                state[STATE_KEY] = answer.decision
+                await self.app(scope, receive, send)
+                return
+            await self._serve(scope, receive, send, kind, answer is False)
+            return
         if kind not in {"http", "websocket"}:
             # lifespan, and types this middleware does not know, are not requests.
             await self.app(scope, receive, send)
             return
+        await self._serve(scope, receive, send, kind, True)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, kind: str, ask_cache: bool
+    ) -> None:
+        """:meth:`__call__` for a request it did not answer from the cache itself;
+        ``ask_cache``: whether the cache is still to be asked."""
         engine = self.engine
         if ENGINE_KEY in scope and engine.decided(scope[ENGINE_KEY].mark):
             await self.app(scope, receive, send)
@@ -117,8 +152,10 @@ class ASGIGate:
         if state is None:
             state = scope["state"] = {}
         peer, method, path = scope_facts(scope, kind)
+        answer: Answer | None = None
         if self._account_of is None:
-            answer = engine.cached(peer, method, path)
+            if ask_cache:
+                answer = engine.cached(peer, method, path)
         else:
             account = self._account_of(scope)
             if account.__class__ is CoroutineType:  # an async hook's, guarded too
@@ -143,7 +180,7 @@ class ASGIGate:
                 if self._account_of is None:
                     answer = engine.answer(info)
                 else:
-                    answer = await engine.aanswer(info, account=account)
+                    answer = await engine.aanswer(info, None, account)
         state[STATE_KEY] = answer.decision
         if answer.response is not None:
             # The app is not called and receive() is never awaited: the body stays unread.

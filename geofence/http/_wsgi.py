@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from geofence._cache import BoundedCache
 from geofence._model import RequestInfo
@@ -148,10 +148,39 @@ class WSGIGate:
         #: prefixes are None until :meth:`ready` ran, at the first request.
         self.exempt_views: frozenset[str] = frozenset()
         self.exempt_prefixes: tuple[str, ...] | None = None
+        # Bound once: every request asks the cache.
+        self._cached = engine.cached
+        # Whether wsgi() may answer from the cache at once: set once ready() ran (at the first
+        # request), for a layer without an account hook.
+        self._plain = False
 
     def wsgi(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        # Every line down to `inner` is paid by every request: a repeated allowed request is
+        # three reads of the environ, one probe of the engine's cache and one store.
+        if self._plain and PROXY_FIX_KEY not in environ:
+            answer: Answer | Literal[False] | None
+            try:
+                answer = self._cached(
+                    environ.get("REMOTE_ADDR") or None,
+                    environ["REQUEST_METHOD"],  # required (PEP 3333): no default to test for
+                    WSGI_ROUTED_PATHS[environ.get("PATH_INFO") or ""],
+                )
+            except Exception:  # an environ no server sends: _serve asks
+                answer = False
+            if answer:
+                environ[DECISION_KEY] = answer.decision
+                return self.inner(environ, start_response)
+            return self._serve(environ, start_response, answer is False)
+        return self._serve(environ, start_response, True)
+
+    def _serve(
+        self, environ: WSGIEnvironment, start_response: StartResponse, ask_cache: bool
+    ) -> Iterable[bytes]:
+        """:meth:`wsgi` for every request it does not answer from the cache itself;
+        ``ask_cache``: whether the cache is still to be asked."""
         if self.exempt_prefixes is None:
             self.ready()
+            self._plain = self.account is None
         path = WSGI_ROUTED_PATHS[environ.get("PATH_INFO") or ""]
         peer = environ.get("REMOTE_ADDR") or None
         original = environ.get(PROXY_FIX_KEY)
@@ -160,7 +189,9 @@ class WSGIGate:
             self.check_proxy_fix()
         method: str = environ.get("REQUEST_METHOD") or "GET"
         # With an account hook, the answer waits for the app to say who is calling.
-        answer = self.engine.cached(peer, method, path) if self.account is None else None
+        answer = None
+        if ask_cache and self.account is None:
+            answer = self._cached(peer, method, path)
         if answer is None:
             mark = environ.get(MARK_KEY)
             if mark is not None and self.engine.decided(mark):

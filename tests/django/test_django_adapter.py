@@ -339,7 +339,7 @@ def test_a_decision_set_before_the_middleware_is_kept(monkeypatch: pytest.Monkey
     request.geofence = earlier  # type: ignore[attr-defined]
     with override_settings(GEOFENCE=BASE):
         # What an instance with this policy leaves on a request it has answered.
-        setattr(request, middleware.MARK, conf.get_engine().mark)
+        request.META[middleware.MARK] = conf.get_engine().mark
         response = GeofenceMiddleware(app)(request)
     assert calls == []
     assert response.status_code == 200  # type: ignore[union-attr]
