@@ -20,7 +20,6 @@ from geofence._events import Emitter, Event
 from geofence._model import Decision
 from geofence.accounts._account import Account
 from geofence.accounts._breaker import Breaker
-from geofence.accounts._memory import MemoryStore
 from geofence.accounts._store import (
     EMPTY,
     FOREVER,
@@ -32,7 +31,6 @@ from geofence.accounts._store import (
     Store,
     StoreError,
 )
-from geofence.accounts._uri import open_store
 from geofence.config._policy import Policy
 from geofence.http._answer import Answer
 from geofence.rules._rule import Rule
@@ -96,6 +94,10 @@ class Ledger:
             if strikes is None
             else Limits(strikes.threshold, strikes.window, strikes.action, strikes.suspend_for)
         )
+        # Imported here: an engine without [accounts] never builds a ledger, nor needs a store.
+        from geofence.accounts._memory import MemoryStore
+        from geofence.accounts._uri import open_store
+
         self.store: Store = store or open_store(
             accounts.store,
             key_prefix=accounts.key_prefix,

@@ -9,6 +9,11 @@ record's country is checked against the same ISO 3166 list as the config (``XK``
 pseudo-codes (``EU``, ``AP``, ``XX``, ``A1``, ``A2``, ``O1``) are a record without a country.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from geofence._lazy import exports
 from geofence.geoip._databases import (
     ANONYMOUS,
     ASN,
@@ -21,7 +26,7 @@ from geofence.geoip._databases import (
     open_asn_db,
     open_country_db,
 )
-from geofence.geoip._mmdb import CACHE_SIZE, MODES, Kind, MaxMindDB, has_extension, open_mmdb
+from geofence.geoip._kinds import CACHE_SIZE, Kind
 from geofence.geoip._records import (
     NO_ASN,
     NO_COUNTRY,
@@ -32,6 +37,13 @@ from geofence.geoip._records import (
     iso_countries,
 )
 from geofence.geoip._reloading import Reloading
+
+if TYPE_CHECKING:
+    from geofence.geoip._mmdb import MODES, MaxMindDB, has_extension, open_mmdb
+
+# The MaxMind wrapper's names load it on first use (see geofence._lazy): an engine on the
+# embedded database never does.
+_WHERE = {"MODES": "_mmdb", "MaxMindDB": "_mmdb", "has_extension": "_mmdb", "open_mmdb": "_mmdb"}
 
 __all__ = [
     "ANONYMOUS",
@@ -59,3 +71,5 @@ __all__ = [
     "open_country_db",
     "open_mmdb",
 ]
+
+__getattr__, __dir__ = exports(__name__, globals(), _WHERE)

@@ -15,15 +15,12 @@ from geofence._cache import BoundedCache
 from geofence._errors import ConfigError, DatabaseError
 from geofence.clientip._addresses import IP
 from geofence.config import GeoIPPolicy
-from geofence.geoip._mmdb import (
+from geofence.geoip._kinds import (
     CACHE_SIZE,
     Kind,
-    MaxMindDB,
     anonymous_subdivisions,
     asn_subdivisions,
     country_subdivisions,
-    open_mmdb,
-    reader_mode,
 )
 from geofence.geoip._records import (
     NO_ASN,
@@ -36,6 +33,7 @@ from geofence.geoip._records import (
 from geofence.geoip._reloading import Reloading, log_loaded
 
 if TYPE_CHECKING:
+    from geofence.geoip._mmdb import MaxMindDB
     from geofence.geoip._watch import DatabaseWatch
 
 T = TypeVar("T")
@@ -216,6 +214,21 @@ def open_asn_db(
     if geoip.asn_db is None:
         return None
     return _open_maxmind(geoip.asn_db, ASN, geoip, clock, watch)
+
+
+def open_mmdb(path: str, kind: Kind[T], mode: int) -> MaxMindDB[T]:
+    """:func:`geofence.geoip._mmdb.open_mmdb`, imported on first use: the MaxMind wrapper (and
+    its tree reader) is loaded only by a policy that names a file."""
+    from geofence.geoip import _mmdb
+
+    return _mmdb.open_mmdb(path, kind, mode)
+
+
+def reader_mode(name: str) -> int:
+    """:func:`geofence.geoip._mmdb.reader_mode`, imported on first use."""
+    from geofence.geoip import _mmdb
+
+    return _mmdb.reader_mode(name)
 
 
 def _open_maxmind(

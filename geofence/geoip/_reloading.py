@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from geofence._errors import ConfigError
 from geofence.clientip._addresses import IP
-from geofence.geoip._mmdb import MaxMindDB, signature
+from geofence.geoip._kinds import signature
 
 if TYPE_CHECKING:
+    from geofence.geoip._mmdb import MaxMindDB
     from geofence.geoip._watch import DatabaseWatch
 
 T = TypeVar("T")
