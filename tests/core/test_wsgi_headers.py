@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 import geofence
 from geofence.http import Answer, wsgi_amend, wsgi_send
-from geofence.http._environ import NAMES_SIZE, EnvironHeaders, _names
+from geofence.http._environ import LAYOUTS_SIZE, NAMES_SIZE, EnvironHeaders, _layouts, _names
 
 CN, BY, US = "175.16.199.1", "178.120.0.1", "216.160.83.56"
 POLICY = {
@@ -146,3 +149,52 @@ def test_amending_with_a_passing_answer_changes_nothing() -> None:
     start = wsgi_amend(answer(US), started)
     start("200 OK", [("Cache-Control", "public")])
     assert started.calls == [("200 OK", [("Cache-Control", "public")], None)]
+
+
+def _reference_headers(environ: dict[Any, object]) -> list[tuple[str, str]]:
+    """What EnvironHeaders must give, written as plainly as possible."""
+    pairs = [
+        (key[5:].replace("_", "-").lower(), value)
+        for key, value in environ.items()
+        if isinstance(key, str) and key.startswith("HTTP_") and len(key) > 5
+        if isinstance(value, str)
+    ]
+    for key, name in (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length")):
+        value = environ.get(key)
+        if value and isinstance(value, str):
+            pairs.append((name, value))
+    return pairs
+
+
+_KEYS = st.sampled_from(
+    [
+        "HTTP_ACCEPT",
+        "HTTP_X_FORWARDED_FOR",
+        "HTTP_HOST",
+        "HTTP_",
+        "HTTP_X_Mixed",
+        "http_lower",
+        "CONTENT_TYPE",
+        "CONTENT_LENGTH",
+        "REMOTE_ADDR",
+        "wsgi.input",
+        ("HTTP_TUPLE",),
+    ]
+)
+_VALUES = st.one_of(st.text(max_size=8), st.binary(max_size=4), st.none(), st.integers())
+
+
+@given(st.lists(st.tuples(_KEYS, _VALUES), max_size=12))
+def test_environ_headers_are_every_header_in_order(items: list[tuple[Any, object]]) -> None:
+    environ = dict(items)
+    assert list(EnvironHeaders(environ)) == _reference_headers(environ)
+    # Again with the same keys (the layout is remembered) and other values: their own values.
+    again = {key: f"v{n}" for n, key in enumerate(environ)}
+    assert list(EnvironHeaders(again)) == _reference_headers(again)
+
+
+def test_environ_layouts_stay_bounded() -> None:
+    for n in range(LAYOUTS_SIZE + 10):
+        environ = {"REMOTE_ADDR": "10.0.0.1", f"HTTP_X_LAYOUT_{n}": "a", "HTTP_ACCEPT": "b"}
+        assert list(EnvironHeaders(environ)) == [(f"x-layout-{n}", "a"), ("accept", "b")]
+    assert len(_layouts) <= LAYOUTS_SIZE
