@@ -78,6 +78,7 @@ def http_scope(peer: str | None = CN, path: str = "/v1/models", **extra: Any) ->
         "headers": [(b"host", b"testserver")],
         "client": (peer, 50123) if peer else None,
         "server": ("127.0.0.1", 8000),
+        "state": {},  # as uvicorn and hypercorn send it (a copy of the lifespan state)
     }
     scope.update(extra)
     return scope
@@ -542,6 +543,52 @@ def test_mode_off_decides_nothing_per_request() -> None:
         assert peer.sent[0]["status"] == 200
     assert engine.calls == before
     assert [d.reason for d in seen.decisions] == ["off"] * 3
+
+
+class ProbedEngine(CountingEngine):
+    """A CountingEngine that also counts its cache probes."""
+
+    probes = 0
+
+    def cached(
+        self, peer: str | None, method: str, path: str, account: Any = None
+    ) -> Answer | None:
+        self.probes += 1
+        return super().cached(peer, method, path, account)
+
+
+@pytest.mark.parametrize(
+    "missing", [(), ("state",), ("root_path",), ("state", "root_path")], ids=str
+)
+def test_a_repeated_request_asks_the_cache_once_whatever_the_scope_holds(
+    missing: tuple[str, ...],
+) -> None:
+    # A scope with every key uvicorn sends is answered on the hot path; one without some of
+    # them (other servers) takes the long way. Either way one probe per request, and only
+    # the first request is worked out.
+    engine = ProbedEngine.from_config(BASE)
+    middleware = GeofenceMiddleware(raw_app(seen := Seen()), engine=engine)
+    for _ in range(3):
+        scope = http_scope(US)
+        for key in missing:
+            del scope[key]
+        peer = Peer()
+        run(middleware, scope, peer)
+        assert peer.sent[0]["status"] == 200
+        assert scope["state"][STATE_KEY].country == "US"
+    assert (engine.calls, engine.probes) == (1, 3)
+    assert [d.country for d in seen.decisions] == ["US"] * 3
+
+
+def test_a_peer_that_cannot_be_a_key_is_no_peer_on_every_request() -> None:
+    # The hot path probes the cache with the scope's client as it is; one that cannot key a
+    # dict takes the long way, where it is no peer.
+    middleware = GeofenceMiddleware(raw_app(seen := Seen()), engine=ENGINE)
+    for _ in range(2):
+        peer = Peer()
+        run(middleware, http_scope(US, client=(["10.0.0.1"], 1)), peer)
+        assert peer.sent[0]["status"] == 200
+    assert [d.reason for d in seen.decisions] == ["unresolved_client"] * 2
 
 
 def test_existing_scope_state_is_kept() -> None:
