@@ -209,3 +209,52 @@ def test_with_an_account_a_warning_amends_the_apps_response() -> None:
     assert warned.status == "200 OK" and body == b"app body" and app.body.read
     assert environ[DECISION_KEY].reason == "account_grace" and "sunset" in warned.headers
     assert warned.headers["x-app"] == "1"
+
+
+class ProbedEngine(geofence.Engine):
+    """Counts the answers it works out and its cache probes."""
+
+    answers = probes = 0
+
+    def answer(self, request: geofence.RequestInfo, now: Any = None, account: Any = None) -> Answer:
+        self.answers += 1
+        return super().answer(request, now, account)
+
+    def cached(
+        self, peer: str | None, method: str, path: str, account: Any = None
+    ) -> Answer | None:
+        self.probes += 1
+        return super().cached(peer, method, path, account)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {PROXY_FIX_KEY: {"REMOTE_ADDR": US}}, {"REQUEST_METHOD": None}],
+    ids=["plain", "proxy-fix", "no-method"],
+)
+def test_a_repeated_request_asks_the_cache_once_and_is_worked_out_once(
+    extra: dict[str, Any],
+) -> None:
+    engine = ProbedEngine.from_config(BASE)
+    app = App()
+    gate = WSGIGate(engine, app)
+    for _ in range(3):
+        environ: Environ = {"REMOTE_ADDR": US, "PATH_INFO": "/v1/models", "REQUEST_METHOD": "GET"}
+        environ.update(extra)
+        if environ["REQUEST_METHOD"] is None:
+            del environ["REQUEST_METHOD"]  # no server sends this: decided as a GET
+        started = Started()
+        assert b"".join(gate.wsgi(environ, started)) == b"app body"
+        assert started.status == "200 OK"
+    assert [d.country for d in app.seen] == ["US"] * 3
+    assert (engine.answers, engine.probes) == (1, 3)
+
+
+def test_a_request_behind_proxy_fix_is_not_answered_for_the_address_it_forwarded() -> None:
+    # US called directly first: its allow is cached. Through ProxyFix, REMOTE_ADDR says US
+    # but the socket peer was CN, and the policy trusts no proxy: CN is decided.
+    gate = gate_for(BASE, App())
+    direct, _, _ = call(gate, US)
+    forwarded, _, environ = call(gate, US, **{PROXY_FIX_KEY: {"REMOTE_ADDR": CN}})
+    assert direct.status == "200 OK" and forwarded.status.startswith("451")
+    assert environ[DECISION_KEY].client_ip == CN
