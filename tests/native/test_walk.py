@@ -26,6 +26,7 @@ from geofence._speedups import NATIVE
 from geofence.clientip._addresses import IP
 from geofence.geoip import _mmdb as mmdb
 from geofence.geoip import _tree
+from geofence.geoip._kinds import signature
 from geofence.geoip._tree import STRIDE, SearchTree, TreeError
 
 ROOT = Path(__file__).parents[2]
@@ -56,7 +57,7 @@ def _load(path: Path) -> tuple[SearchTree, maxminddb.Reader] | None:
     meta = reader.metadata()
     tree = mmdb._load_tree(
         str(path),
-        mmdb.signature(str(path)),
+        signature(str(path)),
         meta.node_count,
         meta.record_size,
         meta.ip_version,
