@@ -112,8 +112,8 @@ class ASGIGate:
         if kind == "http" and self._plain and not ROUTES_DECIDE and ENGINE_KEY not in scope:
             answer: Answer | Literal[False] | None
             try:
-                # Keys every server sends (a scope without one takes _serve's way), read
-                # before the cache is asked: a hit is counted, so it must not be asked twice.
+                # Keys every server sends (a scope without one takes the long way below),
+                # read before the cache is asked: a hit is counted, so it is asked once.
                 state = scope["state"]
                 root = scope["root_path"]
                 client = scope["client"]
@@ -121,7 +121,7 @@ class ASGIGate:
                 if root:
                     path = without_root(path, root)
                 answer = self._cached(client[0] if client else None, scope["method"], path)
-            except Exception:  # a key missing, a peer that is no text: _serve asks
+            except Exception:  # a key missing, a peer that is no key: asked below
                 answer = False
             if answer:
                 scope[ENGINE_KEY] = self.engine
@@ -130,19 +130,15 @@ class ASGIGate:
                 state[STATE_KEY] = answer.decision
                 await self.app(scope, receive, send)
                 return
-            await self._serve(scope, receive, send, kind, answer is False)
-            return
-        if kind not in {"http", "websocket"}:
+            # Not a hit: the long way below, in this same coroutine (another one to await
+            # would cost a new client more), without asking the cache again.
+            ask_cache = answer is False
+        elif kind not in {"http", "websocket"}:
             # lifespan, and types this middleware does not know, are not requests.
             await self.app(scope, receive, send)
             return
-        await self._serve(scope, receive, send, kind, True)
-
-    async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, kind: str, ask_cache: bool
-    ) -> None:
-        """:meth:`__call__` for a request it did not answer from the cache itself;
-        ``ask_cache``: whether the cache is still to be asked."""
+        else:
+            ask_cache = True
         engine = self.engine
         if ENGINE_KEY in scope and engine.decided(scope[ENGINE_KEY].mark):
             await self.app(scope, receive, send)
@@ -152,7 +148,7 @@ class ASGIGate:
         if state is None:
             state = scope["state"] = {}
         peer, method, path = scope_facts(scope, kind)
-        answer: Answer | None = None
+        answer = None
         if self._account_of is None:
             if ask_cache:
                 answer = engine.cached(peer, method, path)
