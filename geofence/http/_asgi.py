@@ -99,8 +99,10 @@ class ASGIGate:
         #: until the first request that is not answered from the cache.
         self.routes: list[Any] = []
         self.exempt_prefixes: tuple[str, ...] | None = None
-        # Bound once: every request asks the cache.
+        # Bound once: every request asks the cache. (needs_host is fixed for an engine, and
+        # a property read per request is a call.)
         self._cached = engine.cached
+        self._needs_host = engine.needs_host
         # Whether __call__ may answer an http request from the cache at once.
         self._plain = self._account_of is None
 
@@ -171,7 +173,7 @@ class ASGIGate:
                 answer = EXEMPT_VIEW_ANSWER
             else:
                 info = RequestInfo(peer, Headers(scope.get("headers") or ()), method, path)
-                if engine.needs_host:  # rules with `hosts`
+                if self._needs_host:  # rules with `hosts`
                     info.host = scope_host(scope)
                 if self._account_of is None:
                     answer = engine.answer(info)

@@ -148,8 +148,10 @@ class WSGIGate:
         #: prefixes are None until :meth:`ready` ran, at the first request.
         self.exempt_views: frozenset[str] = frozenset()
         self.exempt_prefixes: tuple[str, ...] | None = None
-        # Bound once: every request asks the cache.
+        # Bound once: every request asks the cache. (needs_host is fixed for an engine, and
+        # a property read per request is a call.)
         self._cached = engine.cached
+        self._needs_host = engine.needs_host
         # Whether wsgi() may answer from the cache at once: set once ready() ran (at the first
         # request), for a layer without an account hook.
         self._plain = False
@@ -211,7 +213,7 @@ class WSGIGate:
                 return self.inner(environ, start_response)
             environ[MARK_KEY] = self._mark
             info = RequestInfo(peer, EnvironHeaders(environ), method.upper(), path)
-            if self.engine.needs_host:  # rules with `hosts`
+            if self._needs_host:  # rules with `hosts`
                 info.host = environ_host(environ)
             answer = self.engine.answer(info)
             if answer.response is not None:
