@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -587,6 +588,7 @@ Rounds = dict[str, dict[str, dict[str, list[list[float]]]]]
 class Measurements:
     rounds: Rounds
     notes: dict[str, dict[str, Any]]  # {column key: what its processes reported}
+    failed: list[str]  # processes that failed twice, left out of the figures
 
 
 def measure(
@@ -601,6 +603,7 @@ def measure(
     """Every round of every process: the geofence groups for each column, the peers once."""
     rounds: Rounds = {}
     notes: dict[str, dict[str, Any]] = {}
+    failed: list[str] = []
     # Starting a process under valgrind costs more than most measurements in it, so both
     # databases share one, except for Django, whose settings are per process.
     groups: dict[str, list[tuple[str, ...]]] = {kind: [tuple(databases)] for kind in KINDS}
@@ -626,8 +629,15 @@ def measure(
             except RuntimeError as error:
                 # Once more: the tree measured may be in the middle of an edit (a helper or
                 # an editor saving a file); a real failure fails again.
-                progress(f"  retrying once: {str(error)[:2000]}")
-                found, written = _run_one(*job, db_path, sizes, work, retry=True)
+                progress(f"  retrying once: {str(error)[-2000:]}")
+                try:
+                    found, written = _run_one(*job, db_path, sizes, work, retry=True)
+                except RuntimeError as again:
+                    # The other processes still give figures: this one is left out, named.
+                    column, kind, dbs, layout = job
+                    failed.append(f"{column.key}: {kind} ({', '.join(dbs)}), layout {layout + 1}")
+                    progress(f"  FAILED twice, left out: {str(again)[-2000:]}")
+                    return {}, {"geofence": None, "notes": {}}, time.perf_counter() - started
             return found, written, time.perf_counter() - started
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -639,7 +649,8 @@ def measure(
                     f"{took:.0f} s"
                 )
                 column_notes = notes.setdefault(column.key, {})
-                column_notes.setdefault("geofence", written["geofence"])
+                if written["geofence"] is not None:
+                    column_notes.setdefault("geofence", written["geofence"])
                 for name, value in written["notes"].items():
                     column_notes.setdefault(name, value)
                 for db, labels in found.items():
@@ -647,7 +658,7 @@ def measure(
                         rounds.setdefault(column.key, {}).setdefault(db, {}).setdefault(
                             label, []
                         ).append(values)
-    return Measurements(rounds, notes)
+    return Measurements(rounds, notes, failed)
 
 
 def _columns(args: argparse.Namespace, made: trees.Trees) -> tuple[list[Column], list[str]]:
@@ -693,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"{QUICK.layouts} layouts x {QUICK.rounds} rounds, fewer calls, the real-size file "
         "only: a development run",
     )
+    parser.add_argument("--layouts", type=int, help="processes per group (default 5, --quick 2)")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "DB"), help=argparse.SUPPRESS)
     parser.add_argument("--sizes", help=argparse.SUPPRESS)
     parser.add_argument("--layout", type=int, help=argparse.SUPPRESS)
@@ -725,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Database: {db_path.name} ({'cached' if took is None else f'built in {took:.0f} s'})"
         )
     sizes = QUICK if args.quick else Sizes()
+    if args.layouts is not None:
+        sizes = dataclasses.replace(sizes, layouts=args.layouts)
     only = set(args.only or (*KINDS, "peers", "rss"))
     kinds = [kind for kind in KINDS if kind in only]
     peer_status = _peer_status(only)
@@ -768,6 +782,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     print()
     print(report.footer(sizes.rounds, sizes.layouts, sizes.rss_processes, seconds, roots))
+    for text in found.failed:
+        print(f"- left out (failed twice): {text}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
@@ -780,6 +796,7 @@ def main(argv: list[str] | None = None) -> int:
                         c.key: {"tree": str(c.tree.root), "build": c.build} for c in columns
                     },
                     "not_measured": skipped,
+                    "failed": found.failed,
                     "sizes": sizes.__dict__,
                     "seconds": round(seconds, 1),
                     **report.as_json(),
