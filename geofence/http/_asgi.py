@@ -111,8 +111,8 @@ class ASGIGate:
         # the cache, no account hook, no route deciding again) is paid each time, so it only
         # reads the scope, asks the cache and stores the decision.
         kind = scope["type"]
+        answer: Answer | Literal[False] | None
         if kind == "http" and self._plain and not ROUTES_DECIDE and ENGINE_KEY not in scope:
-            answer: Answer | Literal[False] | None
             try:
                 # Keys every server sends (a scope without one takes the long way below),
                 # read before the cache is asked: a hit is counted, so it is asked once.
@@ -122,7 +122,9 @@ class ASGIGate:
                 path = scope["path"]
                 if root:
                     path = without_root(path, root)
-                answer = self._cached(client[0] if client else None, scope["method"], path)
+                peer = client[0] if client else None
+                method = scope["method"]
+                answer = self._cached(peer, method, path)
             except Exception:  # a key missing, a peer that is no key: asked below
                 answer = False
             if answer:
@@ -132,39 +134,45 @@ class ASGIGate:
                 state[STATE_KEY] = answer.decision
                 await self.app(scope, receive, send)
                 return
-            # Not a hit: the long way below, in this same coroutine (another one to await
-            # would cost a new client more), without asking the cache again.
-            ask_cache = answer is False
         elif kind not in {"http", "websocket"}:
             # lifespan, and types this middleware does not know, are not requests.
             await self.app(scope, receive, send)
             return
         else:
-            ask_cache = True
+            answer = False
+        # Not answered yet. Everything below runs in this same coroutine: another one to
+        # await would cost each new client more.
         engine = self.engine
-        if ENGINE_KEY in scope and engine.decided(scope[ENGINE_KEY].mark):
-            await self.app(scope, receive, send)
-            return
-        scope[ENGINE_KEY] = engine
-        state = scope.get("state")
-        if state is None:
-            state = scope["state"] = {}
-        peer, method, path = scope_facts(scope, kind)
-        answer = None
-        if self._account_of is None:
-            if ask_cache:
-                answer = engine.cached(peer, method, path)
+        if answer is None:
+            # The cache missed on the hot path: its facts stand (a peer that is no text is
+            # no peer), and the cache is not asked again.
+            if peer.__class__ is not str:
+                peer = None
+            if state is None:
+                state = scope["state"] = {}
         else:
-            account = self._account_of(scope)
-            if account.__class__ is CoroutineType:  # an async hook's, guarded too
-                account = await account
-            answer = engine.cached(peer, method, path, account)
-        if answer is not None and not ROUTES_DECIDE:
-            # A repeated allowed request (with or without an account): no headers, no
-            # RequestInfo, nothing to add.
-            state[STATE_KEY] = answer.decision
-            await self.app(scope, receive, send)
-            return
+            if ENGINE_KEY in scope and engine.decided(scope[ENGINE_KEY].mark):
+                await self.app(scope, receive, send)
+                return
+            state = scope.get("state")
+            if state is None:
+                state = scope["state"] = {}
+            peer, method, path = scope_facts(scope, kind)
+            if self._account_of is None:
+                answer = engine.cached(peer, method, path)
+            else:
+                account = self._account_of(scope)
+                if account.__class__ is CoroutineType:  # an async hook's, guarded too
+                    account = await account
+                answer = engine.cached(peer, method, path, account)
+            if answer is not None and not ROUTES_DECIDE:
+                # A repeated allowed request (with or without an account): no headers, no
+                # RequestInfo, nothing to add.
+                scope[ENGINE_KEY] = engine
+                state[STATE_KEY] = answer.decision
+                await self.app(scope, receive, send)
+                return
+        scope[ENGINE_KEY] = engine
         if answer is None:
             prefixes = self.exempt_prefixes
             if prefixes is None:
