@@ -59,17 +59,16 @@ class SpeedupsBuildHook(BuildHookInterface):
                 self._drop_stale(source, version)
             return
         self._work = tempfile.mkdtemp(prefix="geofence-speedups-")
+        failed: list[str] = []
+        reason = ""
         for source in sources:
             module = f"{PACKAGE}.{source.stem}"
             try:
                 built = _compile(module, source, Path(self._work) / source.stem)
             except (Exception, SystemExit) as error:  # any failure at all: go without it
-                reason = " ".join(str(error).split()) or "no detail"
-                print(
-                    f"WARNING: geofence: could not compile {PACKAGE}/{source.name} "
-                    f"({type(error).__name__}: {reason}); using the pure-Python code instead",
-                    file=sys.stderr,
-                )
+                failed.append(source.name)
+                detail = " ".join(str(error).split()) or "no detail"
+                reason = reason or f"{type(error).__name__}: {detail}"
                 self._drop_stale(source, version)
                 continue
             if version == "editable":
@@ -79,6 +78,13 @@ class SpeedupsBuildHook(BuildHookInterface):
             build_data["pure_python"] = False
             build_data["infer_tag"] = True
             build_data["force_include"][str(built)] = f"{PACKAGE}/{built.name}"
+        if failed:
+            # One line, however many modules: without a compiler they all fail the same way.
+            print(
+                f"WARNING: geofence: could not compile {PACKAGE}/{', '.join(failed)} ({reason}); "
+                "using the pure-Python code instead",
+                file=sys.stderr,
+            )
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
         if self._work is not None:
