@@ -37,8 +37,7 @@ def _load(name: str) -> ModuleType | None:
 NATIVE: ModuleType | None = _load("_native")
 #: geofence._tuples (geofence/_tuples.c): named tuples built in one allocation, or None.
 TUPLES: ModuleType | None = _load("_tuples")
-#: geofence._leaves (geofence/_leaves.c): every record of a search tree, or None.
-LEAVES: ModuleType | None = _load("_leaves")
+
 #: ``tuple.__new__(cls, items)`` for named tuples, which skips their Python-level ``__new__``:
 #: in C when built (one allocation, no argument handling: ~1,000 instructions less a call).
 new_tuple: NewTuple = cast("NewTuple", TUPLES.new if TUPLES is not None else tuple.__new__)

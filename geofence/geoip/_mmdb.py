@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from geofence._cache import BoundedCache
 from geofence._errors import ConfigError, DatabaseError
-from geofence._speedups import LEAVES
-from geofence.clientip._addresses import IP, _v4_text, _v6_text
+from geofence.clientip._addresses import IP
 from geofence.geoip._kinds import CACHE_SIZE, Kind, _signature
 from geofence.geoip._records import RecordDecoder
 from geofence.geoip._tree import MAX_NODES, SearchTree, TreeError, read_children
@@ -286,7 +285,7 @@ def _validate(
         raise ConfigError(
             key, f"{path!r} is corrupt: a test lookup failed ({_short(error)}); download it again"
         ) from None
-    db = MaxMindDB(
+    return MaxMindDB(
         reader,
         kind,
         path=path,
@@ -297,38 +296,6 @@ def _validate(
         signature=file_signature,
         tree=_load_tree(path, file_signature, node_count, record_size, ip_version),
     )
-    _preload(db, ip_version)
-    return db
-
-
-# Records decoded when a file is opened, at most (see _preload); a City database has more.
-PRELOAD_LIMIT = 16_384
-_first_records = None if LEAVES is None else LEAVES.first
-
-
-def _preload(db: MaxMindDB[T], ip_version: int) -> None:
-    """Decode every record the search tree leads to now, when there are few (a Country
-    database has a few thousand): then no request pays for a record's first decoding (a raw
-    reader.get, ~80,000 instructions). Only with geofence._leaves built (a walk of the whole
-    tree in Python would take most of a second); without it records are decoded on demand,
-    as they are beyond PRELOAD_LIMIT. A damaged record is left to the lookups that reach it,
-    which report it as before."""
-    tree = db.tree
-    if tree is None or _first_records is None:
-        return
-    bits = 128 if ip_version == 6 else 32
-    left, right = tree._children
-    found = _first_records(left, right, tree.node_count, 0, bits, PRELOAD_LIMIT)
-    if found is None:
-        return
-    for record, (value, _) in found.items():
-        if record == tree.node_count:
-            continue  # "not found": nothing to decode
-        text = _v4_text(value) if bits == 32 else _v6_text(value.to_bytes(16, "big"))
-        try:
-            db._decode_record(record, IP(text, 4 if bits == 32 else 6, value))
-        except DatabaseError:
-            continue
 
 
 def _load_tree(
