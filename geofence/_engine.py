@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from ipaddress import IPv6Address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geofence import _logs as logs
 from geofence import _overlay
@@ -23,8 +23,6 @@ from geofence._probe import NATIVE as NATIVE_PROBE
 from geofence._probe import CacheProbe, make_probe
 from geofence._speedups import new_tuple
 from geofence.accounts._account import Account
-from geofence.accounts._ledger import Ledger
-from geofence.accounts._store import Store
 from geofence.clientip._addresses import IP, NetworkSet, is_private
 from geofence.clientip._resolver import MAX_LINE, ClientIP, ClientResolver
 from geofence.config._loader import load_policy
@@ -46,6 +44,10 @@ from geofence.metrics import TALLY, attach
 from geofence.rules._globs import compile_globs, has_dot_segment
 from geofence.rules._groups import groups_containing
 from geofence.rules._rule import Rule, micros
+
+if TYPE_CHECKING:
+    from geofence.accounts._ledger import Ledger
+    from geofence.accounts._store import Store
 
 OFF = Decision(action="allow", enforced=False, reason="off")
 OFF_ANSWER = Answer(OFF)
@@ -166,9 +168,12 @@ class Engine:
         # Accounts change decisions only with [accounts] (DESIGN "Accounts"). Rules that ask
         # about the account's home make its home country part of the request's facts.
         self._home = any("account" in r.needs for r in self._rules)
-        self._ledger = (
-            Ledger(policy, self._rules, self.events, clock) if policy.accounts is not None else None
-        )
+        self._ledger: Ledger | None = None
+        if policy.accounts is not None:
+            # Imported here: the ledger and the stores only for a policy with [accounts].
+            from geofence.accounts._ledger import Ledger
+
+            self._ledger = Ledger(policy, self._rules, self.events, clock)
         # Every instant at which some rule changes phase; between two of them nothing does.
         # (in microseconds, in seconds): the first exact, the second for the float wall clock.
         boundaries = tuple(
@@ -427,6 +432,21 @@ class Engine:
         return answer
 
     answer = _answer_probed if NATIVE_PROBE else _answer_inline
+
+    def answer_uncached(self, request: RequestInfo) -> Answer:
+        """:meth:`answer` (now, without an account) for a request :meth:`cached` has just
+        missed: no second probe of the cache with the same (peer, method, path)."""
+        if self._off:
+            return OFF_ANSWER
+        wall = _wall_clock()
+        start, end, epoch = self._state
+        if not start <= wall < end:
+            epoch = self._tick(wall)
+        entry = self._entry(request, None, epoch, wall=wall)
+        answer = entry[3]
+        if answer is None:
+            return Answer(entry[1], self._denial(entry[1], request))
+        return answer
 
     async def aanswer(
         self,

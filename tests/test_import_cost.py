@@ -58,6 +58,8 @@ NOT_LOADED_OWN = (
     "geofence.geoip._mmdb",
     "geofence.geoip._tree",
     "geofence.accounts._memory",
+    "geofence.accounts._ledger",
+    "geofence.accounts._store",
     "geofence.accounts._uri",
     "geofence.accounts._redis",
     "geofence.http._wsgi",
