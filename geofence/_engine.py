@@ -384,17 +384,27 @@ class Engine:
         (a block or a 503). Never raises because of configuration, input or databases."""
         if now is None and account is None:
             entry = self._probe.entry(request)
-            if entry is not None:
+            if entry is None:
+                # A miss (adapters get here after cached() missed): straight to the entry,
+                # without a second probe of the same key.
+                if self._off:
+                    return OFF_ANSWER
+                wall = _wall_clock()
+                start, end, epoch = self._state
+                if not start <= wall < end:
+                    epoch = self._tick(wall)
+                entry = self._entry(request, None, epoch, wall=wall)
+            else:
                 attention = entry[2]
                 if attention:
                     if attention is True:
                         self._observer.seen(entry[1], request)
                     else:
                         next(attention)
-                answer = entry[3]
-                if answer is None:
-                    return Answer(entry[1], self._denial(entry[1], request))
-                return answer
+            answer = entry[3]
+            if answer is None:
+                return Answer(entry[1], self._denial(entry[1], request))
+            return answer
         return self._answer_inline(request, now, account)
 
     def _answer_inline(
@@ -432,21 +442,6 @@ class Engine:
         return answer
 
     answer = _answer_probed if NATIVE_PROBE else _answer_inline
-
-    def answer_uncached(self, request: RequestInfo) -> Answer:
-        """:meth:`answer` (now, without an account) for a request :meth:`cached` has just
-        missed: no second probe of the cache with the same (peer, method, path)."""
-        if self._off:
-            return OFF_ANSWER
-        wall = _wall_clock()
-        start, end, epoch = self._state
-        if not start <= wall < end:
-            epoch = self._tick(wall)
-        entry = self._entry(request, None, epoch, wall=wall)
-        answer = entry[3]
-        if answer is None:
-            return Answer(entry[1], self._denial(entry[1], request))
-        return answer
 
     async def aanswer(
         self,

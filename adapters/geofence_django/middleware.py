@@ -84,6 +84,10 @@ class GeofenceMiddleware:
         # Bound once: every request asks the cache, a miss asks answer().
         self._cached = engine.cached
         self._answer = engine.answer
+        # Behind a trusted proxy: the META key of the forwarding header, whose value finds a
+        # repeated client in the cache (its peer is the proxy's); None when no header counts.
+        header = engine.client_header
+        self._forwarded = None if header is None else "HTTP_" + header.upper().replace("-", "_")
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -96,9 +100,21 @@ class GeofenceMiddleware:
         # untouched: nothing to send, nothing to amend), and nothing is built for it.
         if self._other:
             return self.__acall__(request) if self._async else self._call_with_account(request)
+        meta = request.META
         answer = self._cached(
-            request.META.get("REMOTE_ADDR") or None, request.method or "GET", request.path_info
+            meta.get("REMOTE_ADDR") or None, request.method or "GET", request.path_info
         )
+        if answer is None and self._forwarded is not None:
+            # A proxied client: found by the proxy's address and the line it forwarded.
+            forwarded = meta.get(self._forwarded)
+            if forwarded is not None:
+                answer = self._cached(
+                    meta.get("REMOTE_ADDR") or None,
+                    request.method or "GET",
+                    request.path_info,
+                    None,
+                    forwarded,
+                )
         if answer is not None:
             request.geofence = answer.decision  # type: ignore[attr-defined]
             return self._app(request)
@@ -123,6 +139,7 @@ class GeofenceMiddleware:
             request.method or "GET",
             request.path_info,
             account,
+            request.META.get(self._forwarded),  # type: ignore[arg-type]  # None: no header
         )
         if answer is None:
             answer = self._unknown(request) or self._answer(request_info(request), None, account)
@@ -139,6 +156,7 @@ class GeofenceMiddleware:
             request.method or "GET",
             request.path_info,
             account,
+            request.META.get(self._forwarded),  # type: ignore[arg-type]  # None: no header
         )
         if answer is None:
             answer = self._unknown(request)

@@ -103,6 +103,10 @@ class ASGIGate:
         # a property read per request is a call.)
         self._cached = engine.cached
         self._needs_host = engine.needs_host
+        # Behind a trusted proxy: the forwarding header's name, whose value finds a repeated
+        # client in the cache (its peer is the proxy's); None when no header counts.
+        header = engine.client_header
+        self._forwarded = None if header is None else header.encode("latin-1")
         # Whether __call__ may answer an http request from the cache at once.
         self._plain = self._account_of is None
 
@@ -150,6 +154,16 @@ class ASGIGate:
                 peer = None
             if state is None:
                 state = scope["state"] = {}
+            if self._forwarded is not None and not ROUTES_DECIDE:
+                # A proxied client: found by the proxy's address and the line it forwarded.
+                forwarded = forwarded_line(scope.get("headers") or (), self._forwarded)
+                if forwarded is not None:
+                    answer = self._cached(peer, method, path, None, forwarded)
+                    if answer is not None:
+                        scope[ENGINE_KEY] = engine
+                        state[STATE_KEY] = answer.decision
+                        await self.app(scope, receive, send)
+                        return
         else:
             if ENGINE_KEY in scope and engine.decided(scope[ENGINE_KEY].mark):
                 await self.app(scope, receive, send)
@@ -204,6 +218,21 @@ class ASGIGate:
         self.routes = asgi_routes(self.app)
         self.exempt_prefixes = asgi_exempt_prefixes(self.routes)
         return self.exempt_prefixes
+
+
+def forwarded_line(raw: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The value of header ``name`` (lower case) when the request has exactly one line of
+    it, decoded as :class:`Headers` decodes it; else None. Never raises."""
+    found: bytes | None = None
+    try:
+        for key, value in raw:
+            if key.lower() == name:
+                if found is not None:
+                    return None
+                found = value
+        return None if found is None else found.decode("latin-1")
+    except Exception:  # headers no server sends: the long way reads them
+        return None
 
 
 class Headers(Sequence[tuple[str, str]]):

@@ -152,6 +152,10 @@ class WSGIGate:
         # a property read per request is a call.)
         self._cached = engine.cached
         self._needs_host = engine.needs_host
+        # Behind a trusted proxy: the environ key of the forwarding header, whose value finds
+        # a repeated client in the cache (its peer is the proxy's); None when no header counts.
+        header = engine.client_header
+        self._forwarded = None if header is None else "HTTP_" + header.upper().replace("-", "_")
         # Whether wsgi() may answer from the cache at once: set once ready() ran (at the first
         # request), for a layer without an account hook.
         self._plain = False
@@ -194,6 +198,11 @@ class WSGIGate:
         answer = None
         if ask_cache and self.account is None:
             answer = self._cached(peer, method, path)
+        if answer is None and self._forwarded is not None and self.account is None:
+            # A proxied client: found by the proxy's address and the line it forwarded.
+            forwarded = environ.get(self._forwarded)
+            if forwarded is not None:
+                answer = self._cached(peer, method, path, None, forwarded)
         if answer is None:
             mark = environ.get(MARK_KEY)
             if mark is not None and self.engine.decided(mark):

@@ -141,15 +141,3 @@ def test_caching_never_changes_a_decision(client_ip: dict[str, Any], seed: int) 
             cached = long_lived.cached(peer, "GET", path, forwarded=single)
             if cached is not None:
                 assert _key(cached.decision) == _key(expected), (peer, lines)
-
-
-def test_answer_uncached_is_answer_for_a_request_cached_missed() -> None:
-    e = engine()
-    for info in (request(PROXY, US), request(PROXY, CN), request(OUTSIDER), request(None)):
-        expected = engine().answer(info)
-        got = e.answer_uncached(info)
-        assert _key(got.decision) == _key(expected.decision)
-        assert (got.response is None) == (expected.response is None)
-        assert _key(e.answer_uncached(info).decision) == _key(expected.decision)  # cached now
-    off = Engine.from_config({"mode": "off"})
-    assert off.answer_uncached(request(PROXY, CN)).decision.reason == "off"

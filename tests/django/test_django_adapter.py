@@ -502,3 +502,20 @@ def test_mode_off_under_asgi_sets_the_decision_and_changes_nothing() -> None:
     assert response.status_code == 200
     assert "Cache-Control" in response and response["Cache-Control"] == "max-age=60"
     assert [(d.action, d.reason) for d in views.SEEN] == [("allow", "off")]  # type: ignore[attr-defined]
+
+
+def test_a_repeated_client_behind_a_trusted_proxy_is_answered_from_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _count_decisions(monkeypatch)
+    proxied = {**BASE, "client_ip": {"trusted_proxies": ["10.0.0.0/8"]}}
+    with override_settings(GEOFENCE=proxied):
+        client = Client(REMOTE_ADDR="10.0.0.1")
+        for _ in range(3):
+            assert client.get("/v1/x", HTTP_X_FORWARDED_FOR=US).status_code == 200
+            assert views.SEEN[-1].client_ip == US
+        assert len(calls) == 1  # the proxy's address and the line found it again
+        # Another line is another client: decided, never answered from US's entry.
+        assert client.get("/v1/models", HTTP_X_FORWARDED_FOR=CN).status_code == 451
+        assert client.get("/v1/models", HTTP_X_FORWARDED_FOR=CN).status_code == 451
+        assert len(calls) == 3  # a block is decided (and logged) on every request
