@@ -1,7 +1,7 @@
 """geofence in instructions: callgrind counts per decision and per request, side by side.
 
-    python bench/callgrind.py                       # 6-10 minutes on 2 cores
-    python bench/callgrind.py --quick               # 1-2 minutes: a development run
+    python bench/callgrind.py                       # 8-12 minutes on 2 cores
+    python bench/callgrind.py --quick               # about 2 minutes: a development run
     python bench/callgrind.py --against dcad4ab     # and that commit, in the same run
     python bench/callgrind.py --json OUT.json
 
