@@ -35,6 +35,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -746,6 +747,8 @@ def main(argv: list[str] | None = None) -> int:
     commit = _provenance.commit()
     versions = _provenance.versions(PACKAGES)
     print(f"geofence {commit}; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    # A SIGTERM ends the run like Ctrl-C does, so that the worktree and links are removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with trees.Trees() as made:
         columns, skipped = _columns(args, made)
         for text in skipped:
