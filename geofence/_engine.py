@@ -304,12 +304,6 @@ class Engine:
         now: datetime | None = None,
         account: Account | None = None,
     ) -> Decision:
-        """Decide one request, for ``account`` when the app knows who sends it. Never raises
-        because of configuration, input, databases, the account store or ``on_event``.
-
-        With an account the account store may be called (at most once, bounded by
-        ``accounts.timeout``); async apps use :meth:`adecide`, which does not block the loop.
-        """
         if now is None and account is None:
             # The compiled probe: the clock, the window, the key and the entry in one call.
             decision = self._probe.decision(request)
@@ -359,6 +353,7 @@ class Engine:
 
     # With the C probe built, decide() asks it first; without, the same steps run inline in
     # Python (a call to a Python probe would cost more than it saves).
+    _decide_probed.__doc__ = _decide_inline.__doc__
     decide = _decide_probed if NATIVE_PROBE else _decide_inline
 
     async def adecide(
@@ -379,9 +374,6 @@ class Engine:
         now: datetime | None = None,
         account: Account | None = None,
     ) -> Answer:
-        """What the adapter does with this request (see :class:`geofence.http.Answer`): pass
-        it, pass it and add headers to the app's response (a warning), or send a response
-        (a block or a 503). Never raises because of configuration, input or databases."""
         if now is None and account is None:
             entry = self._probe.entry(request)
             if entry is None:
@@ -441,6 +433,7 @@ class Engine:
             return Answer(entry[1], self._denial(entry[1], request))
         return answer
 
+    _answer_probed.__doc__ = _answer_inline.__doc__
     answer = _answer_probed if NATIVE_PROBE else _answer_inline
 
     async def aanswer(
