@@ -52,7 +52,7 @@ def _load(path: Path) -> tuple[SearchTree, maxminddb.Reader] | None:
     """geofence's tree for ``path`` and a reader on it; None when geofence copies no tree."""
     try:
         reader = maxminddb.open_database(str(path), maxminddb.MODE_MMAP)
-    except (maxminddb.InvalidDatabaseError, ValueError, OSError):
+    except Exception:  # maxminddb 2.6 raises IndexError on some broken files
         return None
     meta = reader.metadata()
     tree = mmdb._load_tree(
@@ -82,7 +82,14 @@ def _networks(reader: maxminddb.Reader) -> Iterator[ipaddress.IPv4Network | ipad
     try:
         for network, _record in reader:
             yield network
-    except (maxminddb.InvalidDatabaseError, ValueError, KeyError, IndexError, TypeError):
+    except (
+        maxminddb.InvalidDatabaseError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        RecursionError,  # maxminddb 2.6's Python decoder on deeply nested records
+    ):
         return  # a damaged file stops the listing; the random addresses still cover it
 
 
@@ -175,7 +182,14 @@ def test_walk_finds_the_readers_record_with_a_prefix_at_least_as_long(path: Path
                     # The pure-Python reader decodes a data pointer (records are node_count
                     # + 16 + offset, which it takes as is).
                     decoded[record] = reader._resolve_data_pointer(record)
-            except (maxminddb.InvalidDatabaseError, ValueError, KeyError, IndexError, TypeError):
+            except (
+                maxminddb.InvalidDatabaseError,
+                ValueError,
+                KeyError,
+                IndexError,
+                TypeError,
+                RecursionError,
+            ):
                 continue  # the reader refuses it; same as above
             compared += 1
             mine = None if record == tree.node_count else decoded[record]
