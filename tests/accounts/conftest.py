@@ -35,7 +35,9 @@ STORE_KINDS = [
     pytest.param("cluster", marks=pytest.mark.slow),
     pytest.param("sentinel", marks=pytest.mark.slow),
 ]
-TIMEOUT = 2.0  # generous: the contract tests are not about time
+# Generous: the contract tests are not about time. 2 s once failed under load (25 concurrent TLS
+# handshakes of one test on an oversubscribed 2-core machine); a timeout only bounds a failure.
+TIMEOUT = 10.0
 
 MakeStore = Callable[[Limits | None], Store]
 
