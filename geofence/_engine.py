@@ -19,8 +19,8 @@ from geofence._errors import ConfigError, DatabaseError
 from geofence._events import Emitter, EventCallback
 from geofence._model import Decision, DecisionKey, Facts, RequestInfo, with_client
 from geofence._observer import Observer
+from geofence._probe import FRONT_CACHED, FRONT_DECIDE, CacheProbe, front, make_probe
 from geofence._probe import NATIVE as NATIVE_PROBE
-from geofence._probe import CacheProbe, make_probe
 from geofence._speedups import new_tuple
 from geofence.accounts._account import Account
 from geofence.clientip._addresses import IP, NetworkSet, is_private
@@ -298,19 +298,6 @@ class Engine:
         """
         return mark is self.policy or mark == self.policy
 
-    def _decide_probed(
-        self,
-        request: RequestInfo,
-        now: datetime | None = None,
-        account: Account | None = None,
-    ) -> Decision:
-        if now is None and account is None:
-            # The compiled probe: the clock, the window, the key and the entry in one call.
-            decision = self._probe.decision(request)
-            if decision is not None:
-                return decision
-        return self._decide_inline(request, now, account)
-
     def _decide_inline(
         self,
         request: RequestInfo,
@@ -351,10 +338,14 @@ class Engine:
                 next(entry[2])
         return entry[1]
 
-    # With the C probe built, decide() asks it first; without, the same steps run inline in
-    # Python (a call to a Python probe would cost more than it saves).
-    _decide_probed.__doc__ = _decide_inline.__doc__
-    decide = _decide_probed if NATIVE_PROBE else _decide_inline
+    # With the C probe built, decide(request) is a C front that asks it first (the clock, the
+    # window, the key and the entry in one call, without a Python frame) and calls this method
+    # on a miss or for any other call; without, the same steps run inline in Python (a call to
+    # a Python probe would cost more than it saves).
+    if TYPE_CHECKING:
+        decide = _decide_inline
+    else:
+        decide = front(FRONT_DECIDE, _decide_inline)
 
     async def adecide(
         self,
@@ -366,7 +357,8 @@ class Engine:
         client. Without an account (or ``[accounts]``) it is :meth:`decide`."""
         if account is not None and self._ledger is not None and not self._off:
             return (await self._account_aanswer(request, now, account)).decision
-        return self.decide(request, now)
+        # decide(request) alone is the call the compiled front answers from the cache
+        return self.decide(request) if now is None else self.decide(request, now)
 
     def _answer_probed(
         self,
@@ -447,18 +439,6 @@ class Engine:
             return await self._account_aanswer(request, now, account)
         return self.answer(request, now)
 
-    def _cached_probed(
-        self,
-        peer: str | None,
-        method: str,
-        path: str,
-        account: Account | None = None,
-        forwarded: str | None = None,
-    ) -> Answer | None:
-        if account is None and forwarded is None and not self._off:
-            return self._probe.answer(peer, method, path)
-        return self._cached_inline(peer, method, path, account, forwarded)
-
     def _cached_inline(
         self,
         peer: str | None,
@@ -529,8 +509,12 @@ class Engine:
                 return entry[3]
         return None
 
-    _cached_probed.__doc__ = _cached_inline.__doc__
-    cached = _cached_probed if NATIVE_PROBE else _cached_inline
+    # With the C probe built, cached(peer, method, path) on an engine that is not off is a C
+    # front that answers from the probe (None on a miss); any other call runs this method.
+    if TYPE_CHECKING:
+        cached = _cached_inline
+    else:
+        cached = front(FRONT_CACHED, _cached_inline)
 
     # -- accounts ----------------------------------------------------------------------------
 

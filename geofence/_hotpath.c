@@ -1,4 +1,5 @@
-/* geofence._hotpath: the engine's decision-cache hit in C (Probe).
+/* geofence._hotpath: the engine's decision-cache hit in C (Probe), and Engine.decide and
+ * Engine.cached themselves (Front), so that a repeated request runs no Python frame of ours.
  *
  * A repeated client is answered from the engine's decision cache: read the wall clock, check
  * that it is still inside the window in which nothing can change, look (peer, method, path) up,
@@ -522,6 +523,417 @@ static PyTypeObject ProbeType = {
     .tp_methods = Probe_methods,
 };
 
+/* ---- Front: decide() and cached() without a Python frame ---------------------------------
+ *
+ * A repeated request spends about as much in the Python frame of Engine.decide() (binding the
+ * method, the defaults, two comparisons, the call into the probe) as in the probe itself. A
+ * Front is the class attribute in that frame's place: a descriptor, like a Python function, so
+ * engine.decide is bound per access, subclasses override it and patching the class works as
+ * before; nothing is stored on the engine (no cycle: an engine is freed when its last reference
+ * goes). Its common call (decide(request); cached(peer, method, path) on an engine not "off")
+ * asks the engine's probe directly; everything else, and every miss, calls the Python method
+ * ("slow": Engine._decide_inline or Engine._cached_inline) with the same arguments, as the
+ * Python fronts did.
+ */
+enum { FRONT_DECIDE = 0, FRONT_CACHED = 1 };
+
+static PyObject *name__probe;
+static PyObject *name__off;
+
+typedef struct {
+    PyObject_HEAD
+    int kind;
+    PyObject *slow; /* the Python function: (engine, *args, **kwargs) */
+    vectorcallfunc vectorcall;
+} FrontObject;
+
+typedef struct {
+    PyObject_HEAD
+    FrontObject *front;
+    PyObject *engine;
+    vectorcallfunc vectorcall;
+} BoundFrontObject;
+
+static PyTypeObject FrontType;
+static PyTypeObject BoundFrontType;
+
+/* The probe's answer for the common call, or None to take the slow path (new references);
+ * NULL only for an error that must propagate (not an Exception). */
+static PyObject *
+front_fast(FrontObject *front, PyObject *engine, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
+{
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        Py_RETURN_NONE;
+    }
+    if (front->kind == FRONT_DECIDE ? nargs != 1 : nargs != 3) {
+        Py_RETURN_NONE;
+    }
+    if (front->kind == FRONT_CACHED) {
+        PyObject *off = PyObject_GetAttr(engine, name__off);
+        if (off == NULL) {
+            return miss_after_error();
+        }
+        Py_DECREF(off); /* True and False are never freed */
+        if (off != Py_False) {
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *probe = PyObject_GetAttr(engine, name__probe);
+    if (probe == NULL) {
+        return miss_after_error();
+    }
+    PyObject *result;
+    if (!Py_IS_TYPE(probe, &ProbeType)) {
+        result = Py_None; /* the Python twin: the slow path asks it */
+        Py_INCREF(result);
+    }
+    else if (front->kind == FRONT_DECIDE) {
+        result = Probe_decision((ProbeObject *)probe, args[0]);
+    }
+    else {
+        result = Probe_answer((ProbeObject *)probe, args, 3);
+        if (result == Py_None) {
+            /* cached(): a miss is the answer (None), as Engine._cached_inline gives it */
+            Py_DECREF(probe);
+            return Py_NewRef(Py_Ellipsis);
+        }
+    }
+    Py_DECREF(probe);
+    return result;
+}
+
+/* slow(engine, *args, **kwargs), args given without the engine. */
+static PyObject *
+front_slow(FrontObject *front, PyObject *engine, PyObject *const *args, size_t nargsf,
+           PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t total = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
+    if (nargsf & PY_VECTORCALL_ARGUMENTS_OFFSET) {
+        /* The caller lets us use args[-1]: put the engine there, as bound methods do. */
+        PyObject **slots = (PyObject **)args - 1;
+        PyObject *saved = slots[0];
+        slots[0] = engine;
+        PyObject *result = PyObject_Vectorcall(front->slow, slots, nargs + 1, kwnames);
+        slots[0] = saved;
+        return result;
+    }
+    PyObject *small[8];
+    PyObject **slots = small;
+    if (total + 1 > 8) {
+        slots = PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
+        if (slots == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    slots[0] = engine;
+    for (Py_ssize_t i = 0; i < total; i++) {
+        slots[i + 1] = args[i];
+    }
+    PyObject *result = PyObject_Vectorcall(front->slow, slots, nargs + 1, kwnames);
+    if (slots != small) {
+        PyMem_Free(slots);
+    }
+    return result;
+}
+
+static PyObject *
+front_call(FrontObject *front, PyObject *engine, PyObject *const *args, size_t nargsf,
+           PyObject *kwnames)
+{
+    PyObject *fast = front_fast(front, engine, args, PyVectorcall_NARGS(nargsf), kwnames);
+    if (fast == NULL) {
+        return NULL;
+    }
+    if (fast == Py_Ellipsis) {
+        Py_DECREF(fast);
+        Py_RETURN_NONE;
+    }
+    if (fast != Py_None) {
+        return fast;
+    }
+    Py_DECREF(fast);
+    return front_slow(front, engine, args, nargsf, kwnames);
+}
+
+static PyObject *
+BoundFront_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                      PyObject *kwnames)
+{
+    BoundFrontObject *self = (BoundFrontObject *)callable;
+    return front_call(self->front, self->engine, args, nargsf, kwnames);
+}
+
+/* Engine.decide(engine, request, ...): called on the class, the engine comes first. */
+static PyObject *
+Front_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    FrontObject *self = (FrontObject *)callable;
+    if (PyVectorcall_NARGS(nargsf) < 1) {
+        /* the Python method's own error message */
+        return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
+    }
+    PyObject *engine = args[0];
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf) - 1;
+    PyObject *fast = front_fast(self, engine, args + 1, nargs, kwnames);
+    if (fast == NULL) {
+        return NULL;
+    }
+    if (fast == Py_Ellipsis) {
+        Py_DECREF(fast);
+        Py_RETURN_NONE;
+    }
+    if (fast != Py_None) {
+        return fast;
+    }
+    Py_DECREF(fast);
+    return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
+}
+
+static PyObject *
+Front_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(self);
+    }
+    BoundFrontObject *bound = PyObject_GC_New(BoundFrontObject, &BoundFrontType);
+    if (bound == NULL) {
+        return NULL;
+    }
+    Py_INCREF(self);
+    bound->front = (FrontObject *)self;
+    Py_INCREF(obj);
+    bound->engine = obj;
+    bound->vectorcall = BoundFront_vectorcall;
+    PyObject_GC_Track(bound);
+    return (PyObject *)bound;
+}
+
+static PyObject *
+Front_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"kind", "slow", NULL};
+    int kind;
+    PyObject *slow;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iO:Front", keywords, &kind, &slow)) {
+        return NULL;
+    }
+    if (kind != FRONT_DECIDE && kind != FRONT_CACHED) {
+        PyErr_Format(PyExc_ValueError, "Front(): kind must be 0 (decide) or 1 (cached)");
+        return NULL;
+    }
+    if (!PyCallable_Check(slow)) {
+        PyErr_Format(PyExc_TypeError, "Front(): slow must be callable");
+        return NULL;
+    }
+    FrontObject *self = PyObject_GC_New(FrontObject, type);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->kind = kind;
+    Py_INCREF(slow);
+    self->slow = slow;
+    self->vectorcall = Front_vectorcall;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static int
+Front_traverse(FrontObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->slow);
+    return 0;
+}
+
+static int
+Front_clear(FrontObject *self)
+{
+    Py_CLEAR(self->slow);
+    return 0;
+}
+
+static void
+Front_dealloc(FrontObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Front_clear(self);
+    PyObject_GC_Del(self);
+}
+
+/* What introspection finds on the method it replaces: its name, documentation and the
+ * function itself (inspect.signature follows __wrapped__). */
+static PyObject *
+Front_getattro(PyObject *self, PyObject *name)
+{
+    PyObject *found = PyObject_GenericGetAttr(self, name);
+    if (found != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        return found;
+    }
+    PyErr_Clear();
+    return PyObject_GetAttr(((FrontObject *)self)->slow, name);
+}
+
+static PyObject *
+Front_wrapped(PyObject *self, void *closure)
+{
+    return Py_NewRef(((FrontObject *)self)->slow);
+}
+
+static PyObject *
+Front_doc(PyObject *self, void *closure)
+{
+    return PyObject_GetAttrString(((FrontObject *)self)->slow, "__doc__");
+}
+
+static PyGetSetDef Front_getset[] = {
+    {"__doc__", Front_doc, NULL, NULL, NULL},
+    {"__wrapped__", Front_wrapped, NULL, "The Python method for every call but the common one.",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject *
+Front_repr(FrontObject *self)
+{
+    return PyUnicode_FromFormat("<geofence front of %R>", self->slow);
+}
+
+static PyTypeObject FrontType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "geofence._hotpath.Front",
+    .tp_basicsize = sizeof(FrontObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+                | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "Front(kind, slow): Engine.decide (kind 0) or Engine.cached (kind 1) in C.",
+    .tp_new = Front_new,
+    .tp_dealloc = (destructor)Front_dealloc,
+    .tp_traverse = (traverseproc)Front_traverse,
+    .tp_clear = (inquiry)Front_clear,
+    .tp_vectorcall_offset = offsetof(FrontObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = Front_get,
+    .tp_getattro = Front_getattro,
+    .tp_getset = Front_getset,
+    .tp_repr = (reprfunc)Front_repr,
+};
+
+static int
+BoundFront_traverse(BoundFrontObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->front);
+    Py_VISIT(self->engine);
+    return 0;
+}
+
+static int
+BoundFront_clear(BoundFrontObject *self)
+{
+    Py_CLEAR(self->front);
+    Py_CLEAR(self->engine);
+    return 0;
+}
+
+static void
+BoundFront_dealloc(BoundFrontObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    BoundFront_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *
+BoundFront_getattro(PyObject *self, PyObject *name)
+{
+    PyObject *found = PyObject_GenericGetAttr(self, name);
+    if (found != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        return found;
+    }
+    PyErr_Clear();
+    BoundFrontObject *bound = (BoundFrontObject *)self;
+    if (bound->front == NULL) {
+        PyErr_SetObject(PyExc_AttributeError, name);
+        return NULL;
+    }
+    return PyObject_GetAttr(bound->front->slow, name);
+}
+
+static PyObject *
+BoundFront_self(PyObject *self, void *closure)
+{
+    PyObject *engine = ((BoundFrontObject *)self)->engine;
+    return Py_NewRef(engine != NULL ? engine : Py_None);
+}
+
+static PyObject *
+BoundFront_func(PyObject *self, void *closure)
+{
+    FrontObject *front = ((BoundFrontObject *)self)->front;
+    return Py_NewRef(front != NULL ? (PyObject *)front : Py_None);
+}
+
+static PyObject *
+BoundFront_doc(PyObject *self, void *closure)
+{
+    FrontObject *front = ((BoundFrontObject *)self)->front;
+    if (front == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyObject_GetAttrString(front->slow, "__doc__");
+}
+
+static PyGetSetDef BoundFront_getset[] = {
+    {"__doc__", BoundFront_doc, NULL, NULL, NULL},
+    {"__self__", BoundFront_self, NULL, "The engine.", NULL},
+    {"__func__", BoundFront_func, NULL, "The class attribute (a Front).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject *
+BoundFront_richcompare(PyObject *a, PyObject *b, int op)
+{
+    /* As bound methods: equal when bound to the same engine by the same front. */
+    if ((op != Py_EQ && op != Py_NE) || !Py_IS_TYPE(b, &BoundFrontType)) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    BoundFrontObject *x = (BoundFrontObject *)a, *y = (BoundFrontObject *)b;
+    int equal = x->front == y->front && x->engine == y->engine;
+    return PyBool_FromLong(op == Py_EQ ? equal : !equal);
+}
+
+static Py_hash_t
+BoundFront_hash(BoundFrontObject *self)
+{
+    Py_hash_t a = PyObject_Hash((PyObject *)self->front);
+    if (a == -1) {
+        return -1;
+    }
+    Py_hash_t h = a ^ (Py_hash_t)((uintptr_t)self->engine >> 4);
+    return h == -1 ? -2 : h;
+}
+
+static PyObject *
+BoundFront_repr(BoundFrontObject *self)
+{
+    return PyUnicode_FromFormat("<bound geofence front of %R>", self->front);
+}
+
+static PyTypeObject BoundFrontType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "geofence._hotpath.BoundFront",
+    .tp_basicsize = sizeof(BoundFrontObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "engine.decide or engine.cached: a Front bound to an engine.",
+    .tp_dealloc = (destructor)BoundFront_dealloc,
+    .tp_traverse = (traverseproc)BoundFront_traverse,
+    .tp_clear = (inquiry)BoundFront_clear,
+    .tp_vectorcall_offset = offsetof(BoundFrontObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_getattro = BoundFront_getattro,
+    .tp_getset = BoundFront_getset,
+    .tp_richcompare = BoundFront_richcompare,
+    .tp_hash = (hashfunc)BoundFront_hash,
+    .tp_repr = (reprfunc)BoundFront_repr,
+};
+
 static struct PyModuleDef hotpath_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "geofence._hotpath",
@@ -536,11 +948,15 @@ PyInit__hotpath(void)
         name_peer = PyUnicode_InternFromString("peer");
         name_method = PyUnicode_InternFromString("method");
         name_path = PyUnicode_InternFromString("path");
-        if (name_peer == NULL || name_method == NULL || name_path == NULL) {
+        name__probe = PyUnicode_InternFromString("_probe");
+        name__off = PyUnicode_InternFromString("_off");
+        if (name_peer == NULL || name_method == NULL || name_path == NULL
+            || name__probe == NULL || name__off == NULL) {
             return NULL;
         }
     }
-    if (PyType_Ready(&ProbeType) < 0) {
+    if (PyType_Ready(&ProbeType) < 0 || PyType_Ready(&FrontType) < 0
+        || PyType_Ready(&BoundFrontType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&hotpath_module);
@@ -550,6 +966,12 @@ PyInit__hotpath(void)
     Py_INCREF(&ProbeType);
     if (PyModule_AddObject(module, "Probe", (PyObject *)&ProbeType) < 0) {
         Py_DECREF(&ProbeType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&FrontType);
+    if (PyModule_AddObject(module, "Front", (PyObject *)&FrontType) < 0) {
+        Py_DECREF(&FrontType);
         Py_DECREF(module);
         return NULL;
     }

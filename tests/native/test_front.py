@@ -1,0 +1,163 @@
+"""Engine.decide and Engine.cached as C fronts (geofence._hotpath.Front) on the compiled build.
+
+A front answers decide(request) and cached(peer, method, path) from the engine's probe and
+calls the Python method for everything else. It must behave as the Python method it stands
+for: the same answers, the same errors, and the same Python semantics (bound per access, class
+patching and subclass overrides honoured, no reference cycle that keeps an engine alive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import weakref
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+import geofence
+from geofence import Engine, RequestInfo, _probe
+from geofence.http._answer import Answer
+
+POLICY: dict[str, Any] = {
+    "default": "allow",
+    "rules": [{"name": "cn", "action": "block", "regions": ["CN"]}],
+    "exempt": {"paths": ["/healthz"]},
+}
+US, CN = "8.8.8.8", "175.16.199.1"
+
+
+def request(peer: object, path: str = "/v1/models", method: str = "GET") -> RequestInfo:
+    return RequestInfo(peer=peer, headers=(), method=method, path=path)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    yield Engine.from_config(POLICY)
+
+
+def test_the_class_holds_a_front_on_the_compiled_build_and_the_method_otherwise() -> None:
+    for name, slow in (("decide", "_decide_inline"), ("cached", "_cached_inline")):
+        held = Engine.__dict__[name]
+        if _probe.NATIVE:
+            assert type(held).__name__ == "Front"
+            assert held.__wrapped__ is Engine.__dict__[slow]
+            assert held.__doc__ == Engine.__dict__[slow].__doc__
+        else:
+            assert held is Engine.__dict__[slow]
+
+
+def test_decide_gives_the_python_methods_answers(engine: Engine) -> None:
+    for peer in (US, CN, "10.0.0.1", "not an address", None, "::1", "2001:db8::1"):
+        for path in ("/v1/models", "/healthz"):
+            req = request(peer, path)
+            first = engine.decide(req)
+            again = engine.decide(req)  # from the cache when it may be
+            assert first == again == engine._decide_inline(req)
+            assert Engine.decide(engine, req) == first  # called on the class
+    blocked = engine.decide(request(CN))
+    assert blocked.action == "block" and blocked.status is not None
+
+
+def test_other_calls_take_the_python_method(engine: Engine) -> None:
+    req = request(US)
+    at = datetime(2027, 1, 1, tzinfo=timezone.utc)
+    assert engine.decide(req, at).country == "US"
+    assert engine.decide(req, now=at).country == "US"
+    assert engine.decide(request=req).country == "US"
+    assert engine.decide(req, None, None) == engine.decide(req)
+    with pytest.raises(TypeError):
+        engine.decide()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        engine.decide(req, at, None, None)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        engine.decide(req, bogus=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Engine.decide()  # type: ignore[call-arg]
+
+
+def test_cached_gives_the_python_methods_answers(engine: Engine) -> None:
+    assert engine.cached(US, "GET", "/a") is None  # never decided
+    answer = engine.answer(request(US, "/a"))
+    assert isinstance(answer, Answer)
+    assert engine.cached(US, "GET", "/a") is answer
+    assert engine.cached(US, "GET", "/a") is engine._cached_inline(US, "GET", "/a")
+    assert engine.cached(US, "GET", "/a", None, None) is answer
+    assert engine.cached(US, "GET", "/a", forwarded=None) is answer
+    # a block must be logged and answered per request: never from cached()
+    engine.answer(request(CN, "/a"))
+    assert engine.cached(CN, "GET", "/a") is None
+    if _probe.NATIVE:
+        # the probe's rule (the Python method raises TypeError; adapters pass str or None)
+        assert engine.cached(["x"], "GET", "/a") is None  # type: ignore[arg-type]
+
+
+def test_cached_on_an_engine_that_is_off_is_the_python_methods() -> None:
+    off = Engine.from_config({**POLICY, "mode": "off"})
+    assert off.cached(US, "GET", "/") == off._cached_inline(US, "GET", "/")
+    assert off.decide(request(CN)).action == "allow"
+
+
+def test_patching_the_class_after_the_engine_was_made_is_honoured(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.decide(request(US))
+    seen: list[RequestInfo] = []
+    original = Engine.decide
+
+    def counting(self: Engine, info: RequestInfo, *args: Any) -> geofence.Decision:
+        seen.append(info)
+        return original(self, info, *args)
+
+    monkeypatch.setattr(Engine, "decide", counting)
+    assert engine.decide(request(US)).country == "US"
+    assert len(seen) == 1
+
+
+def test_a_subclass_and_an_instance_attribute_override_it(engine: Engine) -> None:
+    class Mine(Engine):
+        def decide(self, *args: Any, **kwargs: Any) -> geofence.Decision:
+            return super().decide(*args, **kwargs)._replace(rule="mine")
+
+    mine = Mine.from_config(POLICY)
+    assert mine.decide(request(US)).rule == "mine"
+    assert mine.decide(request(US)).rule == "mine"  # the cached decision, still through Mine
+    engine.decide = lambda *args, **kwargs: "instance"  # type: ignore[method-assign, assignment]
+    assert engine.decide(request(US)) == "instance"  # type: ignore[comparison-overlap]
+
+
+def test_bound_like_a_method(engine: Engine) -> None:
+    bound = engine.decide
+    assert bound == engine.decide and hash(bound) == hash(engine.decide)
+    assert bound != Engine.from_config(POLICY).decide
+    assert getattr(bound, "__self__", None) is engine
+    assert "request" in inspect.signature(Engine.decide).parameters
+
+
+def test_no_cycle_keeps_an_engine_alive() -> None:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        made = Engine.from_config(POLICY)
+        made.decide(request(US))
+        bound = made.cached
+        alive = weakref.ref(made)
+        del made
+        assert alive() is not None  # the bound front holds it, as a bound method would
+        assert bound(US, "GET", "/v1/models") is not None
+        del bound
+        assert alive() is None  # freed by its reference count, no collection needed
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def test_adecide_answers_from_the_cache(engine: Engine) -> None:
+    req = request(US)
+    first = engine.decide(req)
+    assert asyncio.run(engine.adecide(req)) is first
+    at = datetime(2027, 1, 1, tzinfo=timezone.utc)
+    assert asyncio.run(engine.adecide(req, at)).country == "US"
