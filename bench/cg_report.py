@@ -26,6 +26,8 @@ PEERS = "peers"
 WORKLOAD_TITLES = {
     "new-v4": "new IPv4 client (each in a new network)",
     "new-v6": "new IPv6 client (each in a new network)",
+    "allowed-v4": "new IPv4 client, allowed (a network no rule's country)",
+    "allowed-v6": "new IPv6 client, allowed (a network no rule's country)",
     "clustered-v4": "new IPv4 client, clustered networks",
     "uniform-v4": "new IPv4 client, uniform random address",
     "repeated": "repeated client",
@@ -190,7 +192,9 @@ class Report:
 
             rows.append(self._per_column(f"decide(), {title}", target, cell))
             if what == "new-v6":
-                rows.append(self._v6_row(db))
+                rows.append(self._v6_row(db, "new", "new-v4", "new-v6"))
+            elif what == "allowed-v6":
+                rows.append(self._v6_row(db, "allowed", "allowed-v4", "allowed-v6"))
         for what, title in WORKLOAD_TITLES.items():
 
             def raw_cell(column: str, what: str = what) -> tuple[str, Any, bool | None] | None:
@@ -203,18 +207,22 @@ class Report:
             rows.append(self._per_column(f"{RAW_NAMES[db]}, {title}", "", raw_cell))
         return rows
 
-    def _v6_row(self, db: str) -> Row:
+    def _v6_row(self, db: str, what: str, four: str, six: str) -> Row:
+        """IPv6 over IPv4 for two workloads: ``new`` (each family's own mix of decisions) and
+        ``allowed`` (the same decision for both, so the ratio is the addresses' own cost)."""
+
         def cell(column: str) -> tuple[str, Any, bool | None] | None:
             found = self._medians(column, db)
-            if found is None or "decide/new-v6" not in found:
+            if found is None or f"decide/{six}" not in found or f"decide/{four}" not in found:
                 return None
-            v4 = found["decide/new-v4"] - found["loop"]
-            v6 = found["decide/new-v6"] - found["loop"]
+            v4 = found[f"decide/{four}"] - found["loop"]
+            v6 = found[f"decide/{six}"] - found["loop"]
             met = v6 / v4 <= V6_OVER_V4 if db == "mmdb" else None
             return f"{v6 / v4:.2f}x", {"ratio": v6 / v4}, met
 
         target = f"<= {V6_OVER_V4:.2f}x" if db == "mmdb" else ""
-        return self._per_column("decide(), new IPv6 client / new IPv4 client", target, cell)
+        title = f"decide(), {what} IPv6 client / {what} IPv4 client"
+        return self._per_column(title, target, cell)
 
     def _clustered_note(self) -> str:
         for column in self.columns:

@@ -57,6 +57,17 @@ _SKIP_V6 = (
 )
 
 
+def ruled_countries() -> frozenset[str]:
+    """Countries some rule of the example policy names (blocked, or warned before a block)."""
+    config = example_policy()
+    groups: dict[str, list[str]] = config.get("regions", {})
+    named: set[str] = set()
+    for rule in config["rules"]:
+        for region in rule.get("regions", ()):
+            named.update(groups[region[1:]] if region.startswith("@") else [region])
+    return frozenset(named)
+
+
 def policy(country_db: str | None, **geoip: Any) -> dict[str, Any]:
     """The example policy on ``country_db`` (None: the embedded default)."""
     config = example_policy()

@@ -10,13 +10,15 @@ for every request.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+from geofence._speedups import NATIVE
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 
-def bounded_put(cache: dict[K, V], limit: int, key: K, value: V) -> V:
+def bounded_put_python(cache: dict[K, V], limit: int, key: K, value: V) -> V:
     """Remember ``value`` under ``key`` in a plain ``dict`` bounded to ``limit`` entries, with
     the same policy as :class:`BoundedCache`; return ``value``.
 
@@ -28,6 +30,14 @@ def bounded_put(cache: dict[K, V], limit: int, key: K, value: V) -> V:
         cache.clear()
     cache[key] = value
     return value
+
+
+# bounded_put_python in C when geofence._native is built: every new client writes two such
+# caches, and a Python frame costs more than the three lines.
+if TYPE_CHECKING:
+    bounded_put = bounded_put_python
+else:
+    bounded_put = bounded_put_python if NATIVE is None else NATIVE.bounded_put
 
 
 class BoundedCache(dict[K, V]):

@@ -38,7 +38,7 @@ from geofence.geoip._databases import (
 from geofence.geoip._records import GeoRecord
 from geofence.geoip._reloading import Reloading
 from geofence.geoip._watch import DatabaseWatch, check_age, failure_event
-from geofence.http._answer import Answer
+from geofence.http._answer import Answer, new_answer
 from geofence.http._responses import Responder, Response
 from geofence.metrics import TALLY, attach
 from geofence.rules._globs import compile_globs, has_dot_segment
@@ -387,7 +387,7 @@ class Engine:
                         next(attention)
             answer = entry[3]
             if answer is None:
-                return Answer(entry[1], self._denial(entry[1], request))
+                return new_answer(entry[1], self._denial(entry[1], request), None)
             return answer
         return self._answer_inline(request, now, account)
 
@@ -422,7 +422,7 @@ class Engine:
                     next(entry[2])
         answer = entry[3]
         if answer is None:
-            return Answer(entry[1], self._denial(entry[1], request))
+            return new_answer(entry[1], self._denial(entry[1], request), None)
         return answer
 
     _answer_probed.__doc__ = _answer_inline.__doc__
@@ -599,10 +599,10 @@ class Engine:
     def _answer_of(self, decision: Decision, request: RequestInfo) -> Answer:
         action = decision.action
         if action == "allow" or not decision.enforced:
-            return Answer(decision)
+            return new_answer(decision, None, None)
         if action == "warn":
-            return Answer(decision, None, self._responder)
-        return Answer(decision, self._denial(decision, request))
+            return new_answer(decision, None, self._responder)
+        return new_answer(decision, self._denial(decision, request), None)
 
     def _dated_entry(
         self, request: RequestInfo, now: datetime, home: str | None = None, *, quiet: bool = False
@@ -648,7 +648,11 @@ class Engine:
                 client = None
             else:
                 client = self._resolver.resolve(peer, request.headers)
-                key = self._client_key(client, peer, method, path)
+                if client.detail is self._peer_detail and client.ip is not None:
+                    # _client_key's first case, inline: a new client's path.
+                    key = _new(DecisionKey, (peer, method, path))
+                else:
+                    key = self._client_key(client, peer, method, path)
                 if client.detail is not self._peer_detail:
                     # A proxy not seen before (or several lines): under its line if it sent
                     # one, so that its next request and cached() find this decision.
@@ -706,9 +710,9 @@ class Engine:
         # whose response depends on the request (Accept, HEAD). Inline: a new client's path.
         action = decision.action
         if action == "allow" or not decision.enforced:
-            answer: Answer | None = Answer(decision)
+            answer: Answer | None = new_answer(decision, None, None)
         elif action == "warn":
-            answer = Answer(decision, None, self._responder)
+            answer = new_answer(decision, None, self._responder)
         else:
             answer = None
         attention = True
@@ -776,8 +780,14 @@ class Engine:
         if generation != self._generation:
             # What the databases said per network: a new dict, not a cleared one, so that a
             # lookup still running on the database before the reload stores into the old one.
-            country, anonymous, asn, _ = self._finds
-            self._finds = (country, anonymous, asn, {})
+            # And the databases' finders again: a reloading file's is its current database's.
+            _, anonymous, asn, _ = self._finds
+            self._finds = (
+                _finder(self.country_db),
+                None if anonymous is None else _finder(self.anonymous_db),
+                None if asn is None else _finder(self.asn_db),
+                {},
+            )
         self._generation = generation
         epoch = self._state[2]
         if epoch != (segment, generation):
@@ -875,14 +885,14 @@ class Engine:
         """The decision, without the cache: what the policy says, plus who asked."""
         path = request.path
         client_ip = ip.text if ip is not None else None
-        if ip is not None and self._exempt_ips is not None and ip in self._exempt_ips:
-            return with_client(EXEMPT_IP, client_ip, detail)
+        if ip is not None and self._exempt_ips is not None and self._exempt_ips.holds(ip):
+            return with_client(EXEMPT_IP, client_ip, detail, None)
         if (
             self._exempt_paths is not None
             and self._exempt_paths.match(path) is not None
             and not has_dot_segment(path)
         ):
-            return with_client(EXEMPT_PATH, client_ip, detail)
+            return with_client(EXEMPT_PATH, client_ip, detail, None)
         # What the rules say depends on the request only through its method and path, and on
         # the client only through its facts: many clients share one verdict.
         method = request.method.upper() if len(request.method) <= 32 else ""
@@ -903,7 +913,7 @@ class Engine:
             )
         elif is_private(ip):
             if self.policy.allow_private:
-                return with_client(PRIVATE, client_ip, detail)
+                return with_client(PRIVATE, client_ip, detail, None)
             facts = _new(
                 Facts, (method, path, None, (), NO_ANONYMIZERS, "private", home, host, None)
             )
@@ -939,7 +949,7 @@ class Engine:
             if len(path) <= 1024:
                 bounded_put(self._verdicts, VERDICT_CACHE_SIZE, key, verdict)
         if verdict.action == "allow":
-            return with_client(verdict, client_ip, detail)
+            return with_client(verdict, client_ip, detail, None)
         ref = self._observer.refs.make(client_ip, verdict.rule, verdict.reason)
         return with_client(verdict, client_ip, detail, ref)
 
@@ -1125,8 +1135,15 @@ def _compressed(text: str) -> str:
 
 
 def _finder(db: Any) -> Finder:
-    """How the engine asks ``db`` about an address (see Engine._finds)."""
-    return db.find_prefix_current if isinstance(db, Reloading) else db.find_prefix
+    """How the engine asks ``db`` about an address (see Engine._finds): a MaxMind file's
+    ``finder()`` (in C for the common case when built; for a reloading file its current
+    database's, so it is asked again after each reload, in _epoch), else ``find_prefix``.
+    (Not an isinstance() test: that would import the MaxMind modules for the default engine.)"""
+    finder = getattr(db, "finder", None)
+    if finder is not None:
+        found: Finder = finder()
+        return found
+    return db.find_prefix  # type: ignore[no-any-return]
 
 
 def _as_account(account: object) -> Account | None:

@@ -240,9 +240,12 @@ miss_after_error(void)
 }
 
 /* A new reference to the valid entry for ``request`` (or, when it is NULL, for the key made of
- * ``parts``): NULL without an error for a miss, NULL with one for an error. */
+ * ``parts``): NULL without an error for a miss, NULL with one for an error. With ``missed``
+ * given, a miss inside the window (no entry, or one of another epoch) also sets *missed to
+ * the window's epoch (a new reference) and *wall to the clock read. */
 static PyObject *
-find(ProbeObject *self, PyObject *request, PyObject *const *parts)
+find_ex(ProbeObject *self, PyObject *request, PyObject *const *parts, PyObject **missed,
+        double *wall_read)
 {
     if (self->clock == NULL || self->cache == NULL) {
         return NULL; /* cleared by the cyclic collector */
@@ -306,10 +309,26 @@ find(ProbeObject *self, PyObject *request, PyObject *const *parts)
     if (entry != NULL
         && (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4
             || PyTuple_GET_ITEM(entry, 0) != epoch)) {
+        int plain = PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) == 4;
         Py_CLEAR(entry);
+        if (!plain) {
+            Py_DECREF(epoch); /* not an entry at all: the slow path says what it is */
+            return NULL;
+        }
+    }
+    if (entry == NULL && missed != NULL && !PyErr_Occurred()) {
+        *missed = epoch; /* the reference taken above */
+        *wall_read = wall;
+        return NULL;
     }
     Py_DECREF(epoch);
     return entry;
+}
+
+static PyObject *
+find(ProbeObject *self, PyObject *request, PyObject *const *parts)
+{
+    return find_ex(self, request, parts, NULL, NULL);
 }
 
 /* For a found entry: whether it may be answered without the slow path, counting it when its
@@ -368,6 +387,63 @@ Probe_decision(ProbeObject *self, PyObject *request)
         Py_RETURN_NONE;
     }
     return quiet_member(entry, 1);
+}
+
+static PyObject *name__off;
+static PyObject *name__entry;
+static PyObject *kwnames_wall; /* ("wall",) */
+
+/* What decide(request) gives for the engine that owns this probe: a quiet hit's decision; on
+ * a plain miss inside the window, engine._entry(request, None, epoch, wall=wall)[1], which is
+ * what Engine._decide_inline would call after reading the clock and the cache again; None
+ * for everything else (the slow path decides). */
+static PyObject *
+Probe_decide(ProbeObject *self, PyObject *engine, PyObject *request)
+{
+    PyObject *epoch = NULL;
+    double wall = 0.0;
+    PyObject *entry = find_ex(self, request, NULL, &epoch, &wall);
+    if (entry != NULL) {
+        return quiet_member(entry, 1);
+    }
+    if (PyErr_Occurred()) {
+        Py_XDECREF(epoch);
+        return miss_after_error();
+    }
+    if (epoch == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *off = PyObject_GetAttr(engine, name__off);
+    if (off == NULL) {
+        Py_DECREF(epoch);
+        return miss_after_error();
+    }
+    Py_DECREF(off); /* True and False are never freed */
+    if (off != Py_False) {
+        Py_DECREF(epoch);
+        Py_RETURN_NONE;
+    }
+    PyObject *seconds = PyFloat_FromDouble(wall);
+    if (seconds == NULL) {
+        Py_DECREF(epoch);
+        return NULL;
+    }
+    PyObject *call[5] = {engine, request, Py_None, epoch, seconds};
+    PyObject *made = PyObject_VectorcallMethod(name__entry, call, 4, kwnames_wall);
+    Py_DECREF(seconds);
+    Py_DECREF(epoch);
+    if (made == NULL) {
+        return NULL; /* raised by _entry: as decide() would raise it */
+    }
+    PyObject *decision = NULL;
+    if (PyTuple_Check(made) && PyTuple_GET_SIZE(made) == 4) {
+        decision = Py_NewRef(PyTuple_GET_ITEM(made, 1));
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError, "Engine._entry() must return an entry (a 4-tuple)");
+    }
+    Py_DECREF(made);
+    return decision;
 }
 
 static PyObject *
@@ -538,7 +614,6 @@ static PyTypeObject ProbeType = {
 enum { FRONT_DECIDE = 0, FRONT_CACHED = 1 };
 
 static PyObject *name__probe;
-static PyObject *name__off;
 
 typedef struct {
     PyObject_HEAD
@@ -589,7 +664,7 @@ front_fast(FrontObject *front, PyObject *engine, PyObject *const *args, Py_ssize
         Py_INCREF(result);
     }
     else if (front->kind == FRONT_DECIDE) {
-        result = Probe_decision((ProbeObject *)probe, args[0]);
+        result = Probe_decide((ProbeObject *)probe, engine, args[0]);
     }
     else {
         result = Probe_answer((ProbeObject *)probe, args, 3);
@@ -638,23 +713,35 @@ front_slow(FrontObject *front, PyObject *engine, PyObject *const *args, size_t n
     return result;
 }
 
+/* What front_fast's answer means: the result to return, or NULL with *slow set when the slow
+ * path must run (NULL with *slow unset: an error). Steals ``fast``. */
 static PyObject *
-front_call(FrontObject *front, PyObject *engine, PyObject *const *args, size_t nargsf,
-           PyObject *kwnames)
+front_outcome(PyObject *fast, int *slow)
 {
-    PyObject *fast = front_fast(front, engine, args, PyVectorcall_NARGS(nargsf), kwnames);
+    *slow = 0;
     if (fast == NULL) {
         return NULL;
     }
     if (fast == Py_Ellipsis) {
         Py_DECREF(fast);
-        Py_RETURN_NONE;
+        Py_RETURN_NONE; /* cached(): a miss is the answer */
     }
     if (fast != Py_None) {
         return fast;
     }
     Py_DECREF(fast);
-    return front_slow(front, engine, args, nargsf, kwnames);
+    *slow = 1;
+    return NULL;
+}
+
+static PyObject *
+front_call(FrontObject *front, PyObject *engine, PyObject *const *args, size_t nargsf,
+           PyObject *kwnames)
+{
+    int slow;
+    PyObject *result = front_outcome(
+        front_fast(front, engine, args, PyVectorcall_NARGS(nargsf), kwnames), &slow);
+    return slow ? front_slow(front, engine, args, nargsf, kwnames) : result;
 }
 
 static PyObject *
@@ -674,21 +761,10 @@ Front_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
         /* the Python method's own error message */
         return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
     }
-    PyObject *engine = args[0];
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf) - 1;
-    PyObject *fast = front_fast(self, engine, args + 1, nargs, kwnames);
-    if (fast == NULL) {
-        return NULL;
-    }
-    if (fast == Py_Ellipsis) {
-        Py_DECREF(fast);
-        Py_RETURN_NONE;
-    }
-    if (fast != Py_None) {
-        return fast;
-    }
-    Py_DECREF(fast);
-    return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
+    int slow;
+    PyObject *result = front_outcome(
+        front_fast(self, args[0], args + 1, PyVectorcall_NARGS(nargsf) - 1, kwnames), &slow);
+    return slow ? PyObject_Vectorcall(self->slow, args, nargsf, kwnames) : result;
 }
 
 static PyObject *
@@ -950,8 +1026,13 @@ PyInit__hotpath(void)
         name_path = PyUnicode_InternFromString("path");
         name__probe = PyUnicode_InternFromString("_probe");
         name__off = PyUnicode_InternFromString("_off");
+        name__entry = PyUnicode_InternFromString("_entry");
+        PyObject *wall = PyUnicode_InternFromString("wall");
+        kwnames_wall = wall == NULL ? NULL : PyTuple_Pack(1, wall);
+        Py_XDECREF(wall);
         if (name_peer == NULL || name_method == NULL || name_path == NULL
-            || name__probe == NULL || name__off == NULL) {
+            || name__probe == NULL || name__off == NULL || name__entry == NULL
+            || kwnames_wall == NULL) {
             return NULL;
         }
     }

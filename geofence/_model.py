@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Literal, NamedTuple
 
 from geofence._speedups import TUPLES
@@ -121,23 +122,17 @@ _new = tuple.__new__
 
 
 def _with_client(
-    verdict: Decision, client_ip: str | None, client_detail: str, ref: str | None = None
+    verdict: Decision, client_ip: str | None, client_detail: str, ref: str | None, /
 ) -> Decision:
-    """``verdict`` (a decision whose client fields are unset) for the client ``client_ip``."""
+    """``verdict`` (a decision whose client fields are unset) for the client ``client_ip``.
+    Every argument is required: the compiled twin replaces exactly the last three items."""
     decision: Decision = _new(Decision, (*verdict[:-3], client_ip, client_detail, ref))
     return decision
 
 
-def _with_client_compiled(
-    verdict: Decision, client_ip: str | None, client_detail: str, ref: str | None = None
-) -> Decision:
-    """``verdict`` (a decision whose client fields are unset) for the client ``client_ip``."""
-    return _with_tail(Decision, verdict, client_ip, client_detail, ref)
-
-
-# With geofence._tuples built, one allocation instead of a slice, a list and a tuple.
-if TUPLES is not None:
-    _with_tail: Callable[..., Decision] = TUPLES.with_tail
-    with_client = _with_client_compiled
-else:
-    with_client = _with_client
+#: _with_client: with geofence._tuples built, ``with_tail`` bound to Decision, which makes the
+#: decision in one allocation and without a Python frame (instead of a slice, a list and a
+#: tuple).
+with_client: Callable[[Decision, str | None, str, str | None], Decision] = (
+    _with_client if TUPLES is None else partial(TUPLES.with_tail, Decision)
+)

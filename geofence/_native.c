@@ -1,18 +1,24 @@
-/* geofence._native: the two per-new-client steps that cost most in Python, in C.
+/* geofence._native: the per-new-client steps that cost most in Python, in C.
  *
  * walk()  the MaxMind DB search tree walk of geofence/geoip/_tree.py (SearchTree.leaf_prefix).
+ * Finder  a database's find_prefix() for the common case (geofence/geoip/_mmdb.py): the same
+ *         walk plus the answer already decoded for its record, in one call without a Python
+ *         frame; every other case goes to the Python find_prefix it was given.
+ * bounded_put() geofence._cache.bounded_put, written on every new client (two caches).
  * parse() a strict fast path for address text that is already canonical; None sends the text
  *         to the Python parser (geofence/clientip/_addresses.py), which stays the authority.
+ * Peers   parse_peer() of that module on parse(): the IP made here, the rest to Python.
  *
- * Both are pure functions of their arguments: no state, no allocation beyond the result, and
- * the GIL is held throughout (the arrays are exported through the buffer protocol for the
- * duration of the walk, so they cannot be resized under it).
+ * walk() and parse() are pure functions of their arguments; bounded_put() writes its dict. The arrays are exported through
+ * the buffer protocol (by walk() for the call, by a Finder for its life), so they cannot be
+ * resized under a walk; the GIL is held throughout.
  *
  * Plain C99 and the CPython C API only, for CPython 3.10 to 3.13, on gcc and clang.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -104,6 +110,26 @@ address_bit(uint64_t hi, uint64_t lo, int depth)
                       : (unsigned)(lo >> (127 - depth)) & 1u;
 }
 
+/* The walk itself: the leaf record (or -1 for a damaged tree) and, in *depth, the bits read.
+ * ``held``: the nodes the arrays hold; a node below ``count`` beyond them is damage. */
+static long long
+walk_tree(const uint32_t *l, const uint32_t *r, const uint32_t *t, Py_ssize_t held,
+          uint64_t count, uint64_t hi, uint64_t lo, int bits, int stride, int *depth)
+{
+    uint64_t node = t[hi >> (64 - stride)];
+    int d = stride;
+    while (node < count) {
+        if (d == bits || node >= (uint64_t)held) {
+            *depth = bits;
+            return -1;
+        }
+        node = address_bit(hi, lo, d) ? r[node] : l[node];
+        d++;
+    }
+    *depth = d;
+    return (long long)node;
+}
+
 static PyObject *
 walk_result(long long record, int prefix_len)
 {
@@ -193,19 +219,8 @@ native_walk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t held = left.len < right.len ? left.len / 4 : right.len / 4;
     uint64_t count = (uint64_t)node_count;
 
-    uint64_t node = t[hi >> (64 - stride)];
-    int depth = (int)stride;
-    long long record = -1;
-    while (node < count) {
-        if (depth == bits || node >= (uint64_t)held) {
-            depth = (int)bits;
-            goto found; /* record stays -1 */
-        }
-        node = address_bit(hi, lo, depth) ? r[node] : l[node];
-        depth++;
-    }
-    record = (long long)node;
-found:
+    int depth;
+    long long record = walk_tree(l, r, t, held, count, hi, lo, (int)bits, (int)stride, &depth);
     result = walk_result(record, depth);
 done:
     PyBuffer_Release(&table);
@@ -388,36 +403,477 @@ PyDoc_STRVAR(parse_doc,
 "RFC 5952 form and carries no IPv4 client. None for anything else, valid or not: None\n"
 "means \"not handled here\", never \"invalid\".");
 
-static PyObject *
-native_parse(PyObject *module, PyObject *text)
+/* The version and value of canonical address text: 1 (and *value, a new reference), 0 when
+ * the text is not handled here, -1 with an error set. */
+static int
+parse_canonical(PyObject *text, long *version, PyObject **value)
 {
-    (void)module;
     /* Exact str only: a subclass goes the Python way, which keeps the caller's object. */
     if (!PyUnicode_CheckExact(text)) {
-        Py_RETURN_NONE;
+        return 0;
     }
 #if PY_VERSION_HEX < 0x030C0000
     if (PyUnicode_READY(text) < 0) {
-        return NULL;
+        return -1;
     }
 #endif
     Py_ssize_t n = PyUnicode_GET_LENGTH(text);
     if (n == 0 || n > MAX_TOKEN || !PyUnicode_IS_ASCII(text)) {
-        Py_RETURN_NONE;
+        return 0;
     }
     const unsigned char *s = (const unsigned char *)PyUnicode_1BYTE_DATA(text);
     if (memchr(s, ':', (size_t)n) == NULL) {
         int64_t v4 = parse_v4(s, n);
         if (v4 < 0) {
-            Py_RETURN_NONE;
+            return 0;
         }
-        return version_and_value(4, PyLong_FromLongLong(v4));
+        *version = 4;
+        *value = PyLong_FromLongLong(v4);
     }
-    uint16_t groups[8];
-    if (parse_v6_canonical(s, n, groups) < 0 || embeds_v4(groups)) {
+    else {
+        uint16_t groups[8];
+        if (parse_v6_canonical(s, n, groups) < 0 || embeds_v4(groups)) {
+            return 0;
+        }
+        *version = 6;
+        *value = v6_int(groups);
+    }
+    return *value == NULL ? -1 : 1;
+}
+
+static PyObject *
+native_parse(PyObject *module, PyObject *text)
+{
+    (void)module;
+    long version;
+    PyObject *value;
+    int parsed = parse_canonical(text, &version, &value);
+    if (parsed <= 0) {
+        if (parsed < 0) {
+            return NULL;
+        }
         Py_RETURN_NONE;
     }
-    return version_and_value(6, v6_int(groups));
+    return version_and_value(version, value);
+}
+
+/* ---- Peers ------------------------------------------------------------------------------ */
+
+/* parse_peer() of geofence/clientip/_addresses.py for canonical text: the IP named tuple made
+ * here, without a Python frame; anything else is ``slow(text)``, the Python parser. */
+typedef struct {
+    PyObject_HEAD
+    PyTypeObject *ip_type; /* the IP named tuple: a tuple subclass without extra slots */
+    PyObject *slow;
+    PyObject *four, *six;
+    vectorcallfunc vectorcall;
+} PeersObject;
+
+static int
+Peers_traverse(PeersObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->ip_type);
+    Py_VISIT(self->slow);
+    return 0;
+}
+
+static int
+Peers_clear(PeersObject *self)
+{
+    Py_CLEAR(self->ip_type);
+    Py_CLEAR(self->slow);
+    Py_CLEAR(self->four);
+    Py_CLEAR(self->six);
+    return 0;
+}
+
+static void
+Peers_dealloc(PeersObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Peers_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Peers_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    PeersObject *self = (PeersObject *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        return PyObject_Vectorcall(self->slow, args, nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                   kwnames);
+    }
+    PyObject *text = args[0];
+    long version;
+    PyObject *value;
+    int parsed = parse_canonical(text, &version, &value);
+    if (parsed <= 0) {
+        if (parsed < 0) {
+            return NULL;
+        }
+        return PyObject_CallOneArg(self->slow, text);
+    }
+    /* tp_alloc zero-fills: the collector sees NULL items until they are set just below. */
+    PyObject *ip = self->ip_type->tp_alloc(self->ip_type, 3);
+    if (ip == NULL) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    PyObject *v = version == 4 ? self->four : self->six;
+    Py_INCREF(text);
+    Py_INCREF(v);
+    PyTuple_SET_ITEM(ip, 0, text);
+    PyTuple_SET_ITEM(ip, 1, v);
+    PyTuple_SET_ITEM(ip, 2, value);
+    /* A str and two ints in an immutable tuple: never part of a cycle, so never worth a visit
+     * by the collector (see untracked_if_frozen in _tuples.c). */
+    PyObject_GC_UnTrack(ip);
+    return ip;
+}
+
+static PyObject *
+Peers_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *ip_type, *slow;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "Peers() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OO:Peers", &ip_type, &slow)) {
+        return NULL;
+    }
+    if (!PyType_Check(ip_type) || !PyType_IsSubtype((PyTypeObject *)ip_type, &PyTuple_Type)
+        || ((PyTypeObject *)ip_type)->tp_basicsize != PyTuple_Type.tp_basicsize
+        || ((PyTypeObject *)ip_type)->tp_dictoffset != 0) {
+        PyErr_SetString(PyExc_TypeError, "Peers(): ip_type must be a named tuple class");
+        return NULL;
+    }
+    if (!PyCallable_Check(slow)) {
+        PyErr_SetString(PyExc_TypeError, "Peers(): slow must be callable");
+        return NULL;
+    }
+    PeersObject *self = (PeersObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    Py_INCREF(ip_type);
+    self->ip_type = (PyTypeObject *)ip_type;
+    Py_INCREF(slow);
+    self->slow = slow;
+    self->four = PyLong_FromLong(4);
+    self->six = PyLong_FromLong(6);
+    if (self->four == NULL || self->six == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->vectorcall = Peers_vectorcall;
+    return (PyObject *)self;
+}
+
+PyDoc_STRVAR(Peers_doc,
+"Peers(ip_type, slow)\n\n"
+"``peers(text) -> IP | None``: ``ip_type(text, version, value)`` for canonical address text\n"
+"(what parse() handles), else ``slow(text)``.");
+
+static PyTypeObject PeersType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "geofence._native.Peers",
+    .tp_basicsize = sizeof(PeersObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = Peers_doc,
+    .tp_new = Peers_new,
+    .tp_dealloc = (destructor)Peers_dealloc,
+    .tp_traverse = (traverseproc)Peers_traverse,
+    .tp_clear = (inquiry)Peers_clear,
+    .tp_vectorcall_offset = offsetof(PeersObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+};
+
+/* ---- Finder ----------------------------------------------------------------------------- */
+
+/* A database's find_prefix() for the common case, in one C call: the walk on arrays exported
+ * once (not per call), then the answer already decoded for that record. Anything else (no
+ * decoded answer yet, a damaged tree, an IPv6 address without an IPv6 table, an argument that
+ * is no IP) goes to ``slow``, the Python find_prefix, which does everything properly. */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer left, right, v4, v6; /* v6.obj is NULL without an IPv6 table */
+    Py_ssize_t held;
+    uint64_t count;
+    int stride;
+    PyObject *answers; /* dict: record -> answer, filled by slow */
+    PyObject *slow;
+    vectorcallfunc vectorcall;
+} FinderObject;
+
+static int
+Finder_traverse(FinderObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->answers);
+    Py_VISIT(self->slow);
+    return 0;
+}
+
+static int
+Finder_clear(FinderObject *self)
+{
+    Py_CLEAR(self->answers);
+    Py_CLEAR(self->slow);
+    return 0;
+}
+
+static void
+release_buffer(Py_buffer *view)
+{
+    if (view->obj != NULL) {
+        PyBuffer_Release(view);
+    }
+}
+
+static void
+Finder_dealloc(FinderObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Finder_clear(self);
+    release_buffer(&self->left);
+    release_buffer(&self->right);
+    release_buffer(&self->v4);
+    release_buffer(&self->v6);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Finder_slow(FinderObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return PyObject_Vectorcall(self->slow, args, nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET,
+                               kwnames);
+}
+
+static PyObject *
+Finder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    FinderObject *self = (FinderObject *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        return Finder_slow(self, args, nargsf, kwnames);
+    }
+    PyObject *ip = args[0];
+    if (!PyTuple_Check(ip) || PyTuple_GET_SIZE(ip) < 3
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(ip, 1))) {
+        return Finder_slow(self, args, nargsf, kwnames);
+    }
+    long version = PyLong_AsLong(PyTuple_GET_ITEM(ip, 1));
+    const Py_buffer *table;
+    int bits;
+    if (version == 4) {
+        table = &self->v4;
+        bits = 32;
+    }
+    else if (version == 6 && self->v6.obj != NULL) {
+        table = &self->v6;
+        bits = 128;
+    }
+    else {
+        PyErr_Clear(); /* an int too large for a long */
+        return Finder_slow(self, args, nargsf, kwnames);
+    }
+    uint64_t hi, lo;
+    if (address_halves(PyTuple_GET_ITEM(ip, 2), bits, &hi, &lo) < 0) {
+        PyErr_Clear();
+        return Finder_slow(self, args, nargsf, kwnames);
+    }
+    int depth;
+    long long record = walk_tree(self->left.buf, self->right.buf, table->buf, self->held,
+                                 self->count, hi, lo, bits, self->stride, &depth);
+    if (record < 0) {
+        return Finder_slow(self, args, nargsf, kwnames); /* raises the DatabaseError */
+    }
+    PyObject *key = PyLong_FromLongLong(record);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *answer; /* a strong reference: the dict may be emptied by another thread */
+#if PY_VERSION_HEX >= 0x030D0000
+    (void)PyDict_GetItemRef(self->answers, key, &answer);
+#else
+    answer = PyDict_GetItemWithError(self->answers, key);
+    Py_XINCREF(answer);
+#endif
+    Py_DECREF(key);
+    if (answer == NULL) {
+        PyErr_Clear(); /* an error here is the slow path's to report */
+        return Finder_slow(self, args, nargsf, kwnames);
+    }
+    PyObject *prefix = PyLong_FromLong(depth);
+    if (prefix == NULL) {
+        Py_DECREF(answer);
+        return NULL;
+    }
+    PyObject *result = PyTuple_New(2);
+    if (result == NULL) {
+        Py_DECREF(answer);
+        Py_DECREF(prefix);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, answer);
+    PyTuple_SET_ITEM(result, 1, prefix);
+    return result;
+}
+
+static PyObject *
+Finder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *left, *right, *v4, *v6, *answers, *slow;
+    Py_ssize_t count;
+    int stride;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "Finder() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OOOOniOO:Finder", &left, &right, &v4, &v6, &count, &stride,
+                          &answers, &slow)) {
+        return NULL;
+    }
+    if (stride < 1 || stride > 24 || count < 0) {
+        PyErr_SetString(PyExc_ValueError, "Finder(): stride must be 1 to 24, node_count >= 0");
+        return NULL;
+    }
+    if (!PyDict_Check(answers)) {
+        PyErr_SetString(PyExc_TypeError, "Finder(): answers must be a dict");
+        return NULL;
+    }
+    if (!PyCallable_Check(slow)) {
+        PyErr_SetString(PyExc_TypeError, "Finder(): slow must be callable");
+        return NULL;
+    }
+    FinderObject *self = (FinderObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    /* tp_alloc zeroes the object: every buffer's obj is NULL until exported. */
+    if (get_u32_buffer(left, &self->left, "left") < 0
+        || get_u32_buffer(right, &self->right, "right") < 0
+        || get_u32_buffer(v4, &self->v4, "v4") < 0
+        || (v6 != Py_None && get_u32_buffer(v6, &self->v6, "v6") < 0)) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    Py_ssize_t need = (Py_ssize_t)1 << stride;
+    if (self->v4.len / 4 < need || (self->v6.obj != NULL && self->v6.len / 4 < need)) {
+        PyErr_SetString(PyExc_ValueError, "Finder(): a table is shorter than 2**stride");
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->held = self->left.len < self->right.len ? self->left.len / 4 : self->right.len / 4;
+    self->count = (uint64_t)count;
+    self->stride = stride;
+    Py_INCREF(answers);
+    self->answers = answers;
+    Py_INCREF(slow);
+    self->slow = slow;
+    self->vectorcall = Finder_vectorcall;
+    return (PyObject *)self;
+}
+
+static PyObject *
+Finder_get_slow(FinderObject *self, void *closure)
+{
+    (void)closure;
+    Py_INCREF(self->slow);
+    return self->slow;
+}
+
+static PyGetSetDef Finder_getset[] = {
+    {"slow", (getter)Finder_get_slow, NULL, "What every call that is not the common case goes to.",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(Finder_doc,
+"Finder(left, right, v4, v6, node_count, stride, answers, slow)\n\n"
+"``finder(ip) -> (answer, prefix_len)``: the walk of walk() for an IP (text, version, value)\n"
+"on the arrays, exported once, then ``answers[record]``; every other case (no answer yet,\n"
+"a damaged tree, IPv6 when ``v6`` is None, any other argument) is ``slow(ip)``.");
+
+static PyTypeObject FinderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "geofence._native.Finder",
+    .tp_basicsize = sizeof(FinderObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = Finder_doc,
+    .tp_new = Finder_new,
+    .tp_dealloc = (destructor)Finder_dealloc,
+    .tp_traverse = (traverseproc)Finder_traverse,
+    .tp_clear = (inquiry)Finder_clear,
+    .tp_vectorcall_offset = offsetof(FinderObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_getset = Finder_getset,
+};
+
+static int
+native_exec(PyObject *module)
+{
+    PyTypeObject *types[] = {&FinderType, &PeersType};
+    const char *names[] = {"Finder", "Peers"};
+    for (int i = 0; i < 2; i++) {
+        if (PyType_Ready(types[i]) < 0) {
+            return -1;
+        }
+        Py_INCREF(types[i]);
+        if (PyModule_AddObject(module, names[i], (PyObject *)types[i]) < 0) {
+            Py_DECREF(types[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- bounded_put ------------------------------------------------------------------------ */
+
+PyDoc_STRVAR(bounded_put_doc,
+"bounded_put(cache, limit, key, value) -> value\n\n"
+"geofence._cache.bounded_put in C: empty ``cache`` when it holds ``limit`` entries or more,\n"
+"then set ``cache[key] = value``. A plain dict is written directly; anything else through\n"
+"its own ``len()``, ``clear()`` and item assignment.");
+
+static PyObject *
+native_bounded_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "bounded_put() takes 4 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *cache = args[0];
+    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (PyDict_CheckExact(cache)) {
+        if (PyDict_GET_SIZE(cache) >= limit) {
+            PyDict_Clear(cache);
+        }
+        if (PyDict_SetItem(cache, args[2], args[3]) < 0) {
+            return NULL;
+        }
+    }
+    else {
+        Py_ssize_t size = PyObject_Size(cache);
+        if (size < 0) {
+            return NULL;
+        }
+        if (size >= limit) {
+            PyObject *done = PyObject_CallMethod(cache, "clear", NULL);
+            if (done == NULL) {
+                return NULL;
+            }
+            Py_DECREF(done);
+        }
+        if (PyObject_SetItem(cache, args[2], args[3]) < 0) {
+            return NULL;
+        }
+    }
+    Py_INCREF(args[3]);
+    return args[3];
 }
 
 /* ---- module ---------------------------------------------------------------------------- */
@@ -425,12 +881,16 @@ native_parse(PyObject *module, PyObject *text)
 static PyMethodDef native_methods[] = {
     {"walk", (PyCFunction)(void (*)(void))native_walk, METH_FASTCALL, walk_doc},
     {"parse", native_parse, METH_O, parse_doc},
+    {"bounded_put", (PyCFunction)(void (*)(void))native_bounded_put, METH_FASTCALL,
+     bounded_put_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static PyModuleDef_Slot native_slots[] = {
+    {Py_mod_exec, native_exec},
 #ifdef Py_GIL_DISABLED
-    /* Stateless, and the buffers it reads are exported for the call. */
+    /* No module state; the buffers are exported, and a Finder reads its dict by strong
+     * reference (PyDict_GetItemRef). */
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif
     {0, NULL},

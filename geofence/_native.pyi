@@ -1,5 +1,9 @@
 # The compiled hot path (geofence/_native.c); loaded through geofence._speedups.NATIVE.
 from array import array
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_V = TypeVar("_V")
 
 def walk(
     left: array[int],
@@ -12,3 +16,29 @@ def walk(
     /,
 ) -> tuple[int, int]: ...
 def parse(text: object, /) -> tuple[int, int] | None: ...
+def bounded_put(cache: dict[Any, Any], limit: int, key: object, value: _V, /) -> _V: ...
+
+class Finder:
+    """A database's ``find_prefix`` for the common case (see geofence/_native.c)."""
+
+    def __new__(
+        cls,
+        left: array[int],
+        right: array[int],
+        v4: array[int],
+        v6: array[int] | None,
+        node_count: int,
+        stride: int,
+        answers: dict[int, Any],
+        slow: Callable[[Any], tuple[Any, int]],
+        /,
+    ) -> Finder: ...
+    def __call__(self, ip: Any, /) -> tuple[Any, int]: ...
+    @property
+    def slow(self) -> Callable[[Any], tuple[Any, int]]: ...
+
+class Peers:
+    """``parse_peer`` of geofence/clientip/_addresses.py on :func:`parse` (see _native.c)."""
+
+    def __new__(cls, ip_type: type[Any], slow: Callable[[Any], Any], /) -> Peers: ...
+    def __call__(self, text: Any, /) -> Any: ...

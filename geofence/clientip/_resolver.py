@@ -58,6 +58,10 @@ class ClientIP(NamedTuple):
 
 
 _new = new_tuple  # skips NamedTuple's Python-level __new__ on the hot path
+# IPv6 outside ::/96 (unspecified, IPv4-compatible) and ff00::/8 (multicast): value >> 32 and
+# value >> 120 != 0xFF, as comparisons, which allocate nothing for a 128-bit int.
+_V6_USUAL_FROM = 1 << 32
+_V6_USUAL_TO = 0xFF << 120
 
 
 def _unresolved(reason: str) -> ClientIP:
@@ -437,7 +441,7 @@ class ClientResolver:
             if (
                 (0 < value < 0xE0000000)
                 if ip.version == 4
-                else (value >> 32 and value >> 120 != 0xFF)
+                else (_V6_USUAL_FROM <= value < _V6_USUAL_TO)
             ):
                 return _new(ClientIP, (ip, self._peer_detail))
             return self._client(ip, self._peer_detail, "socket peer ")
@@ -480,7 +484,7 @@ class ClientResolver:
             result = self._peer_unresolved(peer)
             if peer is not None:
                 return result  # not cached: the key may be anything
-        elif ip in self._trusted:
+        elif self._trusted.holds(ip):
             result = ip
         else:
             # Not remembered: whoever caches per peer (the engine's decisions) keeps the
@@ -491,7 +495,7 @@ class ClientResolver:
             if (
                 (0 < value < 0xE0000000)
                 if ip.version == 4
-                else (value >> 32 and value >> 120 != 0xFF)
+                else (_V6_USUAL_FROM <= value < _V6_USUAL_TO)
             ):
                 return _new(ClientIP, (ip, self._peer_detail))
             return self._client(ip, self._peer_detail, "socket peer ")
@@ -508,7 +512,7 @@ class ClientResolver:
         """What ``element`` is, when it is not in the cache yet (callers look there first)."""
         kind = self._entry(element)
         if isinstance(kind, IP):
-            if kind in self._trusted:
+            if self._trusted.holds(kind):
                 kind = _TRUSTED
             else:
                 reason = unusable_reason(kind)

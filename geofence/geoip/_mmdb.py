@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import os
 import stat
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -126,6 +127,13 @@ class MaxMindDB(Generic[T]):
         if answer is None:
             answer = self._decode_record(record, ip)
         return answer, prefix
+
+    def finder(self) -> Callable[[IP], tuple[T, int]]:
+        """:meth:`find_prefix`, compiled for the common case when geofence._native is loaded
+        (see SearchTree.finder): for a caller that asks on every new client (the engine)."""
+        if self.tree is None:
+            return self.find_prefix
+        return self.tree.finder(self.answers, self.find_prefix, ipv6=not self._ipv4_only)
 
     def find(self, ip: IP) -> T:
         """The answer for a parsed address; raises DatabaseError like :meth:`lookup`."""

@@ -91,10 +91,11 @@ class Reloading(Generic[T]):
             self._check()
         return self._current.find_prefix(ip)
 
-    def find_prefix_current(self, ip: IP) -> tuple[T, int]:
-        """:meth:`MaxMindDB.find_prefix` without the check of the file: for a caller that
-        calls :meth:`poll` on its own schedule (the engine polls before a lookup is due)."""
-        return self._current.find_prefix(ip)
+    def finder(self) -> Callable[[IP], tuple[T, int]]:
+        """The current database's :meth:`MaxMindDB.finder`: its ``find_prefix`` without the
+        check of the file, for a caller that calls :meth:`poll` on its own schedule and asks
+        for a new finder when :attr:`reloads` moves (the engine)."""
+        return self._current.finder()
 
     def find(self, ip: IP) -> T:
         if self._clock() >= self._deadline:

@@ -16,10 +16,12 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from geofence._speedups import NATIVE
 from geofence.clientip._addresses import IP
+
+T = TypeVar("T")  # what a database answers (see SearchTree.finder)
 
 # The arrays are spelled as strings: array is subscriptable at runtime only from 3.12.
 Walk = Callable[["array[int]", "array[int]", "array[int]", int, int, int, int], tuple[int, int]]
@@ -253,6 +255,28 @@ class SearchTree:
             return found
 
         return leaf_native, leaf_prefix_native
+
+    def finder(
+        self,
+        answers: dict[int, T],
+        slow: Callable[[IP], tuple[T, int]],
+        *,
+        ipv6: bool,
+    ) -> Callable[[IP], tuple[T, int]]:
+        """A ``find_prefix`` for a database on this tree: ``geofence._native.Finder`` when
+        loaded (the walk and ``answers[record]`` in one C call, ``slow`` for anything else:
+        a record not decoded yet, a damaged tree, IPv6 unless ``ipv6``), else ``slow`` itself.
+
+        The Finder holds the arrays exported for its life; they are never resized anyway.
+        """
+        if NATIVE is None:
+            return slow
+        left, right = self._children
+        v6 = self._v6 if ipv6 else None
+        found: Callable[[IP], tuple[T, int]] = NATIVE.Finder(
+            left, right, self._v4, v6, self.node_count, STRIDE, answers, slow
+        )
+        return found
 
     def check(self, pointer: int) -> None:
         """Raise TreeError unless ``pointer`` (> node_count) leads into the data section."""

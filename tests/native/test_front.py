@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import time
 import weakref
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -115,6 +116,35 @@ def test_patching_the_class_after_the_engine_was_made_is_honoured(
     monkeypatch.setattr(Engine, "decide", counting)
     assert engine.decide(request(US)).country == "US"
     assert len(seen) == 1
+
+
+def test_a_miss_is_decided_by_entry_with_the_windows_epoch_and_the_clock_read(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a miss the C front calls engine._entry itself (by name, so a patch is honoured), with
+    # what Engine._decide_inline would pass: the same on both builds.
+    calls: list[tuple[Any, ...]] = []
+    original = Engine._entry
+
+    def recording(self: Engine, info: RequestInfo, *args: Any, **kwargs: Any) -> Any:
+        calls.append((info, args, kwargs))
+        return original(self, info, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "_entry", recording)
+    engine.decide(request(US))  # sets the window, whichever path it takes
+    calls.clear()
+    before = time.time()
+    decision = engine.decide(request(CN, "/v1/chat"))
+    after = time.time()
+    assert decision == engine._decide_inline(request(CN, "/v1/chat"))
+    assert decision.action == "block" and decision.country == "CN"
+    info, args, kwargs = calls[0]
+    assert info.peer == CN and args == (None, engine._state[2]) and set(kwargs) == {"wall"}
+    assert before <= kwargs["wall"] <= after
+    calls.clear()
+    # Found again: a block is logged, so not by the probe alone, but without a new _entry.
+    assert engine.decide(request(CN, "/v1/chat")) == decision
+    assert calls == []
 
 
 def test_a_subclass_and_an_instance_attribute_override_it(engine: Engine) -> None:

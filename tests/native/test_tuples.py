@@ -56,7 +56,7 @@ def test_with_tail_is_the_python_with_client() -> None:
         ("::1", "x", "ABCDE-FGHJK"),
         (None, "unresolved", None),
     ]:
-        made = _model._with_client_compiled(verdict, *args)
+        made = _model.with_client(verdict, *args)
         expected = _model._with_client(verdict, *args)
         assert type(made) is Decision and made == expected
         assert (made.client_ip, made.client_detail, made.ref) == args
