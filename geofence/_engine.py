@@ -339,9 +339,10 @@ class Engine:
         return entry[1]
 
     # With the C probe built, decide(request) is a C front that asks it first (the clock, the
-    # window, the key and the entry in one call, without a Python frame) and calls this method
-    # on a miss or for any other call; without, the same steps run inline in Python (a call to
-    # a Python probe would cost more than it saves).
+    # window, the key and the entry in one call, without a Python frame); on a miss inside the
+    # window it calls _entry itself, as the lines above would, and for anything else (a logged
+    # hit, the window moved, other arguments) this method. Without, the same steps run inline
+    # in Python (a call to a Python probe would cost more than it saves).
     if TYPE_CHECKING:
         decide = _decide_inline
     else:
