@@ -19,7 +19,7 @@ from geofence._errors import ConfigError, DatabaseError
 from geofence._events import Emitter, EventCallback
 from geofence._model import Decision, DecisionKey, Facts, RequestInfo, with_client
 from geofence._observer import Observer
-from geofence._probe import FRONT_CACHED, FRONT_DECIDE, CacheProbe, front, make_probe
+from geofence._probe import FRONT_CACHED, FRONT_DECIDE, CacheProbe, front, key_type, make_probe
 from geofence._probe import NATIVE as NATIVE_PROBE
 from geofence._speedups import new_tuple
 from geofence.accounts._account import Account
@@ -60,6 +60,9 @@ _wall_clock = time.time  # bound once: the hot path reads it on every request
 Epoch = tuple[int, int]  # (time segment, database generation)
 # Builds a named tuple from a tuple of its fields in C, without its Python-level __new__.
 _new = new_tuple
+# The decision cache's keys: DecisionKey, or with the C probe its subclass whose == is faster
+# (a cache hit compares the stored key with the request's (peer, method, path)).
+_Key = key_type(DecisionKey)
 # (epoch, decision, attention, answer). attention: True for a decision that is reported on
 # each request (logged, an event, counted: see Observer.seen); for a quiet one (an allow), its
 # counter when metrics are on (an iterator: each next() counts one), else False, so that a
@@ -636,9 +639,9 @@ class Engine:
         if self._direct:
             client = self._resolver.peer_client(peer)
             if client.ip is not None or peer is None:
-                key = _new(DecisionKey, (peer, method, path))
+                key = _new(_Key, (peer, method, path))
             else:  # a peer that is no address: its text may be anything, so not the key
-                key = _new(DecisionKey, ((None, client.detail), method, path))
+                key = _new(_Key, ((None, client.detail), method, path))
         else:
             # Whom a trusted proxy forwards is told by the peer and the one line of the client
             # header it sends: such requests are cached under both, and found again before
@@ -651,7 +654,7 @@ class Engine:
                 client = self._resolver.resolve(peer, request.headers)
                 if client.detail is self._peer_detail and client.ip is not None:
                     # _client_key's first case, inline: a new client's path.
-                    key = _new(DecisionKey, (peer, method, path))
+                    key = _new(_Key, (peer, method, path))
                 else:
                     key = self._client_key(client, peer, method, path)
                 if client.detail is not self._peer_detail:
@@ -746,10 +749,10 @@ class Engine:
             # so a repeated request can be found before its headers are read. Hot paths probe
             # with a plain tuple of these same three values, which hashes and compares equal
             # to this key.
-            key: tuple[object, ...] = _new(DecisionKey, (peer, method, path))
+            key: tuple[object, ...] = _new(_Key, (peer, method, path))
         else:
             ip_text = client.ip.text if client.ip is not None else None
-            key = _new(DecisionKey, ((ip_text, client.detail), method, path))
+            key = _new(_Key, ((ip_text, client.detail), method, path))
         return key
 
     def _tick(self, wall: float) -> Epoch:

@@ -627,6 +627,10 @@ typedef struct {
     FrontObject *front;
     PyObject *engine;
     vectorcallfunc vectorcall;
+    /* The engine's probe when, at binding, the engine was built, not "off" and had a C
+     * probe: both are fixed for an engine's life (Engine.__init__), so a bound front stored
+     * by an adapter skips two attribute lookups per request. NULL: ask the engine per call. */
+    PyObject *probe;
 } BoundFrontObject;
 
 static PyTypeObject FrontType;
@@ -635,14 +639,22 @@ static PyTypeObject BoundFrontType;
 /* The probe's answer for the common call, or None to take the slow path (new references);
  * NULL only for an error that must propagate (not an Exception). */
 static PyObject *
-front_fast(FrontObject *front, PyObject *engine, PyObject *const *args, Py_ssize_t nargs,
-           PyObject *kwnames)
+front_fast(FrontObject *front, PyObject *engine, PyObject *bound_probe, PyObject *const *args,
+           Py_ssize_t nargs, PyObject *kwnames)
 {
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
         Py_RETURN_NONE;
     }
     if (front->kind == FRONT_DECIDE ? nargs != 1 : nargs != 3) {
         Py_RETURN_NONE;
+    }
+    if (bound_probe != NULL) {
+        /* Checked at binding: a C probe of an engine that is not "off". */
+        if (front->kind == FRONT_DECIDE) {
+            return Probe_decide((ProbeObject *)bound_probe, engine, args[0]);
+        }
+        PyObject *answer = Probe_answer((ProbeObject *)bound_probe, args, 3);
+        return answer == Py_None ? Py_NewRef(Py_Ellipsis) : answer; /* Ellipsis: see below */
     }
     if (front->kind == FRONT_CACHED) {
         PyObject *off = PyObject_GetAttr(engine, name__off);
@@ -735,21 +747,21 @@ front_outcome(PyObject *fast, int *slow)
 }
 
 static PyObject *
-front_call(FrontObject *front, PyObject *engine, PyObject *const *args, size_t nargsf,
-           PyObject *kwnames)
-{
-    int slow;
-    PyObject *result = front_outcome(
-        front_fast(front, engine, args, PyVectorcall_NARGS(nargsf), kwnames), &slow);
-    return slow ? front_slow(front, engine, args, nargsf, kwnames) : result;
-}
-
-static PyObject *
 BoundFront_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
                       PyObject *kwnames)
 {
     BoundFrontObject *self = (BoundFrontObject *)callable;
-    return front_call(self->front, self->engine, args, nargsf, kwnames);
+    FrontObject *front = self->front;
+    PyObject *engine = self->engine;
+    if (front == NULL || engine == NULL) {
+        PyErr_SetString(PyExc_ReferenceError, "a geofence front cleared by the collector");
+        return NULL;
+    }
+    int slow;
+    PyObject *result = front_outcome(
+        front_fast(front, engine, self->probe, args, PyVectorcall_NARGS(nargsf), kwnames),
+        &slow);
+    return slow ? front_slow(front, engine, args, nargsf, kwnames) : result;
 }
 
 /* Engine.decide(engine, request, ...): called on the class, the engine comes first. */
@@ -763,8 +775,41 @@ Front_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     }
     int slow;
     PyObject *result = front_outcome(
-        front_fast(self, args[0], args + 1, PyVectorcall_NARGS(nargsf) - 1, kwnames), &slow);
+        front_fast(self, args[0], NULL, args + 1, PyVectorcall_NARGS(nargsf) - 1, kwnames),
+        &slow);
     return slow ? PyObject_Vectorcall(self->slow, args, nargsf, kwnames) : result;
+}
+
+/* The probe a front bound to ``engine`` may keep (a new reference), or NULL: when the engine
+ * is not built yet (a front bound inside __init__), is "off", or has the Python twin, every
+ * call asks the engine, as an unbound front does. NULL with an error set only for an error
+ * that is not an Exception. */
+static PyObject *
+bound_probe(PyObject *engine)
+{
+    PyObject *off = PyObject_GetAttr(engine, name__off);
+    if (off == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyErr_Clear();
+        }
+        return NULL;
+    }
+    Py_DECREF(off); /* True and False are never freed */
+    if (off != Py_False) {
+        return NULL;
+    }
+    PyObject *probe = PyObject_GetAttr(engine, name__probe);
+    if (probe == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyErr_Clear();
+        }
+        return NULL;
+    }
+    if (!Py_IS_TYPE(probe, &ProbeType)) {
+        Py_DECREF(probe);
+        return NULL;
+    }
+    return probe;
 }
 
 static PyObject *
@@ -782,6 +827,11 @@ Front_get(PyObject *self, PyObject *obj, PyObject *type)
     Py_INCREF(obj);
     bound->engine = obj;
     bound->vectorcall = BoundFront_vectorcall;
+    bound->probe = bound_probe(obj);
+    if (bound->probe == NULL && PyErr_Occurred()) {
+        Py_DECREF(bound); /* not an Exception (KeyboardInterrupt): it propagates */
+        return NULL;
+    }
     PyObject_GC_Track(bound);
     return (PyObject *)bound;
 }
@@ -898,6 +948,7 @@ BoundFront_traverse(BoundFrontObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->front);
     Py_VISIT(self->engine);
+    Py_VISIT(self->probe);
     return 0;
 }
 
@@ -906,6 +957,7 @@ BoundFront_clear(BoundFrontObject *self)
 {
     Py_CLEAR(self->front);
     Py_CLEAR(self->engine);
+    Py_CLEAR(self->probe);
     return 0;
 }
 
@@ -1010,11 +1062,130 @@ static PyTypeObject BoundFrontType = {
     .tp_repr = (reprfunc)BoundFront_repr,
 };
 
+/* ---- the cache's key type ----------------------------------------------------------------
+ *
+ * A hit compares the stored key with the probe's (peer, method, path) item by item. Through
+ * tuple's comparison each item goes through PyObject_RichCompare and str's comparison, about
+ * 180 instructions an item; two exact strings are equal exactly when their lengths, kinds and
+ * bytes are (CPython keeps every string in its narrowest kind), a few dozen. key_type(base)
+ * makes a subclass of the engine's key type (a NamedTuple) whose == and != do that for exact
+ * strings and leave every other item, and every other comparison, to tuple's: the same
+ * results, sooner. Its hash is tuple's, so that a plain tuple finds it in a dict.
+ */
+static int
+same_text(PyObject *a, PyObject *b)
+{
+    Py_ssize_t length = PyUnicode_GET_LENGTH(a);
+    if (length != PyUnicode_GET_LENGTH(b) || PyUnicode_KIND(a) != PyUnicode_KIND(b)) {
+        return 0;
+    }
+    return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)length * PyUnicode_KIND(a))
+           == 0;
+}
+
+static PyObject *
+Key_richcompare(PyObject *v, PyObject *w, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) || !PyTuple_Check(w)) {
+        return PyTuple_Type.tp_richcompare(v, w, op);
+    }
+    Py_ssize_t size = PyTuple_GET_SIZE(v);
+    if (size != PyTuple_GET_SIZE(w)) {
+        return Py_NewRef(op == Py_EQ ? Py_False : Py_True);
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        PyObject *a = PyTuple_GET_ITEM(v, i), *b = PyTuple_GET_ITEM(w, i);
+        if (a == b) {
+            continue;
+        }
+        int equal;
+        if (PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b)) {
+            equal = same_text(a, b);
+        }
+        else {
+            equal = PyObject_RichCompareBool(a, b, Py_EQ);
+            if (equal < 0) {
+                return NULL;
+            }
+        }
+        if (!equal) {
+            return Py_NewRef(op == Py_EQ ? Py_False : Py_True);
+        }
+    }
+    return Py_NewRef(op == Py_EQ ? Py_True : Py_False);
+}
+
+static Py_hash_t
+Key_hash(PyObject *self)
+{
+    return PyTuple_Type.tp_hash(self);
+}
+
+static PyObject *
+key_type(PyObject *module, PyObject *base)
+{
+    if (!PyType_Check(base) || !PyType_IsSubtype((PyTypeObject *)base, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "key_type(): base must be a subclass of tuple");
+        return NULL;
+    }
+    PyObject *name = PyObject_GetAttrString(base, "__name__");
+    if (name == NULL) {
+        return NULL;
+    }
+    /* The base's name, so that repr() reads as before. Some versions keep the spec's pointer
+     * as the type's name: the text is never freed (one key type per process). */
+    PyObject *qualified = PyUnicode_FromFormat("geofence._hotpath.%U", name);
+    Py_DECREF(name);
+    if (qualified == NULL) {
+        return NULL;
+    }
+    const char *text = PyUnicode_AsUTF8(qualified);
+    char *kept = text == NULL ? NULL : PyMem_RawMalloc(strlen(text) + 1);
+    if (kept == NULL) {
+        Py_DECREF(qualified);
+        return text == NULL ? NULL : PyErr_NoMemory();
+    }
+    strcpy(kept, text);
+    Py_DECREF(qualified);
+    PyType_Slot slots[] = {
+        {Py_tp_richcompare, (void *)Key_richcompare},
+        {Py_tp_hash, (void *)Key_hash},
+        {Py_tp_doc, (void *)"The decision cache's key, compared faster (geofence/_hotpath.c)."},
+        {0, NULL},
+    };
+    PyType_Spec spec = {
+        .name = kept,
+        .basicsize = 0, /* the base's: no __dict__, no new fields */
+        .itemsize = 0,
+        .flags = Py_TPFLAGS_DEFAULT,
+        .slots = slots,
+    };
+    PyObject *bases = PyTuple_Pack(1, base);
+    if (bases == NULL) {
+        PyMem_RawFree(kept);
+        return NULL;
+    }
+    PyObject *made = PyType_FromSpecWithBases(&spec, bases);
+    Py_DECREF(bases);
+    if (made == NULL) {
+        PyMem_RawFree(kept);
+        return NULL;
+    }
+    return made;
+}
+
+static PyMethodDef hotpath_functions[] = {
+    {"key_type", (PyCFunction)key_type, METH_O,
+     "key_type(base, /): a subclass of the tuple type base whose == compares strings sooner."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef hotpath_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "geofence._hotpath",
     .m_doc = "The engine's decision-cache hit path in C (see geofence/_probe.py).",
     .m_size = -1, /* the interned names and the learnt request layout are process-wide */
+    .m_methods = hotpath_functions,
 };
 
 PyMODINIT_FUNC

@@ -191,3 +191,37 @@ def test_adecide_answers_from_the_cache(engine: Engine) -> None:
     assert asyncio.run(engine.adecide(req)) is first
     at = datetime(2027, 1, 1, tzinfo=timezone.utc)
     assert asyncio.run(engine.adecide(req, at)).country == "US"
+
+
+def test_a_front_stored_by_an_adapter_answers_as_the_engine_does(engine: Engine) -> None:
+    # Adapters store engine.cached once; on the compiled build that bound front keeps the
+    # engine's probe (fixed for the engine's life) instead of looking it up per call.
+    decide, cached = engine.decide, engine.cached  # bound before any request: empty window
+    assert cached(US, "GET", "/a") is None
+    first = decide(request(US, "/a"))
+    answer = cached(US, "GET", "/a")
+    assert answer is not None and answer.decision is first
+    assert decide(request(US, "/a")) is first is engine.decide(request(US, "/a"))
+    assert cached(US, "GET", "/a", None, None) is answer  # the Python method's path
+    blocked = decide(request(CN, "/a"))
+    assert blocked.action == "block" and decide(request(CN, "/a")) == blocked
+    assert cached(CN, "GET", "/a") is None  # a block is answered per request
+    assert cached(["x"], "GET", "/a") is None if _probe.NATIVE else True  # type: ignore[arg-type]
+    off = Engine.from_config({**POLICY, "mode": "off"})
+    off_cached, off_decide = off.cached, off.decide
+    assert off_decide(request(CN)).action == "allow"
+    assert off_cached(CN, "GET", "/v1/models") == off._cached_inline(CN, "GET", "/v1/models")
+
+
+def test_a_front_bound_while_the_engine_is_being_built_asks_it_per_call() -> None:
+    class Early(Engine):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.early_decide = self.decide  # no _off, no _probe yet
+            self.early_cached = self.cached
+            super().__init__(*args, **kwargs)
+
+    early = Early.from_config(POLICY)
+    assert early.early_decide(request(US)).country == "US"
+    answer = early.early_cached(US, "GET", "/v1/models")
+    assert answer is not None and answer.decision == early.decide(request(US))
+    assert early.early_decide(request(CN)).action == "block"
