@@ -1089,11 +1089,9 @@ Key_richcompare(PyObject *v, PyObject *w, int op)
     if ((op != Py_EQ && op != Py_NE) || !PyTuple_Check(w)) {
         return PyTuple_Type.tp_richcompare(v, w, op);
     }
-    Py_ssize_t size = PyTuple_GET_SIZE(v);
-    if (size != PyTuple_GET_SIZE(w)) {
-        return Py_NewRef(op == Py_EQ ? Py_False : Py_True);
-    }
-    for (Py_ssize_t i = 0; i < size; i++) {
+    /* As tuple's: the items first (an item's __eq__ may raise), then the lengths. */
+    Py_ssize_t size = PyTuple_GET_SIZE(v), other = PyTuple_GET_SIZE(w);
+    for (Py_ssize_t i = 0; i < size && i < other; i++) {
         PyObject *a = PyTuple_GET_ITEM(v, i), *b = PyTuple_GET_ITEM(w, i);
         if (a == b) {
             continue;
@@ -1112,7 +1110,7 @@ Key_richcompare(PyObject *v, PyObject *w, int op)
             return Py_NewRef(op == Py_EQ ? Py_False : Py_True);
         }
     }
-    return Py_NewRef(op == Py_EQ ? Py_True : Py_False);
+    return Py_NewRef((size == other) == (op == Py_EQ) ? Py_True : Py_False);
 }
 
 static Py_hash_t

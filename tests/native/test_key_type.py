@@ -145,3 +145,11 @@ def test_an_error_in_an_items_comparison_propagates() -> None:
 
     with pytest.raises(RuntimeError):
         _ = fast(Angry(), "GET", "/a") == (Angry(), "GET", "/a")
+    # as tuple's: the items are compared before the lengths
+    for key in (plain(Angry(), "GET"), fast(Angry(), "GET")):
+        with pytest.raises(RuntimeError):
+            _ = key == (Angry(), "GET", "/a")
+        with pytest.raises(RuntimeError):
+            _ = key != (Angry(),)
+    assert fast("a", "b") != ("a", "b", "c") and fast("a", "b", "c") != ("a", "b")
+    assert not fast("a", "b") == ("a", "b", "c")  # noqa: SIM201 - the == itself is tested
