@@ -8,6 +8,8 @@
  * parse() a strict fast path for address text that is already canonical; None sends the text
  *         to the Python parser (geofence/clientip/_addresses.py), which stays the authority.
  * Peers   parse_peer() of that module on parse(): the IP made here, the rest to Python.
+ * header_line() forwarded_line() of geofence/http/_asgi.py: the one line of a header in an
+ *         ASGI scope's raw headers, read without a Python step per header.
  *
  * walk() and parse() are pure functions of their arguments; bounded_put() writes its dict. The arrays are exported through
  * the buffer protocol (by walk() for the call, by a Finder for its life), so they cannot be
@@ -876,6 +878,75 @@ native_bounded_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return args[3];
 }
 
+/* ---- header_line ------------------------------------------------------------------------ */
+
+PyDoc_STRVAR(header_line_doc,
+"header_line(slow, raw, name) -> str | None\n\n"
+"forwarded_line(raw, name) of geofence/http/_asgi.py for what servers send: ``raw`` a list\n"
+"or tuple of (name, value) pairs (tuples or lists) of bytes, ``name`` lower-case bytes. The\n"
+"value, decoded as latin-1, when exactly one header has that name (ASCII case ignored, as\n"
+"bytes.lower() does); else None. Any other input is answered by ``slow(raw, name)``, the\n"
+"Python function, which stays the authority on odd input.");
+
+/* Whether the bytes ``key`` equal ``name`` (lower case) with ASCII letters folded. */
+static int
+same_name(PyObject *key, const char *name, Py_ssize_t size)
+{
+    if (PyBytes_GET_SIZE(key) != size) {
+        return 0;
+    }
+    const unsigned char *text = (const unsigned char *)PyBytes_AS_STRING(key);
+    for (Py_ssize_t i = 0; i < size; i++) {
+        unsigned char c = text[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (unsigned char)(c + ('a' - 'A'));
+        }
+        if (c != (unsigned char)name[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+native_header_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "header_line() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *slow = args[0], *raw = args[1], *wanted = args[2];
+    if (!PyBytes_CheckExact(wanted) || !(PyList_CheckExact(raw) || PyTuple_CheckExact(raw))) {
+        return PyObject_CallFunctionObjArgs(slow, raw, wanted, NULL);
+    }
+    const char *name = PyBytes_AS_STRING(wanted);
+    Py_ssize_t size = PyBytes_GET_SIZE(wanted);
+    PyObject *found = NULL; /* borrowed: no Python code runs until it is decoded */
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(raw); i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(raw, i);
+        if (!(PyTuple_CheckExact(pair) || PyList_CheckExact(pair))
+            || PySequence_Fast_GET_SIZE(pair) != 2) {
+            return PyObject_CallFunctionObjArgs(slow, raw, wanted, NULL);
+        }
+        PyObject *key = PySequence_Fast_GET_ITEM(pair, 0);
+        PyObject *value = PySequence_Fast_GET_ITEM(pair, 1);
+        if (!PyBytes_CheckExact(key) || !PyBytes_CheckExact(value)) {
+            return PyObject_CallFunctionObjArgs(slow, raw, wanted, NULL);
+        }
+        if (same_name(key, name, size)) {
+            if (found != NULL) {
+                Py_RETURN_NONE; /* several lines: as the Python function, at once */
+            }
+            found = value;
+        }
+    }
+    if (found == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(found), PyBytes_GET_SIZE(found), NULL);
+}
+
 /* ---- module ---------------------------------------------------------------------------- */
 
 static PyMethodDef native_methods[] = {
@@ -883,6 +954,8 @@ static PyMethodDef native_methods[] = {
     {"parse", native_parse, METH_O, parse_doc},
     {"bounded_put", (PyCFunction)(void (*)(void))native_bounded_put, METH_FASTCALL,
      bounded_put_doc},
+    {"header_line", (PyCFunction)(void (*)(void))native_header_line, METH_FASTCALL,
+     header_line_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,10 +12,12 @@ import inspect
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
+from functools import partial
 from types import CoroutineType, FrameType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from geofence._model import Decision, RequestInfo
+from geofence._speedups import NATIVE
 from geofence.http._answer import EXEMPT_VIEW, EXEMPT_VIEW_ANSWER, Answer
 from geofence.http._exempt import asgi_exempt_prefixes, asgi_routed_exempt, asgi_routes
 from geofence.http._hooks import guard_async_hook
@@ -220,7 +222,7 @@ class ASGIGate:
         return self.exempt_prefixes
 
 
-def forwarded_line(raw: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+def _forwarded_line(raw: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
     """The value of header ``name`` (lower case) when the request has exactly one line of
     it, decoded as :class:`Headers` decodes it; else None. Never raises."""
     found: bytes | None = None
@@ -233,6 +235,16 @@ def forwarded_line(raw: Iterable[tuple[bytes, bytes]], name: bytes) -> str | Non
         return None if found is None else found.decode("latin-1")
     except Exception:  # headers no server sends: the long way reads them
         return None
+
+
+#: The value of header ``name`` (lower case) when the request has exactly one line of it,
+#: decoded as :class:`Headers` decodes it; else None. Never raises. Read for every request
+#: behind a trusted proxy (and every new client of an engine that trusts one): compiled, it
+#: reads the headers a server sends in one C call instead of a Python step per header (about
+#: 6,500 instructions less 5,000 for seven headers); anything else goes to the Python function.
+forwarded_line: Callable[[Iterable[tuple[bytes, bytes]], bytes], str | None] = (
+    _forwarded_line if NATIVE is None else partial(NATIVE.header_line, _forwarded_line)
+)
 
 
 class Headers(Sequence[tuple[str, str]]):
