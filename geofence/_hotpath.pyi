@@ -29,3 +29,15 @@ class Front:
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
 def key_type(base: type[tuple[Any, ...]], /) -> type[tuple[Any, ...]]: ...
+
+@final
+class Maker:
+    def __init__(
+        self,
+        cls: type[Any],
+        params: tuple[str, ...],
+        defaults: tuple[object, ...],
+        fixed: tuple[tuple[str, object], ...],
+        /,
+    ) -> None: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...

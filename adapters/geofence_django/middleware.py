@@ -23,8 +23,10 @@ from django.template.loader import get_template
 from django.utils.safestring import SafeString
 
 from geofence import RequestInfo
-from geofence.http import TEMPLATE_CSP, Answer, EnvironHeaders
+from geofence._makers import new_request_info
+from geofence.http import TEMPLATE_CSP, Answer
 from geofence.http._answer import EXEMPT_VIEW_ANSWER
+from geofence.http._environ import new_environ_headers
 
 from .conf import AsyncHook, SyncHook, account_hooks, get_engine
 from .routing import routed_to_exempt
@@ -45,9 +47,9 @@ def request_info(request: HttpRequest) -> RequestInfo:
     """The core's request facts from ``request.META``; never touches the body."""
     meta = request.META
     # Positional (peer, headers, method, path, host): keywords cost twice as much.
-    return RequestInfo(
+    return new_request_info(
         meta.get("REMOTE_ADDR") or None,
-        EnvironHeaders(meta),  # lazy: most requests never read a header
+        new_environ_headers(meta),  # lazy: most requests never read a header
         request.method or "GET",
         request.path_info,
         # The raw header: request.get_host() would raise DisallowedHost on a forged Host.

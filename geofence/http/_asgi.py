@@ -16,6 +16,7 @@ from functools import partial
 from types import CoroutineType, FrameType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from geofence._makers import maker, new_request_info
 from geofence._model import Decision, RequestInfo
 from geofence._speedups import NATIVE
 from geofence.http._answer import EXEMPT_VIEW, EXEMPT_VIEW_ANSWER, Answer
@@ -196,7 +197,7 @@ class ASGIGate:
             if prefixes and path.startswith(prefixes) and asgi_routed_exempt(self.routes, scope):
                 answer = EXEMPT_VIEW_ANSWER
             else:
-                info = RequestInfo(peer, Headers(scope.get("headers") or ()), method, path)
+                info = new_request_info(peer, new_headers(scope.get("headers") or ()), method, path)
                 if self._needs_host:  # rules with `hosts`
                     info.host = scope_host(scope)
                 if self._account_of is None:
@@ -283,6 +284,12 @@ class Headers(Sequence[tuple[str, str]]):
         return f"Headers({self._decoded()!r})"
 
 
+#: ``Headers(raw)`` without the frame of its ``__init__`` (geofence/_makers.py).
+new_headers: Callable[[Iterable[tuple[bytes, bytes]]], Headers] = maker(
+    Headers, ("_raw",), (), (("_text", None),)
+)
+
+
 def scope_facts(scope: Scope, kind: str) -> tuple[str | None, str, str]:
     """The socket peer, the method and the routed path of an ``http`` or ``websocket`` scope
     (its ``kind``); a websocket handshake is a GET."""
@@ -306,7 +313,7 @@ def request_facts(scope: Scope, kind: str) -> RequestInfo:
     """
     peer, method, path = scope_facts(scope, kind)
     # Positional: keyword arguments cost a dataclass __init__ about twice as much.
-    return RequestInfo(peer, Headers(scope.get("headers") or ()), method, path)
+    return new_request_info(peer, new_headers(scope.get("headers") or ()), method, path)
 
 
 def scope_host(scope: Scope) -> str:

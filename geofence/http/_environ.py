@@ -7,6 +7,8 @@ from functools import partial
 from operator import itemgetter
 from typing import overload
 
+from geofence._makers import maker
+
 # The two request headers CGI keeps without the HTTP_ prefix.
 _CGI_HEADERS = (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length"))
 
@@ -111,3 +113,9 @@ class EnvironHeaders(Sequence[tuple[str, str]]):
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._list())
+
+
+#: ``EnvironHeaders(environ)`` without the frame of its ``__init__`` (geofence/_makers.py).
+new_environ_headers: Callable[[Mapping[str, object]], EnvironHeaders] = maker(
+    EnvironHeaders, ("_environ",), (), (("_pairs", None),)
+)

@@ -13,9 +13,10 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from geofence._cache import BoundedCache
+from geofence._makers import new_request_info
 from geofence._model import RequestInfo
 from geofence.http._answer import EXEMPT_VIEW, EXEMPT_VIEW_ANSWER, Answer
-from geofence.http._environ import EnvironHeaders
+from geofence.http._environ import new_environ_headers
 from geofence.http._hooks import guard_hook
 from geofence.http._responses import CACHE_OVERRIDE_HEADERS, Response
 
@@ -221,7 +222,7 @@ class WSGIGate:
                 environ[DECISION_KEY] = EXEMPT_VIEW
                 return self.inner(environ, start_response)
             environ[MARK_KEY] = self._mark
-            info = RequestInfo(peer, EnvironHeaders(environ), method.upper(), path)
+            info = new_request_info(peer, new_environ_headers(environ), method.upper(), path)
             if self._needs_host:  # rules with `hosts`
                 info.host = environ_host(environ)
             answer = self.engine.answer(info)
@@ -318,7 +319,7 @@ class WSGIGate:
 def _info(environ: WSGIEnvironment, facts: Facts) -> RequestInfo:
     # The host costs two lookups: not worth a question to the engine off the hot path.
     host = environ_host(environ)
-    return RequestInfo(facts[0], EnvironHeaders(environ), facts[1], facts[2], host)
+    return new_request_info(facts[0], new_environ_headers(environ), facts[1], facts[2], host)
 
 
 def environ_host(environ: WSGIEnvironment) -> str:
