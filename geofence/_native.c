@@ -8,6 +8,8 @@
  * parse() a strict fast path for address text that is already canonical; None sends the text
  *         to the Python parser (geofence/clientip/_addresses.py), which stays the authority.
  * Peers   parse_peer() of that module on parse(): the IP made here, the rest to Python.
+ * ref()   a decision's reference (geofence/_refs.py): its input, the keyed hash's calls and
+ *         the base32 text, without the Python steps around the hash.
  * header_line() forwarded_line() of geofence/http/_asgi.py: the one line of a header in an
  *         ASGI scope's raw headers, read without a Python step per header.
  *
@@ -23,6 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+/* The methods ref() calls on a hash state, interned when the module is made. */
+static PyObject *name_copy, *name_update, *name_digest;
 
 /* ---- walk ------------------------------------------------------------------------------ */
 
@@ -814,6 +819,14 @@ static PyTypeObject FinderType = {
 static int
 native_exec(PyObject *module)
 {
+    if (name_copy == NULL) {
+        name_copy = PyUnicode_InternFromString("copy");
+        name_update = PyUnicode_InternFromString("update");
+        name_digest = PyUnicode_InternFromString("digest");
+        if (name_copy == NULL || name_update == NULL || name_digest == NULL) {
+            return -1;
+        }
+    }
     PyTypeObject *types[] = {&FinderType, &PeersType};
     const char *names[] = {"Finder", "Peers"};
     for (int i = 0; i < 2; i++) {
@@ -947,6 +960,102 @@ native_header_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(found), PyBytes_GET_SIZE(found), NULL);
 }
 
+/* ---- ref -------------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(ref_doc,
+"ref(slow, keyed, client_ip, rule, reason, account=None) -> str\n\n"
+"slow(keyed, client_ip, rule, reason, account), the Python function of geofence/_refs.py, for\n"
+"what it is called with: ``keyed`` a BLAKE2b state after its key block (copied, never\n"
+"changed), client_ip, rule and account str or None, reason a str. Hashes the same UTF-8 text\n"
+"and writes the 8-byte digest's first 50 bits in Crockford's base32, as two groups of five\n"
+"joined by '-'. Anything else (str subclasses, another digest size) is slow's to answer.");
+
+static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+static PyObject *
+native_ref(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5 && nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "ref() takes 5 or 6 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *slow = args[0], *keyed = args[1];
+    PyObject *parts[4] = {args[2], args[3], args[4], nargs == 6 ? args[5] : Py_None};
+    /* client_ip, rule, reason, account: the text is 'a or "-"', 'b or "-"', 'c', 'd or "-"' */
+    const char *texts[4];
+    Py_ssize_t sizes[4];
+    Py_ssize_t total = 3; /* the three NULs */
+    for (int i = 0; i < 4; i++) {
+        PyObject *value = parts[i];
+        if (value == Py_None && i != 2) {
+            texts[i] = "-";
+            sizes[i] = 1;
+        }
+        else if (PyUnicode_CheckExact(value)) {
+            texts[i] = PyUnicode_AsUTF8AndSize(value, &sizes[i]);
+            if (texts[i] == NULL) {
+                return NULL; /* a lone surrogate: UnicodeEncodeError, as str.encode() */
+            }
+            if (sizes[i] == 0 && i != 2) {
+                texts[i] = "-";
+                sizes[i] = 1;
+            }
+        }
+        else {
+            return PyObject_Vectorcall(slow, args + 1, (size_t)(nargs - 1), NULL);
+        }
+        total += sizes[i];
+    }
+    PyObject *data = PyBytes_FromStringAndSize(NULL, total);
+    if (data == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(data);
+    for (int i = 0; i < 4; i++) {
+        memcpy(out, texts[i], (size_t)sizes[i]);
+        out += sizes[i];
+        if (i < 3) {
+            *out++ = '\0';
+        }
+    }
+    PyObject *hashed = PyObject_CallMethodNoArgs(keyed, name_copy);
+    if (hashed == NULL) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    PyObject *done = PyObject_CallMethodOneArg(hashed, name_update, data);
+    Py_DECREF(data);
+    if (done == NULL) {
+        Py_DECREF(hashed);
+        return NULL;
+    }
+    Py_DECREF(done);
+    PyObject *digest = PyObject_CallMethodNoArgs(hashed, name_digest);
+    Py_DECREF(hashed);
+    if (digest == NULL) {
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(digest) || PyBytes_GET_SIZE(digest) != 8) {
+        Py_DECREF(digest);
+        return PyObject_Vectorcall(slow, args + 1, (size_t)(nargs - 1), NULL);
+    }
+    const unsigned char *bytes = (const unsigned char *)PyBytes_AS_STRING(digest);
+    uint64_t bits = 0;
+    for (int i = 0; i < 8; i++) {
+        bits = bits << 8 | bytes[i];
+    }
+    Py_DECREF(digest);
+    bits >>= 14; /* the first 50 bits */
+    char text[11];
+    for (int i = 9; i >= 0; i--) { /* the last character first */
+        text[i < 5 ? i : i + 1] = crockford[bits & 31];
+        bits >>= 5;
+    }
+    text[5] = '-';
+    return PyUnicode_FromStringAndSize(text, 11);
+}
+
 /* ---- module ---------------------------------------------------------------------------- */
 
 static PyMethodDef native_methods[] = {
@@ -956,6 +1065,7 @@ static PyMethodDef native_methods[] = {
      bounded_put_doc},
     {"header_line", (PyCFunction)(void (*)(void))native_header_line, METH_FASTCALL,
      header_line_doc},
+    {"ref", (PyCFunction)(void (*)(void))native_ref, METH_FASTCALL, ref_doc},
     {NULL, NULL, 0, NULL},
 };
 

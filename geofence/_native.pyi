@@ -19,6 +19,15 @@ def parse(text: object, /) -> tuple[int, int] | None: ...
 def header_line(
     slow: Callable[[Any, bytes], str | None], raw: object, name: bytes, /
 ) -> str | None: ...
+def ref(
+    slow: Callable[..., str],
+    keyed: Any,
+    client_ip: str | None,
+    rule: str | None,
+    reason: str,
+    account: str | None = None,
+    /,
+) -> str: ...
 def bounded_put(cache: dict[Any, Any], limit: int, key: object, value: _V, /) -> _V: ...
 
 class Finder:

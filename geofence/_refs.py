@@ -11,6 +11,10 @@ A keyed hash of who was answered and why (client address, rule, reason, account)
 from __future__ import annotations
 
 import os
+from functools import partial
+from typing import Any, Protocol
+
+from geofence._speedups import NATIVE
 
 try:
     # The very function hashlib.blake2b is (hashlib never takes BLAKE2 from OpenSSL), without
@@ -28,30 +32,60 @@ LENGTH = 11  # "7K2MQ-X9PTW": 50 bits, two groups of five; every reference has t
 _PROCESS_KEY = os.urandom(16)
 
 
-class Refs:
-    """Makes references with one random key (by default the process's)."""
+class _Keyed(Protocol):
+    """A BLAKE2b state after its key block (``_blake2.blake2b``)."""
 
-    __slots__ = ("_keyed",)
+    def copy(self) -> Any: ...
+
+
+def _make(
+    keyed: _Keyed,
+    client_ip: str | None,
+    rule: str | None,
+    reason: str,
+    account: str | None = None,
+    /,
+) -> str:
+    """The reference of these facts under the key ``keyed`` holds (the Python twin of
+    ``geofence._native.ref``)."""
+    text = f"{client_ip or '-'}\x00{rule or '-'}\x00{reason}\x00{account or '-'}"
+    # The state after the key block, copied for each reference: a copy costs a few hundred
+    # instructions, hashing the key block again about 1,500.
+    hashed = keyed.copy()
+    hashed.update(text.encode())
+    digest = hashed.digest()
+    # The first 50 bits in base32, as base64.b32encode(digest)[:10] would give them, in
+    # Crockford's alphabet: each group of five characters is 25 bits.
+    bits = int.from_bytes(digest, "big") >> 14
+    first, second = bits >> 25, bits & 0x1FFFFFF
+    pairs, alphabet = _PAIRS, _ALPHABET
+    return (
+        f"{pairs[first >> 15]}{pairs[first >> 5 & 1023]}{alphabet[first & 31]}-"
+        f"{pairs[second >> 15]}{pairs[second >> 5 & 1023]}{alphabet[second & 31]}"
+    )
+
+
+class _Make(Protocol):
+    def __call__(
+        self, client_ip: str | None, rule: str | None, reason: str, account: str | None = None, /
+    ) -> str: ...
+
+
+def _bound(keyed: _Keyed) -> _Make:
+    """``make`` for ``keyed``: compiled, geofence._native.ref, which does what :func:`_make`
+    does around the hash in C (a new blocked client's reference: about 15,000 instructions in
+    Python, 6,000 in C, most of them the hash itself), and calls it for anything unusual."""
+    made: _Make = partial(_make, keyed) if NATIVE is None else partial(NATIVE.ref, _make, keyed)
+    return made
+
+
+class Refs:
+    """Makes references with one random key (by default the process's):
+    ``refs.make(client_ip, rule, reason, account=None)``."""
+
+    __slots__ = ("make",)
 
     def __init__(self, key: bytes | None = None) -> None:
-        # The hash state after the key block, copied for each reference: a copy costs a few
-        # hundred instructions, hashing the key block again about 1,500 (a new blocked client
-        # makes one reference).
-        self._keyed = blake2b(digest_size=8, key=key if key is not None else _PROCESS_KEY)
-
-    def make(
-        self, client_ip: str | None, rule: str | None, reason: str, account: str | None = None
-    ) -> str:
-        text = f"{client_ip or '-'}\x00{rule or '-'}\x00{reason}\x00{account or '-'}"
-        hashed = self._keyed.copy()
-        hashed.update(text.encode())
-        digest = hashed.digest()
-        # The first 50 bits in base32, as base64.b32encode(digest)[:10] would give them, in
-        # Crockford's alphabet: each group of five characters is 25 bits.
-        bits = int.from_bytes(digest, "big") >> 14
-        first, second = bits >> 25, bits & 0x1FFFFFF
-        pairs, alphabet = _PAIRS, _ALPHABET
-        return (
-            f"{pairs[first >> 15]}{pairs[first >> 5 & 1023]}{alphabet[first & 31]}-"
-            f"{pairs[second >> 15]}{pairs[second >> 5 & 1023]}{alphabet[second & 31]}"
+        self.make: _Make = _bound(
+            blake2b(digest_size=8, key=key if key is not None else _PROCESS_KEY)
         )

@@ -75,6 +75,7 @@ class RedisServer:
     extra: Sequence[str] = ()
     argv: Sequence[str] | None = None  # the whole command line instead (a sentinel)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    paused: bool = field(default=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -113,6 +114,7 @@ class RedisServer:
 
     def start(self) -> None:
         assert self.process is None or self.process.poll() is not None
+        self.paused = False
         self.process = subprocess.Popen(
             self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -169,10 +171,17 @@ class RedisServer:
         return text[-2000:] or "(no output)"
 
     def pause(self) -> None:
+        if self.paused:
+            return  # a second SIGSTOP would report no stop to wait for
         os.kill(self.pid, signal.SIGSTOP)
+        # A signal arrives asynchronously: on a loaded machine the server could still answer
+        # a request sent right after kill() returns. Our child's stop is reported to us.
+        os.waitpid(self.pid, os.WUNTRACED)
+        self.paused = True
 
     def resume(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
+        self.paused = False
 
     def kill(self) -> None:
         """Gone at once, as after a crash (SIGKILL), its port free for :meth:`start`."""
