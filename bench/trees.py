@@ -8,8 +8,9 @@ end. (Putting a checkout's root on the path instead would make ``bench`` a names
 spread over two checkouts.)
 
 A build is ``compiled`` (geofence's C extension, ``geofence._speedups.NATIVE``) or ``pure``
-(``GEOFENCE_PURE_PYTHON=1``: the Python path). A tree without the extension, an older commit
-or a checkout where it was not built, has the pure build only.
+(``GEOFENCE_PURE_PYTHON=1``: the Python path). A git ref's C extensions are built in its
+worktree with its own build hook; a tree without them (an older commit, a checkout where they
+were not built, a failed compile) has the pure build only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,5 +137,31 @@ class Trees:
             check=True,
         )
         self._worktrees.append(worktree)
+        build_in_place(worktree)
         paths = link_packages(worktree, self._tmp / f"{commit}-paths")
         return Tree(ref if ref == commit else f"{ref} ({commit})", worktree, paths)
+
+
+def build_in_place(root: Path) -> None:
+    """The tree's C extensions (each ``geofence/<name>.c`` one module), compiled next to their
+    sources as an editable install builds them, with this Python's compiler and flags. A
+    commit without them, or where compiling fails, has the pure build only (:func:`prepare`)."""
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()
+    flags = (sysconfig.get_config_var("CFLAGS") or "").split()
+    include = sysconfig.get_paths()["include"]
+    for source in sorted((root / "geofence").glob("*.c")):
+        subprocess.run(
+            [
+                *compiler,
+                *flags,
+                "-fPIC",
+                "-shared",
+                f"-I{include}",
+                str(source),
+                "-o",
+                str(source.with_name(source.stem + suffix)),
+            ],
+            capture_output=True,
+            check=False,
+        )
