@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any, TypeVar
 
 from flask import Flask
@@ -13,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from geofence import ConfigError, Engine, Policy, load_policy
 from geofence.http._exempt import exempt
 
-from .layer import GeofenceState, send_event
+from .layer import AppSender, GeofenceState
 
 Config = Mapping[str, Any] | str | os.PathLike[str] | Policy
 View = TypeVar("View", bound=Callable[..., Any])
@@ -68,7 +67,7 @@ class Geofence:
                 "install it while setting the app up, where before_request hooks are registered"
             )
         behind_proxy_fix = _check_wrapped(app)
-        engine = Engine.from_config(policy, on_event=partial(send_event, app))
+        engine = Engine.from_config(policy, on_event=AppSender(app))
         state = GeofenceState(app, engine, app.wsgi_app, account)
         if behind_proxy_fix:
             state.check_proxy_fix()

@@ -294,3 +294,55 @@ def test_grace_started_and_home_mismatch_are_the_signal_once(
     ]
     assert transitions[0].detail["until"] is not None
     assert transitions[1].detail["country"] == "GB"
+
+
+@PATHS
+def test_without_a_receiver_blocks_build_no_event(
+    asgi: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An Event costs a blocked or warned request about 20,000 instructions: the signal tells
+    # the engine when nobody receives it (Emitter's geofence_listening()), and nothing is built.
+    built: list[str] = []
+
+    def recording(**fields: Any) -> Event:
+        built.append(fields["kind"])
+        return Event(**fields)
+
+    monkeypatch.setattr(geofence._observer, "Event", recording)
+    got: list[Event] = []
+
+    def receiver(sender: Any, event: Event, **kwargs: Any) -> None:
+        got.append(event)
+
+    config = {
+        "geoip": {"country_db": CITY_DB},
+        "rules": [{"name": "cn", "action": "block", "regions": ["CN"]}],
+    }
+    with override_settings(GEOFENCE=config):
+        assert [get(CN, asgi=asgi).status_code for _ in range(2)] == [451, 451]
+        assert built == []
+        geofence_event.connect(receiver, dispatch_uid="test-events-later")
+        try:
+            assert get(CN, asgi=asgi).status_code == 451  # a receiver connected later
+        finally:
+            geofence_event.disconnect(dispatch_uid="test-events-later")
+        assert get(CN, asgi=asgi).status_code == 451
+    assert built == ["block"]
+    assert kinds(got) == ["block"]
+
+
+def test_a_receiver_for_another_sender_is_no_listener(monkeypatch: pytest.MonkeyPatch) -> None:
+    def receiver(sender: Any, event: Event, **kwargs: Any) -> None:
+        raise AssertionError("not for this sender")
+
+    config = {
+        "geoip": {"country_db": CITY_DB},
+        "rules": [{"name": "cn", "action": "block", "regions": ["CN"]}],
+    }
+    geofence_event.connect(receiver, sender=object, dispatch_uid="test-events-other")
+    try:
+        with override_settings(GEOFENCE=config):
+            assert get(CN, asgi=False).status_code == 451
+            assert not conf.get_engine().events.wants_requests
+    finally:
+        geofence_event.disconnect(sender=object, dispatch_uid="test-events-other")

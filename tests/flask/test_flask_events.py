@@ -249,3 +249,30 @@ def test_grace_started_and_home_mismatch_are_the_signal_once() -> None:
         ("account_home_mismatch", "org_us"),
     ]
     assert transitions[1].detail["country"] == "GB"
+
+
+def test_without_a_receiver_for_the_app_blocks_build_no_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An Event costs a blocked or warned request about 20,000 instructions: the signal tells
+    # the engine when nobody receives it for this app (Emitter's geofence_listening()).
+    built: list[str] = []
+
+    def recording(**fields: Any) -> Event:
+        built.append(fields["kind"])
+        return Event(**fields)
+
+    monkeypatch.setattr(geofence._observer, "Event", recording)
+    config = {
+        "geoip": {"country_db": CITY_DB},
+        "rules": [{"name": "cn", "action": "block", "regions": ["CN"]}],
+    }
+    app, other = make_app(config), make_app(config)
+    with receiving(other) as elsewhere:  # a receiver for another app is no listener here
+        assert [get(app, CN), get(app, CN)] == [451, 451]
+    assert built == [] and elsewhere == []
+    with receiving(app) as got:  # connected after the engine was built
+        assert get(app, CN) == 451
+    assert get(app, CN) == 451
+    assert built == ["block"]
+    assert [(sender, event.kind) for sender, event in got] == [(app, "block")]
