@@ -71,14 +71,6 @@ class _Make(Protocol):
     ) -> str: ...
 
 
-def _bound(keyed: _Keyed) -> _Make:
-    """``make`` for ``keyed``: compiled, geofence._native.ref, which does what :func:`_make`
-    does around the hash in C (a new blocked client's reference: about 15,000 instructions in
-    Python, 6,000 in C, most of them the hash itself), and calls it for anything unusual."""
-    made: _Make = partial(_make, keyed) if NATIVE is None else partial(NATIVE.ref, _make, keyed)
-    return made
-
-
 class Refs:
     """Makes references with one random key (by default the process's):
     ``refs.make(client_ip, rule, reason, account=None)``."""
@@ -86,6 +78,10 @@ class Refs:
     __slots__ = ("make",)
 
     def __init__(self, key: bytes | None = None) -> None:
-        self.make: _Make = _bound(
-            blake2b(digest_size=8, key=key if key is not None else _PROCESS_KEY)
+        keyed = blake2b(digest_size=8, key=key if key is not None else _PROCESS_KEY)
+        # Compiled, geofence._native.ref does what _make does around the hash in C (a new
+        # blocked client's reference: about 14,700 instructions in Python, 6,700 in C, most of
+        # them the hash itself), and calls _make for anything unusual.
+        self.make: _Make = (
+            partial(_make, keyed) if NATIVE is None else partial(NATIVE.ref, _make, keyed)
         )

@@ -21,7 +21,7 @@ import logging
 from django.dispatch import Signal
 
 from geofence import Engine, Event
-from geofence.http._hooks import receiver_failed
+from geofence.http._hooks import SignalSender, receiver_failed
 
 logger = logging.getLogger("geofence.django")
 
@@ -29,21 +29,18 @@ logger = logging.getLogger("geofence.django")
 geofence_event = Signal()
 
 
-class _Sender:
-    """The engine's ``on_event``: send the signal, each receiver guarded. ``geofence_listening()``
-    tells the engine whether anyone receives it (geofence._events.Emitter): without a
-    receiver, blocks and warns build no Event for it."""
-
-    def __call__(self, event: Event) -> None:
-        for receiver, result in geofence_event.send_robust(sender=Engine, event=event):
-            if isinstance(result, Exception):
-                receiver_failed(logger, receiver, event, result)
-
-    @staticmethod
-    def geofence_listening() -> bool:
-        # The list first: has_listeners() takes the signal's lock, about 8,000 instructions
-        # on each blocked or warned request of an app that connects no receiver.
-        return bool(geofence_event.receivers) and geofence_event.has_listeners(Engine)
+def _send(event: Event) -> None:
+    for receiver, result in geofence_event.send_robust(sender=Engine, event=event):
+        if isinstance(result, Exception):
+            receiver_failed(logger, receiver, event, result)
 
 
-send_event = _Sender()
+def _listening() -> bool:
+    # The list first: has_listeners() takes the signal's lock, about 8,000 instructions on
+    # each blocked or warned request of an app that connects no receiver.
+    return bool(geofence_event.receivers) and geofence_event.has_listeners(Engine)
+
+
+#: The engine's ``on_event``: send the signal, each receiver guarded; while no receiver is
+#: connected, blocks and warns build no Event for it.
+send_event = SignalSender(_send, _listening)

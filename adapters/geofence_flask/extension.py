@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 from flask import Flask
@@ -11,8 +12,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from geofence import ConfigError, Engine, Policy, load_policy
 from geofence.http._exempt import exempt
+from geofence.http._hooks import SignalSender
 
-from .layer import AppSender, GeofenceState
+from .layer import GeofenceState, geofence_event, send_event
 
 Config = Mapping[str, Any] | str | os.PathLike[str] | Policy
 View = TypeVar("View", bound=Callable[..., Any])
@@ -67,7 +69,10 @@ class Geofence:
                 "install it while setting the app up, where before_request hooks are registered"
             )
         behind_proxy_fix = _check_wrapped(app)
-        engine = Engine.from_config(policy, on_event=AppSender(app))
+        events = SignalSender(
+            partial(send_event, app), partial(geofence_event.has_receivers_for, app)
+        )
+        engine = Engine.from_config(policy, on_event=events)
         state = GeofenceState(app, engine, app.wsgi_app, account)
         if behind_proxy_fix:
             state.check_proxy_fix()

@@ -69,21 +69,9 @@ def with_decision(cls: type[Any]) -> type[Any]:
     return cls if extended else type(cls.__name__, (DecisionAttribute, cls), {})
 
 
-class AppSender:
-    """``on_event`` of ``app``'s engine: :data:`geofence_event`, each receiver guarded.
-    ``geofence_listening()`` tells the engine whether anyone receives it for this app
-    (geofence._events.Emitter): without a receiver, blocks and warns build no Event for it."""
-
-    __slots__ = ("app",)
-
-    def __init__(self, app: Flask) -> None:
-        self.app = app
-
-    def __call__(self, event: Event) -> None:
-        send_guarded(geofence_event.receivers_for(self.app), event, logger, self.app)
-
-    def geofence_listening(self) -> bool:
-        return bool(geofence_event.has_receivers_for(self.app))
+def send_event(app: Flask, event: Event) -> None:
+    """``on_event`` of an app's engine: :data:`geofence_event`, each receiver guarded."""
+    send_guarded(geofence_event.receivers_for(app), event, logger, app)
 
 
 class GeofenceState(WSGIGate):

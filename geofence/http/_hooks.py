@@ -96,6 +96,21 @@ def receiver_failed(
     )
 
 
+class SignalSender:
+    """An adapter's signal as an engine's ``on_event``: ``send(event)`` sends it, and
+    ``geofence_listening`` (read by geofence._events.Emitter) is ``listening``, which says
+    whether anyone receives it now: without a receiver, blocks and warns build no Event."""
+
+    __slots__ = ("_send", "geofence_listening")
+
+    def __init__(self, send: Callable[[Event], object], listening: Callable[[], bool]) -> None:
+        self._send = send
+        self.geofence_listening = listening
+
+    def __call__(self, event: Event) -> None:
+        self._send(event)
+
+
 def send_guarded(
     receivers: Iterable[Callable[..., object]], event: Event, logger: logging.Logger, *args: Any
 ) -> None:
