@@ -18,6 +18,7 @@ from geofence._cache import bounded_put
 from geofence._errors import ConfigError, DatabaseError
 from geofence._events import Emitter, EventCallback
 from geofence._model import Decision, DecisionKey, Facts, RequestInfo, with_client
+from geofence._newclient import new_client_step
 from geofence._observer import Observer
 from geofence._probe import FRONT_CACHED, FRONT_DECIDE, CacheProbe, front, key_type, make_probe
 from geofence._probe import NATIVE as NATIVE_PROBE
@@ -129,8 +130,8 @@ class Engine:
         self._rules = tuple(Rule.compile(r) for r in policy.rules)
         self._resolver = ClientResolver(policy.client_ip)
         exempt_ips = NetworkSet(policy.exempt_ips)
-        self._exempt_ips = exempt_ips if exempt_ips else None
-        self._exempt_paths = compile_globs(policy.exempt_paths)
+        # (addresses, paths): what is never decided; each None when the policy has none.
+        self._exempt = (exempt_ips if exempt_ips else None, compile_globs(policy.exempt_paths))
         self._responder = Responder(policy)
         # Tells the app (db_reloaded, db_refused events) and the operator (stale warnings)
         # what the databases do. With an injected clock, database ages move with it too.
@@ -216,6 +217,23 @@ class Engine:
         # window and epoch of _state whenever they change (see _tick).
         self._probe: CacheProbe[Decision, Answer | None] = make_probe(self._cache, _wall_clock)
         self._state_lock = threading.Lock()
+        # A new client's entry in one C call when built, for the common case (see _entry).
+        self._miss = new_client_step(
+            peer_detail=self._peer_detail,
+            needs_host=self._needs_host,
+            trusted=self._resolver.trusted,
+            exempt_ips=self._exempt[0],
+            exempt_paths=self._exempt[1],
+            cache=self._cache,
+            verdicts=self._verdicts,
+            key_type=_Key,
+            observer=self._observer,
+            responder=self._responder,
+            cache_size=CACHE_SIZE,
+            network_size=NETWORK_CACHE_SIZE,
+            verdict_size=VERDICT_CACHE_SIZE,
+            no_anonymizers=NO_ANONYMIZERS,
+        )
         _overlay.register(self)  # for geofence.testing; costs nothing per request
         if counting:
             attach(self)  # the collectors read this engine's databases and rules
@@ -381,7 +399,11 @@ class Engine:
                 start, end, epoch = self._state
                 if not start <= wall < end:
                     epoch = self._tick(wall)
-                entry = self._entry(request, None, epoch, wall=wall)
+                # The compiled step first, as _entry would ask it, without _entry's frame.
+                step = self._miss
+                entry = None if step is None else step(self, request, epoch, wall)
+                if entry is None:
+                    entry = self._entry(request, None, epoch, wall=wall, stepped=True)
             else:
                 attention = entry[2]
                 if attention:
@@ -628,11 +650,19 @@ class Engine:
         *,
         quiet: bool = False,
         wall: float = 0.0,
+        stepped: bool = False,
     ) -> Entry:
         """Decide with the cache: ``epoch`` is what its entries must carry to be valid.
         ``home``: the account's home country when rules ask about it. ``quiet``: the caller
         logs (an account's decision, once settled). ``wall``: the wall clock when ``moment``
-        is None (now)."""
+        is None (now). ``stepped``: the caller asked the compiled step already (the C
+        front), which declined."""
+        miss = self._miss
+        if miss is not None and moment is None and home is None and not quiet and not stepped:
+            # The compiled step: the whole entry of a new client in the common case, or None.
+            made = miss(self, request, epoch, wall)
+            if made is not None:
+                return made  # type: ignore[no-any-return]
         given = moment  # a decision at a given time is reported at that time
         peer, method, path = request.peer, request.method, request.path
         key: tuple[object, ...]
@@ -889,11 +919,12 @@ class Engine:
         """The decision, without the cache: what the policy says, plus who asked."""
         path = request.path
         client_ip = ip.text if ip is not None else None
-        if ip is not None and self._exempt_ips is not None and self._exempt_ips.holds(ip):
+        exempt_ips, exempt_paths = self._exempt
+        if ip is not None and exempt_ips is not None and exempt_ips.holds(ip):
             return with_client(EXEMPT_IP, client_ip, detail, None)
         if (
-            self._exempt_paths is not None
-            and self._exempt_paths.match(path) is not None
+            exempt_paths is not None
+            and exempt_paths.match(path) is not None
             and not has_dot_segment(path)
         ):
             return with_client(EXEMPT_PATH, client_ip, detail, None)

@@ -391,12 +391,15 @@ Probe_decision(ProbeObject *self, PyObject *request)
 
 static PyObject *name__off;
 static PyObject *name__entry;
-static PyObject *kwnames_wall; /* ("wall",) */
+static PyObject *name__miss;
+static PyObject *kwnames_wall_stepped; /* ("wall", "stepped") */
 
 /* What decide(request) gives for the engine that owns this probe: a quiet hit's decision; on
- * a plain miss inside the window, engine._entry(request, None, epoch, wall=wall)[1], which is
- * what Engine._decide_inline would call after reading the clock and the cache again; None
- * for everything else (the slow path decides). */
+ * a plain miss inside the window, the entry of engine._miss(request, epoch, wall) (the
+ * compiled new-client step, when the engine has one and it takes the request), else of
+ * engine._entry(request, None, epoch, wall=wall, stepped=True): item 1 of what
+ * Engine._decide_inline would get after reading the clock and the cache again; None for
+ * everything else (the slow path decides). */
 static PyObject *
 Probe_decide(ProbeObject *self, PyObject *engine, PyObject *request)
 {
@@ -428,8 +431,33 @@ Probe_decide(ProbeObject *self, PyObject *engine, PyObject *request)
         Py_DECREF(epoch);
         return NULL;
     }
-    PyObject *call[5] = {engine, request, Py_None, epoch, seconds};
-    PyObject *made = PyObject_VectorcallMethod(name__entry, call, 4, kwnames_wall);
+    /* The engine's compiled new-client step (geofence._miss), asked here as _entry would ask
+     * it first, without _entry's Python frame; told to _entry when it declined. */
+    PyObject *step = PyObject_GetAttr(engine, name__miss);
+    PyObject *made = NULL;
+    if (step == NULL) {
+        Py_DECREF(seconds);
+        Py_DECREF(epoch);
+        return miss_after_error();
+    }
+    if (step != Py_None) {
+        PyObject *asked[4] = {engine, request, epoch, seconds};
+        made = PyObject_Vectorcall(step, asked, 4, NULL);
+        if (made == Py_None) {
+            Py_CLEAR(made);
+        }
+        else if (made == NULL) {
+            Py_DECREF(step);
+            Py_DECREF(seconds);
+            Py_DECREF(epoch);
+            return NULL; /* raised as _entry would raise it */
+        }
+    }
+    if (made == NULL) {
+        PyObject *call[6] = {engine, request, Py_None, epoch, seconds, Py_True};
+        made = PyObject_VectorcallMethod(name__entry, call, 4, kwnames_wall_stepped);
+    }
+    Py_DECREF(step);
     Py_DECREF(seconds);
     Py_DECREF(epoch);
     if (made == NULL) {
@@ -1416,12 +1444,16 @@ PyInit__hotpath(void)
         name__off = PyUnicode_InternFromString("_off");
         name__entry = PyUnicode_InternFromString("_entry");
         name___init__ = PyUnicode_InternFromString("__init__");
+        name__miss = PyUnicode_InternFromString("_miss");
         PyObject *wall = PyUnicode_InternFromString("wall");
-        kwnames_wall = wall == NULL ? NULL : PyTuple_Pack(1, wall);
+        PyObject *stepped = PyUnicode_InternFromString("stepped");
+        kwnames_wall_stepped = wall == NULL || stepped == NULL ? NULL
+                                                               : PyTuple_Pack(2, wall, stepped);
         Py_XDECREF(wall);
+        Py_XDECREF(stepped);
         if (name_peer == NULL || name_method == NULL || name_path == NULL
             || name__probe == NULL || name__off == NULL || name__entry == NULL
-            || kwnames_wall == NULL || name___init__ == NULL) {
+            || name__miss == NULL || kwnames_wall_stepped == NULL || name___init__ == NULL) {
             return NULL;
         }
     }

@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_cutil.h"
+
 /* The methods ref() calls on a hash state, interned when the module is made. */
 static PyObject *name_copy, *name_update, *name_digest;
 
@@ -50,62 +52,6 @@ get_u32_buffer(PyObject *obj, Py_buffer *view, const char *what)
         PyBuffer_Release(view);
         return -1;
     }
-    return 0;
-}
-
-/* The address as big-endian bits: hi holds bits 0..63 (the first), lo bits 64..127. */
-static int
-address_halves(PyObject *value, int bits, uint64_t *hi, uint64_t *lo)
-{
-    if (!PyLong_Check(value)) {
-        PyErr_SetString(PyExc_TypeError, "walk(): value must be an int");
-        return -1;
-    }
-    if (bits == 32) {
-        /* Not PyLong_AsUnsignedLongLong: before 3.12 it goes through _PyLong_AsByteArray. */
-        unsigned long v = PyLong_AsUnsignedLong(value);
-        if (v == (unsigned long)-1 && PyErr_Occurred()) {
-            return -1;
-        }
-        if ((uint64_t)v >> 32) {
-            PyErr_SetString(PyExc_OverflowError, "walk(): value does not fit in 32 bits");
-            return -1;
-        }
-        *hi = (uint64_t)v << 32; /* the 32 bits first, as for 128 */
-        *lo = 0;
-        return 0;
-    }
-    unsigned char bytes[16];
-#if PY_VERSION_HEX >= 0x030D0000
-    Py_ssize_t needed = PyLong_AsNativeBytes(
-        value, bytes, 16,
-        Py_ASNATIVEBYTES_BIG_ENDIAN | Py_ASNATIVEBYTES_UNSIGNED_BUFFER
-            | Py_ASNATIVEBYTES_REJECT_NEGATIVE);
-    if (needed < 0) {
-        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
-            /* A negative value: OverflowError, as _PyLong_AsByteArray gives before 3.13. */
-            PyErr_Clear();
-            PyErr_SetString(PyExc_OverflowError, "walk(): value must not be negative");
-        }
-        return -1;
-    }
-    if (needed > 16) {
-        PyErr_SetString(PyExc_OverflowError, "walk(): value does not fit in 128 bits");
-        return -1;
-    }
-#else
-    /* Raises OverflowError for a negative value or one wider than 128 bits. */
-    if (_PyLong_AsByteArray((PyLongObject *)value, bytes, 16, 0, 0) < 0) {
-        return -1;
-    }
-#endif
-    uint64_t h = 0, l = 0;
-    for (int i = 0; i < 8; i++) {
-        h = h << 8 | bytes[i];
-        l = l << 8 | bytes[i + 8];
-    }
-    *hi = h;
-    *lo = l;
     return 0;
 }
 

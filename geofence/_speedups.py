@@ -24,7 +24,7 @@ class NewTuple(Protocol):
 ENV_PURE = "GEOFENCE_PURE_PYTHON"
 
 
-def _load(name: str) -> ModuleType | None:
+def load(name: str) -> ModuleType | None:
     if os.environ.get(ENV_PURE, "") not in ("", "0"):
         return None
     try:
@@ -34,9 +34,9 @@ def _load(name: str) -> ModuleType | None:
     return module
 
 
-NATIVE: ModuleType | None = _load("_native")
+NATIVE: ModuleType | None = load("_native")
 #: geofence._tuples (geofence/_tuples.c): named tuples built in one allocation, or None.
-TUPLES: ModuleType | None = _load("_tuples")
+TUPLES: ModuleType | None = load("_tuples")
 
 #: ``tuple.__new__(cls, items)`` for named tuples, which skips their Python-level ``__new__``:
 #: in C when built (one allocation, no argument handling: ~1,000 instructions less a call).

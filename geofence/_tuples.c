@@ -17,43 +17,7 @@
 
 #include <stddef.h>
 
-/* Whether ``item`` can never lead back to a container, so that holding it does not make a
- * reference cycle possible: an object the collector does not track at all (str, int, None,
- * datetime...), or an untracked tuple with a tuple's own layout (no __dict__, no extra slots,
- * as every named tuple): immutable, its items of the same kind. */
-static inline int
-frozen(PyObject *item)
-{
-    PyTypeObject *type = Py_TYPE(item);
-    /* Flag tests first: this runs for every item of every tuple made here. */
-    if (!PyType_IS_GC(type)) {
-        return 1;
-    }
-    return PyTuple_Check(item) && type->tp_basicsize == PyTuple_Type.tp_basicsize
-           && type->tp_dictoffset == 0 && !PyObject_GC_IsTracked(item);
-}
-
-/* Untrack ``made`` (a tuple of the kind frozen() accepts, all items set) when every item is
- * frozen: the collector then never visits it. A new client's decision, key and address
- * would otherwise be traversed by every collection for as long as the caches hold them:
- * about a tenth of a new client's cost went to the collector. CPython untracks exact tuples
- * this way too, but only when a collection first sees them, and never named tuples. */
-static PyObject *
-untracked_if_frozen(PyObject *made)
-{
-    PyTypeObject *type = Py_TYPE(made);
-    if (type->tp_basicsize != PyTuple_Type.tp_basicsize || type->tp_dictoffset != 0) {
-        return made; /* a subclass with a __dict__ or slots: not immutable */
-    }
-    Py_ssize_t size = PyTuple_GET_SIZE(made);
-    for (Py_ssize_t i = 0; i < size; i++) {
-        if (!frozen(PyTuple_GET_ITEM(made, i))) {
-            return made;
-        }
-    }
-    PyObject_GC_UnTrack(made); /* made tracked by its allocation; a no-op otherwise */
-    return made;
-}
+#include "_cutil.h"
 
 /* A new instance of ``cls`` (a subclass of tuple) of ``size`` items, all NULL, or NULL with
  * an error set. */

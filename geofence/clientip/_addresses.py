@@ -352,6 +352,16 @@ class NetworkSet:
     def __bool__(self) -> bool:
         return self._v4 is not None or self._v6 is not None
 
+    def heads_and_holds(self) -> tuple[bytes | None, bytes | None, Callable[[object], bool]]:
+        """The heads tables of the IPv4 and IPv6 networks (None: no network of that version)
+        and :meth:`holds`: what geofence/_miss.c tests membership with, asking ``holds`` only
+        for an address whose first bits some network starts with."""
+        return (
+            None if self._v4 is None else self._v4.heads,
+            None if self._v6 is None else self._v6.heads,
+            self.holds,
+        )
+
 
 # -- special ranges ----------------------------------------------------------------------------
 
@@ -381,6 +391,8 @@ def _network(text: str) -> Network:
 
 
 _PRIVATE = NetworkSet(_network(cidr) for cidr, _ in PRIVATE_TABLE)
+#: :data:`PRIVATE_TABLE` as a :class:`NetworkSet`.
+PRIVATE_NETWORKS = _PRIVATE
 
 
 #: Whether ``ip`` is private, loopback, link-local, CGNAT or documentation (from

@@ -423,6 +423,11 @@ class ClientResolver:
         return self._peer_detail if self._hops is None else None
 
     @property
+    def trusted(self) -> NetworkSet:
+        """The trusted proxies (``client_ip.trusted_proxies``)."""
+        return self._trusted
+
+    @property
     def direct(self) -> bool:
         """Whether the client is always the socket peer (no trusted proxies, no ``hops``):
         then :meth:`peer_client` answers without headers."""

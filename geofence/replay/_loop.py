@@ -102,7 +102,8 @@ def client_facts(
     ip = engine._resolver.resolve(peer, headers).ip
     if ip is None:
         return _UNRESOLVED
-    if engine._exempt_ips is not None and ip in engine._exempt_ips:
+    exempt_ips = engine._exempt[0]
+    if exempt_ips is not None and ip in exempt_ips:
         return _EXEMPT
     if is_private(ip):
         return _PRIVATE

@@ -1,0 +1,111 @@
+/* Helpers shared by geofence's C modules (each .c is its own extension module, so these
+ * are static inline: one copy per module, one definition here).
+ *
+ * address_halves()       an IP's integer value as two 64-bit halves (geofence/_native.c's
+ *                        walk and geofence/_miss.c's network keys).
+ * frozen(), untracked_if_frozen() named tuples the collector never needs to visit
+ *                        (geofence/_tuples.c, and the tuples geofence/_miss.c builds).
+ */
+#ifndef GEOFENCE_CUTIL_H
+#define GEOFENCE_CUTIL_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+
+/* The address as big-endian bits: hi holds bits 0..63 (the first), lo bits 64..127. */
+static inline int
+address_halves(PyObject *value, int bits, uint64_t *hi, uint64_t *lo)
+{
+    if (!PyLong_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "walk(): value must be an int");
+        return -1;
+    }
+    if (bits == 32) {
+        /* Not PyLong_AsUnsignedLongLong: before 3.12 it goes through _PyLong_AsByteArray. */
+        unsigned long v = PyLong_AsUnsignedLong(value);
+        if (v == (unsigned long)-1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if ((uint64_t)v >> 32) {
+            PyErr_SetString(PyExc_OverflowError, "walk(): value does not fit in 32 bits");
+            return -1;
+        }
+        *hi = (uint64_t)v << 32; /* the 32 bits first, as for 128 */
+        *lo = 0;
+        return 0;
+    }
+    unsigned char bytes[16];
+#if PY_VERSION_HEX >= 0x030D0000
+    Py_ssize_t needed = PyLong_AsNativeBytes(
+        value, bytes, 16,
+        Py_ASNATIVEBYTES_BIG_ENDIAN | Py_ASNATIVEBYTES_UNSIGNED_BUFFER
+            | Py_ASNATIVEBYTES_REJECT_NEGATIVE);
+    if (needed < 0) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+            /* A negative value: OverflowError, as _PyLong_AsByteArray gives before 3.13. */
+            PyErr_Clear();
+            PyErr_SetString(PyExc_OverflowError, "walk(): value must not be negative");
+        }
+        return -1;
+    }
+    if (needed > 16) {
+        PyErr_SetString(PyExc_OverflowError, "walk(): value does not fit in 128 bits");
+        return -1;
+    }
+#else
+    /* Raises OverflowError for a negative value or one wider than 128 bits. */
+    if (_PyLong_AsByteArray((PyLongObject *)value, bytes, 16, 0, 0) < 0) {
+        return -1;
+    }
+#endif
+    uint64_t h = 0, l = 0;
+    for (int i = 0; i < 8; i++) {
+        h = h << 8 | bytes[i];
+        l = l << 8 | bytes[i + 8];
+    }
+    *hi = h;
+    *lo = l;
+    return 0;
+}
+
+/* Whether ``item`` can never lead back to a container, so that holding it does not make a
+ * reference cycle possible: an object the collector does not track at all (str, int, None,
+ * datetime...), or an untracked tuple with a tuple's own layout (no __dict__, no extra slots,
+ * as every named tuple): immutable, its items of the same kind. */
+static inline int
+frozen(PyObject *item)
+{
+    PyTypeObject *type = Py_TYPE(item);
+    /* Flag tests first: this runs for every item of every tuple made here. */
+    if (!PyType_IS_GC(type)) {
+        return 1;
+    }
+    return PyTuple_Check(item) && type->tp_basicsize == PyTuple_Type.tp_basicsize
+           && type->tp_dictoffset == 0 && !PyObject_GC_IsTracked(item);
+}
+
+/* Untrack ``made`` (a tuple of the kind frozen() accepts, all items set) when every item is
+ * frozen: the collector then never visits it. A new client's decision, key and address
+ * would otherwise be traversed by every collection for as long as the caches hold them:
+ * about a tenth of a new client's cost went to the collector. CPython untracks exact tuples
+ * this way too, but only when a collection first sees them, and never named tuples. */
+static inline PyObject *
+untracked_if_frozen(PyObject *made)
+{
+    PyTypeObject *type = Py_TYPE(made);
+    if (type->tp_basicsize != PyTuple_Type.tp_basicsize || type->tp_dictoffset != 0) {
+        return made; /* a subclass with a __dict__ or slots: not immutable */
+    }
+    Py_ssize_t size = PyTuple_GET_SIZE(made);
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (!frozen(PyTuple_GET_ITEM(made, i))) {
+            return made;
+        }
+    }
+    PyObject_GC_UnTrack(made); /* made tracked by its allocation; a no-op otherwise */
+    return made;
+}
+
+#endif /* GEOFENCE_CUTIL_H */
