@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from geofence._cache import BoundedCache, bounded_put
 from geofence._model import Decision
 from geofence._refs import LENGTH as REF_LENGTH
+from geofence._speedups import TUPLES
 from geofence.http._accept import prefers_html
 from geofence.http._httpdate import imf_fixdate, sf_date
 from geofence.http._locale import SHIPPED, negotiate
@@ -90,6 +91,16 @@ class Response:
     page: bytes = b""
 
 
+#: Response(status, headers, body, html, context, page) for the denial of each new blocked
+#: client: with geofence._tuples built, made without the dataclass's __init__ (which sets each
+#: field through object.__setattr__: about 7,000 instructions), else the class itself.
+new_response: Callable[..., Response] = (
+    Response
+    if TUPLES is None
+    else TUPLES.Builder(Response, tuple(f.name for f in fields(Response)))
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Answer:
     """What a block answers with: a rule's own code, message and link, or the policy's."""
@@ -135,7 +146,7 @@ class _Prebuilt:
                 for name, value in self.headers
             )
         context = MappingProxyType({**self.context, "ref": ref})
-        return Response(self.status, headers, body, html, context, body if html else b"")
+        return new_response(self.status, headers, body, html, context, body if html else b"")
 
 
 def _text_of(message: Message) -> Text:

@@ -19,6 +19,7 @@ import random
 import weakref
 from array import array
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import maxminddb
@@ -277,6 +278,25 @@ def test_new_answer_is_answer() -> None:
         new_answer(decision, None, None, None)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         new_answer(decision, response=None, warner=None)  # type: ignore[call-arg]
+
+
+def test_new_response_is_response() -> None:
+    # A frozen dataclass with slots: the Builder sets its slots without its __init__, and the
+    # instance is what the class makes (equal, hashed alike, replace() works on it).
+    from dataclasses import fields, replace
+
+    from geofence.http._responses import Response, new_response
+
+    assert new_response is not Response
+    context = MappingProxyType({"ref": "ABCDE-FGHIJ"})
+    args = (451, (("Content-Type", "application/json"),), b"{}", False, context, b"")
+    made, plain = new_response(*args), Response(*args)
+    assert type(made) is Response and made == plain and repr(made) == repr(plain)
+    assert [getattr(made, f.name) for f in fields(Response)] == list(args)
+    assert gc.is_tracked(made) == gc.is_tracked(plain)
+    assert replace(made, body=b"") == replace(plain, body=b"")
+    with pytest.raises(TypeError):
+        new_response(*args[:-1])
 
 
 def test_builder_accepts_only_plain_slot_classes() -> None:
