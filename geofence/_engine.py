@@ -20,7 +20,15 @@ from geofence._events import Emitter, EventCallback
 from geofence._model import Decision, DecisionKey, Facts, RequestInfo, with_client
 from geofence._newclient import new_client_step
 from geofence._observer import Observer
-from geofence._probe import FRONT_CACHED, FRONT_DECIDE, CacheProbe, front, key_type, make_probe
+from geofence._probe import (
+    FRONT_ANSWER,
+    FRONT_CACHED,
+    FRONT_DECIDE,
+    CacheProbe,
+    front,
+    key_type,
+    make_probe,
+)
 from geofence._probe import NATIVE as NATIVE_PROBE
 from geofence._speedups import new_tuple
 from geofence.accounts._account import Account
@@ -452,7 +460,13 @@ class Engine:
         return answer
 
     _answer_probed.__doc__ = _answer_inline.__doc__
-    answer = _answer_probed if NATIVE_PROBE else _answer_inline
+    # With the C probe built, answer(request) is a C front (as decide) that answers a quiet hit
+    # and a miss inside the window (by the compiled step, or _entry) without the frame of
+    # _answer_probed, which runs for every other call.
+    if TYPE_CHECKING:
+        answer = _answer_inline
+    else:
+        answer = front(FRONT_ANSWER, _answer_probed) if NATIVE_PROBE else _answer_inline
 
     async def aanswer(
         self,

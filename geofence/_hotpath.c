@@ -394,51 +394,25 @@ static PyObject *name__entry;
 static PyObject *name__miss;
 static PyObject *kwnames_wall_stepped; /* ("wall", "stepped") */
 
-/* What decide(request) gives for the engine that owns this probe: a quiet hit's decision; on
- * a plain miss inside the window, the entry of engine._miss(request, epoch, wall) (the
- * compiled new-client step, when the engine has one and it takes the request), else of
- * engine._entry(request, None, epoch, wall=wall, stepped=True): item 1 of what
- * Engine._decide_inline would get after reading the clock and the cache again; None for
- * everything else (the slow path decides). */
+/* The entry of a plain miss inside the window (a new reference; NULL with an error that must
+ * propagate): engine._miss(engine, request, epoch, wall), the compiled new-client step, when
+ * the engine has one and it takes the request, else engine._entry(request, None, epoch,
+ * wall=wall, stepped=True), which is what Engine._decide_inline and _answer_probed would get
+ * after reading the clock and the cache again. Steals ``epoch``. */
 static PyObject *
-Probe_decide(ProbeObject *self, PyObject *engine, PyObject *request)
+miss_entry(PyObject *engine, PyObject *request, PyObject *epoch, double wall)
 {
-    PyObject *epoch = NULL;
-    double wall = 0.0;
-    PyObject *entry = find_ex(self, request, NULL, &epoch, &wall);
-    if (entry != NULL) {
-        return quiet_member(entry, 1);
-    }
-    if (PyErr_Occurred()) {
-        Py_XDECREF(epoch);
-        return miss_after_error();
-    }
-    if (epoch == NULL) {
-        Py_RETURN_NONE;
-    }
-    PyObject *off = PyObject_GetAttr(engine, name__off);
-    if (off == NULL) {
-        Py_DECREF(epoch);
-        return miss_after_error();
-    }
-    Py_DECREF(off); /* True and False are never freed */
-    if (off != Py_False) {
-        Py_DECREF(epoch);
-        Py_RETURN_NONE;
-    }
     PyObject *seconds = PyFloat_FromDouble(wall);
     if (seconds == NULL) {
         Py_DECREF(epoch);
         return NULL;
     }
-    /* The engine's compiled new-client step (geofence._miss), asked here as _entry would ask
-     * it first, without _entry's Python frame; told to _entry when it declined. */
     PyObject *step = PyObject_GetAttr(engine, name__miss);
     PyObject *made = NULL;
     if (step == NULL) {
         Py_DECREF(seconds);
         Py_DECREF(epoch);
-        return miss_after_error();
+        return NULL;
     }
     if (step != Py_None) {
         PyObject *asked[4] = {engine, request, epoch, seconds};
@@ -460,18 +434,105 @@ Probe_decide(ProbeObject *self, PyObject *engine, PyObject *request)
     Py_DECREF(step);
     Py_DECREF(seconds);
     Py_DECREF(epoch);
+    if (made != NULL && !(PyTuple_Check(made) && PyTuple_GET_SIZE(made) == 4)) {
+        Py_DECREF(made);
+        PyErr_SetString(PyExc_TypeError, "Engine._entry() must return an entry (a 4-tuple)");
+        return NULL;
+    }
+    return made;
+}
+
+/* Whether the engine is "off" (1), not (0), or -1 after an error that must propagate; after
+ * an Exception, 1 (the slow path copes). */
+static int
+engine_off(PyObject *engine)
+{
+    PyObject *off = PyObject_GetAttr(engine, name__off);
+    if (off == NULL) {
+        return miss_after_error() == NULL ? -1 : 1;
+    }
+    Py_DECREF(off); /* True and False are never freed */
+    return off != Py_False;
+}
+
+/* What decide(request) gives for the engine that owns this probe: a quiet hit's decision; on
+ * a plain miss inside the window, item 1 of miss_entry(); None for everything else (the slow
+ * path decides). */
+static PyObject *
+Probe_decide(ProbeObject *self, PyObject *engine, PyObject *request)
+{
+    PyObject *epoch = NULL;
+    double wall = 0.0;
+    PyObject *entry = find_ex(self, request, NULL, &epoch, &wall);
+    if (entry != NULL) {
+        return quiet_member(entry, 1);
+    }
+    if (PyErr_Occurred()) {
+        Py_XDECREF(epoch);
+        return miss_after_error();
+    }
+    if (epoch == NULL) {
+        Py_RETURN_NONE;
+    }
+    int off = engine_off(engine);
+    if (off != 0) {
+        Py_DECREF(epoch);
+        return off < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    PyObject *made = miss_entry(engine, request, epoch, wall);
     if (made == NULL) {
         return NULL; /* raised by _entry: as decide() would raise it */
     }
-    PyObject *decision = NULL;
-    if (PyTuple_Check(made) && PyTuple_GET_SIZE(made) == 4) {
-        decision = Py_NewRef(PyTuple_GET_ITEM(made, 1));
-    }
-    else {
-        PyErr_SetString(PyExc_TypeError, "Engine._entry() must return an entry (a 4-tuple)");
-    }
+    PyObject *decision = Py_NewRef(PyTuple_GET_ITEM(made, 1));
     Py_DECREF(made);
     return decision;
+}
+
+static PyObject *name__answer_of;
+
+/* What answer(request) gives, as Engine._answer_probed: a quiet hit's answer; on a plain miss
+ * inside the window, the answer of miss_entry()'s entry, or for an enforced block (whose
+ * entry holds none: the response depends on the request) engine._answer_of(decision,
+ * request); None for everything else (the slow path answers). */
+static PyObject *
+Probe_answer_request(ProbeObject *self, PyObject *engine, PyObject *request)
+{
+    PyObject *epoch = NULL;
+    double wall = 0.0;
+    PyObject *entry = find_ex(self, request, NULL, &epoch, &wall);
+    if (entry == NULL) {
+        if (PyErr_Occurred()) {
+            Py_XDECREF(epoch);
+            return miss_after_error();
+        }
+        if (epoch == NULL) {
+            Py_RETURN_NONE;
+        }
+        int off = engine_off(engine);
+        if (off != 0) {
+            Py_DECREF(epoch);
+            return off < 0 ? NULL : Py_NewRef(Py_None);
+        }
+        entry = miss_entry(engine, request, epoch, wall);
+        if (entry == NULL) {
+            return NULL; /* raised by _entry: as answer() would raise it */
+        }
+    }
+    else if (!quiet(entry)) {
+        /* attention True (observed in Python), or a counter that failed */
+        Py_DECREF(entry);
+        return PyErr_Occurred() ? miss_after_error() : Py_NewRef(Py_None);
+    }
+    PyObject *answer = PyTuple_GET_ITEM(entry, 3);
+    if (answer != Py_None) {
+        Py_INCREF(answer);
+        Py_DECREF(entry);
+        return answer;
+    }
+    PyObject *call[3] = {engine, PyTuple_GET_ITEM(entry, 1), request};
+    answer = PyObject_VectorcallMethod(name__answer_of, call, 3, NULL);
+    Py_DECREF(entry);
+    return answer;
 }
 
 static PyObject *
@@ -639,7 +700,7 @@ static PyTypeObject ProbeType = {
  * ("slow": Engine._decide_inline or Engine._cached_inline) with the same arguments, as the
  * Python fronts did.
  */
-enum { FRONT_DECIDE = 0, FRONT_CACHED = 1 };
+enum { FRONT_DECIDE = 0, FRONT_CACHED = 1, FRONT_ANSWER = 2 };
 
 static PyObject *name__probe;
 
@@ -673,13 +734,16 @@ front_fast(FrontObject *front, PyObject *engine, PyObject *bound_probe, PyObject
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
         Py_RETURN_NONE;
     }
-    if (front->kind == FRONT_DECIDE ? nargs != 1 : nargs != 3) {
+    if (front->kind == FRONT_CACHED ? nargs != 3 : nargs != 1) {
         Py_RETURN_NONE;
     }
     if (bound_probe != NULL) {
         /* Checked at binding: a C probe of an engine that is not "off". */
         if (front->kind == FRONT_DECIDE) {
             return Probe_decide((ProbeObject *)bound_probe, engine, args[0]);
+        }
+        if (front->kind == FRONT_ANSWER) {
+            return Probe_answer_request((ProbeObject *)bound_probe, engine, args[0]);
         }
         PyObject *answer = Probe_answer((ProbeObject *)bound_probe, args, 3);
         return answer == Py_None ? Py_NewRef(Py_Ellipsis) : answer; /* Ellipsis: see below */
@@ -705,6 +769,9 @@ front_fast(FrontObject *front, PyObject *engine, PyObject *bound_probe, PyObject
     }
     else if (front->kind == FRONT_DECIDE) {
         result = Probe_decide((ProbeObject *)probe, engine, args[0]);
+    }
+    else if (front->kind == FRONT_ANSWER) {
+        result = Probe_answer_request((ProbeObject *)probe, engine, args[0]);
     }
     else {
         result = Probe_answer((ProbeObject *)probe, args, 3);
@@ -873,8 +940,9 @@ Front_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "iO:Front", keywords, &kind, &slow)) {
         return NULL;
     }
-    if (kind != FRONT_DECIDE && kind != FRONT_CACHED) {
-        PyErr_Format(PyExc_ValueError, "Front(): kind must be 0 (decide) or 1 (cached)");
+    if (kind != FRONT_DECIDE && kind != FRONT_CACHED && kind != FRONT_ANSWER) {
+        PyErr_Format(PyExc_ValueError,
+                     "Front(): kind must be 0 (decide), 1 (cached) or 2 (answer)");
         return NULL;
     }
     if (!PyCallable_Check(slow)) {
@@ -1445,6 +1513,7 @@ PyInit__hotpath(void)
         name__entry = PyUnicode_InternFromString("_entry");
         name___init__ = PyUnicode_InternFromString("__init__");
         name__miss = PyUnicode_InternFromString("_miss");
+        name__answer_of = PyUnicode_InternFromString("_answer_of");
         PyObject *wall = PyUnicode_InternFromString("wall");
         PyObject *stepped = PyUnicode_InternFromString("stepped");
         kwnames_wall_stepped = wall == NULL || stepped == NULL ? NULL
@@ -1453,7 +1522,7 @@ PyInit__hotpath(void)
         Py_XDECREF(stepped);
         if (name_peer == NULL || name_method == NULL || name_path == NULL
             || name__probe == NULL || name__off == NULL || name__entry == NULL
-            || name__miss == NULL || kwnames_wall_stepped == NULL || name___init__ == NULL) {
+            || name__miss == NULL || name__answer_of == NULL || kwnames_wall_stepped == NULL || name___init__ == NULL) {
             return NULL;
         }
     }

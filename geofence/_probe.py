@@ -178,13 +178,15 @@ def make_probe(cache: dict[Any, ProbeEntry[D, A]], clock: Callable[[], float]) -
 #: :func:`front`'s kinds.
 FRONT_DECIDE = 0
 FRONT_CACHED = 1
+FRONT_ANSWER = 2
 
 
 def front(kind: int, slow: Callable[..., Any]) -> Callable[..., Any]:
-    """What the engine's class holds as ``decide`` (kind 0) or ``cached`` (kind 1): with the C
-    probe, ``geofence._hotpath.Front``, which asks the engine's probe itself for the common
-    call and calls ``slow`` (the Python method) for everything else, without a Python frame in
-    between (about half of a repeated request's cost in ``decide()``); else ``slow``."""
+    """What the engine's class holds as ``decide`` (kind 0), ``cached`` (kind 1) or ``answer``
+    (kind 2): with the C probe, ``geofence._hotpath.Front``, which asks the engine's probe
+    itself for the common call (and, on a miss, the engine's compiled new-client step) and
+    calls ``slow`` (the Python method) for everything else, without a Python frame in between
+    (about half of a repeated request's cost in ``decide()``); else ``slow``."""
     if _NativeProbe is None:
         return slow
     from geofence import _hotpath

@@ -41,12 +41,18 @@ def engine() -> Iterator[Engine]:
 
 
 def test_the_class_holds_a_front_on_the_compiled_build_and_the_method_otherwise() -> None:
-    for name, slow in (("decide", "_decide_inline"), ("cached", "_cached_inline")):
+    for name, slow in (
+        ("decide", "_decide_inline"),
+        ("cached", "_cached_inline"),
+        ("answer", "_answer_probed"),
+    ):
         held = Engine.__dict__[name]
         if _probe.NATIVE:
             assert type(held).__name__ == "Front"
             assert held.__wrapped__ is Engine.__dict__[slow]
             assert held.__doc__ == Engine.__dict__[slow].__doc__
+        elif name == "answer":
+            assert held is Engine.__dict__["_answer_inline"]
         else:
             assert held is Engine.__dict__[slow]
 
@@ -61,6 +67,59 @@ def test_decide_gives_the_python_methods_answers(engine: Engine) -> None:
             assert Engine.decide(engine, req) == first  # called on the class
     blocked = engine.decide(request(CN))
     assert blocked.action == "block" and blocked.status is not None
+
+
+def _same_answer(made: Answer, expected: Answer) -> None:
+    assert type(made) is type(expected) is Answer
+    assert made.decision == expected.decision
+    assert made.response == expected.response and made.amends == expected.amends
+
+
+def test_answer_gives_the_python_methods_answers() -> None:
+    # The front on one engine, the Python method on another of the same policy; a block's
+    # response (built per request, Accept and method read) included.
+    policy = {
+        **POLICY,
+        "rules": [*POLICY["rules"], {"name": "w", "action": "warn", "regions": ["SE"]}],
+    }
+    fronted, plain = Engine.from_config(policy), Engine.from_config(policy)
+    html = [("Accept", "text/html")]
+    for peer in (US, CN, "89.160.20.113", "10.0.0.1", "not an address", None, "::1"):
+        for path in ("/v1/models", "/healthz"):
+            for method, headers in (("GET", ()), ("HEAD", ()), ("GET", html)):
+                info = RequestInfo(peer, headers, method, path)  # type: ignore[arg-type]
+                for _ in range(2):  # a miss, then a hit (logged or not)
+                    _same_answer(fronted.answer(info), plain._answer_inline(info))
+                    assert Engine.answer(fronted, info).decision == fronted.decide(info)
+    blocked = fronted.answer(request(CN))
+    assert blocked.response is not None and blocked.response.status == 451
+    warned = fronted.answer(request("89.160.20.113"))
+    assert warned.response is None and warned.amends
+
+
+def test_a_miss_in_answer_takes_the_step_or_entry_and_a_block_its_response(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Called by name, as the Python method calls them: patches are honoured.
+    seen: list[str] = []
+    for name in ("_entry", "_answer_of"):
+        original = getattr(Engine, name)
+
+        def recording(
+            self: Engine, *args: Any, _name: str = name, _f: Any = original, **kw: Any
+        ) -> Any:
+            seen.append(_name)
+            return _f(self, *args, **kw)
+
+        monkeypatch.setattr(Engine, name, recording)
+    engine.answer(request(US))  # the window set
+    seen.clear()
+    answer = engine.answer(request(CN, "/v1/x"))
+    assert answer.response is not None and answer.decision.country == "CN"
+    if _probe.NATIVE:
+        # the step took the request (or _entry did, without one); the response is the block's
+        assert seen[-1] == "_answer_of" and seen.count("_entry") == (engine._miss is None)
+    assert engine.answer(request(CN, "/v1/x")).response == answer.response  # a logged hit
 
 
 def test_other_calls_take_the_python_method(engine: Engine) -> None:
