@@ -603,8 +603,9 @@ Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     if (verdict == NULL) {
         goto error;
     }
-    if (Py_TYPE(verdict) != self->decision_type || PyTuple_GET_SIZE(verdict) != self->fields) {
-        goto fallback;
+    if (Py_TYPE(verdict) != self->decision_type || PyTuple_GET_SIZE(verdict) != self->fields
+        || !PyUnicode_CheckExact(PyTuple_GET_ITEM(verdict, self->at_action))) {
+        goto fallback; /* not what _verdict makes: Python sorts it out */
     }
     PyObject *text = PyTuple_GET_ITEM(ip, 0);
     if (PyUnicode_Compare(PyTuple_GET_ITEM(verdict, self->at_action), str_allow) == 0) {

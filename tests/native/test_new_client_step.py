@@ -270,6 +270,10 @@ def test_the_common_case_is_the_steps(proxied: Engine) -> None:
         ("81.2.69.161", "M" * 33, "/v1/items", "a method too long to cache"),
         ("81.2.69.161", "GET", "/v1/" + "x" * 1025, "a path too long to cache"),
         ("81.2.69.161", "GET", "/healthz", "an exempt path"),
+        (b"81.2.69.161", "GET", "/v1/items", "a peer that is not text"),
+        ("81.2.69.161", b"GET", "/v1/items", "a method that is not text"),
+        ("81.2.69.161", "GET", b"/v1/items", "a path that is not text"),
+        ("81.2.69.161", "GËT", "/v1/items", "a method that is not ASCII"),
     ],
 )
 def test_what_the_step_leaves_to_python(
