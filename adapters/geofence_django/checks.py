@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from django.apps import AppConfig
@@ -20,11 +19,10 @@ from .conf import (
     account_hook,
     get_engine,
 )
+from .responses import SHIPPED_TEMPLATE, TEMPLATE
 
 MIDDLEWARE = "geofence_django.middleware.GeofenceMiddleware"
 AUTHENTICATION = "django.contrib.auth.middleware.AuthenticationMiddleware"
-TEMPLATE = "geofence/blocked.html"
-SHIPPED_TEMPLATE = str(Path(__file__).with_name("templates") / "geofence" / "blocked.html")
 
 
 def check_geofence(

@@ -1,46 +1,38 @@
 """``GeofenceMiddleware``: Django's request in, the core's answer out.
 
 Translation only: the engine says what to do with each request (:class:`geofence.http.Answer`),
-and every decision, header and body comes from it; the one Django-specific step is rendering
-the block page from the overridable template ``geofence/blocked.html``.
+and every decision, header and body comes from it; its response becomes Django's in
+:mod:`.responses` (which renders the block page from the overridable template).
 With ``GEOFENCE_ACCOUNT`` (:func:`conf.account_hooks`) each request is decided for the
 account the hook returns; the middleware then goes after ``AuthenticationMiddleware``.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from types import CoroutineType
 from typing import cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.http.response import HttpResponseBase
-from django.template import TemplateDoesNotExist
-from django.template.loader import get_template
-from django.utils.safestring import SafeString
 
 from geofence import RequestInfo
 from geofence._makers import new_request_info
-from geofence.http import TEMPLATE_CSP, Answer
+from geofence.http import Answer
 from geofence.http._answer import EXEMPT_VIEW_ANSWER
 from geofence.http._environ import new_environ_headers
 
 from .conf import AsyncHook, SyncHook, account_hooks, get_engine
+from .responses import django_response
 from .routing import routed_to_exempt
 
-TEMPLATE = "geofence/blocked.html"
-SHIPPED_TEMPLATE = str(Path(__file__).with_name("templates") / "geofence" / "blocked.html")
 # The key in ``request.META`` of the mark of the engine that answered the request (installed
 # twice). Not an attribute of the request: a second attribute name on every request type
 # made CPython give up its compact attribute storage for requests (a dict built per request).
 MARK = "geofence.mark"
 SyncGetResponse = Callable[[HttpRequest], HttpResponseBase]
 AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
-
-logger = logging.getLogger("geofence.django")
 
 
 def request_info(request: HttpRequest) -> RequestInfo:
@@ -126,7 +118,7 @@ class GeofenceMiddleware:
         """The response to a sync request with ``answer``."""
         request.geofence = answer.decision  # type: ignore[attr-defined]
         if answer.response is not None:
-            return self._respond(answer)
+            return django_response(answer)
         response = self._app(request)
         if answer.amends:
             self._amend(answer, response)
@@ -170,7 +162,7 @@ class GeofenceMiddleware:
                     answer = await self.engine.aanswer(info, None, account)
         request.geofence = answer.decision  # type: ignore[attr-defined]
         if answer.response is not None:
-            return self._respond(answer)
+            return django_response(answer)
         response = await self._async_app(request)
         if answer.amends:
             self._amend(answer, response)
@@ -195,45 +187,3 @@ class GeofenceMiddleware:
     def _amend(answer: Answer, response: HttpResponseBase) -> None:
         for name, value in answer.headers(response.headers.get):
             response[name] = value
-
-    def _respond(self, answer: Answer) -> HttpResponse:
-        """The engine's response as Django's; an HTML page comes from the template."""
-        sent = answer.response
-        assert sent is not None
-        response = HttpResponse(sent.body, status=sent.status)
-        for name, value in sent.headers:
-            response[name] = value
-        if sent.html:
-            # HEAD: no body, but the headers (Content-Length included) of the GET answer.
-            default = sent.page
-            page = self._page(sent.context, default)
-            if sent.body:
-                response.content = page
-            response["Content-Length"] = str(len(page))
-            if page != default:
-                # The core's CSP allows only its own page's style sheet (by hash).
-                response["Content-Security-Policy"] = TEMPLATE_CSP
-        return response
-
-    @staticmethod
-    def _page(context: Mapping[str, object], default: bytes) -> bytes:
-        """The block page from the overridable template, or the core's page if it fails.
-
-        Which page: a project's own ``geofence/blocked.html`` (context: status, code, message,
-        info_url, ref, lang, dir, heading, ... and ``default_page``), else the shipped one,
-        which is the core's page: ``[page] template`` when set, else the built-in page."""
-        try:
-            template = get_template(TEMPLATE)
-            # Every backend's template has an origin (a backend outside Django may not).
-            origin = getattr(template, "origin", None)
-            if getattr(origin, "name", None) == SHIPPED_TEMPLATE:
-                return default  # it prints default_page: nothing to render per request
-            values = {**context, "default_page": SafeString(default.decode())}
-            return template.render(values).encode()
-        except TemplateDoesNotExist:
-            return default  # geofence_django not in INSTALLED_APPS: the default page
-        except Exception:
-            # A broken override (system check W002): still block, with the core's page,
-            # rather than fail the request.
-            logger.exception("cannot render %s; sending the default block page", TEMPLATE)
-            return default

@@ -11,7 +11,7 @@ from django.test import Client, override_settings
 from scenarios.table import BROWSER_ACCEPT, CN, PAGE, RU, RU_MESSAGE, RU_URL, TEMPLATE
 
 from geofence.http import PAGE_CSP, TEMPLATE_CSP
-from geofence_django import middleware
+from geofence_django import responses
 
 OVERRIDE = (
     "<html lang='{{ lang }}' dir='{{ dir }}'><h1>{{ heading }}</h1>"
@@ -84,7 +84,7 @@ def test_without_an_override_the_page_template_is_served(tmp_path: Path) -> None
 
 def test_the_shipped_template_is_not_rendered_per_request(monkeypatch: Any) -> None:
     rendered: list[object] = []
-    real = middleware.get_template
+    real = responses.get_template
 
     def spy(name: str) -> Any:
         template = real(name)
@@ -92,7 +92,7 @@ def test_the_shipped_template_is_not_rendered_per_request(monkeypatch: Any) -> N
         template.render = lambda *a, **k: rendered.append(a) or original(*a, **k)
         return template
 
-    monkeypatch.setattr(middleware, "get_template", spy)
+    monkeypatch.setattr(responses, "get_template", spy)
     with override_settings(GEOFENCE=PAGE):
         response = Client(REMOTE_ADDR=CN).get("/web/home", headers=browser("ko"))
     assert response.status_code == 451
