@@ -449,76 +449,81 @@ engine_off(PyObject *engine)
 {
     PyObject *off = PyObject_GetAttr(engine, name__off);
     if (off == NULL) {
-        return miss_after_error() == NULL ? -1 : 1;
+        PyObject *none = miss_after_error();
+        if (none == NULL) {
+            return -1;
+        }
+        Py_DECREF(none);
+        return 1;
     }
     Py_DECREF(off); /* True and False are never freed */
     return off != Py_False;
 }
 
-/* What decide(request) gives for the engine that owns this probe: a quiet hit's decision; on
- * a plain miss inside the window, item 1 of miss_entry(); None for everything else (the slow
- * path decides). */
+/* The entry for ``request``: the cache's (*hit = 1), or on a plain miss inside the window of
+ * an engine that is not "off", miss_entry()'s (*hit = 0); a new reference. NULL without an
+ * error: the slow path decides; NULL with one: it propagates (not an Exception, or raised by
+ * _entry as decide() and answer() would raise it). */
 static PyObject *
-Probe_decide(ProbeObject *self, PyObject *engine, PyObject *request)
+entry_for(ProbeObject *self, PyObject *engine, PyObject *request, int *hit)
 {
     PyObject *epoch = NULL;
     double wall = 0.0;
     PyObject *entry = find_ex(self, request, NULL, &epoch, &wall);
+    *hit = entry != NULL;
     if (entry != NULL) {
-        return quiet_member(entry, 1);
+        return entry;
     }
     if (PyErr_Occurred()) {
         Py_XDECREF(epoch);
-        return miss_after_error();
+        PyObject *none = miss_after_error(); /* an Exception is cleared: the slow path copes */
+        Py_XDECREF(none);
+        return NULL;
     }
     if (epoch == NULL) {
-        Py_RETURN_NONE;
+        return NULL;
     }
-    int off = engine_off(engine);
-    if (off != 0) {
+    if (engine_off(engine) != 0) {
         Py_DECREF(epoch);
-        return off < 0 ? NULL : Py_NewRef(Py_None);
+        return NULL; /* "off", or an error (set only when it must propagate) */
     }
-    PyObject *made = miss_entry(engine, request, epoch, wall);
-    if (made == NULL) {
-        return NULL; /* raised by _entry: as decide() would raise it */
+    return miss_entry(engine, request, epoch, wall);
+}
+
+/* What decide(request) gives for the engine that owns this probe: a quiet hit's decision, or
+ * the decision of a plain miss's entry (entry_for); None for everything else (the slow path
+ * decides). */
+static PyObject *
+Probe_decide(ProbeObject *self, PyObject *engine, PyObject *request)
+{
+    int hit;
+    PyObject *entry = entry_for(self, engine, request, &hit);
+    if (entry == NULL) {
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     }
-    PyObject *decision = Py_NewRef(PyTuple_GET_ITEM(made, 1));
-    Py_DECREF(made);
+    if (hit) {
+        return quiet_member(entry, 1);
+    }
+    PyObject *decision = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
+    Py_DECREF(entry);
     return decision;
 }
 
 static PyObject *name__answer_of;
 
-/* What answer(request) gives, as Engine._answer_probed: a quiet hit's answer; on a plain miss
- * inside the window, the answer of miss_entry()'s entry, or for an enforced block (whose
- * entry holds none: the response depends on the request) engine._answer_of(decision,
- * request); None for everything else (the slow path answers). */
+/* What answer(request) gives, as Engine._answer_probed: a quiet hit's answer, or the answer
+ * of a plain miss's entry (entry_for); for an enforced block, whose entry holds none (the
+ * response depends on the request), engine._answer_of(decision, request); None for
+ * everything else (the slow path answers). */
 static PyObject *
 Probe_answer_request(ProbeObject *self, PyObject *engine, PyObject *request)
 {
-    PyObject *epoch = NULL;
-    double wall = 0.0;
-    PyObject *entry = find_ex(self, request, NULL, &epoch, &wall);
+    int hit;
+    PyObject *entry = entry_for(self, engine, request, &hit);
     if (entry == NULL) {
-        if (PyErr_Occurred()) {
-            Py_XDECREF(epoch);
-            return miss_after_error();
-        }
-        if (epoch == NULL) {
-            Py_RETURN_NONE;
-        }
-        int off = engine_off(engine);
-        if (off != 0) {
-            Py_DECREF(epoch);
-            return off < 0 ? NULL : Py_NewRef(Py_None);
-        }
-        entry = miss_entry(engine, request, epoch, wall);
-        if (entry == NULL) {
-            return NULL; /* raised by _entry: as answer() would raise it */
-        }
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     }
-    else if (!quiet(entry)) {
+    if (hit && !quiet(entry)) {
         /* attention True (observed in Python), or a counter that failed */
         Py_DECREF(entry);
         return PyErr_Occurred() ? miss_after_error() : Py_NewRef(Py_None);

@@ -2,8 +2,9 @@
 
 ``geofence._miss.Miss`` (geofence/_miss.c) makes the cache entry of a new client the way
 ``Engine._entry`` does, for the common case only (a usable socket peer that is no trusted
-proxy, no exemption, no testing overlay, no database error), and answers None for
-everything else, before it has written anything: ``_entry`` then decides as it always does.
+proxy, no exemption, no testing overlay, no database error; a verdict on new facts comes
+from ``Engine._verdict``), and answers None for everything else, before it has written
+anything ``_entry`` would not write the same way: ``_entry`` then decides as it always does.
 This module says which engines get one and hands it what it reads.
 
 Without the compiled module (no compiler, or ``GEOFENCE_PURE_PYTHON`` set) there is no step,
