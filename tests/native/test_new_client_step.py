@@ -56,7 +56,9 @@ POLICIES: dict[str, dict[str, Any]] = {
     "proxied": {
         "default": "allow",
         "geoip": {"country_db": COUNTRY_DB},
-        "client_ip": {"trusted_proxies": ["127.0.0.0/8", "::1/128", "216.160.83.56/29"]},
+        "client_ip": {
+            "trusted_proxies": ["127.0.0.0/8", "::1/128", "216.160.83.56/29", "2a02:d3c0::/30"]
+        },
         "rules": EXAMPLE_RULES,
         "exempt": {"paths": ["/healthz"]},
     },
@@ -109,6 +111,15 @@ ODD_PEERS = [
     "2001:DB8::1",
     "ff02::1",
     "81.2.69.1",
+    # IPv4 inside IPv6 (6to4, NAT64, IPv4-compatible), and the trusted IPv6 network's edges
+    "2002:5102:45a0::1",
+    "64:ff9b::5102:45a0",
+    "::5102:45a0",
+    "2a02:d3c0::1",
+    "2a02:d3c3:ffff:ffff:ffff:ffff:ffff:ffff",
+    "2a02:d3c4::1",
+    "fe80::1%eth0",
+    "::ffff:0:0",
 ]
 
 
@@ -257,6 +268,7 @@ def test_the_common_case_is_the_steps(proxied: Engine) -> None:
     ("peer", "method", "path", "why"),
     [
         ("216.160.83.57", "GET", "/v1/items", "a trusted proxy"),
+        ("2a02:d3c1::7", "GET", "/v1/items", "a trusted IPv6 proxy"),
         ("::ffff:216.160.83.57", "GET", "/v1/items", "a trusted proxy, IPv4-mapped"),
         ("10.1.2.3", "GET", "/v1/items", "a private address"),
         ("fc00::1", "GET", "/v1/items", "a private IPv6 address"),
