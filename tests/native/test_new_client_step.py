@@ -159,10 +159,12 @@ def _answer(answer: Any, engine: Engine) -> object:
 
 
 def _entries(engine: Engine) -> dict[object, object]:
+    # Not whether the collector tracks a decision: that depends on when a collection last ran
+    # over the verdict's inner tuples, in each engine (test_the_steps_decisions_are_untracked).
     made = {}
     for key, (epoch, decision, attention, answer) in engine._cache.items():
         kind = attention if isinstance(attention, bool) else type(attention).__name__
-        made[key] = (epoch, decision, kind, _answer(answer, engine), gc.is_tracked(decision))
+        made[key] = (epoch, decision, kind, _answer(answer, engine))
     return made
 
 
@@ -372,6 +374,20 @@ def test_the_step_refuses_bad_arguments(proxied: Engine) -> None:
         proxied._miss(1, 2, 3)
     with pytest.raises(TypeError):
         proxied._miss(1, 2, 3, 4, x=5)
+
+
+def test_the_steps_decisions_and_entries_are_untracked(proxied: Engine) -> None:
+    # What the step makes for an allowed client holds only immutable, untracked values: the
+    # collector never visits it (as geofence._tuples does for the Python path's decisions).
+    gc.collect()  # the verdict's own inner tuples untracked, as they are in a long-lived engine
+    _warm(proxied, "81.2.69.163")
+    gc.collect()
+    entry = _step(proxied, "81.2.69.164", path="/")  # GB on "/": an allow
+    assert entry is not None and entry[1].action == "allow" and entry[2] is False
+    assert not gc.is_tracked(entry[1]) and not gc.is_tracked(entry[3])
+    assert not gc.is_tracked(entry)
+    key = next(k for k in proxied._cache if k[0] == "81.2.69.164")
+    assert not gc.is_tracked(key)
 
 
 def test_the_step_is_collected_with_its_engine() -> None:
