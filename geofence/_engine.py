@@ -7,7 +7,6 @@ import threading
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
 from datetime import datetime, timezone
 from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Any
@@ -48,7 +47,7 @@ from geofence.geoip._records import GeoRecord
 from geofence.geoip._reloading import Reloading
 from geofence.geoip._watch import DatabaseWatch, check_age, failure_event
 from geofence.http._answer import Answer, new_answer
-from geofence.http._responses import Responder, Response
+from geofence.http._responses import Responder, Response, new_response
 from geofence.metrics import TALLY, attach
 from geofence.rules._globs import compile_globs, has_dot_segment
 from geofence.rules._groups import groups_containing
@@ -1138,7 +1137,14 @@ class Engine:
         )
         if request.method.upper() == "HEAD":
             # Same headers (Content-Length included) as the GET answer, no body (RFC 9110 9.3.2).
-            response = replace(response, body=b"")
+            response = new_response(
+                response.status,
+                response.headers,
+                b"",
+                response.html,
+                response.context,
+                response.page,
+            )
         return response
 
 

@@ -7,15 +7,13 @@ app's callback runs on the request's thread; whatever it raises is logged on the
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
+from geofence._logs import logger
 from geofence._model import Decision
-
-logger = logging.getLogger("geofence")
+from geofence._record import field, record
 
 #: Every kind DESIGN names, all emitted: the request kinds by the engine's Observer, the
 #: account kinds and store_error by the accounts ledger, the database kinds by the databases
@@ -44,7 +42,7 @@ REQUEST_KINDS = frozenset({"block", "warn", "would_block", "would_warn"})
 _NOTHING: Mapping[str, object] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Event:
     """Something the engine did or saw, for ``on_event`` (and the Django and Flask signals).
 

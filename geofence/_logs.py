@@ -10,16 +10,61 @@ the handler's format (``%(name)s``) shows it.
 
 from __future__ import annotations
 
-import logging
 import re
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from geofence._model import Decision, RequestInfo
 
-logger = logging.getLogger("geofence")
+if TYPE_CHECKING:
+    import logging
+
+INFO, WARNING, ERROR = 20, 30, 40  # logging's levels, without importing it
+
+
+class LazyLogger:
+    """The ``geofence`` logger, with :mod:`logging` imported only once something is logged.
+
+    ``logging`` (with the ``traceback``, ``tokenize`` and ``string`` it imports) is 0.7 MB of a
+    bare process (issue 15). A process that has not imported it has configured no handler, so
+    only its last-resort handler could show a record, and it shows WARNING and above: INFO
+    records are dropped without the import (a block's line, a reload's note), and anything
+    WARNING or above imports ``logging`` and is logged as usual. Once ``logging`` is imported,
+    by the app or by us, every call goes to the real logger.
+    """
+
+    __slots__ = ("_name", "_real")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._real: logging.Logger | None = None
+
+    def _logger(self) -> logging.Logger:
+        real = self._real
+        if real is None:
+            import logging
+
+            real = self._real = logging.getLogger(self._name)
+        return real
+
+    def isEnabledFor(self, level: int) -> bool:
+        # Asked for every block and warning: one frame more than the real logger's own check.
+        real = self._real
+        if real is None:
+            if "logging" not in sys.modules:
+                return level >= WARNING
+            real = self._logger()
+        return real.isEnabledFor(level)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger(), name)
+
+
+logger = cast("logging.Logger", LazyLogger("geofence"))
 
 MAX_VALUE = 200  # characters of one client-controlled value kept in a record
 
@@ -73,7 +118,7 @@ def log_decision(
     its ``repeated=N`` says how many decisions with the same ref were held back since the
     previous line for that ref, and a summary record first reports lines held back by the
     global cap."""
-    if not logger.isEnabledFor(logging.INFO):
+    if not logger.isEnabledFor(INFO):
         return
     repeated = 0
     action = decision.action
@@ -317,7 +362,7 @@ def log_db_error(
 ) -> None:
     """ERROR record for a lookup failure in ``db``: at most one per minute for each database,
     with the count of those held back since. ``clock`` is a monotonic clock in seconds."""
-    if not logger.isEnabledFor(logging.ERROR):
+    if not logger.isEnabledFor(ERROR):
         return
     suppressed = DB_ERRORS.admit(db, clock)
     if suppressed is None:

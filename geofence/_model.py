@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Literal, NamedTuple
 
+from geofence._record import record
 from geofence._speedups import TUPLES
 
 Action = Literal["allow", "warn", "block"]
@@ -15,7 +15,7 @@ Action = Literal["allow", "warn", "block"]
 
 # Not frozen: adapters build one per request, and a frozen dataclass costs several times more to
 # construct (every field goes through object.__setattr__). The engine never changes it.
-@dataclass(slots=True)
+@record(slots=True)
 class RequestInfo:
     """What an adapter knows about a request, in framework-neutral form.
 

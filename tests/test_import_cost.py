@@ -51,6 +51,12 @@ NOT_LOADED = (
     "zipfile",
     "http",
     "array",
+    # geofence._record makes the core's dataclasses without it (it imports inspect, ast, dis)
+    "dataclasses",
+    "inspect",
+    # geofence._logs.LazyLogger imports it only when something is logged
+    "logging",
+    "traceback",
 )
 # geofence's own modules that only a feature the default policy lacks needs: a MaxMind file,
 # [accounts], an adapter's WSGI helpers and header views (the packages load them lazily).
@@ -73,12 +79,14 @@ NOT_LOADED_OWN = (
 # Issue 15 asks for <= 6 MB. Measured (bench/import_cost.py, Linux x86-64) before -> after the
 # lazy imports: 17.1 -> 8.0 MB on CPython 3.11; then the lazy package exports (geofence._lazy):
 # 7.66 -> 7.40 on 3.11, 6.91 -> 6.76 on 3.10, 7.96 -> 7.54 on 3.12, 8.2/8.8 -> 8.0/8.6 on 3.13
-# (3.13's processes fall in two groups ~0.6 MB apart, run to run). What remains is mostly the
-# standard library the engine imports itself (~4.9 MB on 3.11: dataclasses, which imports
-# inspect with ast, dis and tokenize, ~2.6; logging ~0.8; typing ~0.5; datetime ~0.55;
-# ipaddress ~0.3; threading), iptocc's table (~0.35) and geofence's own code (~2 MB). The
-# budget holds every version with room for allocators; the module lists above catch smaller
-# regressions, this the heavy ones (maxminddb ~4 MB, pycountry ~5 MB, OpenSSL ~3.5 MB).
+# (3.13's processes fall in two groups ~0.6 MB apart, run to run). Then @record instead of
+# dataclasses (which imports inspect, ast, dis, tokenize) and the lazy logger (logging imports
+# traceback, string, linecache): 7.3 -> 5.9 MB on 3.12 (bench/callgrind.py --only rss); in an
+# installed venv -2.2 MB on 3.10, -1.5 on 3.11, -2.5 on 3.13. What remains is the standard
+# library the engine needs (typing, re, datetime, ipaddress, threading, enum), iptocc's table
+# and geofence's own code (~2 MB). The budget holds every version with room for allocators;
+# the module lists above catch smaller regressions, this the heavy ones (maxminddb ~4 MB,
+# pycountry ~5 MB, OpenSSL ~3.5 MB).
 RSS_BUDGET_KB = 9728  # 9.5 MB
 
 CHILD = r"""

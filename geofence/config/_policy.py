@@ -11,12 +11,12 @@ can never reach an engine. The parts (:class:`ClientIPPolicy`, :class:`GeoIPPoli
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import KW_ONLY, InitVar, dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Final, Literal
 
 from geofence._model import Action
+from geofence._record import KW_ONLY, InitVar, field, record
 from geofence.http._locale import SHIPPED
 
 Network = IPv4Network | IPv6Network
@@ -26,7 +26,7 @@ READERS = ("auto", "mmap_ext", "mmap", "memory", "file")
 DEFAULT_MESSAGE = "This service is not available in your country, region, or territory."
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ClientIPPolicy:
     # IPv4-mapped networks in the config are normalised to their IPv4 network.
     trusted_proxies: tuple[Network, ...] = ()
@@ -34,7 +34,7 @@ class ClientIPPolicy:
     hops: int | None = None  # never set together with trusted_proxies
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GeoIPPolicy:
     country_db: str | None = None  # None = embedded iptocc data
     anonymous_db: str | None = None
@@ -45,7 +45,7 @@ class GeoIPPolicy:
     max_age: float | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Message:
     """Text for the people a policy blocks: the policy's or a rule's ``message``.
 
@@ -61,7 +61,7 @@ class Message:
     own: bool = False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PagePolicy:
     """``[page]``: the HTML page of a block or a 503, in every adapter."""
 
@@ -72,7 +72,7 @@ class PagePolicy:
     template_path: str | None = None  # where it was read from, for messages
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MetricsPolicy:
     """``[metrics]``: counters kept in the process, read when a collector asks."""
 
@@ -80,7 +80,7 @@ class MetricsPolicy:
     opentelemetry: bool = False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RulePolicy:
     name: str
     action: Action
@@ -108,7 +108,7 @@ class RulePolicy:
     info_url: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AccountsPolicy:
     """``[accounts]``: where per-account state lives and what to do when it cannot be read."""
 
@@ -119,7 +119,7 @@ class AccountsPolicy:
     on_store_error: Literal["local", "allow", "block"] = "local"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StrikesPolicy:
     """``[strikes]``: accounts that keep coming from where they are blocked."""
 
@@ -150,7 +150,7 @@ _MADE_BY_LOADER_ONLY = (
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Policy:
     """A validated policy: get one from ``geofence.load_policy(mapping_or_path)``.
 

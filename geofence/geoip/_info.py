@@ -8,16 +8,16 @@ reported is what the engine answers with.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from geofence._record import record
 from geofence.geoip._databases import EmbeddedCountryDB
 from geofence.geoip._mmdb import MaxMindDB
 from geofence.geoip._reloading import Reloading
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DatabaseInfo:
     """What one opened database is. ``embedded`` is the iptocc default (no file)."""
 

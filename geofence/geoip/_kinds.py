@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from geofence._record import record
 from geofence.geoip._records import RecordDecoder
 
 T = TypeVar("T")
@@ -21,7 +21,7 @@ T = TypeVar("T")
 CACHE_SIZE = 65_536
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Kind(Generic[T]):
     """What one setting accepts: which database types, and how records become answers."""
 

@@ -7,14 +7,14 @@ damaged database gives ``db_error`` (handled by ``on_error``) rather than a wron
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from geofence import _iso3166 as iso
 from geofence._errors import DatabaseError
+from geofence._record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class GeoRecord:
     found: bool  # False: the address is not in the database
     country: str | None  # ISO 3166-1 alpha-2; None for a record without a country

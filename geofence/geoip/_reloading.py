@@ -11,12 +11,12 @@ last of them lets go, so no file descriptor or memory map outlives it.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from geofence._errors import ConfigError
+from geofence._logs import logger
 from geofence.clientip._addresses import IP
 from geofence.geoip._kinds import signature
 
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from geofence.geoip._watch import DatabaseWatch
 
 T = TypeVar("T")
-logger = logging.getLogger("geofence")
 
 
 def log_loaded(db: MaxMindDB[T], key: str, again: bool) -> None:

@@ -13,7 +13,6 @@ thread is started.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 import weakref
@@ -23,9 +22,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from geofence._events import Emitter, Event
-from geofence._logs import escape
-
-logger = logging.getLogger("geofence")
+from geofence._logs import escape, logger
 
 DAY = 86_400.0  # seconds between two warnings about a database that stays stale
 

@@ -9,12 +9,12 @@ Hong Kong reader Simplified characters (or, with the usual offered lists, Englis
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from geofence._cache import BoundedCache
+from geofence._logs import logger
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -209,7 +209,6 @@ def _chinese(language: str, rest: list[str]) -> str | None:
 
 # -- Catalogues --------------------------------------------------------------------------------
 
-_log = logging.getLogger("geofence")
 
 #: The page's fixed words, in English: the msgids of every shipped catalogue.
 MSGIDS: tuple[str, ...] = (
@@ -279,7 +278,7 @@ def _load(tag: str) -> Callable[[str], str]:
             return gettext.GNUTranslations(mo).gettext
     except (OSError, ValueError) as error:
         # A broken install must not break the block page: it shows English instead.
-        _log.warning(
+        logger.warning(
             "geofence: the %s page catalogue cannot be read (%s); using English", tag, error
         )
         return _identity

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
 from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from geofence._cache import BoundedCache, bounded_put
 from geofence._model import Decision
+from geofence._record import record
 from geofence._refs import LENGTH as REF_LENGTH
 from geofence._speedups import TUPLES
 from geofence.http._accept import prefers_html
@@ -77,7 +77,7 @@ _SEEN_KEY_MAX = 1024
 _JSON = ""  # the language key of a JSON response: it has none (JSON stays English)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Response:
     status: int
     headers: tuple[tuple[str, str], ...]  # includes Content-Type and Content-Length
@@ -95,13 +95,11 @@ class Response:
 #: client: with geofence._tuples built, made without the dataclass's __init__ (which sets each
 #: field through object.__setattr__: about 7,000 instructions), else the class itself.
 new_response: Callable[..., Response] = (
-    Response
-    if TUPLES is None
-    else TUPLES.Builder(Response, tuple(f.name for f in fields(Response)))
+    Response if TUPLES is None else TUPLES.Builder(Response, Response.__match_args__)
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _Answer:
     """What a block answers with: a rule's own code, message and link, or the policy's."""
 

@@ -11,9 +11,9 @@ that text with its own ``lang``. Only geofence's own sentences are translated.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Literal
 
+from geofence._record import record
 from geofence.http._locale import direction, translator
 
 Kind = Literal["block", "suspended", "unavailable"]
@@ -47,7 +47,7 @@ REASON_PHRASES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Text:
     """A message as the responder holds it (the config's ``Message``, without importing the
     config package here: it imports this package).
@@ -61,7 +61,7 @@ class Text:
     own: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Wording:
     """Every word of one page, unescaped."""
 

@@ -27,11 +27,12 @@ Conventions:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
+from geofence._record import record
 
-@dataclass(frozen=True)
+
+@record(frozen=True)
 class BuiltinGroup:
     """One built-in group; ``codes`` are sorted and pass :func:`geofence.rules.check_code`."""
 

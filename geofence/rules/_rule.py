@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 from geofence._model import Action, Facts
+from geofence._record import record
 from geofence.config import RulePolicy
 from geofence.rules._conditions import CONDITIONS, Condition, Regions
 
@@ -30,7 +30,7 @@ def _micros(moment: datetime | None) -> int | None:
     return None if moment is None else micros(moment)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Rule:
     name: str
     action: Action
