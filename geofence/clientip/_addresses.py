@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import re
 import struct
-from _socket import AF_INET6, inet_aton, inet_pton
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
+from functools import partial
 from ipaddress import IPv4Network, IPv6Network
 from typing import NamedTuple
 
@@ -62,11 +62,32 @@ _V6_SHAPE = re.compile(
 # Longest first: RFC 5952 compresses the first of the longest runs.
 _ZERO_RUNS = tuple(":0" * n + ":" for n in range(8, 1, -1))
 
-# From _socket, the C module socket.py re-exports them from: socket.py itself would load
-# selectors, select and array (~0.3 MB resident) for nothing.
-_inet_aton = inet_aton
-_inet_pton = inet_pton
-_AF_INET6 = AF_INET6
+
+def _bind_socket() -> None:
+    """Bind ``_inet_aton`` and ``_inet_pton`` to ``_socket``'s, the C module socket.py
+    re-exports them from (socket.py itself would load selectors, select and array, ~0.3 MB
+    resident, for nothing). Not at import: the compiled build reads canonical addresses
+    itself, so a process that never sees any other may never load ``_socket`` (0.15 to 0.3
+    MB resident)."""
+    global _inet_aton, _inet_pton  # noqa: PLW0603 - bound once, on first use
+    from _socket import AF_INET6, inet_aton, inet_pton
+
+    _inet_aton = inet_aton
+    _inet_pton = partial(inet_pton, AF_INET6)
+
+
+def _first_inet_aton(token: str) -> bytes:
+    _bind_socket()
+    return _inet_aton(token)
+
+
+def _first_inet_pton(token: str) -> bytes:
+    _bind_socket()
+    return _inet_pton(token)
+
+
+_inet_aton: Callable[[str], bytes] = _first_inet_aton
+_inet_pton: Callable[[str], bytes] = _first_inet_pton  # IPv6 text -> 16 bytes
 _unpack8 = struct.Struct(">8H").unpack
 _from_bytes = int.from_bytes
 
@@ -116,7 +137,7 @@ def _v6_value(token: str) -> bytes | None:
     # The text is a valid RFC 4291 form by now, which every inet_pton reads the same way;
     # should one still refuse it, the address is refused.
     try:
-        return _inet_pton(_AF_INET6, token)
+        return _inet_pton(token)
     except (OSError, ValueError):
         return None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
 
 # Fixed English names: strftime's %a / %b follow the process locale, HTTP dates must not.
@@ -29,5 +28,6 @@ def imf_fixdate(moment: datetime) -> str:
 
 def sf_date(moment: datetime) -> str:
     """``@1719273600``: the Structured Field Date used by ``Deprecation`` (RFC 9745)."""
-    # Floor, not truncation, so a fractional second before the epoch still rounds down.
-    return f"@{math.floor(_utc(moment).timestamp())}"
+    # Floor, not truncation, so a fractional second before the epoch still rounds down (// is
+    # floor division; math is not imported for this).
+    return f"@{int(_utc(moment).timestamp() // 1)}"
