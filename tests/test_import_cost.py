@@ -83,7 +83,8 @@ NOT_LOADED_OWN = (
 # dataclasses (which imports inspect, ast, dis, tokenize), the lazy logger (logging imports
 # traceback, string, linecache), _socket on first use and no math: 6.5 -> 5.3 on 3.10,
 # 7.4 -> 5.8 on 3.11, 7.2 -> 5.6 on 3.12, 7.9 -> 5.8 on 3.13 (bench/import_cost.py). What
-# remains is the standard library the engine needs (typing, re, datetime, ipaddress, threading, enum), iptocc's table
+# remains is the standard library the engine needs (typing, re, datetime, ipaddress,
+# threading, enum), iptocc's table
 # and geofence's own code (~2 MB). The budget holds every version with room for allocators;
 # the module lists above catch smaller regressions, this the heavy ones (maxminddb ~4 MB,
 # pycountry ~5 MB, OpenSSL ~3.5 MB).
