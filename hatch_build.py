@@ -1,10 +1,11 @@
 """Hatchling build hook: compile geofence's C speed-ups into the wheel when a compiler is there.
 
-Each ``geofence/<name>.c`` (geofence/_native.c, ...) is one module ``geofence.<name>``, and an
-optional one: geofence/_speedups.py loads it when present, and without it every caller uses its
-Python path. So a failed compile (no compiler, no Python headers, anything else) is one warning
-line on stderr and a wheel without that module, never a failed install; with none compiled the
-wheel is pure Python (py3-none-any). ``GEOFENCE_PURE_PYTHON=1`` skips compiling on purpose.
+Each ``.c`` file under ``geofence/`` is one module named for its path (geofence/hotpath/_native.c is
+``geofence.hotpath._native``), and an optional one: geofence/hotpath/__init__.py loads it when
+present, and without it every caller uses its Python path. So a failed compile (no compiler, no
+Python headers, anything else) is one warning line on stderr and a wheel without that module, never
+a failed install; with none compiled the wheel is pure Python (py3-none-any).
+``GEOFENCE_PURE_PYTHON=1`` skips compiling on purpose.
 
 A regular wheel gets each compiled module through ``force_include`` and a platform tag; an
 editable install (``pip install -e .``) imports from the source tree, so the modules are built
@@ -52,7 +53,7 @@ class SpeedupsBuildHook(BuildHookInterface):
         if self.target_name != "wheel":
             return
         root = Path(self.root)
-        sources = sorted((root / PACKAGE).glob("*.c"))
+        sources = sorted((root / PACKAGE).rglob("*.c"))
         if os.environ.get(ENV_PURE, "") not in ("", "0"):
             print(f"geofence: {ENV_PURE} is set, not compiling the C speed-ups", file=sys.stderr)
             for source in sources:
@@ -62,11 +63,12 @@ class SpeedupsBuildHook(BuildHookInterface):
         failed: list[str] = []
         reason = ""
         for source in sources:
-            module = f"{PACKAGE}.{source.stem}"
+            where = source.relative_to(root).with_suffix("")
+            module = ".".join(where.parts)
             try:
                 built = _compile(module, source, Path(self._work) / source.stem)
             except (Exception, SystemExit) as error:  # any failure at all: go without it
-                failed.append(source.name)
+                failed.append(where.as_posix() + ".c")
                 detail = " ".join(str(error).split()) or "no detail"
                 reason = reason or f"{type(error).__name__}: {detail}"
                 self._drop_stale(source, version)
@@ -77,11 +79,11 @@ class SpeedupsBuildHook(BuildHookInterface):
                 continue
             build_data["pure_python"] = False
             build_data["infer_tag"] = True
-            build_data["force_include"][str(built)] = f"{PACKAGE}/{built.name}"
+            build_data["force_include"][str(built)] = f"{where.parent.as_posix()}/{built.name}"
         if failed:
             # One line, however many modules: without a compiler they all fail the same way.
             print(
-                f"WARNING: geofence: could not compile {PACKAGE}/{', '.join(failed)} ({reason}); "
+                f"WARNING: geofence: could not compile {', '.join(failed)} ({reason}); "
                 "using the pure-Python code instead",
                 file=sys.stderr,
             )

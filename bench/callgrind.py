@@ -455,10 +455,13 @@ def _geofence_build() -> tuple[str, str]:
 
     where = os.path.realpath(str(geofence.__file__))  # through trees.py's symlinks
     try:
-        from geofence import _speedups
+        from geofence import hotpath as speedups
     except ImportError:
-        return "pure", where
-    native = getattr(_speedups, "NATIVE", None)
+        try:
+            from geofence import _speedups as speedups  # trees before geofence/hotpath/
+        except ImportError:
+            return "pure", where
+    native = getattr(speedups, "NATIVE", None)
     return ("compiled" if native is not None else "pure"), where
 
 

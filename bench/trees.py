@@ -7,7 +7,7 @@ ref is checked out into a temporary worktree (``git worktree add --detach``), re
 end. (Putting a checkout's root on the path instead would make ``bench`` a namespace package
 spread over two checkouts.)
 
-A build is ``compiled`` (geofence's C extension, ``geofence._speedups.NATIVE``) or ``pure``
+A build is ``compiled`` (geofence's C extension, ``geofence.hotpath.NATIVE``) or ``pure``
 (``GEOFENCE_PURE_PYTHON=1``: the Python path). A git ref's C extensions are built in its
 worktree with its own build hook; a tree without them (an older commit, a checkout where they
 were not built, a failed compile) has the pure build only.
@@ -32,11 +32,13 @@ ENV_PURE = "GEOFENCE_PURE_PYTHON"
 _PROBE = """
 import geofence
 try:
-    from geofence import _speedups
+    from geofence import hotpath as speedups
 except ImportError:
-    native = None
-else:
-    native = getattr(_speedups, "NATIVE", None)
+    try:
+        from geofence import _speedups as speedups  # trees before geofence/hotpath/
+    except ImportError:
+        speedups = None
+native = getattr(speedups, "NATIVE", None)
 print("compiled" if native is not None else "pure")
 print(geofence.__file__)
 """
@@ -143,14 +145,14 @@ class Trees:
 
 
 def build_in_place(root: Path) -> None:
-    """The tree's C extensions (each ``geofence/<name>.c`` one module), compiled next to their
-    sources as an editable install builds them, with this Python's compiler and flags. A
-    commit without them, or where compiling fails, has the pure build only (:func:`prepare`)."""
+    """The tree's C extensions (each ``.c`` file under ``geofence/`` one module), compiled next
+    to their sources as an editable install builds them, with this Python's compiler and flags.
+    A commit without them, or where compiling fails, has the pure build only (:func:`prepare`)."""
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     compiler = (sysconfig.get_config_var("CC") or "cc").split()
     flags = (sysconfig.get_config_var("CFLAGS") or "").split()
     include = sysconfig.get_paths()["include"]
-    for source in sorted((root / "geofence").glob("*.c")):
+    for source in sorted((root / "geofence").rglob("*.c")):
         subprocess.run(
             [
                 *compiler,

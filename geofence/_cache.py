@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
-from geofence._speedups import NATIVE
+from geofence.hotpath import NATIVE
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -32,7 +32,7 @@ def bounded_put_python(cache: dict[K, V], limit: int, key: K, value: V) -> V:
     return value
 
 
-# bounded_put_python in C when geofence._native is built: every new client writes two such
+# bounded_put_python in C when geofence.hotpath._native is built: every new client writes two such
 # caches, and a Python frame costs more than the three lines.
 if TYPE_CHECKING:
     bounded_put = bounded_put_python

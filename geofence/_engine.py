@@ -17,19 +17,7 @@ from geofence._cache import bounded_put
 from geofence._errors import ConfigError, DatabaseError
 from geofence._events import Emitter, EventCallback
 from geofence._model import Decision, DecisionKey, Facts, RequestInfo, with_client
-from geofence._newclient import new_client_step
 from geofence._observer import Observer
-from geofence._probe import (
-    FRONT_ANSWER,
-    FRONT_CACHED,
-    FRONT_DECIDE,
-    CacheProbe,
-    front,
-    key_type,
-    make_probe,
-)
-from geofence._probe import NATIVE as NATIVE_PROBE
-from geofence._speedups import new_tuple
 from geofence.accounts._account import Account
 from geofence.clientip._addresses import IP, NetworkSet, is_private
 from geofence.clientip._resolver import MAX_LINE, ClientIP, ClientResolver
@@ -46,6 +34,19 @@ from geofence.geoip._databases import (
 from geofence.geoip._records import GeoRecord
 from geofence.geoip._reloading import Reloading
 from geofence.geoip._watch import DatabaseWatch, check_age, failure_event
+from geofence.hotpath import new_tuple
+from geofence.hotpath._newclient import new_client_step
+from geofence.hotpath._probe import (
+    FRONT_ANSWER,
+    FRONT_CACHED,
+    FRONT_DECIDE,
+    FRONT_QUICK,
+    CacheProbe,
+    front,
+    key_type,
+    make_probe,
+)
+from geofence.hotpath._probe import NATIVE as NATIVE_PROBE
 from geofence.http._answer import Answer, new_answer
 from geofence.http._responses import Responder, Response, new_response
 from geofence.metrics import TALLY, attach
@@ -554,6 +555,19 @@ class Engine:
         cached = _cached_inline
     else:
         cached = front(FRONT_CACHED, _cached_inline)
+
+    # quick(peer, method, path): what cached() answers, and more when the compiled new-client
+    # step is built: on a miss it decides the client from these three alone (a usable socket
+    # peer, no trusted proxy, no exemption, no overlay: see geofence/hotpath/_miss.c) and
+    # answers an allow that needs no log line at once, before the adapter has built any
+    # request facts; anything else it answers None, having stored what it decided, which
+    # answer(request) then finds, logs and answers. For an adapter that has looked for its
+    # exempt views already (an exempt view must never be decided). Without the compiled
+    # step, and for any other call, it is cached().
+    if TYPE_CHECKING:
+        quick = _cached_inline
+    else:
+        quick = front(FRONT_QUICK, _cached_inline)
 
     # -- accounts ----------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from functools import partial
 from typing import Literal, NamedTuple
 
 from geofence._record import record
-from geofence._speedups import TUPLES
+from geofence.hotpath import TUPLES
 
 Action = Literal["allow", "warn", "block"]
 
@@ -130,8 +130,8 @@ def _with_client(
     return decision
 
 
-#: _with_client: with geofence._tuples built, ``with_tail`` bound to Decision, which makes the
-#: decision in one allocation and without a Python frame (instead of a slice, a list and a
+#: _with_client: with geofence.hotpath._tuples built, ``with_tail`` bound to Decision, which makes
+#: the decision in one allocation and without a Python frame (instead of a slice, a list and a
 #: tuple).
 with_client: Callable[[Decision, str | None, str, str | None], Decision] = (
     _with_client if TUPLES is None else partial(TUPLES.with_tail, Decision)

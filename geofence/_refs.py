@@ -14,7 +14,7 @@ import os
 from functools import partial
 from typing import Any, Protocol
 
-from geofence._speedups import NATIVE
+from geofence.hotpath import NATIVE
 
 try:
     # The very function hashlib.blake2b is (hashlib never takes BLAKE2 from OpenSSL), without
@@ -47,7 +47,7 @@ def _make(
     /,
 ) -> str:
     """The reference of these facts under the key ``keyed`` holds (the Python twin of
-    ``geofence._native.ref``)."""
+    ``geofence.hotpath._native.ref``)."""
     text = f"{client_ip or '-'}\x00{rule or '-'}\x00{reason}\x00{account or '-'}"
     # The state after the key block, copied for each reference: a copy costs a few hundred
     # instructions, hashing the key block again about 1,500.
@@ -79,7 +79,7 @@ class Refs:
 
     def __init__(self, key: bytes | None = None) -> None:
         keyed = blake2b(digest_size=8, key=key if key is not None else _PROCESS_KEY)
-        # Compiled, geofence._native.ref does what _make does around the hash in C (a new
+        # Compiled, geofence.hotpath._native.ref does what _make does around the hash in C (a new
         # blocked client's reference: about 14,700 instructions in Python, 6,700 in C, most of
         # them the hash itself), and calls _make for anything unusual.
         self.make: _Make = (

@@ -151,7 +151,7 @@ NOT_LOADED_SINCE_312 = ("math",)
 
 
 def test_the_default_engine_loads_no_heavy_module(child: dict[str, Any]) -> None:
-    from geofence._speedups import NATIVE
+    from geofence.hotpath import NATIVE
 
     loaded = set(child["loaded"])
     if NATIVE is not None:

@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from geofence import RequestInfo
-from geofence._makers import new_request_info
+from geofence.hotpath._makers import new_request_info
 from geofence.http import Answer
 from geofence.http._answer import EXEMPT_VIEW_ANSWER
 from geofence.http._environ import new_environ_headers
@@ -75,8 +75,10 @@ class GeofenceMiddleware:
         self._aaccount_of: AsyncHook | None = None if hooks is None else hooks[1]
         # What this instance leaves on a request it answers (see _unknown).
         self._mark = engine.mark
-        # Bound once: every request asks the cache, a miss asks answer().
+        # Bound once: every request asks the cache, a miss (not to an exempt view) quick(),
+        # which decides most new clients from (peer, method, path), then answer().
         self._cached = engine.cached
+        self._quick = engine.quick
         self._answer = engine.answer
         # Behind a trusted proxy: the META key of the forwarding header, whose value finds a
         # repeated client in the cache (its peer is the proxy's); None when no header counts.
@@ -95,24 +97,20 @@ class GeofenceMiddleware:
         if self._other:
             return self.__acall__(request) if self._async else self._call_with_account(request)
         meta = request.META
-        answer = self._cached(
-            meta.get("REMOTE_ADDR") or None, request.method or "GET", request.path_info
-        )
+        peer = meta.get("REMOTE_ADDR") or None
+        method = request.method or "GET"
+        path = request.path_info
+        answer = self._cached(peer, method, path)
         if answer is None and self._forwarded is not None:
             # A proxied client: found by the proxy's address and the line it forwarded.
             forwarded = meta.get(self._forwarded)
             if forwarded is not None:
-                answer = self._cached(
-                    meta.get("REMOTE_ADDR") or None,
-                    request.method or "GET",
-                    request.path_info,
-                    None,
-                    forwarded,
-                )
+                answer = self._cached(peer, method, path, None, forwarded)
         if answer is not None:
             request.geofence = answer.decision  # type: ignore[attr-defined]
             return self._app(request)
-        return self._applied(request, self._unknown(request) or self._answer(request_info(request)))
+        answer = self._unknown(request) or self._quick(peer, method, path)
+        return self._applied(request, answer or self._answer(request_info(request)))
 
     def _applied(self, request: HttpRequest, answer: Answer) -> HttpResponseBase:
         """The response to a sync request with ``answer``."""
@@ -154,6 +152,12 @@ class GeofenceMiddleware:
         )
         if answer is None:
             answer = self._unknown(request)
+            if answer is None and account is None:
+                answer = self._quick(
+                    request.META.get("REMOTE_ADDR") or None,
+                    request.method or "GET",
+                    request.path_info,
+                )
             if answer is None:
                 info = request_info(request)
                 if account is None:

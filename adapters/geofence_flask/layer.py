@@ -37,9 +37,8 @@ geofence_event = Namespace().signal("geofence-event")
 def current_decision() -> Decision | None:
     # In the request's environ, not in ``g``: Flask shares ``g`` between requests when an app
     # context is already pushed (tests, CLI, nested apps).
-    return cast(
-        "Decision | None", request.environ.get(DECISION_KEY) if has_request_context() else None
-    )
+    environ = request.environ if has_request_context() else {}
+    return cast("Decision | None", environ.get(DECISION_KEY))
 
 
 class DecisionAttribute:
@@ -97,13 +96,11 @@ class GeofenceState(WSGIGate):
         app = self.app
         # Again: the app may have set its own g class after installing geofence.
         app.app_ctx_globals_class = with_decision(app.app_ctx_globals_class)
-        views = app.view_functions.items()
-        self.exempt_views = frozenset(e for e, v in views if is_exempt(v))
+        self.exempt_views = frozenset(e for e, v in app.view_functions.items() if is_exempt(v))
         # Only a request under one of these can reach an exempt view, so only those are routed
         # before deciding: a rule matches only paths that begin with its text up to the first
         # variable part.
-        rules = app.url_map.iter_rules()
-        marked = (r.rule for r in rules if r.endpoint in self.exempt_views)
+        marked = (r.rule for r in app.url_map.iter_rules() if r.endpoint in self.exempt_views)
         self.exempt_prefixes = literal_prefixes(marked, "<")
         if self.account is not None:  # after the app's own before_request hooks: they log in
             hooks = app.before_request_funcs.setdefault(None, [])

@@ -26,7 +26,7 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import NamedTuple
 
 from geofence._cache import BoundedCache
-from geofence._speedups import NATIVE, new_tuple
+from geofence.hotpath import NATIVE, new_tuple
 
 # Spelled here rather than imported from geofence.config, which imports this package (the
 # forwarding-header table); geofence.config.Network is the same union.
@@ -91,7 +91,7 @@ _inet_pton: Callable[[str], bytes] = _first_inet_pton  # IPv6 text -> 16 bytes
 _unpack8 = struct.Struct(">8H").unpack
 _from_bytes = int.from_bytes
 
-# geofence._native.parse: (version, value) for a canonical dotted quad or RFC 5952 text that
+# geofence.hotpath._native.parse: (version, value) for a canonical dotted quad or RFC 5952 text that
 # embeds no IPv4 address, else None ("not handled here", never "invalid").
 _native_parse: Callable[[object], tuple[int, int] | None] | None = (
     None if NATIVE is None else NATIVE.parse
@@ -257,7 +257,7 @@ def _parse_peer_text(text: str | None) -> IP | None:
 
 
 # A server hands over the peer in canonical form nearly always: with the extension, one C call
-# that makes the IP (geofence._native.Peers), the Python parser for anything else.
+# that makes the IP (geofence.hotpath._native.Peers), the Python parser for anything else.
 parse_peer: Callable[[str | None], IP | None] = (
     _parse_peer_text if NATIVE is None else NATIVE.Peers(IP, _parse_peer_text)
 )
@@ -375,8 +375,8 @@ class NetworkSet:
 
     def heads_and_holds(self) -> tuple[bytes | None, bytes | None, Callable[[object], bool]]:
         """The heads tables of the IPv4 and IPv6 networks (None: no network of that version)
-        and :meth:`holds`: what geofence/_miss.c tests membership with, asking ``holds`` only
-        for an address whose first bits some network starts with."""
+        and :meth:`holds`: what geofence/hotpath/_miss.c tests membership with, asking ``holds``
+        only for an address whose first bits some network starts with."""
         return (
             None if self._v4 is None else self._v4.heads,
             None if self._v6 is None else self._v6.heads,

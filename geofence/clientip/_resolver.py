@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from geofence._cache import BoundedCache
-from geofence._speedups import new_tuple
 from geofence.clientip._addresses import (
     IP,
     NetworkSet,
@@ -37,6 +36,7 @@ from geofence.clientip._addresses import (
     unusable_reason,
 )
 from geofence.clientip._headers import HEADER_NAMES, Syntax, forwarding_header
+from geofence.hotpath import new_tuple
 
 if TYPE_CHECKING:  # not at run time: geofence.config imports the header table from here
     from geofence.config._policy import ClientIPPolicy

@@ -129,7 +129,7 @@ class MaxMindDB(Generic[T]):
         return answer, prefix
 
     def finder(self) -> Callable[[IP], tuple[T, int]]:
-        """:meth:`find_prefix`, compiled for the common case when geofence._native is loaded
+        """:meth:`find_prefix`, compiled for the common case when geofence.hotpath._native is loaded
         (see SearchTree.finder): for a caller that asks on every new client (the engine)."""
         if self.tree is None:
             return self.find_prefix

@@ -18,8 +18,8 @@ from array import array
 from collections.abc import Callable
 from typing import BinaryIO, TypeVar
 
-from geofence._speedups import NATIVE
 from geofence.clientip._addresses import IP
+from geofence.hotpath import NATIVE
 
 T = TypeVar("T")  # what a database answers (see SearchTree.finder)
 
@@ -28,10 +28,10 @@ Walk = Callable[["array[int]", "array[int]", "array[int]", int, int, int, int], 
 
 
 def _no_walk(*_: object) -> tuple[int, int]:
-    raise RuntimeError("geofence._native is not loaded")  # never called: see SearchTree
+    raise RuntimeError("geofence.hotpath._native is not loaded")  # never called: see SearchTree
 
 
-# geofence._native.walk (see _native.pyi); without it SearchTree uses its Python walk.
+# geofence.hotpath._native.walk (see _native.pyi); without it SearchTree uses its Python walk.
 _walk: Walk = _no_walk if NATIVE is None else NATIVE.walk
 
 # Above this many nodes (8 bytes each here) lookups go through the reader as before: the copy
@@ -120,7 +120,7 @@ class SearchTree:
     on the same record. It is STRIDE when the table entry is already a leaf, which may be
     longer than the network's own prefix, never shorter.
 
-    Both are the compiled walk (geofence._native) when it is loaded and the Python one
+    Both are the compiled walk (geofence.hotpath._native) when it is loaded and the Python one
     otherwise, chosen here once rather than tested on every call.
     """
 
@@ -223,7 +223,8 @@ class SearchTree:
         raise TreeError(_RAN_OUT)
 
     def native_walks(self) -> tuple[Callable[[IP], int], Callable[[IP], tuple[int, int]]]:
-        """``leaf`` and ``leaf_prefix`` through geofence._native.walk (which must be loaded).
+        """``leaf`` and ``leaf_prefix`` through geofence.hotpath._native.walk (which must be
+        loaded).
 
         Closures rather than methods: what they need is in local cells, so a call costs one
         Python frame, a tuple unpack and one call into C, about a tenth of the Python walk.
@@ -263,7 +264,7 @@ class SearchTree:
         *,
         ipv6: bool,
     ) -> Callable[[IP], tuple[T, int]]:
-        """A ``find_prefix`` for a database on this tree: ``geofence._native.Finder`` when
+        """A ``find_prefix`` for a database on this tree: ``geofence.hotpath._native.Finder`` when
         loaded (the walk and ``answers[record]`` in one C call, ``slow`` for anything else:
         a record not decoded yet, a damaged tree, IPv6 unless ``ipv6``), else ``slow`` itself.
 

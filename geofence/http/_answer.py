@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from geofence._model import Decision
-from geofence._speedups import TUPLES
+from geofence.hotpath import TUPLES
 
 if TYPE_CHECKING:
     from geofence.http._responses import Responder, Response
@@ -63,9 +63,9 @@ class Answer:
         return f"Answer({todo}, {self.decision!r})"
 
 
-#: ``Answer(decision, response, warner)``, all three given, for the engine's paths that make
-#: one per new client (and per blocked request): built in C when geofence._tuples is, since a
-#: call to a Python class with an __init__ costs about 2,500 instructions on CPython 3.12.
+#: ``Answer(decision, response, warner)``, all three given, for the engine's paths that make one per
+#: new client (and per blocked request): built in C when geofence.hotpath._tuples is, since a call
+#: to a Python class with an __init__ costs about 2,500 instructions on CPython 3.12.
 new_answer: Callable[[Decision, Response | None, Responder | None], Answer] = (
     Answer if TUPLES is None else TUPLES.Builder(Answer, Answer.__slots__)
 )

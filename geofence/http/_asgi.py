@@ -16,9 +16,9 @@ from functools import partial
 from types import CoroutineType, FrameType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from geofence._makers import maker, new_request_info
 from geofence._model import Decision, RequestInfo
-from geofence._speedups import NATIVE
+from geofence.hotpath import NATIVE
+from geofence.hotpath._makers import maker, new_request_info
 from geofence.http._answer import EXEMPT_VIEW, EXEMPT_VIEW_ANSWER, Answer
 from geofence.http._exempt import asgi_exempt_prefixes, asgi_routed_exempt, asgi_routes
 from geofence.http._hooks import guard_async_hook
@@ -220,6 +220,9 @@ class ASGIGate:
         literal prefixes of its exempt ones (:attr:`exempt_prefixes`)."""
         self.routes = asgi_routes(self.app)
         self.exempt_prefixes = asgi_exempt_prefixes(self.routes)
+        if not self.exempt_prefixes:
+            # No exempt route: the cache probe may decide a new client (Engine.quick).
+            self._cached = self.engine.quick
         return self.exempt_prefixes
 
 
@@ -284,7 +287,7 @@ class Headers(Sequence[tuple[str, str]]):
         return f"Headers({self._decoded()!r})"
 
 
-#: ``Headers(raw)`` without the frame of its ``__init__`` (geofence/_makers.py).
+#: ``Headers(raw)`` without the frame of its ``__init__`` (geofence/hotpath/_makers.py).
 new_headers: Callable[[Iterable[tuple[bytes, bytes]]], Headers] = maker(
     Headers, ("_raw",), (), (("_text", None),)
 )

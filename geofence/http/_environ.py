@@ -7,7 +7,7 @@ from functools import partial
 from operator import itemgetter
 from typing import overload
 
-from geofence._makers import maker
+from geofence.hotpath._makers import maker
 
 # The two request headers CGI keeps without the HTTP_ prefix.
 _CGI_HEADERS = (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length"))
@@ -115,7 +115,7 @@ class EnvironHeaders(Sequence[tuple[str, str]]):
         return iter(self._list())
 
 
-#: ``EnvironHeaders(environ)`` without the frame of its ``__init__`` (geofence/_makers.py).
+#: ``EnvironHeaders(environ)`` without the frame of its ``__init__`` (geofence/hotpath/_makers.py).
 new_environ_headers: Callable[[Mapping[str, object]], EnvironHeaders] = maker(
     EnvironHeaders, ("_environ",), (), (("_pairs", None),)
 )

@@ -20,7 +20,7 @@ from geofence._cache import BoundedCache, bounded_put
 from geofence._model import Decision
 from geofence._record import record
 from geofence._refs import LENGTH as REF_LENGTH
-from geofence._speedups import TUPLES
+from geofence.hotpath import TUPLES
 from geofence.http._accept import prefers_html
 from geofence.http._httpdate import imf_fixdate, sf_date
 from geofence.http._locale import SHIPPED, negotiate
@@ -91,9 +91,9 @@ class Response:
     page: bytes = b""
 
 
-#: Response(status, headers, body, html, context, page) for the denial of each new blocked
-#: client: with geofence._tuples built, made without the dataclass's __init__ (which sets each
-#: field through object.__setattr__: about 7,000 instructions), else the class itself.
+#: Response(status, headers, body, html, context, page) for the denial of each new blocked client:
+#: with geofence.hotpath._tuples built, made without the dataclass's __init__ (which sets each field
+#: through object.__setattr__: about 7,000 instructions), else the class itself.
 new_response: Callable[..., Response] = (
     Response if TUPLES is None else TUPLES.Builder(Response, Response.__match_args__)
 )

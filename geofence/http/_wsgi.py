@@ -13,8 +13,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from geofence._cache import BoundedCache
-from geofence._makers import new_request_info
 from geofence._model import RequestInfo
+from geofence.hotpath._makers import new_request_info
 from geofence.http._answer import EXEMPT_VIEW, EXEMPT_VIEW_ANSWER, Answer
 from geofence.http._environ import new_environ_headers
 from geofence.http._hooks import guard_hook
@@ -163,8 +163,9 @@ class WSGIGate:
 
     def wsgi(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # Every line down to `inner` is paid by every request: a repeated allowed request is
-        # three reads of the environ, one probe of the engine's cache and one store.
-        if self._plain and PROXY_FIX_KEY not in environ:
+        # three reads of the environ, one probe of the engine's cache and two stores. (A
+        # request a layer further out marked is _serve's: this one may have nothing to do.)
+        if self._plain and PROXY_FIX_KEY not in environ and MARK_KEY not in environ:
             answer: Answer | Literal[False] | None
             try:
                 answer = self._cached(
@@ -176,6 +177,7 @@ class WSGIGate:
                 answer = False
             if answer:
                 environ[DECISION_KEY] = answer.decision
+                environ[MARK_KEY] = self._mark
                 return self.inner(environ, start_response)
             return self._serve(environ, start_response, answer is False)
         return self._serve(environ, start_response, True)
@@ -188,6 +190,9 @@ class WSGIGate:
         if self.exempt_prefixes is None:
             self.ready()
             self._plain = self.account is None
+            if not self.exempt_prefixes:
+                # No exempt view: the cache probe may decide a new client (Engine.quick).
+                self._cached = self.engine.quick
         path = WSGI_ROUTED_PATHS[environ.get("PATH_INFO") or ""]
         peer = environ.get("REMOTE_ADDR") or None
         original = environ.get(PROXY_FIX_KEY)
@@ -195,6 +200,11 @@ class WSGIGate:
             peer = original.get("REMOTE_ADDR") or None
             self.check_proxy_fix()
         method: str = environ.get("REQUEST_METHOD") or "GET"
+        mark = environ.get(MARK_KEY)
+        if mark is not None and self.engine.decided(mark):
+            # A layer further out with this same policy answered (an app mounted in another)
+            # and left its decision in the environ.
+            return self.inner(environ, start_response)
         # With an account hook, the answer waits for the app to say who is calling.
         answer = None
         if ask_cache and self.account is None:
@@ -205,11 +215,6 @@ class WSGIGate:
             if forwarded is not None:
                 answer = self._cached(peer, method, path, None, forwarded)
         if answer is None:
-            mark = environ.get(MARK_KEY)
-            if mark is not None and self.engine.decided(mark):
-                # A layer further out with this same policy answered (an app mounted in
-                # another) and left its decision in the environ.
-                return self.inner(environ, start_response)
             if self.account is not None:
                 facts = (peer, method.upper(), path)
                 return self._respond_later(environ, start_response, facts)
@@ -232,6 +237,7 @@ class WSGIGate:
             if answer.amends:
                 start_response = wsgi_amend(answer, start_response)
         environ[DECISION_KEY] = answer.decision
+        environ[MARK_KEY] = self._mark
         return self.inner(environ, start_response)
 
     def ready(self) -> None:

@@ -20,6 +20,7 @@ from scenarios.table import BASE, CN, IR, RU, US, WARN_HEADERS
 
 import geofence
 from geofence import ConfigError
+from geofence.hotpath._newclient import NATIVE
 from geofence.http import Answer
 from geofence_asgi import STATE_KEY, GeofenceMiddleware
 from geofence_asgi.middleware import encode_headers, request_facts, request_info, routed_path
@@ -546,7 +547,8 @@ def test_mode_off_decides_nothing_per_request() -> None:
 
 
 class ProbedEngine(CountingEngine):
-    """A CountingEngine that also counts its cache probes."""
+    """A CountingEngine that also counts its cache probes (quick() is one too: the gate asks
+    it instead of cached() once it knows the app has no exempt route)."""
 
     probes = 0
 
@@ -555,6 +557,10 @@ class ProbedEngine(CountingEngine):
     ) -> Answer | None:
         self.probes += 1
         return super().cached(peer, method, path, account)
+
+    def quick(self, peer: str | None, method: str, path: str, account: Any = None) -> Answer | None:
+        self.probes += 1
+        return super().quick(peer, method, path, account)
 
 
 @pytest.mark.parametrize(
@@ -832,3 +838,23 @@ def test_root_path_is_not_part_of_the_routed_path() -> None:
             return [(await client.get(p)).status_code for p in ("/api/v1/models", "/api/healthz")]
 
     assert asyncio.run(main()) == [451, 200]
+
+
+# New clients in the test database's US network (216.160.83.56/29), and in CN's.
+NEW_US = [f"216.160.83.{n}" for n in range(57, 63)]
+NEW_CN = ["175.16.199.2", "175.16.199.3"]
+
+
+def test_new_allowed_clients_are_decided_without_their_request_facts() -> None:
+    # Once the gate knows the app has no exempt route it asks Engine.quick, which (compiled)
+    # decides a new allowed client with no RequestInfo and no answer(); a block is answer()'s.
+    engine = CountingEngine.from_config(BASE)
+    middleware = GeofenceMiddleware(raw_app(seen := Seen()), engine=engine)
+    run(middleware, http_scope(US), Peer())  # the first request sets the clock's window
+    engine.calls = 0
+    for peer in [*NEW_US, *NEW_CN]:
+        sent = Peer()
+        run(middleware, http_scope(peer), sent)
+        assert sent.sent[0]["status"] == (451 if peer in NEW_CN else 200)
+    assert [d.client_ip for d in seen.decisions[1:]] == NEW_US
+    assert engine.calls == len(NEW_CN) + (0 if NATIVE else len(NEW_US))

@@ -12,6 +12,7 @@ import pytest
 from scenarios.table import ACCOUNTS, BASE, CN, IR, US, WARN_HEADERS
 
 import geofence
+from geofence.hotpath._newclient import NATIVE
 from geofence.http import Answer
 from geofence.http._answer import EXEMPT_VIEW
 from geofence.http._wsgi import DECISION_KEY, PROXY_FIX_KEY, WSGIGate
@@ -212,7 +213,8 @@ def test_with_an_account_a_warning_amends_the_apps_response() -> None:
 
 
 class ProbedEngine(geofence.Engine):
-    """Counts the answers it works out and its cache probes."""
+    """Counts the answers it works out and its cache probes (quick() is one too: the gate asks
+    it instead of cached() once it knows the app has no exempt view)."""
 
     answers = probes = 0
 
@@ -225,6 +227,10 @@ class ProbedEngine(geofence.Engine):
     ) -> Answer | None:
         self.probes += 1
         return super().cached(peer, method, path, account)
+
+    def quick(self, peer: str | None, method: str, path: str, account: Any = None) -> Answer | None:
+        self.probes += 1
+        return super().quick(peer, method, path, account)
 
 
 @pytest.mark.parametrize(
@@ -258,3 +264,47 @@ def test_a_request_behind_proxy_fix_is_not_answered_for_the_address_it_forwarded
     forwarded, _, environ = call(gate, US, **{PROXY_FIX_KEY: {"REMOTE_ADDR": CN}})
     assert direct.status == "200 OK" and forwarded.status.startswith("451")
     assert environ[DECISION_KEY].client_ip == CN
+
+
+# New clients in the test database's US network (216.160.83.56/29), and in CN's.
+NEW_US = [f"216.160.83.{n}" for n in range(57, 63)]
+NEW_CN = ["175.16.199.2", "175.16.199.3"]
+
+
+def test_new_allowed_clients_are_decided_without_their_request_facts() -> None:
+    # Once the gate knows the app has no exempt view it asks Engine.quick, which (compiled)
+    # decides a new allowed client with no RequestInfo and no answer(); a block is answer()'s,
+    # and a repeated block too (its response depends on the request's headers).
+    engine = ProbedEngine.from_config(BASE)
+    gate = WSGIGate(engine, App())
+    assert call(gate, US)[0].status == "200 OK"  # the first request sets the clock's window
+    engine.answers = 0
+    for peer in NEW_US:
+        started, _, environ = call(gate, peer)
+        assert started.status == "200 OK" and environ[DECISION_KEY].client_ip == peer
+    for peer in NEW_CN:
+        started, _, environ = call(gate, peer)
+        assert started.status.startswith("451") and environ[DECISION_KEY].country == "CN"
+    assert engine.answers == len(NEW_CN) + (0 if NATIVE else len(NEW_US))
+    engine.answers = 0
+    assert [call(gate, p)[0].status[:3] for p in [*NEW_US[:2], *NEW_CN]] == ["200"] * 2 + [
+        "451"
+    ] * 2
+    assert engine.answers == len(NEW_CN)
+
+
+def test_with_an_exempt_view_the_gate_never_decides_on_it() -> None:
+    class ExemptGate(WSGIGate):
+        def ready(self) -> None:
+            self.exempt_views = frozenset({"health"})
+            self.exempt_prefixes = ("/open",)
+
+        def routed_view(self, environ: Environ) -> str | None:
+            return "health" if environ["PATH_INFO"] == "/open" else None
+
+    engine = geofence.Engine.from_config(BASE)
+    gate = ExemptGate(engine, App())
+    call(gate, US)
+    started, _, environ = call(gate, NEW_US[0], "/open")
+    assert started.status == "200 OK" and environ[DECISION_KEY] is EXEMPT_VIEW
+    assert engine.cached(NEW_US[0], "GET", "/open") is None  # never decided

@@ -519,3 +519,25 @@ def test_a_repeated_client_behind_a_trusted_proxy_is_answered_from_the_cache(
         assert client.get("/v1/models", HTTP_X_FORWARDED_FOR=CN).status_code == 451
         assert client.get("/v1/models", HTTP_X_FORWARDED_FOR=CN).status_code == 451
         assert len(calls) == 3  # a block is decided (and logged) on every request
+
+
+def test_a_new_allowed_client_is_decided_without_its_request_facts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On the compiled build, a cache miss that is no exempt view asks Engine.quick, which
+    # decides a new allowed client from (peer, method, path): no RequestInfo, no answer().
+    # A block is still answer()'s (its response depends on the request's headers).
+    from geofence.hotpath._newclient import NATIVE
+
+    calls = _count_decisions(monkeypatch)
+    new_us = [f"216.160.83.{n}" for n in range(57, 61)]
+    with override_settings(GEOFENCE=BASE):
+        assert Client(REMOTE_ADDR=US).get("/v1/models").status_code == 200
+        del calls[:]
+        for peer in new_us:
+            assert Client(REMOTE_ADDR=peer).get("/v1/models").status_code == 200
+            assert views.SEEN[-1].client_ip == peer and views.SEEN[-1].country == "US"  # type: ignore[attr-defined]
+        assert Client(REMOTE_ADDR="175.16.199.2").get("/v1/models").status_code == 451
+    assert [info.peer for info in calls] == (
+        ["175.16.199.2"] if NATIVE else [*new_us, "175.16.199.2"]
+    )

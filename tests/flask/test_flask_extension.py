@@ -272,15 +272,24 @@ def test_exempt_async_view() -> None:
 
 
 def counting(engine: Engine) -> list[str]:
-    """The paths of the requests ``engine`` is asked to answer (a cache hit is no answer)."""
+    """The paths of the requests ``engine`` works out: those it is asked to answer, and those
+    quick() decides (a new client); a cache hit is neither."""
     calls: list[str] = []
-    answer = engine.answer
+    answer, quick = engine.answer, engine.quick
 
     def counted(info: Any, now: Any = None) -> Any:
         calls.append(info.path)
         return answer(info, now)
 
+    def quick_counted(peer: Any, method: str, path: str, *more: Any) -> Any:
+        new = not more and engine.cached(peer, method, path) is None
+        found = quick(peer, method, path, *more)
+        if new and found is not None:
+            calls.append(path)
+        return found
+
     engine.answer = counted  # type: ignore[method-assign]
+    engine.quick = quick_counted  # type: ignore[method-assign]
     return calls
 
 

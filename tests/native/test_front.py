@@ -1,4 +1,5 @@
-"""Engine.decide and Engine.cached as C fronts (geofence._hotpath.Front) on the compiled build.
+"""Engine.decide and Engine.cached as C fronts (geofence.hotpath._hotpath.Front) on the compiled
+build.
 
 A front answers decide(request) and cached(peer, method, path) from the engine's probe and
 calls the Python method for everything else. It must behave as the Python method it stands
@@ -20,7 +21,8 @@ from typing import Any
 import pytest
 
 import geofence
-from geofence import Engine, RequestInfo, _probe
+from geofence import Engine, RequestInfo
+from geofence.hotpath import _probe
 from geofence.http._answer import Answer
 
 POLICY: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""geofence._native.header_line: forwarded_line() of geofence/http/_asgi.py in C.
+"""geofence.hotpath._native.header_line: forwarded_line() of geofence/http/_asgi.py in C.
 
 The rule it must keep: for every input, the same answer as the Python function (which it
 calls itself for anything but lists or tuples of bytes pairs). Checked on hand-picked cases,
@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from geofence._speedups import NATIVE
+from geofence.hotpath import NATIVE
 from geofence.http import _asgi
 from geofence.http._asgi import _forwarded_line, forwarded_line
 
 pytestmark = pytest.mark.skipif(
     NATIVE is None,
-    reason="geofence._native is not loaded (not built, or GEOFENCE_PURE_PYTHON): "
+    reason="geofence.hotpath._native is not loaded (not built, or GEOFENCE_PURE_PYTHON): "
     "header_line() is the compiled path only",
 )
 

@@ -1,6 +1,6 @@
-"""The decision cache's key type (geofence._probe.key_type): on the compiled build a subclass
-of DecisionKey whose == compares strings without the generic comparison. Whatever it is, its
-keys must compare, hash and show exactly as DecisionKey's do, or a cache hit could answer a
+"""The decision cache's key type (geofence.hotpath._probe.key_type): on the compiled build a
+subclass of DecisionKey whose == compares strings without the generic comparison. Whatever it is,
+its keys must compare, hash and show exactly as DecisionKey's do, or a cache hit could answer a
 request with another request's decision.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from geofence import _probe
 from geofence._engine import _Key
 from geofence._model import DecisionKey
+from geofence.hotpath import _probe
 
 
 class Text(str):

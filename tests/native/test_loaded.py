@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from geofence import _speedups
-from geofence._speedups import NATIVE
+from geofence import hotpath as _speedups
+from geofence.hotpath import NATIVE
 
 PURE = os.environ.get("GEOFENCE_PURE_PYTHON", "") not in ("", "0")
 EXPECT_NATIVE = os.environ.get("GEOFENCE_EXPECT_NATIVE", "") not in ("", "0")
@@ -28,10 +28,10 @@ EXPECT_NATIVE = os.environ.get("GEOFENCE_EXPECT_NATIVE", "") not in ("", "0")
 )
 def test_the_compiled_build_is_loaded_when_ci_expects_it() -> None:
     assert NATIVE is not None, (
-        "GEOFENCE_EXPECT_NATIVE=1 but geofence._native did not load: "
+        "GEOFENCE_EXPECT_NATIVE=1 but geofence.hotpath._native did not load: "
         "the wheel was built without the extension (see the build log's geofence warning)"
     )
-    assert NATIVE.__name__ == "geofence._native"
+    assert NATIVE.__name__ == "geofence.hotpath._native"
     assert callable(NATIVE.walk)
     assert callable(NATIVE.parse)
 
@@ -55,13 +55,13 @@ def _loaded(env_value: str | None, cwd: Path, *, block_import: bool = False) -> 
         "import sys\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'geofence._native':\n"
+        "        if name == 'geofence.hotpath._native':\n"
         "            raise ImportError('blocked by the test')\n"
         "sys.meta_path.insert(0, Block())\n"
     )
     code = (block if block_import else "") + (
         "import json\n"
-        "from geofence._speedups import NATIVE\n"
+        "from geofence.hotpath import NATIVE\n"
         "print(json.dumps(None if NATIVE is None else NATIVE.__name__))\n"
     )
     done = subprocess.run(
@@ -78,7 +78,7 @@ def _loaded(env_value: str | None, cwd: Path, *, block_import: bool = False) -> 
 
 def test_the_environment_variable_turns_the_extension_off(tmp_path: Path) -> None:
     available = _loaded(None, tmp_path)
-    assert available in (None, "geofence._native")
+    assert available in (None, "geofence.hotpath._native")
     assert _loaded("1", tmp_path) is None
     assert _loaded("yes", tmp_path) is None
     assert _loaded("0", tmp_path) == available

@@ -1,9 +1,9 @@
-"""geofence/_makers.py: each maker makes what calling its class makes, on both builds.
+"""geofence/hotpath/_makers.py: each maker makes what calling its class makes, on both builds.
 
-The C Maker skips the class's ``__init__``, so each class it is used for is held here to the
-promise in geofence/_makers.py: its ``__init__`` only stores its parameters (and fixed values)
-in its slots. A change to one of these ``__init__`` methods fails these tests rather than
-being skipped silently on the compiled build.
+The C Maker skips the class's ``__init__``, so each class it is used for is held here to the promise
+in geofence/hotpath/_makers.py: its ``__init__`` only stores its parameters (and fixed values) in
+its slots. A change to one of these ``__init__`` methods fails these tests rather than being skipped
+silently on the compiled build.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from geofence import RequestInfo
-from geofence._makers import maker, new_request_info
-from geofence._probe import NATIVE as NATIVE_PROBE
+from geofence.hotpath._makers import maker, new_request_info
+from geofence.hotpath._probe import NATIVE as NATIVE_PROBE
 from geofence.http._asgi import Headers, new_headers
 from geofence.http._environ import EnvironHeaders, new_environ_headers
 
@@ -163,7 +163,7 @@ def test_classes_it_cannot_make_are_called() -> None:
 
 @native
 def test_bad_makers_are_refused() -> None:
-    from geofence import _hotpath
+    from geofence.hotpath import _hotpath
 
     with pytest.raises(TypeError):
         _hotpath.Maker(_Plain, ("a",), ("x", "y"), ())  # more defaults than parameters

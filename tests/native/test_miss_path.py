@@ -1,11 +1,11 @@
 """The compiled pieces of a new client's path: they must give exactly what their Python twins
 give, and hand everything unusual to them.
 
-- geofence._native.Finder: a database's find_prefix for the common case;
-- geofence._native.Peers: parse_peer for canonical text;
-- geofence._native.bounded_put: geofence._cache.bounded_put_python;
-- geofence._tuples.Builder: Answer(decision, response, warner) without the Python __init__;
-- the collector: what geofence._tuples makes is untracked only when it can hold no cycle.
+- geofence.hotpath._native.Finder: a database's find_prefix for the common case;
+- geofence.hotpath._native.Peers: parse_peer for canonical text;
+- geofence.hotpath._native.bounded_put: geofence._cache.bounded_put_python;
+- geofence.hotpath._tuples.Builder: Answer(decision, response, warner) without the Python __init__;
+- the collector: what geofence.hotpath._tuples makes is untracked only when it can hold no cycle.
 
 Seeded fuzz plus hand-picked cases; the whole module is skipped on the pure-Python build (the
 suite runs there too and checks the twins alone).
@@ -29,10 +29,10 @@ from tests_support import CITY_DB
 import geofence
 from geofence._cache import BoundedCache, bounded_put, bounded_put_python
 from geofence._model import Decision, with_client
-from geofence._speedups import NATIVE, TUPLES
 from geofence.clientip import _addresses
 from geofence.clientip._addresses import IP, parse_ip_uncached, parse_peer
 from geofence.geoip._tree import STRIDE, SearchTree
+from geofence.hotpath import NATIVE, TUPLES
 from geofence.http._answer import Answer, new_answer
 
 from .test_walk import DATABASES, _load, _outcome
@@ -40,7 +40,7 @@ from .test_walk import _addresses as tree_addresses
 
 pytestmark = pytest.mark.skipif(
     NATIVE is None or TUPLES is None,
-    reason="geofence._native is not loaded (not built, or GEOFENCE_PURE_PYTHON)",
+    reason="geofence.hotpath._native is not loaded (not built, or GEOFENCE_PURE_PYTHON)",
 )
 
 CITY = Path(CITY_DB)

@@ -1,5 +1,5 @@
-"""geofence._miss.Miss, a new client's whole entry in C (geofence/_newclient.py): an engine
-with it must end up exactly where the same engine without it ends up.
+"""geofence.hotpath._miss.Miss, a new client's whole entry in C (geofence/hotpath/_newclient.py): an
+engine with it must end up exactly where the same engine without it ends up.
 
 Two engines on one policy decide the same seeded stream of requests, one with the compiled
 step and one with it removed (Engine._entry alone, the Python path the step mirrors). Their
@@ -23,12 +23,12 @@ import pytest
 from tests_support import ANON_DB, ASN_DB, CITY_DB, COUNTRY_DB
 
 from geofence import Engine, Event, RequestInfo
-from geofence._newclient import NATIVE
+from geofence.hotpath._newclient import NATIVE
 from geofence.testing import Kit
 
 from .test_walk import _networks
 
-pytestmark = pytest.mark.skipif(not NATIVE, reason="geofence._miss is not built")
+pytestmark = pytest.mark.skipif(not NATIVE, reason="geofence.hotpath._miss is not built")
 
 # Requests, per policy, in the seeded stream.
 COUNT = 6000
@@ -363,7 +363,7 @@ def test_no_step_where_it_cannot_make_the_key() -> None:
 
 
 def test_the_step_refuses_bad_arguments(proxied: Engine) -> None:
-    from geofence import _miss  # type: ignore[attr-defined]
+    from geofence.hotpath import _miss  # type: ignore[attr-defined]
 
     with pytest.raises(TypeError):
         _miss.Miss()
@@ -378,7 +378,7 @@ def test_the_step_refuses_bad_arguments(proxied: Engine) -> None:
 
 def test_the_steps_decisions_and_entries_are_untracked(proxied: Engine) -> None:
     # What the step makes for an allowed client holds only immutable, untracked values: the
-    # collector never visits it (as geofence._tuples does for the Python path's decisions).
+    # collector never visits it (as geofence.hotpath._tuples does for the Python path's decisions).
     gc.collect()  # the verdict's own inner tuples untracked, as they are in a long-lived engine
     _warm(proxied, "81.2.69.163")
     gc.collect()

@@ -1,4 +1,4 @@
-"""geofence._native.parse: the strict fast path for address text that is already canonical.
+"""geofence.hotpath._native.parse: the strict fast path for address text that is already canonical.
 
 The rule it must keep: ``parse(t)`` is ``(version, value)`` exactly when the Python parser reads
 ``t`` as that address and writes it back as ``t`` itself (a canonical dotted quad, or RFC 5952
@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 import pytest
 
-from geofence._speedups import NATIVE
 from geofence.clientip._addresses import IP, parse_ip, parse_ip_uncached
+from geofence.hotpath import NATIVE
 
 pytestmark = pytest.mark.skipif(
     NATIVE is None,
-    reason="geofence._native is not loaded (not built, or GEOFENCE_PURE_PYTHON): "
+    reason="geofence.hotpath._native is not loaded (not built, or GEOFENCE_PURE_PYTHON): "
     "parse() is the compiled fast path only",
 )
 

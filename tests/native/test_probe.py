@@ -1,4 +1,5 @@
-"""The decision-cache probe: the C one (geofence._hotpath) and its Python twin, case by case.
+"""The decision-cache probe: the C one (geofence.hotpath._hotpath) and its Python twin, case by
+case.
 
 Every test runs on both implementations; the C one is skipped when it is not built. A
 differential test drives both with the same random operations and compares every answer.
@@ -24,18 +25,19 @@ import time_machine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geofence import Decision, RequestInfo, _probe
+from geofence import Decision, RequestInfo
 from geofence._model import DecisionKey
+from geofence.hotpath import _probe
 from geofence.http._answer import Answer
 
 hotpath: ModuleType | None
 try:
-    from geofence import _hotpath as hotpath
+    from geofence.hotpath import _hotpath as hotpath
 except ImportError:
     hotpath = None
 
 NOT_BUILT = (
-    "geofence._hotpath is not built for this Python (no C compiler at install, or a "
+    "geofence.hotpath._hotpath is not built for this Python (no C compiler at install, or a "
     "GEOFENCE_PURE_PYTHON build): only the Python twin is tested"
 )
 IMPLEMENTATIONS = [
@@ -480,13 +482,18 @@ EXPECT_NATIVE = os.environ.get("GEOFENCE_EXPECT_NATIVE", "") not in ("", "0")
     "no build is expected here",
 )
 def test_the_c_probe_is_used_when_ci_expects_the_compiled_build() -> None:
-    assert _probe.NATIVE, "geofence._hotpath did not load: see the build log's geofence warning"
+    assert _probe.NATIVE, (
+        "geofence.hotpath._hotpath did not load: see the build log's geofence warning"
+    )
 
 
 def test_geofence_pure_python_turns_the_c_probe_off(tmp_path: Path) -> None:
     # Run in an empty folder: the geofence imported is this test's (an installed wheel under
     # tox), not the source tree.
-    code = "from geofence import _probe; print(_probe.NATIVE, type(_probe.make_probe({}, float)))"
+    code = (
+        "from geofence.hotpath import _probe\n"
+        "print(_probe.NATIVE, type(_probe.make_probe({}, float)))"
+    )
     for value, native in [("1", False), ("yes", False), ("0", hotpath is not None)]:
         env = {**os.environ, "GEOFENCE_PURE_PYTHON": value}
         out = subprocess.run(
@@ -498,7 +505,9 @@ def test_geofence_pure_python_turns_the_c_probe_off(tmp_path: Path) -> None:
             timeout=60,
             check=True,
         ).stdout.split()
-        kind = "'geofence._hotpath.Probe'>" if native else "'geofence._probe.Probe'>"
+        kind = (
+            "'geofence.hotpath._hotpath.Probe'>" if native else "'geofence.hotpath._probe.Probe'>"
+        )
         assert out == [str(native), "<class", kind]
 
 

@@ -1,4 +1,4 @@
-"""geofence._native.ref: a decision's reference (geofence/_refs.py) in C.
+"""geofence.hotpath._native.ref: a decision's reference (geofence/_refs.py) in C.
 
 The rule it must keep: the same reference as the Python function for every input, which it
 calls itself for anything but str and None (and a digest that is not 8 bytes). Checked on
@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from geofence._refs import _PROCESS_KEY, LENGTH, Refs, _make, blake2b
-from geofence._speedups import NATIVE
+from geofence.hotpath import NATIVE
 
 pytestmark = pytest.mark.skipif(
     NATIVE is None,
-    reason="geofence._native is not loaded (not built, or GEOFENCE_PURE_PYTHON): "
+    reason="geofence.hotpath._native is not loaded (not built, or GEOFENCE_PURE_PYTHON): "
     "ref() is the compiled path only",
 )
 

@@ -1,5 +1,5 @@
-"""geofence._tuples (geofence/_tuples.c): the C named-tuple builders give exactly what
-tuple.__new__ and the Python with_client give."""
+"""geofence.hotpath._tuples (geofence/hotpath/_tuples.c): the C named-tuple builders give exactly
+what tuple.__new__ and the Python with_client give."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 
 from geofence import _model
 from geofence._model import Decision, DecisionKey, Facts
-from geofence._speedups import TUPLES
 from geofence.clientip._addresses import IP
+from geofence.hotpath import TUPLES
 
-pytestmark = pytest.mark.skipif(TUPLES is None, reason="geofence._tuples is not built here")
+pytestmark = pytest.mark.skipif(TUPLES is None, reason="geofence.hotpath._tuples is not built here")
 
 
 class Pair(NamedTuple):

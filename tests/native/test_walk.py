@@ -1,4 +1,5 @@
-"""SearchTree.leaf / leaf_prefix: the compiled walk (geofence._native) against the Python one.
+"""SearchTree.leaf / leaf_prefix: the compiled walk (geofence.hotpath._native) against the Python
+one.
 
 On every .mmdb geofence copies a search tree from, seeded random addresses give the same
 (record, prefix_len) both ways, and the record is the one the maxminddb reader finds, with a
@@ -22,18 +23,19 @@ from typing import Any
 import maxminddb
 import pytest
 
-from geofence._speedups import NATIVE
 from geofence.clientip._addresses import IP
 from geofence.geoip import _mmdb as mmdb
 from geofence.geoip import _tree
 from geofence.geoip._kinds import signature
 from geofence.geoip._tree import STRIDE, SearchTree, TreeError
+from geofence.hotpath import NATIVE
 
 ROOT = Path(__file__).parents[2]
 SOURCES = [Path("/work/shared/testdata/maxmind"), ROOT / "tests" / "data"]
 PER_FAMILY = 20_000
 NEEDS_NATIVE = pytest.mark.skipif(
-    NATIVE is None, reason="geofence._native is not loaded (not built, or GEOFENCE_PURE_PYTHON)"
+    NATIVE is None,
+    reason="geofence.hotpath._native is not loaded (not built, or GEOFENCE_PURE_PYTHON)",
 )
 
 Walk = Callable[[IP], tuple[int, int]]

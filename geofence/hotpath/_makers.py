@@ -4,7 +4,7 @@ their ``__init__``.
 A new client costs an adapter a :class:`RequestInfo` and a lazy header view besides the
 decision. Calling a Python class runs its ``__init__`` in a Python frame, about 2,000
 instructions for RequestInfo's five stores and 1,700 for a view's two, more than the rest of
-what the adapter does for that request. With the C probe built, ``geofence._hotpath.Maker``
+what the adapter does for that request. With the C probe built, ``geofence.hotpath._hotpath.Maker``
 stores the arguments in the instance's slots itself (a few hundred); without it, each maker is
 the class itself. The header views' makers sit beside their classes (geofence/http/_environ.py
 and _asgi.py). A Maker is only for a class whose ``__init__`` does nothing but store its
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from geofence._model import RequestInfo
-from geofence._probe import NATIVE as NATIVE_PROBE
+from geofence.hotpath._probe import NATIVE as NATIVE_PROBE
 
 T = TypeVar("T")
 
@@ -31,13 +31,13 @@ def maker(
     defaults: tuple[object, ...] = (),
     fixed: tuple[tuple[str, object], ...] = (),
 ) -> Callable[..., T]:
-    """``cls`` itself, or with the C probe built a ``geofence._hotpath.Maker`` that makes
+    """``cls`` itself, or with the C probe built a ``geofence.hotpath._hotpath.Maker`` that makes
     what ``cls(*args)`` makes: ``params`` are the slots ``__init__`` stores its parameters
     in, in order, ``defaults`` the values of the last ones, ``fixed`` (slot, value) pairs it
     also stores."""
     if not NATIVE_PROBE:
         return cls
-    from geofence import _hotpath
+    from geofence.hotpath import _hotpath
 
     made: Callable[..., T] = _hotpath.Maker(cls, params, defaults, fixed)
     return made

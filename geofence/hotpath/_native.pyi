@@ -1,4 +1,4 @@
-# The compiled hot path (geofence/_native.c); loaded through geofence._speedups.NATIVE.
+# The compiled hot path (geofence/hotpath/_native.c); loaded through geofence.hotpath.NATIVE.
 from array import array
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -31,7 +31,7 @@ def ref(
 def bounded_put(cache: dict[Any, Any], limit: int, key: object, value: _V, /) -> _V: ...
 
 class Finder:
-    """A database's ``find_prefix`` for the common case (see geofence/_native.c)."""
+    """A database's ``find_prefix`` for the common case (see geofence/hotpath/_native.c)."""
 
     def __new__(
         cls,

@@ -1,7 +1,7 @@
-"""Stub of geofence/_hotpath.c: the engine's decision-cache hit path in C, and the fronts
-that stand for Engine.decide and Engine.cached (see geofence._probe.front).
+"""Stub of geofence/hotpath/_hotpath.c: the engine's decision-cache hit path in C, and the fronts
+that stand for Engine.decide and Engine.cached (see geofence.hotpath._probe.front).
 
-The behaviour is that of the Python twin, geofence._probe.Probe (see there).
+The behaviour is that of the Python twin, geofence.hotpath._probe.Probe (see there).
 """
 
 from collections.abc import Callable

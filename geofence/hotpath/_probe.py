@@ -1,10 +1,10 @@
 """The engine's decision-cache hit path: :func:`make_probe`, and :class:`Probe` in Python.
 
-A repeated client is answered from the engine's decision cache when the wall clock is still in
-the window in which nothing can change (no rule changes phase, no database check is due) and
-its entry carries the current epoch. ``geofence._hotpath.Probe`` (geofence/_hotpath.c) does
-that in C; :class:`Probe` here is its twin, with the same behaviour, for a build without a
-compiler or with ``GEOFENCE_PURE_PYTHON`` set (read once, at import).
+A repeated client is answered from the engine's decision cache when the wall clock is still in the
+window in which nothing can change (no rule changes phase, no database check is due) and its entry
+carries the current epoch. ``geofence.hotpath._hotpath.Probe`` (geofence/hotpath/_hotpath.c) does
+that in C; :class:`Probe` here is its twin, with the same behaviour, for a build without a compiler
+or with ``GEOFENCE_PURE_PYTHON`` set (read once, at import).
 
 Every method answers None whenever the slow path must decide (a miss, a stale entry, a
 decision that must be logged, or any error while probing: the slow path then does everything
@@ -21,10 +21,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from geofence._model import RequestInfo
-from geofence._speedups import ENV_PURE
+from geofence.hotpath import ENV_PURE
 
 if TYPE_CHECKING:
-    from geofence import _hotpath
+    from geofence.hotpath import _hotpath
 
 K = TypeVar("K", bound=tuple[Any, ...])  # the cache's key type
 D = TypeVar("D")  # the decision an entry holds
@@ -155,7 +155,7 @@ def _native_type() -> type[_hotpath.Probe[Any, Any]] | None:
     if os.environ.get(ENV_PURE, "") not in ("", "0"):
         return None
     try:
-        from geofence import _hotpath
+        from geofence.hotpath import _hotpath
     except ImportError:  # not built (no compiler), or built for another Python
         return None
     return _hotpath.Probe
@@ -179,17 +179,18 @@ def make_probe(cache: dict[Any, ProbeEntry[D, A]], clock: Callable[[], float]) -
 FRONT_DECIDE = 0
 FRONT_CACHED = 1
 FRONT_ANSWER = 2
+FRONT_QUICK = 3
 
 
 def front(kind: int, slow: Callable[..., Any]) -> Callable[..., Any]:
-    """What the engine's class holds as ``decide`` (kind 0), ``cached`` (kind 1) or ``answer``
-    (kind 2): with the C probe, ``geofence._hotpath.Front``, which asks the engine's probe
-    itself for the common call (and, on a miss, the engine's compiled new-client step) and
-    calls ``slow`` (the Python method) for everything else, without a Python frame in between
-    (about half of a repeated request's cost in ``decide()``); else ``slow``."""
+    """What the engine's class holds as ``decide`` (kind 0), ``cached`` (kind 1), ``answer``
+    (kind 2) or ``quick`` (kind 3): with the C probe, ``geofence.hotpath._hotpath.Front``, which
+    asks the engine's probe itself for the common call (and, on a miss, the engine's compiled
+    new-client step) and calls ``slow`` (the Python method) for everything else, without a Python
+    frame in between (about half of a repeated request's cost in ``decide()``); else ``slow``."""
     if _NativeProbe is None:
         return slow
-    from geofence import _hotpath
+    from geofence.hotpath import _hotpath
 
     made: Callable[..., Any] = _hotpath.Front(kind, slow)
     return made
@@ -197,12 +198,12 @@ def front(kind: int, slow: Callable[..., Any]) -> Callable[..., Any]:
 
 def key_type(base: type[K]) -> type[K]:
     """The type of the decision cache's keys: with the C probe, a subclass of ``base`` (made by
-    ``geofence._hotpath.key_type``) whose ``==`` compares string items directly instead of
+    ``geofence.hotpath._hotpath.key_type``) whose ``==`` compares string items directly instead of
     through the generic comparison, a few hundred instructions of every cache hit; else
     ``base``. Equal, hashed and shown as ``base``'s instances are."""
     if _NativeProbe is None:
         return base
-    from geofence import _hotpath
+    from geofence.hotpath import _hotpath
 
     made: type[K] = _hotpath.key_type(base)  # type: ignore[assignment]
     return made

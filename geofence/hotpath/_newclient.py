@@ -1,11 +1,11 @@
 """A new client's decision in one C call: :func:`new_client_step`.
 
-``geofence._miss.Miss`` (geofence/_miss.c) makes the cache entry of a new client the way
-``Engine._entry`` does, for the common case only (a usable socket peer that is no trusted
-proxy, no exemption, no testing overlay, no database error; a verdict on new facts comes
-from ``Engine._verdict``), and answers None for everything else, before it has written
-anything ``_entry`` would not write the same way: ``_entry`` then decides as it always does.
-This module says which engines get one and hands it what it reads.
+``geofence.hotpath._miss.Miss`` (geofence/hotpath/_miss.c) makes the cache entry of a new client the
+way ``Engine._entry`` does, for the common case only (a usable socket peer that is no trusted proxy,
+no exemption, no testing overlay, no database error; a verdict on new facts comes from
+``Engine._verdict``), and answers None for everything else, before it has written anything
+``_entry`` would not write the same way: ``_entry`` then decides as it always does. This module says
+which engines get one and hands it what it reads.
 
 Without the compiled module (no compiler, or ``GEOFENCE_PURE_PYTHON`` set) there is no step,
 and ``_entry`` alone decides: the same entries, only slower.
@@ -19,8 +19,8 @@ from typing import Any
 
 from geofence import _overlay
 from geofence._model import Decision, DecisionKey, Facts
-from geofence._speedups import load
 from geofence.clientip._addresses import PRIVATE_NETWORKS, NetworkSet
+from geofence.hotpath import load
 from geofence.http._answer import new_answer
 
 _MISS: ModuleType | None = load("_miss")

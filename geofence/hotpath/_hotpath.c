@@ -1,10 +1,10 @@
-/* geofence._hotpath: the engine's decision-cache hit in C (Probe), and Engine.decide and
+/* geofence.hotpath._hotpath: the engine's decision-cache hit in C (Probe), and Engine.decide and
  * Engine.cached themselves (Front), so that a repeated request runs no Python frame of ours.
  *
  * A repeated client is answered from the engine's decision cache: read the wall clock, check
  * that it is still inside the window in which nothing can change, look (peer, method, path) up,
  * check the entry's epoch, count or not. In Python that is about 2,500 instructions; here it is
- * a few hundred. geofence/_probe.py holds the Python twin (same behaviour, used without a
+ * a few hundred. geofence/hotpath/_probe.py holds the Python twin (same behaviour, used without a
  * compiler) and the loader; the engine treats a None from any method as "take the slow path",
  * which then does everything properly (logs, errors, counts). So nothing here raises an
  * Exception: an error while probing (the clock, an unhashable peer, a counter) is cleared and
@@ -557,6 +557,47 @@ Probe_answer(ProbeObject *self, PyObject *const *args, Py_ssize_t nargs)
     return quiet_member(entry, 3);
 }
 
+/* What quick(peer, method, path) gives (Engine.quick): a quiet hit's answer, as cached();
+ * on a miss inside the window, the compiled new-client step's entry for these three alone
+ * (no request): its answer when it needs no observing (an allow that is not reported), else
+ * None, the entry stored for answer(request) to observe and answer. None too when there is
+ * no step or it declines: answer(request) decides. */
+static PyObject *
+Probe_quick(ProbeObject *self, PyObject *engine, PyObject *const *parts)
+{
+    PyObject *epoch = NULL;
+    double wall = 0.0;
+    PyObject *entry = find_ex(self, NULL, parts, &epoch, &wall);
+    if (entry != NULL) {
+        return quiet_member(entry, 3);
+    }
+    if (epoch == NULL) {
+        return PyErr_Occurred() ? miss_after_error() : Py_NewRef(Py_None);
+    }
+    PyObject *step = PyObject_GetAttr(engine, name__miss);
+    PyObject *seconds = step == NULL ? NULL : PyFloat_FromDouble(wall);
+    PyObject *made = NULL;
+    if (seconds != NULL && step != Py_None) {
+        PyObject *asked[7] = {engine, Py_None, epoch, seconds, parts[0], parts[1], parts[2]};
+        made = PyObject_Vectorcall(step, asked, 7, NULL);
+    }
+    Py_XDECREF(step);
+    Py_XDECREF(seconds);
+    Py_DECREF(epoch);
+    if (made == NULL) {
+        return PyErr_Occurred() ? miss_after_error() : Py_NewRef(Py_None);
+    }
+    if (!(PyTuple_Check(made) && PyTuple_GET_SIZE(made) == 4)
+        || PyTuple_GET_ITEM(made, 2) == Py_True) {
+        Py_DECREF(made); /* None (declined), or stored to be observed by answer() */
+        Py_RETURN_NONE;
+    }
+    /* Its counter, if any, was advanced when it was stored. */
+    PyObject *answer = Py_NewRef(PyTuple_GET_ITEM(made, 3));
+    Py_DECREF(made);
+    return answer;
+}
+
 static PyObject *
 Probe_entry(ProbeObject *self, PyObject *request)
 {
@@ -682,7 +723,7 @@ static PyMethodDef Probe_methods[] = {
 };
 
 static PyTypeObject ProbeType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "geofence._hotpath.Probe",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "geofence.hotpath._hotpath.Probe",
     .tp_basicsize = sizeof(ProbeObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Probe(cache, clock): the engine's decision-cache hit path.",
@@ -705,7 +746,7 @@ static PyTypeObject ProbeType = {
  * ("slow": Engine._decide_inline or Engine._cached_inline) with the same arguments, as the
  * Python fronts did.
  */
-enum { FRONT_DECIDE = 0, FRONT_CACHED = 1, FRONT_ANSWER = 2 };
+enum { FRONT_DECIDE = 0, FRONT_CACHED = 1, FRONT_ANSWER = 2, FRONT_QUICK = 3 };
 
 static PyObject *name__probe;
 
@@ -739,7 +780,9 @@ front_fast(FrontObject *front, PyObject *engine, PyObject *bound_probe, PyObject
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
         Py_RETURN_NONE;
     }
-    if (front->kind == FRONT_CACHED ? nargs != 3 : nargs != 1) {
+    int by_parts = front->kind == FRONT_CACHED || front->kind == FRONT_QUICK;
+    /* (peer, method, path), and the same with account=None passed on (a subclass's wrapper) */
+    if (by_parts ? !(nargs == 3 || (nargs == 4 && args[3] == Py_None)) : nargs != 1) {
         Py_RETURN_NONE;
     }
     if (bound_probe != NULL) {
@@ -750,10 +793,12 @@ front_fast(FrontObject *front, PyObject *engine, PyObject *bound_probe, PyObject
         if (front->kind == FRONT_ANSWER) {
             return Probe_answer_request((ProbeObject *)bound_probe, engine, args[0]);
         }
-        PyObject *answer = Probe_answer((ProbeObject *)bound_probe, args, 3);
+        PyObject *answer = front->kind == FRONT_QUICK
+                               ? Probe_quick((ProbeObject *)bound_probe, engine, args)
+                               : Probe_answer((ProbeObject *)bound_probe, args, 3);
         return answer == Py_None ? Py_NewRef(Py_Ellipsis) : answer; /* Ellipsis: see below */
     }
-    if (front->kind == FRONT_CACHED) {
+    if (by_parts) {
         PyObject *off = PyObject_GetAttr(engine, name__off);
         if (off == NULL) {
             return miss_after_error();
@@ -779,7 +824,8 @@ front_fast(FrontObject *front, PyObject *engine, PyObject *bound_probe, PyObject
         result = Probe_answer_request((ProbeObject *)probe, engine, args[0]);
     }
     else {
-        result = Probe_answer((ProbeObject *)probe, args, 3);
+        result = front->kind == FRONT_QUICK ? Probe_quick((ProbeObject *)probe, engine, args)
+                                            : Probe_answer((ProbeObject *)probe, args, 3);
         if (result == Py_None) {
             /* cached(): a miss is the answer (None), as Engine._cached_inline gives it */
             Py_DECREF(probe);
@@ -945,9 +991,10 @@ Front_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "iO:Front", keywords, &kind, &slow)) {
         return NULL;
     }
-    if (kind != FRONT_DECIDE && kind != FRONT_CACHED && kind != FRONT_ANSWER) {
+    if (kind != FRONT_DECIDE && kind != FRONT_CACHED && kind != FRONT_ANSWER
+        && kind != FRONT_QUICK) {
         PyErr_Format(PyExc_ValueError,
-                     "Front(): kind must be 0 (decide), 1 (cached) or 2 (answer)");
+                     "Front(): kind must be 0 (decide), 1 (cached), 2 (answer) or 3 (quick)");
         return NULL;
     }
     if (!PyCallable_Check(slow)) {
@@ -1027,7 +1074,7 @@ Front_repr(FrontObject *self)
 }
 
 static PyTypeObject FrontType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "geofence._hotpath.Front",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "geofence.hotpath._hotpath.Front",
     .tp_basicsize = sizeof(FrontObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
                 | Py_TPFLAGS_METHOD_DESCRIPTOR,
@@ -1147,7 +1194,7 @@ BoundFront_repr(BoundFrontObject *self)
 }
 
 static PyTypeObject BoundFrontType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "geofence._hotpath.BoundFront",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "geofence.hotpath._hotpath.BoundFront",
     .tp_basicsize = sizeof(BoundFrontObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = "engine.decide or engine.cached: a Front bound to an engine.",
@@ -1233,7 +1280,7 @@ key_type(PyObject *module, PyObject *base)
     }
     /* The base's name, so that repr() reads as before. Some versions keep the spec's pointer
      * as the type's name: the text is never freed (one key type per process). */
-    PyObject *qualified = PyUnicode_FromFormat("geofence._hotpath.%U", name);
+    PyObject *qualified = PyUnicode_FromFormat("geofence.hotpath._hotpath.%U", name);
     Py_DECREF(name);
     if (qualified == NULL) {
         return NULL;
@@ -1249,7 +1296,7 @@ key_type(PyObject *module, PyObject *base)
     PyType_Slot slots[] = {
         {Py_tp_richcompare, (void *)Key_richcompare},
         {Py_tp_hash, (void *)Key_hash},
-        {Py_tp_doc, (void *)"The decision cache's key, compared faster (geofence/_hotpath.c)."},
+        {Py_tp_doc, (void *)"The decision cache's key, compared faster (geofence/hotpath/_hotpath.c)."},
         {0, NULL},
     };
     PyType_Spec spec = {
@@ -1280,7 +1327,7 @@ key_type(PyObject *module, PyObject *base)
  * instructions for RequestInfo's five stores, 1,700 for a view's two. A Maker stores the
  * arguments in the instance's slots itself. It is made for a class whose __init__ does
  * nothing but store its parameters, in order (the last ones with defaults), and fixed values
- * in other slots; geofence/_makers.py says which classes, and the tests hold each to it.
+ * in other slots; geofence/hotpath/_makers.py says which classes, and the tests hold each to it.
  * While the class is what it was when the Maker was made (the same __init__, plain
  * object.__new__ and __setattr__, member descriptors for every slot: checked again whenever
  * the class's version tag changes, i.e. when it or a base is assigned to) a call with
@@ -1472,17 +1519,17 @@ static PyObject *
 Maker_repr(MakerObject *self)
 {
     if (self->cls == NULL) {
-        return PyUnicode_FromString("<geofence._hotpath.Maker (cleared)>");
+        return PyUnicode_FromString("<geofence.hotpath._hotpath.Maker (cleared)>");
     }
-    return PyUnicode_FromFormat("<geofence._hotpath.Maker of %s>", self->cls->tp_name);
+    return PyUnicode_FromFormat("<geofence.hotpath._hotpath.Maker of %s>", self->cls->tp_name);
 }
 
 static PyTypeObject MakerType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "geofence._hotpath.Maker",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "geofence.hotpath._hotpath.Maker",
     .tp_basicsize = sizeof(MakerObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = "Maker(cls, params, defaults, fixed): cls(*args) without cls.__init__'s frame "
-              "(see geofence/_makers.py).",
+              "(see geofence/hotpath/_makers.py).",
     .tp_new = Maker_new,
     .tp_dealloc = (destructor)Maker_dealloc,
     .tp_traverse = (traverseproc)Maker_traverse,
@@ -1500,8 +1547,8 @@ static PyMethodDef hotpath_functions[] = {
 
 static struct PyModuleDef hotpath_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "geofence._hotpath",
-    .m_doc = "The engine's decision-cache hit path in C (see geofence/_probe.py).",
+    .m_name = "geofence.hotpath._hotpath",
+    .m_doc = "The engine's decision-cache hit path in C (see geofence/hotpath/_probe.py).",
     .m_size = -1, /* the interned names and the learnt request layout are process-wide */
     .m_methods = hotpath_functions,
 };

@@ -1,4 +1,4 @@
-/* geofence._tuples: named tuples built without tuple.__new__'s argument handling.
+/* geofence.hotpath._tuples: named tuples built without tuple.__new__'s argument handling.
  *
  * A new client makes about five named tuples (its address, how it was found, the cache key,
  * the facts the rules read, its decision). ``tuple.__new__(cls, items)`` goes through the
@@ -229,7 +229,7 @@ Builder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 
 static PyTypeObject BuilderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "geofence._tuples.Builder",
+    .tp_name = "geofence.hotpath._tuples.Builder",
     .tp_basicsize = sizeof(BuilderObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = "Builder(cls, names): builder(*values) is a cls with slots names set to values.",
@@ -250,7 +250,7 @@ static PyMethodDef tuples_methods[] = {
 };
 
 static struct PyModuleDef tuples_module = {
-    PyModuleDef_HEAD_INIT, "geofence._tuples",
+    PyModuleDef_HEAD_INIT, "geofence.hotpath._tuples",
     "Named tuples built in one allocation (see geofence/_model.py).", -1, tuples_methods,
 };
 

@@ -1,4 +1,4 @@
-/* geofence._native: the per-new-client steps that cost most in Python, in C.
+/* geofence.hotpath._native: the per-new-client steps that cost most in Python, in C.
  *
  * walk()  the MaxMind DB search tree walk of geofence/geoip/_tree.py (SearchTree.leaf_prefix).
  * Finder  a database's find_prefix() for the common case (geofence/geoip/_mmdb.py): the same
@@ -530,7 +530,7 @@ PyDoc_STRVAR(Peers_doc,
 
 static PyTypeObject PeersType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "geofence._native.Peers",
+    .tp_name = "geofence.hotpath._native.Peers",
     .tp_basicsize = sizeof(PeersObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = Peers_doc,
@@ -749,7 +749,7 @@ PyDoc_STRVAR(Finder_doc,
 
 static PyTypeObject FinderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "geofence._native.Finder",
+    .tp_name = "geofence.hotpath._native.Finder",
     .tp_basicsize = sizeof(FinderObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = Finder_doc,
@@ -1027,8 +1027,8 @@ static PyModuleDef_Slot native_slots[] = {
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "geofence._native",
-    .m_doc = "geofence's compiled hot path (see geofence/_speedups.py).",
+    .m_name = "geofence.hotpath._native",
+    .m_doc = "geofence's compiled hot path (see geofence/hotpath/__init__.py).",
     .m_size = 0,
     .m_methods = native_methods,
     .m_slots = native_slots,

@@ -1,10 +1,10 @@
 /* Helpers shared by geofence's C modules (each .c is its own extension module, so these
  * are static inline: one copy per module, one definition here).
  *
- * address_halves()       an IP's integer value as two 64-bit halves (geofence/_native.c's
- *                        walk and geofence/_miss.c's network keys).
+ * address_halves()       an IP's integer value as two 64-bit halves (geofence/hotpath/_native.c's
+ *                        walk and geofence/hotpath/_miss.c's network keys).
  * frozen(), untracked_if_frozen() named tuples the collector never needs to visit
- *                        (geofence/_tuples.c, and the tuples geofence/_miss.c builds).
+ *                        (geofence/hotpath/_tuples.c, and the tuples geofence/hotpath/_miss.c builds).
  */
 #ifndef GEOFENCE_CUTIL_H
 #define GEOFENCE_CUTIL_H

@@ -1,4 +1,4 @@
-/* geofence._miss: a new client's whole decision in C, for the common case.
+/* geofence.hotpath._miss: a new client's whole decision in C, for the common case.
  *
  * Engine._entry (geofence/_engine.py) decides a request the cache does not hold: it finds
  * the client, asks the databases, builds the facts, looks up or computes the verdict, makes
@@ -449,7 +449,7 @@ settle(MissObject *self, PyObject *request, PyObject *epoch, PyObject *key, PyOb
     PyTuple_SET_ITEM(entry, 2, attention);
     PyTuple_SET_ITEM(entry, 3, answer);
     /* Nothing in it can lead back to a container (an untracked answer holds only frozen
-     * values, see geofence/_tuples.c): the collector need never visit it, as it would every
+     * values, see geofence/hotpath/_tuples.c): the collector need never visit it, as it would every
      * entry of a full cache. */
     if (frozen(epoch) && frozen(decision) && !PyType_IS_GC(Py_TYPE(attention))
         && (answer == Py_None || !PyObject_GC_IsTracked(answer))) {
@@ -460,6 +460,11 @@ settle(MissObject *self, PyObject *request, PyObject *epoch, PyObject *key, PyOb
         return NULL;
     }
     if (attention == Py_True) {
+        if (request == NULL) {
+            /* Engine.quick: its caller sees attention True and asks answer(request), whose
+             * hit observes the decision as a repeated request's would be. */
+            return entry;
+        }
         PyObject *args[4] = {self->observer, decision, request, Py_None};
         PyObject *done = PyObject_VectorcallMethod(name_seen, args, 4, NULL);
         if (done == NULL) {
@@ -480,16 +485,22 @@ settle(MissObject *self, PyObject *request, PyObject *epoch, PyObject *key, PyOb
 }
 
 /* miss(engine, request, epoch, wall) -> entry or None; see the top of this file. The engine
- * is an argument rather than held: no cycle keeps an engine alive. */
+ * is an argument rather than held: no cycle keeps an engine alive.
+ *
+ * miss(engine, None, epoch, wall, peer, method, path): the same for a request known only by
+ * these three (Engine.quick): an entry whose attention is True is stored but not observed
+ * (there is no request to log), which the caller must then have done by answer(request). */
 static PyObject *
 Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     MissObject *self = (MissObject *)callable;
-    if (PyVectorcall_NARGS(nargsf) != 4 || kwnames != NULL) {
-        PyErr_SetString(PyExc_TypeError, "Miss() takes (engine, request, epoch, wall)");
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (!(nargs == 4 || (nargs == 7 && args[1] == Py_None)) || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Miss() takes (engine, request, epoch, wall) or "
+                                         "(engine, None, epoch, wall, peer, method, path)");
         return NULL;
     }
-    PyObject *engine = args[0], *request = args[1], *epoch = args[2];
+    PyObject *engine = args[0], *request = nargs == 4 ? args[1] : NULL, *epoch = args[2];
     if (!PyTuple_CheckExact(epoch) || PyTuple_GET_SIZE(epoch) != 2 || !PyFloat_Check(args[3])) {
         Py_RETURN_NONE;
     }
@@ -509,11 +520,18 @@ Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     if (active != Py_None) {
         Py_RETURN_NONE;
     }
-    peer = PyObject_GetAttr(request, name_peer);
-    method = peer == NULL ? NULL : PyObject_GetAttr(request, name_method);
-    path = method == NULL ? NULL : PyObject_GetAttr(request, name_path);
-    if (path == NULL) {
-        goto error;
+    if (request == NULL) {
+        peer = Py_NewRef(args[4]);
+        method = Py_NewRef(args[5]);
+        path = Py_NewRef(args[6]);
+    }
+    else {
+        peer = PyObject_GetAttr(request, name_peer);
+        method = peer == NULL ? NULL : PyObject_GetAttr(request, name_method);
+        path = method == NULL ? NULL : PyObject_GetAttr(request, name_path);
+        if (path == NULL) {
+            goto error;
+        }
     }
     if (!PyUnicode_CheckExact(peer) || !plain_method(method) || !PyUnicode_CheckExact(path)
         || PyUnicode_GET_LENGTH(path) > MAX_PATH) {
@@ -834,11 +852,11 @@ PyDoc_STRVAR(Miss_doc,
 "     responder, cache_size, network_size, verdict_size,\n"
 "     (action, enforced, reason, rule, report_rules))\n\n"
 "``miss(engine, request, epoch, wall) -> entry | None``: Engine._entry's entry for a new client in\n"
-"the common case (see geofence/_miss.c), or None: Engine._entry decides.");
+"the common case (see geofence/hotpath/_miss.c), or None: Engine._entry decides.");
 
 static PyTypeObject MissType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "geofence._miss.Miss",
+    .tp_name = "geofence.hotpath._miss.Miss",
     .tp_basicsize = sizeof(MissObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = Miss_doc,
@@ -897,7 +915,7 @@ static PyModuleDef_Slot miss_slots[] = {
 
 static struct PyModuleDef miss_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "geofence._miss",
+    .m_name = "geofence.hotpath._miss",
     .m_doc = "A new client's decision in C for the common case (see geofence/_engine.py).",
     .m_size = 0,
     .m_slots = miss_slots,

@@ -1,4 +1,4 @@
-# The named-tuple builders in C; loaded through geofence._speedups.TUPLES.
+# The named-tuple builders in C; loaded through geofence.hotpath.TUPLES.
 from typing import Any, TypeVar
 
 T = TypeVar("T", bound=tuple[Any, ...])
