@@ -78,12 +78,13 @@ class GeofenceMiddleware:
         # Bound once: every request asks the cache, a miss (not to an exempt view) quick(),
         # which decides most new clients from (peer, method, path), then answer().
         self._cached = engine.cached
-        self._quick = engine.quick
         self._answer = engine.answer
         # Behind a trusted proxy: the META key of the forwarding header, whose value finds a
         # repeated client in the cache (its peer is the proxy's); None when no header counts.
         header = engine.client_header
         self._forwarded = None if header is None else "HTTP_" + header.upper().replace("-", "_")
+        # quick() only without a trusted proxy: the step would just decline the proxy's peer.
+        self._quick = engine.quick if header is None else engine.cached
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
