@@ -83,8 +83,7 @@ class GeofenceMiddleware:
         # repeated client in the cache (its peer is the proxy's); None when no header counts.
         header = engine.client_header
         self._forwarded = None if header is None else "HTTP_" + header.upper().replace("-", "_")
-        # quick() only without a trusted proxy: the step would just decline the proxy's peer.
-        self._quick = engine.quick if header is None else engine.cached
+        self._quick = engine.quick
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)

@@ -47,6 +47,7 @@ typedef struct {
     PyObject *exempt_ips;   /* the same, or None */
     PyObject *exempt_match; /* exempt_paths.match, or None */
     PyObject *paths_seen;   /* path -> whether exempt_match matches it */
+    PyObject *proxy_peers;  /* peer text found to be a trusted proxy -> True */
     PyObject *overlay;      /* geofence._overlay: its ACTIVE must be None */
     PyObject *detail;       /* the detail of a client that is its socket peer */
     PyObject *cache;        /* the decision cache (an exact dict) */
@@ -147,6 +148,8 @@ dict_get(PyObject *dict, PyObject *key)
  * 0 no, -1 an error. The regex runs once per path: an app has few, and a match costs more
  * than a third of this whole step; the answers are kept per path (at most PATHS_SEEN). */
 #define PATHS_SEEN 1024
+/* The trusted proxies' addresses kept as text (Miss.proxy_peers): a deployment has a few. */
+#define PROXY_PEERS 256
 
 static int
 exempt_path(MissObject *self, PyObject *path)
@@ -501,6 +504,15 @@ Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         return NULL;
     }
     PyObject *engine = args[0], *request = nargs == 4 ? args[1] : NULL, *epoch = args[2];
+    if (request == NULL && PyDict_GET_SIZE(self->proxy_peers) != 0
+        && PyUnicode_CheckExact(args[4])) {
+        /* Behind a proxy most requests come from it: Engine.quick asks for each of them, and
+         * the answer (a trusted proxy: Python's) is known without parsing it again. */
+        int proxy = PyDict_Contains(self->proxy_peers, args[4]);
+        if (proxy != 0) {
+            return proxy < 0 ? fallback_after_error() : Py_NewRef(Py_None);
+        }
+    }
     if (!PyTuple_CheckExact(epoch) || PyTuple_GET_SIZE(epoch) != 2 || !PyFloat_Check(args[3])) {
         Py_RETURN_NONE;
     }
@@ -563,6 +575,10 @@ Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         goto fallback;
     }
     int held = in_set(self->trusted, ip, version, hi);
+    if (held > 0 && PyDict_GET_SIZE(self->proxy_peers) < PROXY_PEERS
+        && PyDict_SetItem(self->proxy_peers, peer, Py_True) < 0) {
+        held = -1;
+    }
     if (held != 0) {
         goto held_or_error;
     }
@@ -685,6 +701,7 @@ Miss_traverse(MissObject *self, visitproc visit, void *arg)
     Py_VISIT(self->exempt_ips);
     Py_VISIT(self->exempt_match);
     Py_VISIT(self->paths_seen);
+    Py_VISIT(self->proxy_peers);
     Py_VISIT(self->overlay);
     Py_VISIT(self->detail);
     Py_VISIT(self->cache);
@@ -708,6 +725,7 @@ Miss_clear(MissObject *self)
     Py_CLEAR(self->exempt_ips);
     Py_CLEAR(self->exempt_match);
     Py_CLEAR(self->paths_seen);
+    Py_CLEAR(self->proxy_peers);
     Py_CLEAR(self->overlay);
     Py_CLEAR(self->detail);
     Py_CLEAR(self->cache);
@@ -818,7 +836,8 @@ Miss_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->exempt_ips = Py_NewRef(exempt_ips);
     self->exempt_match = Py_NewRef(exempt_match);
     self->paths_seen = PyDict_New();
-    if (self->paths_seen == NULL) {
+    self->proxy_peers = PyDict_New();
+    if (self->paths_seen == NULL || self->proxy_peers == NULL) {
         Py_DECREF(self);
         return NULL;
     }

@@ -220,9 +220,8 @@ class ASGIGate:
         literal prefixes of its exempt ones (:attr:`exempt_prefixes`)."""
         self.routes = asgi_routes(self.app)
         self.exempt_prefixes = asgi_exempt_prefixes(self.routes)
-        if not self.exempt_prefixes and self._forwarded is None:
-            # No exempt route, and no trusted proxy (whose requests the step would only look
-            # at to decline): the cache probe may decide a new client (Engine.quick).
+        if not self.exempt_prefixes:
+            # No exempt route: the cache probe may decide a new client (Engine.quick).
             self._cached = self.engine.quick
         return self.exempt_prefixes
 

@@ -190,9 +190,8 @@ class WSGIGate:
         if self.exempt_prefixes is None:
             self.ready()
             self._plain = self.account is None
-            if not self.exempt_prefixes and self._forwarded is None:
-                # No exempt view, and no trusted proxy (whose requests the step would only
-                # look at to decline): the cache probe may decide a new client (Engine.quick).
+            if not self.exempt_prefixes:
+                # No exempt view: the cache probe may decide a new client (Engine.quick).
                 self._cached = self.engine.quick
         path = WSGI_ROUTED_PATHS[environ.get("PATH_INFO") or ""]
         peer = environ.get("REMOTE_ADDR") or None

@@ -858,13 +858,3 @@ def test_new_allowed_clients_are_decided_without_their_request_facts() -> None:
         assert sent.sent[0]["status"] == (451 if peer in NEW_CN else 200)
     assert [d.client_ip for d in seen.decisions[1:]] == NEW_US
     assert engine.calls == len(NEW_CN) + (0 if NATIVE else len(NEW_US))
-
-
-def test_behind_a_trusted_proxy_the_gate_asks_cached() -> None:
-    engine = geofence.Engine.from_config({**BASE, "client_ip": {"trusted_proxies": ["10.0.0.0/8"]}})
-    middleware = GeofenceMiddleware(raw_app(Seen()), engine=engine)
-    run(middleware, http_scope(US), Peer())
-    assert middleware._cached == engine.cached
-    plain = GeofenceMiddleware(raw_app(Seen()), engine=geofence.Engine.from_config(BASE))
-    run(plain, http_scope(US), Peer())
-    assert plain._cached == plain.engine.quick

@@ -308,15 +308,3 @@ def test_with_an_exempt_view_the_gate_never_decides_on_it() -> None:
     started, _, environ = call(gate, NEW_US[0], "/open")
     assert started.status == "200 OK" and environ[DECISION_KEY] is EXEMPT_VIEW
     assert engine.cached(NEW_US[0], "GET", "/open") is None  # never decided
-
-
-def test_behind_a_trusted_proxy_the_gate_asks_cached() -> None:
-    # Most requests then come from the proxy, whose peer the compiled step would only look
-    # at to decline: quick() would cost each of them more than it saves the others.
-    engine = geofence.Engine.from_config({**BASE, "client_ip": {"trusted_proxies": ["10.0.0.0/8"]}})
-    gate = WSGIGate(engine, App())
-    call(gate, US)
-    assert gate._cached == engine.cached
-    plain = WSGIGate(geofence.Engine.from_config(BASE), App())
-    call(plain, US)
-    assert plain._cached == plain.engine.quick

@@ -190,3 +190,17 @@ def test_a_failing_step_leaves_the_request_to_answer(engine: Engine) -> None:
 def test_a_step_that_gives_no_entry_is_no_answer(engine: Engine) -> None:
     engine._miss = lambda *args: ("not", "an entry")
     assert engine.quick("8.8.8.8", "GET", "/") is None
+
+
+def test_a_trusted_proxy_is_declined_every_time() -> None:
+    # The step remembers the text of a peer it found to be a trusted proxy (behind one, most
+    # requests are the proxy's) and declines it again without parsing it: the same None,
+    # nothing stored, and the client it forwarded is still answer()'s.
+    engine = _settled(Engine.from_config(POLICIES["proxied"]))
+    for peer in ["216.160.83.57", "::ffff:216.160.83.57", "2a02:d3c1::7"] * 3:
+        size = len(engine._cache)
+        assert engine.quick(peer, "GET", "/v1/items") is None
+        assert len(engine._cache) == size
+    forwarded = RequestInfo("216.160.83.57", [("x-forwarded-for", "8.8.8.8")], "GET", "/v1/items")
+    assert engine.answer(forwarded).decision.client_ip == "8.8.8.8"
+    assert engine.quick("8.8.8.9", "GET", "/v1/items") is not None  # a direct client still is
