@@ -143,21 +143,15 @@ class GeofenceMiddleware:
             account = self._aaccount_of(request)
             if account.__class__ is CoroutineType:  # the hook's, guarded (conf.account_hooks)
                 account = await account
-        answer = self._cached(
-            request.META.get("REMOTE_ADDR") or None,
-            request.method or "GET",
-            request.path_info,
-            account,
-            request.META.get(self._forwarded),  # type: ignore[arg-type]  # None: no header
-        )
+        peer = request.META.get("REMOTE_ADDR") or None
+        method = request.method or "GET"
+        path = request.path_info
+        forwarded = request.META.get(self._forwarded)  # type: ignore[arg-type]  # None: no header
+        answer = self._cached(peer, method, path, account, forwarded)
         if answer is None:
             answer = self._unknown(request)
             if answer is None and account is None:
-                answer = self._quick(
-                    request.META.get("REMOTE_ADDR") or None,
-                    request.method or "GET",
-                    request.path_info,
-                )
+                answer = self._quick(peer, method, path)
             if answer is None:
                 info = request_info(request)
                 if account is None:

@@ -394,45 +394,46 @@ static PyObject *name__entry;
 static PyObject *name__miss;
 static PyObject *kwnames_wall_stepped; /* ("wall", "stepped") */
 
+/* engine._miss, the compiled new-client step, asked about ``request`` or, when that is NULL,
+ * about the three ``parts`` (Engine.quick): its entry, or None when the engine has no step or
+ * the step declines (new references); NULL with an error. */
+static PyObject *
+step_entry(PyObject *engine, PyObject *request, PyObject *const *parts, PyObject *epoch,
+           PyObject *seconds)
+{
+    PyObject *step = PyObject_GetAttr(engine, name__miss);
+    if (step == NULL || step == Py_None) {
+        return step;
+    }
+    PyObject *made;
+    if (request != NULL) {
+        PyObject *asked[4] = {engine, request, epoch, seconds};
+        made = PyObject_Vectorcall(step, asked, 4, NULL);
+    }
+    else {
+        PyObject *asked[7] = {engine, Py_None, epoch, seconds, parts[0], parts[1], parts[2]};
+        made = PyObject_Vectorcall(step, asked, 7, NULL);
+    }
+    Py_DECREF(step);
+    return made;
+}
+
 /* The entry of a plain miss inside the window (a new reference; NULL with an error that must
- * propagate): engine._miss(engine, request, epoch, wall), the compiled new-client step, when
- * the engine has one and it takes the request, else engine._entry(request, None, epoch,
- * wall=wall, stepped=True), which is what Engine._decide_inline and _answer_probed would get
- * after reading the clock and the cache again. Steals ``epoch``. */
+ * propagate): the compiled new-client step's (step_entry), else engine._entry(request, None,
+ * epoch, wall=wall, stepped=True), which is what Engine._decide_inline and _answer_probed
+ * would get after reading the clock and the cache again. Steals ``epoch``. */
 static PyObject *
 miss_entry(PyObject *engine, PyObject *request, PyObject *epoch, double wall)
 {
     PyObject *seconds = PyFloat_FromDouble(wall);
-    if (seconds == NULL) {
-        Py_DECREF(epoch);
-        return NULL;
-    }
-    PyObject *step = PyObject_GetAttr(engine, name__miss);
-    PyObject *made = NULL;
-    if (step == NULL) {
-        Py_DECREF(seconds);
-        Py_DECREF(epoch);
-        return NULL;
-    }
-    if (step != Py_None) {
-        PyObject *asked[4] = {engine, request, epoch, seconds};
-        made = PyObject_Vectorcall(step, asked, 4, NULL);
-        if (made == Py_None) {
-            Py_CLEAR(made);
-        }
-        else if (made == NULL) {
-            Py_DECREF(step);
-            Py_DECREF(seconds);
-            Py_DECREF(epoch);
-            return NULL; /* raised as _entry would raise it */
-        }
-    }
-    if (made == NULL) {
+    /* An error from the step is raised as _entry would raise it. */
+    PyObject *made = seconds == NULL ? NULL : step_entry(engine, request, NULL, epoch, seconds);
+    if (made == Py_None) {
+        Py_DECREF(made);
         PyObject *call[6] = {engine, request, Py_None, epoch, seconds, Py_True};
         made = PyObject_VectorcallMethod(name__entry, call, 4, kwnames_wall_stepped);
     }
-    Py_DECREF(step);
-    Py_DECREF(seconds);
+    Py_XDECREF(seconds);
     Py_DECREF(epoch);
     if (made != NULL && !(PyTuple_Check(made) && PyTuple_GET_SIZE(made) == 4)) {
         Py_DECREF(made);
@@ -574,18 +575,12 @@ Probe_quick(ProbeObject *self, PyObject *engine, PyObject *const *parts)
     if (epoch == NULL) {
         return PyErr_Occurred() ? miss_after_error() : Py_NewRef(Py_None);
     }
-    PyObject *step = PyObject_GetAttr(engine, name__miss);
-    PyObject *seconds = step == NULL ? NULL : PyFloat_FromDouble(wall);
-    PyObject *made = NULL;
-    if (seconds != NULL && step != Py_None) {
-        PyObject *asked[7] = {engine, Py_None, epoch, seconds, parts[0], parts[1], parts[2]};
-        made = PyObject_Vectorcall(step, asked, 7, NULL);
-    }
-    Py_XDECREF(step);
+    PyObject *seconds = PyFloat_FromDouble(wall);
+    PyObject *made = seconds == NULL ? NULL : step_entry(engine, NULL, parts, epoch, seconds);
     Py_XDECREF(seconds);
     Py_DECREF(epoch);
     if (made == NULL) {
-        return PyErr_Occurred() ? miss_after_error() : Py_NewRef(Py_None);
+        return miss_after_error();
     }
     if (!(PyTuple_Check(made) && PyTuple_GET_SIZE(made) == 4)
         || PyTuple_GET_ITEM(made, 2) == Py_True) {

@@ -20,7 +20,12 @@ from geofence._model import Decision, RequestInfo
 from geofence.hotpath import NATIVE
 from geofence.hotpath._makers import maker, new_request_info
 from geofence.http._answer import EXEMPT_VIEW, EXEMPT_VIEW_ANSWER, Answer
-from geofence.http._exempt import asgi_exempt_prefixes, asgi_routed_exempt, asgi_routes
+from geofence.http._exempt import (
+    asgi_exempt_prefixes,
+    asgi_routed_exempt,
+    asgi_routes,
+    cache_question,
+)
 from geofence.http._hooks import guard_async_hook
 from geofence.http._responses import Response
 
@@ -220,9 +225,7 @@ class ASGIGate:
         literal prefixes of its exempt ones (:attr:`exempt_prefixes`)."""
         self.routes = asgi_routes(self.app)
         self.exempt_prefixes = asgi_exempt_prefixes(self.routes)
-        if not self.exempt_prefixes:
-            # No exempt route: the cache probe may decide a new client (Engine.quick).
-            self._cached = self.engine.quick
+        self._cached = cache_question(self.engine, self.exempt_prefixes)
         return self.exempt_prefixes
 
 

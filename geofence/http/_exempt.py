@@ -42,6 +42,13 @@ def is_exempt(view: object) -> bool:
     return getattr(view, EXEMPT_ATTR, False) is True
 
 
+def cache_question(engine: Any, exempt_prefixes: tuple[str, ...] | None) -> Any:
+    """What a gate asks the engine first for each request: ``engine.quick``, which may decide
+    a new client outright, when it knows that no view is exempt (no prefixes); else
+    ``engine.cached``, which decides nothing (an exempt view must never be decided)."""
+    return engine.quick if exempt_prefixes == () else engine.cached
+
+
 def literal_prefixes(patterns: Iterable[str], opener: str) -> tuple[str, ...]:
     """The distinct texts of ``patterns`` up to their first variable part (which begins with
     ``opener``): a pattern only matches paths that begin with that text."""

@@ -17,6 +17,7 @@ from geofence._model import RequestInfo
 from geofence.hotpath._makers import new_request_info
 from geofence.http._answer import EXEMPT_VIEW, EXEMPT_VIEW_ANSWER, Answer
 from geofence.http._environ import new_environ_headers
+from geofence.http._exempt import cache_question
 from geofence.http._hooks import guard_hook
 from geofence.http._responses import CACHE_OVERRIDE_HEADERS, Response
 
@@ -190,9 +191,7 @@ class WSGIGate:
         if self.exempt_prefixes is None:
             self.ready()
             self._plain = self.account is None
-            if not self.exempt_prefixes:
-                # No exempt view: the cache probe may decide a new client (Engine.quick).
-                self._cached = self.engine.quick
+            self._cached = cache_question(self.engine, self.exempt_prefixes)
         path = WSGI_ROUTED_PATHS[environ.get("PATH_INFO") or ""]
         peer = environ.get("REMOTE_ADDR") or None
         original = environ.get(PROXY_FIX_KEY)
