@@ -48,8 +48,14 @@ def decisions(samples: object) -> Counts:
     return found
 
 
-def scraped(base_url: str) -> Counts:
-    text = httpx.get(base_url + "/metrics/").text
+def scraped(base_url: str) -> Counts | None:
+    """The decisions a scrape shows; None when the scrape failed as prometheus_client's own
+    multiprocess reader fails while a worker creates a file (it exists empty for an instant:
+    client_python#1199, a 500 from /metrics), which the next scrape reads whole."""
+    response = httpx.get(base_url + "/metrics/")
+    if response.status_code == 500:
+        return None
+    text = response.text
     return decisions(s for f in text_string_to_metric_families(text) for s in f.samples)
 
 
