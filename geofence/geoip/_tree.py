@@ -16,10 +16,13 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Callable
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from geofence.clientip._addresses import IP
 from geofence.hotpath import NATIVE
+
+if TYPE_CHECKING:
+    from mmap import mmap
 
 T = TypeVar("T")  # what a database answers (see SearchTree.finder)
 
@@ -124,7 +127,16 @@ class SearchTree:
     otherwise, chosen here once rather than tested on every call.
     """
 
-    __slots__ = ("_children", "_data_end", "_v4", "_v6", "leaf", "leaf_prefix", "node_count")
+    __slots__ = (
+        "_children",
+        "_data_end",
+        "_v4",
+        "_v6",
+        "data",
+        "leaf",
+        "leaf_prefix",
+        "node_count",
+    )
 
     leaf: Callable[[IP], int]
     leaf_prefix: Callable[[IP], tuple[int, int]]
@@ -142,6 +154,9 @@ class SearchTree:
             raise ValueError("the search tree arrays hold fewer than node_count nodes")
         self._children = children
         self.node_count = node_count
+        # (the file's bytes, where its data section starts) when the database reads records
+        # in place (geofence.geoip._mmdb): set by whoever mapped the file.
+        self.data: tuple[mmap, int] | None = None
         # A data pointer is node_count + SEPARATOR + an offset into the data section, and
         # both readers decode up to the end of the file.
         self._data_end = node_count + file_size - node_count * record_size // 4
