@@ -25,7 +25,7 @@ from geofence.http._environ import new_environ_headers
 
 from .conf import AsyncHook, SyncHook, account_hooks, get_engine
 from .responses import django_response
-from .routing import routed_to_exempt
+from .routing import ROOT_EXEMPT_FREE, routed_to_exempt
 
 # The key in ``request.META`` of the mark of the engine that answered the request (installed
 # twice). Not an attribute of the request: a second attribute name on every request type
@@ -75,8 +75,10 @@ class GeofenceMiddleware:
         self._aaccount_of: AsyncHook | None = None if hooks is None else hooks[1]
         # What this instance leaves on a request it answers (see _unknown).
         self._mark = engine.mark
-        # Bound once: every request asks the cache, a miss (not to an exempt view) quick(),
-        # which decides most new clients from (peer, method, path), then answer().
+        # Bound once: a request asks quick() (the cache probe, which also decides most new
+        # clients from (peer, method, path)) when it is routed by ROOT_URLCONF, known to have
+        # no exempt view, and no proxy forwarded it; else the cache, then quick() when it is
+        # not routed to an exempt view; then answer().
         self._cached = engine.cached
         self._answer = engine.answer
         # Behind a trusted proxy: the META key of the forwarding header, whose value finds a
@@ -84,6 +86,7 @@ class GeofenceMiddleware:
         header = engine.client_header
         self._forwarded = None if header is None else "HTTP_" + header.upper().replace("-", "_")
         self._quick = engine.quick
+        self._root_exempt_free = ROOT_EXEMPT_FREE
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -100,7 +103,11 @@ class GeofenceMiddleware:
         peer = meta.get("REMOTE_ADDR") or None
         method = request.method or "GET"
         path = request.path_info
-        answer = self._cached(peer, method, path)
+        # Routed by ROOT_URLCONF (read as Django's handler reads it), which has no exempt view:
+        # nothing here can be exempt, and quick() is the cache probe that also decides a new
+        # client from these three (an allow it answers; anything else it stores for answer()).
+        asked = self._root_exempt_free[0] and getattr(request, "urlconf", None) is None
+        answer = self._quick(peer, method, path) if asked else self._cached(peer, method, path)
         if answer is None and self._forwarded is not None:
             # A proxied client: found by the proxy's address and the line it forwarded.
             forwarded = meta.get(self._forwarded)
@@ -109,7 +116,9 @@ class GeofenceMiddleware:
         if answer is not None:
             request.geofence = answer.decision  # type: ignore[attr-defined]
             return self._app(request)
-        answer = self._unknown(request) or self._quick(peer, method, path)
+        answer = self._unknown(request)
+        if answer is None and not asked:
+            answer = self._quick(peer, method, path)
         return self._applied(request, answer or self._answer(request_info(request)))
 
     def _applied(self, request: HttpRequest, answer: Answer) -> HttpResponseBase:
@@ -147,10 +156,21 @@ class GeofenceMiddleware:
         method = request.method or "GET"
         path = request.path_info
         forwarded = request.META.get(self._forwarded)  # type: ignore[arg-type]  # None: no header
-        answer = self._cached(peer, method, path, account, forwarded)
+        # As in __call__: with nothing exempt, quick() is the probe and decides a new client.
+        asked = (
+            account is None
+            and self._root_exempt_free[0]
+            and getattr(request, "urlconf", None) is None
+        )
+        if asked:
+            answer = self._quick(peer, method, path)
+            if answer is None and forwarded is not None:
+                answer = self._cached(peer, method, path, None, forwarded)
+        else:
+            answer = self._cached(peer, method, path, account, forwarded)
         if answer is None:
             answer = self._unknown(request)
-            if answer is None and account is None:
+            if answer is None and account is None and not asked:
                 answer = self._quick(peer, method, path)
             if answer is None:
                 info = request_info(request)

@@ -63,12 +63,17 @@ def _marked_routes(patterns: Iterable[Any], above: str) -> Iterator[str]:
 # changes (tests), as Django forgets its resolvers. Asking Django for the resolver on every
 # request would cost more than the rest of a denial's routing check together.
 _known: dict[object, tuple[URLResolver, tuple[str, ...]]] = {}
+# [True] once ROOT_URLCONF has been read here and routes to no exempt view: a request that
+# sets no ``request.urlconf`` then cannot be exempt, and the middleware asks the engine first.
+# A list mutated in place (never rebound), so that the middleware holds it and reads one item.
+ROOT_EXEMPT_FREE = [False]
 
 
 @receiver(setting_changed)
 def _forget(*, setting: str, **kwargs: object) -> None:
     if setting == "ROOT_URLCONF":
         _known.clear()
+        ROOT_EXEMPT_FREE[0] = False
 
 
 def routed_to_exempt(request: HttpRequest) -> bool:
@@ -80,6 +85,8 @@ def routed_to_exempt(request: HttpRequest) -> bool:
         resolver = get_resolver(urlconf)
         prefixes = literal_prefixes(_marked_routes(resolver.url_patterns, "/"), "<")
         known = _known[urlconf] = (resolver, prefixes)
+        if urlconf is None:
+            ROOT_EXEMPT_FREE[0] = not prefixes
     resolver, prefixes = known
     path = request.path_info
     if not prefixes or not path.startswith(prefixes):

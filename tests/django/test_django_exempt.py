@@ -140,3 +140,75 @@ def test_a_urlconf_set_by_a_middleware_is_the_one_routed() -> None:
         assert get("/v1/models", RU).status_code == 403
     with override_settings(GEOFENCE=BASE):  # without it, /health/ is djsite.urls' catch-all
         assert get("/health/", RU).status_code == 403
+
+
+def _count_asks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(method of the engine, path) for each cached() and quick() the middleware makes (bound
+    when the middleware is built, so patched on the class before any request)."""
+    asked: list[tuple[str, str]] = []
+    for name in ("cached", "quick"):
+        real = getattr(geofence.Engine, name)
+
+        def counting(self: Any, *args: Any, _name: str = name, _real: Any = real) -> Any:
+            asked.append((_name, args[2]))
+            return _real(self, *args)
+
+        monkeypatch.setattr(geofence.Engine, name, counting)
+    return asked
+
+
+def _in_cache(path: str) -> bool:
+    from geofence_django.conf import get_engine
+
+    return any(key[2] == path for key in get_engine()._cache)
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["wsgi", "asgi"])
+def test_without_exempt_views_one_quick_answers_a_new_client(
+    asgi: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URLconf with no exempt view: quick() is the whole question for a new allowed client
+    and a repeated one (no cached() before it), once the URLconf has been read."""
+    asked = _count_asks(monkeypatch)
+    with override_settings(GEOFENCE=BASE):  # djsite.urls: no exempt view
+        assert get("/v1/models", RU, asgi=asgi).status_code == 403  # reads the URLconf
+        del asked[:]
+        for peer in ("216.160.83.57", "216.160.83.57", US):
+            assert get("/v1/models", peer, asgi=asgi).status_code == 200
+    assert asked == [("quick", "/v1/models")] * 3
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["wsgi", "asgi"])
+def test_an_exempt_view_is_never_decided_for_a_new_allowed_client(
+    asgi: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With exempt views the cache comes first, and quick() only for what is not routed to
+    one: an allowed client's request to an exempt view leaves no decision anywhere."""
+    asked = _count_asks(monkeypatch)
+    with override_settings(GEOFENCE=BASE, ROOT_URLCONF=URLS):
+        for path in EXEMPT_PATHS:
+            response = get(path, "216.160.83.58", asgi=asgi)
+            assert (path, response.content) == (path, b"exempt_view")
+            assert not _in_cache(path)
+        assert [name for name, path in asked if path in EXEMPT_PATHS] == ["cached"] * len(
+            EXEMPT_PATHS
+        )
+        assert get("/v1/models", "216.160.83.58", asgi=asgi).status_code == 200
+        assert _in_cache("/v1/models")
+
+
+def test_a_urlconf_with_exempt_views_set_by_a_middleware_is_read_before_quick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The root URLconf has no exempt view, but a middleware routes with one that has: its
+    requests are never asked quick() first, a new allowed client's included."""
+    asked = _count_asks(monkeypatch)
+    ours = "geofence_django.middleware.GeofenceMiddleware"
+    first = "test_django_exempt.ExemptUrlconf"
+    with override_settings(GEOFENCE=BASE):
+        assert get("/v1/models", RU).status_code == 403  # the root URLconf, read: exempt-free
+    with override_settings(GEOFENCE=BASE, MIDDLEWARE=[first, ours]):
+        for peer in ("216.160.83.59", "216.160.83.60", RU):
+            assert get("/health/", peer).content == b"exempt_view"
+        assert not _in_cache("/health/")
+    assert ("quick", "/health/") not in asked
