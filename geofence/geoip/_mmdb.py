@@ -122,6 +122,7 @@ class MaxMindDB(Generic[T]):
         # Only the country kind's records are read in place; the tree carries the mapped
         # file only for that kind (open_mmdb).
         self._in_place = tree is not None and tree.data is not None and _IN_PLACE is not None
+        self._checked: bytearray | None = None  # see _read_in_place
 
     def find_prefix(self, ip: IP) -> tuple[T, int]:
         """:meth:`find`, and how many leading bits of ``ip`` the answer holds for (the
@@ -193,8 +194,11 @@ class MaxMindDB(Generic[T]):
         tree = self.tree
         assert tree is not None and tree.data is not None and _IN_PLACE is not None
         data, start = tree.data
+        checked = self._checked
+        if checked is None:  # one bit per byte of the data section, made on first use
+            checked = self._checked = bytearray((len(data) - start + 7) // 8)
         try:
-            parts = _IN_PLACE.country_at(data, start, record - tree.node_count - SEPARATOR)
+            parts = _IN_PLACE.country_at(data, start, record - tree.node_count - SEPARATOR, checked)
         except ValueError:  # the map is closed (close()): the reader reports it
             return None
         if parts is None:

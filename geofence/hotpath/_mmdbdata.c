@@ -50,6 +50,12 @@ typedef struct {
     Py_ssize_t size;  /* of the whole file: both readers decode up to its end */
     Py_ssize_t start; /* of the data section: pointers count from here */
     Py_ssize_t left;  /* fields that may still be read (MAX_FIELDS) */
+    /* One bit per byte of the data section: set for a pointer's target once the value there
+     * has been checked (country_at's ``checked``), or NULL. Records share their names and
+     * continents through pointers, and checking those again for every record cost most of
+     * a record's read. */
+    uint8_t *checked;
+    Py_ssize_t checked_size;
 } Data;
 
 /* The control byte(s) at *pos: the type, and the size (for a pointer, its absolute target);
@@ -179,12 +185,22 @@ skip(Data *d, Py_ssize_t *pos, int depth)
         Py_ssize_t target = size;
         int pointed;
         Py_ssize_t ignored;
-        /* A pointer to a pointer is invalid; what it leads to is checked where it lies. */
+        /* A pointer to a pointer is invalid; what it leads to is checked where it lies,
+         * once: the value there is the same bytes whatever points to it. */
+        Py_ssize_t bit = target - d->start;
+        if (d->checked != NULL && bit >> 3 < d->checked_size
+            && (d->checked[bit >> 3] >> (bit & 7) & 1)) {
+            return 0;
+        }
         Py_ssize_t peek = target;
-        if (field(d, &peek, &pointed, &ignored) < 0 || pointed == T_POINTER) {
+        if (field(d, &peek, &pointed, &ignored) < 0 || pointed == T_POINTER
+            || skip(d, &target, depth + 1) < 0) {
             return -1;
         }
-        return skip(d, &target, depth + 1);
+        if (d->checked != NULL && bit >> 3 < d->checked_size) {
+            d->checked[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+        }
+        return 0;
     }
     case T_BOOLEAN:
         return size <= 1 ? 0 : -1;
@@ -344,18 +360,20 @@ iso_codes(Data *d, Py_ssize_t pos, int depth)
 }
 
 PyDoc_STRVAR(country_at_doc,
-"country_at(data, start, offset, /) -> (country, subdivisions) | None\n\n"
+"country_at(data, start, offset, checked=None, /) -> (country, subdivisions) | None\n\n"
 "The record at ``offset`` in the data section that begins at ``start`` of the MaxMind DB\n"
 "file ``data`` (a buffer): ``country`` is its country's iso_code (None when the record has no\n"
 "country), ``subdivisions`` the iso_code of each of its subdivisions (None for one without)\n"
-"or None when it has none. None for anything but a well-formed record of that shape.");
+"or None when it has none. None for anything but a well-formed record of that shape.\n"
+"``checked``, a writable buffer of one bit per byte of the data section (zeros at first, kept\n"
+"for the file), remembers the pointer targets already checked.");
 
 static PyObject *
 mmdbdata_country_at(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "country_at() takes 3 arguments (%zd given)", nargs);
+    if (nargs != 3 && nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "country_at() takes 3 or 4 arguments (%zd given)", nargs);
         return NULL;
     }
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
@@ -370,7 +388,17 @@ mmdbdata_country_at(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    Data d = {(const uint8_t *)view.buf, view.len, start, MAX_FIELDS};
+    Py_buffer marks = {0};
+    if (nargs == 4 && args[3] != Py_None
+        && PyObject_GetBuffer(args[3], &marks, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&view);
+    if (marks.obj != NULL) {
+        PyBuffer_Release(&marks);
+    }
+        return NULL;
+    }
+    Data d = {(const uint8_t *)view.buf, view.len, start, MAX_FIELDS, (uint8_t *)marks.buf,
+              marks.buf == NULL ? 0 : marks.len};
     PyObject *country = NULL, *subdivisions = NULL, *result = NULL;
     Py_ssize_t pos = start + offset;
     int type;
@@ -406,6 +434,9 @@ done:
     Py_XDECREF(country);
     Py_XDECREF(subdivisions);
     PyBuffer_Release(&view);
+    if (marks.obj != NULL) {
+        PyBuffer_Release(&marks);
+    }
     if (result == NULL && !PyErr_Occurred()) {
         Py_RETURN_NONE;
     }

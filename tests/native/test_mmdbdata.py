@@ -410,9 +410,11 @@ def test_seeded_damage_to_a_data_section_never_gives_an_answer_the_decoder_would
         for _ in range(rng.randint(1, 8)):
             damaged[rng.randrange(start, end)] = rng.randrange(256)
         section = bytes(damaged[start:])
+        # the pointer targets checked, kept across the records of this file as a database does
+        checked = bytearray((len(data) - start + 7) // 8)
         for offset in rng.sample(offsets, 8):
             assert MMDBDATA is not None
-            got = MMDBDATA.country_at(bytes(damaged), start, offset)
+            got = MMDBDATA.country_at(bytes(damaged), start, offset, checked)
             if got is None:
                 refused += 1
                 continue
@@ -428,3 +430,27 @@ def test_ipv6_networks_of_the_test_database_are_in_place_too() -> None:
     answer, _ = db.find_prefix(ip)
     db.close()
     assert answer == mmdb.open_mmdb(str(CITY), COUNTRY, mmdb.MODES["memory"]).find(ip)
+
+
+def test_a_pointer_target_marked_checked_is_not_checked_again() -> None:
+    assert MMDBDATA is not None
+    names = _control(2, 2) + b"\xc3\x28"  # invalid UTF-8, behind a pointer
+    record_at = len(names)
+    data = names + bytes([7 << 5 | 2]) + encode("names") + pointer(0) + encode("country")
+    data += encode({"iso_code": "FR"})
+    checked = bytearray(len(data))
+    assert MMDBDATA.country_at(data, 0, record_at, checked) is None
+    assert checked == bytearray(len(data))  # a target that failed is not marked
+    checked[0] = 1  # as if the value at offset 0 had been checked
+    assert MMDBDATA.country_at(data, 0, record_at, checked) == ("FR", None)
+    assert MMDBDATA.country_at(data, 0, record_at, bytearray(len(data))) is None
+    good = encode({"en": "France"}) + bytes([7 << 5 | 2]) + encode("names") + pointer(0)
+    good += encode("country") + encode({"iso_code": "FR"})
+    checked = bytearray(len(good))
+    at = len(encode({"en": "France"}))
+    assert MMDBDATA.country_at(good, 0, at, checked) == ("FR", None)
+    assert checked[0] == 1  # the target checked, now marked
+    assert MMDBDATA.country_at(good, 0, at, bytearray(0)) == ("FR", None)  # too short: unused
+    assert MMDBDATA.country_at(good, 0, at, None) == ("FR", None)
+    with pytest.raises(BufferError):
+        MMDBDATA.country_at(good, 0, at, bytes(len(good)))  # read-only
