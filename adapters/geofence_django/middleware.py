@@ -75,10 +75,10 @@ class GeofenceMiddleware:
         self._aaccount_of: AsyncHook | None = None if hooks is None else hooks[1]
         # What this instance leaves on a request it answers (see _unknown).
         self._mark = engine.mark
-        # Bound once: a request asks quick() (the cache probe, which also decides most new
-        # clients from (peer, method, path)) when it is routed by ROOT_URLCONF, known to have
-        # no exempt view, and no proxy forwarded it; else the cache, then quick() when it is
-        # not routed to an exempt view; then answer().
+        # Bound once: every request asks the cache; a miss asks quick(), which decides most new
+        # clients from (peer, method, path): at once when the request is routed by a
+        # ROOT_URLCONF known to have no exempt view, else after the exempt-view check and the
+        # mark; then answer().
         self._cached = engine.cached
         self._answer = engine.answer
         # Behind a trusted proxy: the META key of the forwarding header, whose value finds a
@@ -103,11 +103,7 @@ class GeofenceMiddleware:
         peer = meta.get("REMOTE_ADDR") or None
         method = request.method or "GET"
         path = request.path_info
-        # Routed by ROOT_URLCONF (read as Django's handler reads it), which has no exempt view:
-        # nothing here can be exempt, and quick() is the cache probe that also decides a new
-        # client from these three (an allow it answers; anything else it stores for answer()).
-        asked = self._root_exempt_free[0] and getattr(request, "urlconf", None) is None
-        answer = self._quick(peer, method, path) if asked else self._cached(peer, method, path)
+        answer = self._cached(peer, method, path)
         if answer is None and self._forwarded is not None:
             # A proxied client: found by the proxy's address and the line it forwarded.
             forwarded = meta.get(self._forwarded)
@@ -116,9 +112,14 @@ class GeofenceMiddleware:
         if answer is not None:
             request.geofence = answer.decision  # type: ignore[attr-defined]
             return self._app(request)
-        answer = self._unknown(request)
-        if answer is None and not asked:
-            answer = self._quick(peer, method, path)
+        if self._root_exempt_free[0] and getattr(request, "urlconf", None) is None:
+            # Routed by ROOT_URLCONF (read as Django's handler reads it), which has no exempt
+            # view: nothing here can be exempt, so quick() decides a new client from these
+            # three before the exempt-view check and the mark, which only a request it leaves
+            # to answer() needs (an allow it answers; anything else it stores for answer()).
+            answer = self._quick(peer, method, path) or self._unknown(request)
+        else:
+            answer = self._unknown(request) or self._quick(peer, method, path)
         return self._applied(request, answer or self._answer(request_info(request)))
 
     def _applied(self, request: HttpRequest, answer: Answer) -> HttpResponseBase:
@@ -156,22 +157,19 @@ class GeofenceMiddleware:
         method = request.method or "GET"
         path = request.path_info
         forwarded = request.META.get(self._forwarded)  # type: ignore[arg-type]  # None: no header
-        # As in __call__: with nothing exempt, quick() is the probe and decides a new client.
-        asked = (
-            account is None
-            and self._root_exempt_free[0]
-            and getattr(request, "urlconf", None) is None
-        )
-        if asked:
-            answer = self._quick(peer, method, path)
-            if answer is None and forwarded is not None:
-                answer = self._cached(peer, method, path, None, forwarded)
-        else:
-            answer = self._cached(peer, method, path, account, forwarded)
+        answer = self._cached(peer, method, path, account, forwarded)
         if answer is None:
-            answer = self._unknown(request)
-            if answer is None and account is None and not asked:
-                answer = self._quick(peer, method, path)
+            if (
+                account is None
+                and self._root_exempt_free[0]
+                and getattr(request, "urlconf", None) is None
+            ):
+                # As in __call__: nothing here can be exempt; quick() first, the mark after.
+                answer = self._quick(peer, method, path) or self._unknown(request)
+            else:
+                answer = self._unknown(request)
+                if answer is None and account is None:
+                    answer = self._quick(peer, method, path)
             if answer is None:
                 info = request_info(request)
                 if account is None:

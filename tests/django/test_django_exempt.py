@@ -164,18 +164,33 @@ def _in_cache(path: str) -> bool:
 
 
 @pytest.mark.parametrize("asgi", [False, True], ids=["wsgi", "asgi"])
-def test_without_exempt_views_one_quick_answers_a_new_client(
+def test_without_exempt_views_quick_decides_a_new_client_before_any_exempt_check(
     asgi: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A URLconf with no exempt view: quick() is the whole question for a new allowed client
-    and a repeated one (no cached() before it), once the URLconf has been read."""
+    """A URLconf with no exempt view, once read: a repeated client is one cached(); a new
+    allowed one is cached() then quick(), without the exempt-view check and the request mark
+    (GeofenceMiddleware._unknown), which only a request quick() leaves to answer() needs."""
+    from geofence.hotpath._newclient import NATIVE
+    from geofence_django.middleware import GeofenceMiddleware
+
     asked = _count_asks(monkeypatch)
+    unknown: list[object] = []
+    real_unknown = GeofenceMiddleware._unknown
+
+    def counting(self: Any, request: Any) -> Any:
+        unknown.append(request.path_info)
+        return real_unknown(self, request)
+
+    monkeypatch.setattr(GeofenceMiddleware, "_unknown", counting)
     with override_settings(GEOFENCE=BASE):  # djsite.urls: no exempt view
         assert get("/v1/models", RU, asgi=asgi).status_code == 403  # reads the URLconf
-        del asked[:]
-        for peer in ("216.160.83.57", "216.160.83.57", US):
+        del asked[:], unknown[:]
+        peer = "216.160.83.57" if not asgi else "216.160.83.61"
+        for _ in range(2):
             assert get("/v1/models", peer, asgi=asgi).status_code == 200
-    assert asked == [("quick", "/v1/models")] * 3
+    # The pure build's quick() is cached(), which leaves a new client to answer().
+    assert asked == [("cached", "/v1/models"), ("quick", "/v1/models"), ("cached", "/v1/models")]
+    assert unknown == ([] if NATIVE else ["/v1/models"])
 
 
 @pytest.mark.parametrize("asgi", [False, True], ids=["wsgi", "asgi"])
