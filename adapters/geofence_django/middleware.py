@@ -25,7 +25,7 @@ from geofence.http._environ import new_environ_headers
 
 from .conf import AsyncHook, SyncHook, account_hooks, get_engine
 from .responses import django_response
-from .routing import ROOT_EXEMPT_FREE, routed_to_exempt
+from .routing import cannot_be_exempt, routed_to_exempt
 
 # The key in ``request.META`` of the mark of the engine that answered the request (installed
 # twice). Not an attribute of the request: a second attribute name on every request type
@@ -33,6 +33,7 @@ from .routing import ROOT_EXEMPT_FREE, routed_to_exempt
 MARK = "geofence.mark"
 SyncGetResponse = Callable[[HttpRequest], HttpResponseBase]
 AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+Parts = tuple[str | None, str, str]  # (peer, method, path): what the engine's cache is keyed by
 
 
 def request_info(request: HttpRequest) -> RequestInfo:
@@ -75,10 +76,7 @@ class GeofenceMiddleware:
         self._aaccount_of: AsyncHook | None = None if hooks is None else hooks[1]
         # What this instance leaves on a request it answers (see _unknown).
         self._mark = engine.mark
-        # Bound once: every request asks the cache; a miss asks quick(), which decides most new
-        # clients from (peer, method, path): at once when the request is routed by a
-        # ROOT_URLCONF known to have no exempt view, else after the exempt-view check and the
-        # mark; then answer().
+        # Bound once: every request asks the cache, a miss quick() (see _miss), then answer().
         self._cached = engine.cached
         self._answer = engine.answer
         # Behind a trusted proxy: the META key of the forwarding header, whose value finds a
@@ -86,7 +84,6 @@ class GeofenceMiddleware:
         header = engine.client_header
         self._forwarded = None if header is None else "HTTP_" + header.upper().replace("-", "_")
         self._quick = engine.quick
-        self._root_exempt_free = ROOT_EXEMPT_FREE
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -112,15 +109,17 @@ class GeofenceMiddleware:
         if answer is not None:
             request.geofence = answer.decision  # type: ignore[attr-defined]
             return self._app(request)
-        if self._root_exempt_free[0] and getattr(request, "urlconf", None) is None:
-            # Routed by ROOT_URLCONF (read as Django's handler reads it), which has no exempt
-            # view: nothing here can be exempt, so quick() decides a new client from these
-            # three before the exempt-view check and the mark, which only a request it leaves
-            # to answer() needs (an allow it answers; anything else it stores for answer()).
-            answer = self._quick(peer, method, path) or self._unknown(request)
-        else:
-            answer = self._unknown(request) or self._quick(peer, method, path)
+        answer = self._miss(request, (peer, method, path))
         return self._applied(request, answer or self._answer(request_info(request)))
+
+    def _miss(self, request: HttpRequest, parts: Parts) -> Answer | None:
+        """A cache miss without an account: quick(), which decides most new clients from these
+        three, and the exempt-view check with the mark (:meth:`_unknown`). quick() goes first
+        when nothing here can be exempt, so that the check and the mark are made only for a
+        request it leaves to answer(); otherwise an exempt view must not reach it."""
+        if cannot_be_exempt(request):
+            return self._quick(*parts) or self._unknown(request)
+        return self._unknown(request) or self._quick(*parts)
 
     def _applied(self, request: HttpRequest, answer: Answer) -> HttpResponseBase:
         """The response to a sync request with ``answer``."""
@@ -136,13 +135,8 @@ class GeofenceMiddleware:
         """:meth:`__call__` of a sync app with ``GEOFENCE_ACCOUNT``."""
         assert self.account_of is not None
         account = self.account_of(request)
-        answer = self._cached(
-            request.META.get("REMOTE_ADDR") or None,
-            request.method or "GET",
-            request.path_info,
-            account,
-            request.META.get(self._forwarded),  # type: ignore[arg-type]  # None: no header
-        )
+        forwarded = request.META.get(self._forwarded)  # type: ignore[arg-type]  # None: no header
+        answer = self._cached(*self._parts(request), account, forwarded)
         if answer is None:
             answer = self._unknown(request) or self._answer(request_info(request), None, account)
         return self._applied(request, answer)
@@ -153,27 +147,15 @@ class GeofenceMiddleware:
             account = self._aaccount_of(request)
             if account.__class__ is CoroutineType:  # the hook's, guarded (conf.account_hooks)
                 account = await account
-        peer = request.META.get("REMOTE_ADDR") or None
-        method = request.method or "GET"
-        path = request.path_info
+        parts = self._parts(request)
         forwarded = request.META.get(self._forwarded)  # type: ignore[arg-type]  # None: no header
-        answer = self._cached(peer, method, path, account, forwarded)
+        answer = self._cached(*parts, account, forwarded)
         if answer is None:
-            if (
-                account is None
-                and self._root_exempt_free[0]
-                and getattr(request, "urlconf", None) is None
-            ):
-                # As in __call__: nothing here can be exempt; quick() first, the mark after.
-                answer = self._quick(peer, method, path) or self._unknown(request)
-            else:
-                answer = self._unknown(request)
-                if answer is None and account is None:
-                    answer = self._quick(peer, method, path)
+            answer = self._miss(request, parts) if account is None else self._unknown(request)
             if answer is None:
-                info = request_info(request)
+                info = request_info(request)  # aanswer() without an account is answer()
                 if account is None:
-                    answer = self._answer(info)  # aanswer() without an account is answer()
+                    answer = self._answer(info)
                 else:
                     answer = await self.engine.aanswer(info, None, account)
         request.geofence = answer.decision  # type: ignore[attr-defined]
@@ -198,6 +180,11 @@ class GeofenceMiddleware:
         meta[MARK] = self._mark
         # A view marked exempt is not decided (only looked for when the cache had no answer).
         return EXEMPT_VIEW_ANSWER if routed_to_exempt(request) else None
+
+    @staticmethod
+    def _parts(request: HttpRequest) -> Parts:
+        # What __call__ reads inline, for the other paths.
+        return request.META.get("REMOTE_ADDR") or None, request.method or "GET", request.path_info
 
     @staticmethod
     def _amend(answer: Answer, response: HttpResponseBase) -> None:

@@ -63,22 +63,30 @@ def _marked_routes(patterns: Iterable[Any], above: str) -> Iterator[str]:
 # changes (tests), as Django forgets its resolvers. Asking Django for the resolver on every
 # request would cost more than the rest of a denial's routing check together.
 _known: dict[object, tuple[URLResolver, tuple[str, ...]]] = {}
-# [True] once ROOT_URLCONF has been read here and routes to no exempt view: a request that
-# sets no ``request.urlconf`` then cannot be exempt, and the middleware asks the engine first.
-# A list mutated in place (never rebound), so that the middleware holds it and reads one item.
-ROOT_EXEMPT_FREE = [False]
+# True once ROOT_URLCONF has been read here and routes to no exempt view (see cannot_be_exempt).
+_root_exempt_free = False
 
 
 @receiver(setting_changed)
 def _forget(*, setting: str, **kwargs: object) -> None:
+    global _root_exempt_free  # noqa: PLW0603 - forgotten with the resolvers
     if setting == "ROOT_URLCONF":
         _known.clear()
-        ROOT_EXEMPT_FREE[0] = False
+        _root_exempt_free = False
+
+
+def cannot_be_exempt(request: HttpRequest) -> bool:
+    """Whether ``request`` is routed by ROOT_URLCONF (no ``request.urlconf``, read as Django's
+    handler reads it) and that URLconf is known to route to no exempt view: then the engine
+    may decide it before :func:`routed_to_exempt` is asked. False until a request has had the
+    URLconf read."""
+    return _root_exempt_free and getattr(request, "urlconf", None) is None
 
 
 def routed_to_exempt(request: HttpRequest) -> bool:
     """Whether Django routes ``request`` to an exempt view, by the URLconf it will use
     (``request.urlconf`` when a middleware set one, else ``ROOT_URLCONF``)."""
+    global _root_exempt_free  # noqa: PLW0603 - learnt with the root URLconf's prefixes
     urlconf = getattr(request, "urlconf", None)
     known = _known.get(urlconf)
     if known is None:
@@ -86,7 +94,7 @@ def routed_to_exempt(request: HttpRequest) -> bool:
         prefixes = literal_prefixes(_marked_routes(resolver.url_patterns, "/"), "<")
         known = _known[urlconf] = (resolver, prefixes)
         if urlconf is None:
-            ROOT_EXEMPT_FREE[0] = not prefixes
+            _root_exempt_free = not prefixes
     resolver, prefixes = known
     path = request.path_info
     if not prefixes or not path.startswith(prefixes):
