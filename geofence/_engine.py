@@ -86,6 +86,27 @@ NETWORK_CACHE_SIZE = 16_384  # lookup results, per /24 (IPv4) or /48 (IPv6)
 # What the databases say about an address: (record, network types, ASN or None).
 Found = tuple[GeoRecord, frozenset[str], "int | None"]
 Finder = Callable[[IP], tuple[Any, int]]  # a database's find_prefix
+# The fields in the order _verdict builds decisions from them.
+_VERDICT_FIELDS = (
+    "action",
+    "enforced",
+    "reason",
+    "rule",
+    "country",
+    "subdivisions",
+    "anonymizers",
+    "asn",
+    "status",
+    "warn_from",
+    "enforce_from",
+    "phase",
+    "report_rules",
+    "account",
+    "client_ip",
+    "client_detail",
+    "ref",
+)
+assert Decision._fields == _VERDICT_FIELDS, "_verdict builds decisions in this order"
 VERDICT_CACHE_SIZE = 4096  # what the rules say, per (time segment, method, path, lookup result)
 # Verdicts that do not depend on rules (see with_client).
 EXEMPT_IP = Decision(action="allow", enforced=True, reason="exempt_ip")
@@ -1036,26 +1057,25 @@ class Engine:
         """The decision without its client fields: what the policy says about these facts."""
         country, subdivisions, anonymizers = facts.country, facts.subdivisions, facts.anonymizers
         anon = tuple(sorted(anonymizers)) if anonymizers else ()
+        asn = facts.asn
         dry_run: Decision | None = None
         dry_names: list[str] = []
+        # Decisions are built from their fields in order (_VERDICT_FIELDS): keywords through
+        # the named tuple's __new__ cost four times as much, and each new set of facts (the
+        # first client of a country) pays for one.
         for rule in self._rules:
+            countries = rule.countries  # matches()'s own first test, before action_at()
+            if countries is not None and country not in countries:
+                continue
             action = rule.action_at(now)
             if action is None or not rule.matches(facts):
                 continue
-            decision = Decision(
-                action=action,
-                enforced=True,
-                reason="rule",
-                rule=rule.name,
-                country=country,
-                subdivisions=subdivisions,
-                anonymizers=anon,
-                asn=facts.asn,
-                status=rule.status if action == "block" else None,
-                warn_from=rule.warn_from,
-                enforce_from=rule.enforce_from,
-                phase=rule.phase_at(now),
-            )
+            status = rule.status if action == "block" else None
+            decision: Decision = _new(
+                Decision,
+                (action, True, "rule", rule.name, country, subdivisions, anon, asn, status,
+                 rule.warn_from, rule.enforce_from, rule.phase_at(now), (), None, None, "", None),
+            )  # fmt: skip
             if rule.report:
                 # A dry run never changes the outcome: note it and keep looking.
                 if action != "allow":
@@ -1063,17 +1083,16 @@ class Engine:
                     dry_run = dry_run or decision
                 continue
             return self._final(decision, dry_run, dry_names)
-        default = Decision(
-            action=self.policy.default,
-            enforced=True,
-            reason=facts.fallback,
-            status=451 if self.policy.default == "block" else None,
-            country=country,
-            subdivisions=subdivisions,
-            anonymizers=anon,
-            asn=facts.asn,
-        )
-        return self._final(default, dry_run, dry_names)
+        default = self.policy.default
+        status = 451 if default == "block" else None
+        decision = _new(
+            Decision,
+            (default, True, facts.fallback, None, country, subdivisions, anon, asn, status,
+             None, None, "", (), None, None, "", None),
+        )  # fmt: skip
+        if dry_run is None and self.policy.mode != "report":
+            return decision  # nothing for _final to do
+        return self._final(decision, dry_run, dry_names)
 
     def _final(
         self,

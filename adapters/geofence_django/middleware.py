@@ -23,6 +23,7 @@ from geofence.http import Answer
 from geofence.http._answer import EXEMPT_VIEW_ANSWER
 from geofence.http._environ import new_environ_headers
 
+from . import routing
 from .conf import AsyncHook, SyncHook, account_hooks, get_engine
 from .responses import django_response
 from .routing import cannot_be_exempt, routed_to_exempt
@@ -76,7 +77,7 @@ class GeofenceMiddleware:
         self._aaccount_of: AsyncHook | None = None if hooks is None else hooks[1]
         # What this instance leaves on a request it answers (see _unknown).
         self._mark = engine.mark
-        # Bound once: every request asks the cache, a miss quick() (see _miss), then answer().
+        # Bound once: every request asks the cache, a miss quick(), then answer().
         self._cached = engine.cached
         self._answer = engine.answer
         # Behind a trusted proxy: the META key of the forwarding header, whose value finds a
@@ -84,6 +85,13 @@ class GeofenceMiddleware:
         header = engine.client_header
         self._forwarded = None if header is None else "HTTP_" + header.upper().replace("-", "_")
         self._quick = engine.quick
+        # What every request asks first: cached(), or quick() (which answers what the cache
+        # holds too, and saves a new client a second probe) from when routing.quick_first()
+        # finds that no exempt view can be routed to, until ROOT_URLCONF changes.
+        self._first = self._cached
+        # Whether only Django's own middleware runs before this one, none of which sets
+        # request.urlconf: then every request here is routed by ROOT_URLCONF.
+        self._by_root = routing.first_after_django(type(self))
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -100,23 +108,43 @@ class GeofenceMiddleware:
         peer = meta.get("REMOTE_ADDR") or None
         method = request.method or "GET"
         path = request.path_info
-        answer = self._cached(peer, method, path)
-        if answer is None and self._forwarded is not None:
-            # A proxied client: found by the proxy's address and the line it forwarded.
-            forwarded = meta.get(self._forwarded)
-            if forwarded is not None:
-                answer = self._cached(peer, method, path, None, forwarded)
-        if answer is not None:
-            request.geofence = answer.decision  # type: ignore[attr-defined]
-            return self._app(request)
-        answer = self._miss(request, (peer, method, path))
-        return self._applied(request, answer or self._answer(request_info(request)))
+        answer = self._first(peer, method, path)
+        if answer is None:
+            if self._forwarded is not None:
+                # A proxied client: found by the proxy's address and the line it forwarded.
+                forwarded = meta.get(self._forwarded)
+                if forwarded is not None:
+                    answer = self._cached(peer, method, path, None, forwarded)
+            if answer is None:
+                # A miss: quick() decides most new clients from these three, and its answers
+                # pass on untouched as the cache's do. It goes before the exempt-view check
+                # and the mark (_unknown) only when no exempt view can be routed to; else an
+                # exempt view must not reach it. Inline: each call here costs a new client.
+                if self._first is self._quick:  # asked already
+                    answer = self._unknown(request) or self._answer(request_info(request))
+                    return self._applied(request, answer)
+                if routing.exempt_free and getattr(request, "urlconf", None) is None:
+                    if self._by_root:
+                        routing.quick_first(self)
+                    answer = self._quick(peer, method, path)
+                    if answer is None:
+                        answer = self._unknown(request) or self._answer(request_info(request))
+                        return self._applied(request, answer)
+                else:
+                    answer = self._unknown(request) or self._quick(peer, method, path)
+                    if answer is None:
+                        return self._applied(request, self._answer(request_info(request)))
+        request.geofence = answer.decision  # type: ignore[attr-defined]
+        return self._app(request)
+
+    def ask_first(self, quick: bool) -> None:
+        """Ask quick() first (``quick``: no exempt view can be routed to), or cached() again
+        (ROOT_URLCONF changed): called by :mod:`.routing`."""
+        self._first = self._quick if quick else self._cached
 
     def _miss(self, request: HttpRequest, parts: Parts) -> Answer | None:
-        """A cache miss without an account: quick(), which decides most new clients from these
-        three, and the exempt-view check with the mark (:meth:`_unknown`). quick() goes first
-        when nothing here can be exempt, so that the check and the mark are made only for a
-        request it leaves to answer(); otherwise an exempt view must not reach it."""
+        """A cache miss of the async path without an account, in the order __call__ keeps
+        inline: quick() first only when no exempt view can be routed to."""
         if cannot_be_exempt(request):
             return self._quick(*parts) or self._unknown(request)
         return self._unknown(request) or self._quick(*parts)

@@ -10,9 +10,11 @@ looks like one: a path Django answers with 404, or that ``APPEND_SLASH`` redirec
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpRequest
@@ -63,16 +65,43 @@ def _marked_routes(patterns: Iterable[Any], above: str) -> Iterator[str]:
 # changes (tests), as Django forgets its resolvers. Asking Django for the resolver on every
 # request would cost more than the rest of a denial's routing check together.
 _known: dict[object, tuple[URLResolver, tuple[str, ...]]] = {}
-# True once ROOT_URLCONF has been read here and routes to no exempt view (see cannot_be_exempt).
-_root_exempt_free = False
+# True once ROOT_URLCONF has been read here and routes to no exempt view (see cannot_be_exempt;
+# the middleware's sync path reads it inline).
+exempt_free = False
+
+
+# Middleware that ask Engine.quick() before the cache (see quick_first): told to stop when
+# ROOT_URLCONF changes.
+_quick_first: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 @receiver(setting_changed)
 def _forget(*, setting: str, **kwargs: object) -> None:
-    global _root_exempt_free  # noqa: PLW0603 - forgotten with the resolvers
+    global exempt_free  # noqa: PLW0603 - forgotten with the resolvers
     if setting == "ROOT_URLCONF":
         _known.clear()
-        _root_exempt_free = False
+        exempt_free = False
+        for middleware in list(_quick_first):
+            middleware.ask_first(quick=False)
+        _quick_first.clear()
+
+
+def quick_first(middleware: Any) -> None:
+    """Have ``middleware`` (whose requests are all routed by ROOT_URLCONF, which routes to no
+    exempt view) ask ``quick()`` first from now on, until ROOT_URLCONF changes."""
+    middleware.ask_first(quick=True)
+    _quick_first.add(middleware)
+
+
+def first_after_django(middleware: type) -> bool:
+    """Whether ``middleware`` is in ``settings.MIDDLEWARE`` once, after Django's own
+    middleware only: none of it sets ``request.urlconf``, so each request it gets is routed
+    by ROOT_URLCONF."""
+    names = list(getattr(settings, "MIDDLEWARE", None) or ())
+    name = f"{middleware.__module__}.{middleware.__qualname__}"
+    if names.count(name) != 1:
+        return False
+    return all(str(before).startswith("django.") for before in names[: names.index(name)])
 
 
 def cannot_be_exempt(request: HttpRequest) -> bool:
@@ -80,13 +109,13 @@ def cannot_be_exempt(request: HttpRequest) -> bool:
     handler reads it) and that URLconf is known to route to no exempt view: then the engine
     may decide it before :func:`routed_to_exempt` is asked. False until a request has had the
     URLconf read."""
-    return _root_exempt_free and getattr(request, "urlconf", None) is None
+    return exempt_free and getattr(request, "urlconf", None) is None
 
 
 def routed_to_exempt(request: HttpRequest) -> bool:
     """Whether Django routes ``request`` to an exempt view, by the URLconf it will use
     (``request.urlconf`` when a middleware set one, else ``ROOT_URLCONF``)."""
-    global _root_exempt_free  # noqa: PLW0603 - learnt with the root URLconf's prefixes
+    global exempt_free  # noqa: PLW0603 - learnt with the root URLconf's prefixes
     urlconf = getattr(request, "urlconf", None)
     known = _known.get(urlconf)
     if known is None:
@@ -94,7 +123,7 @@ def routed_to_exempt(request: HttpRequest) -> bool:
         prefixes = literal_prefixes(_marked_routes(resolver.url_patterns, "/"), "<")
         known = _known[urlconf] = (resolver, prefixes)
         if urlconf is None:
-            _root_exempt_free = not prefixes
+            exempt_free = not prefixes
     resolver, prefixes = known
     path = request.path_info
     if not prefixes or not path.startswith(prefixes):

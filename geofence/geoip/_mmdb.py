@@ -123,6 +123,9 @@ class MaxMindDB(Generic[T]):
         # file only for that kind (open_mmdb).
         self._in_place = tree is not None and tree.data is not None and _IN_PLACE is not None
         self._checked: bytearray | None = None  # see _read_in_place
+        # The codes read in place -> their answer: a database holds many records per country
+        # (they differ in what is not read), and each is decoded once (see _read_in_place).
+        self._by_codes: dict[tuple[str | None, tuple[str | None, ...] | None], T] = {}
 
     def find_prefix(self, ip: IP) -> tuple[T, int]:
         """:meth:`find`, and how many leading bits of ``ip`` the answer holds for (the
@@ -148,7 +151,9 @@ class MaxMindDB(Generic[T]):
         (see SearchTree.finder): for a caller that asks on every new client (the engine)."""
         if self.tree is None:
             return self.find_prefix
-        return self.tree.finder(self.answers, self.find_prefix, ipv6=not self._ipv4_only)
+        return self.tree.finder(
+            self.answers, self.find_prefix, ipv6=not self._ipv4_only, decode=self._decode_record
+        )
 
     def find(self, ip: IP) -> T:
         """The answer for a parsed address; raises DatabaseError like :meth:`lookup`."""
@@ -203,6 +208,9 @@ class MaxMindDB(Generic[T]):
             return None
         if parts is None:
             return None
+        known = self._by_codes.get(parts)
+        if known is not None:
+            return known
         country, subdivisions = parts
         # The same decoder as the reader's records go through, on just the keys it reads.
         raw: dict[str, object] = {}
@@ -211,9 +219,13 @@ class MaxMindDB(Generic[T]):
         if subdivisions is not None:
             raw["subdivisions"] = [{} if c is None else {"iso_code": c} for c in subdivisions]
         try:
-            return self._decode(raw)
+            answer = self._decode(raw)
         except DatabaseError:
             return None
+        if len(self._by_codes) >= CACHE_SIZE:
+            self._by_codes.clear()
+        self._by_codes[parts] = answer
+        return answer
 
     def lookup(self, ip: str) -> T:
         hit = self.cache.get(ip)

@@ -278,10 +278,13 @@ class SearchTree:
         slow: Callable[[IP], tuple[T, int]],
         *,
         ipv6: bool,
+        decode: Callable[[int, IP], T] | None = None,
     ) -> Callable[[IP], tuple[T, int]]:
         """A ``find_prefix`` for a database on this tree: ``geofence.hotpath._native.Finder`` when
         loaded (the walk and ``answers[record]`` in one C call, ``slow`` for anything else:
         a record not decoded yet, a damaged tree, IPv6 unless ``ipv6``), else ``slow`` itself.
+        ``decode(record, ip)``, when given, answers a record not decoded yet instead of
+        ``slow``, for the walk already made (it must store what it decodes in ``answers``).
 
         The Finder holds the arrays exported for its life; they are never resized anyway.
         """
@@ -290,7 +293,7 @@ class SearchTree:
         left, right = self._children
         v6 = self._v6 if ipv6 else None
         found: Callable[[IP], tuple[T, int]] = NATIVE.Finder(
-            left, right, self._v4, v6, self.node_count, STRIDE, answers, slow
+            left, right, self._v4, v6, self.node_count, STRIDE, answers, slow, decode
         )
         return found
 

@@ -157,6 +157,15 @@ typedef struct {
     double end;
     PyObject *spare; /* the key tuple reused by every probe (see take_key), or NULL */
     int spare_taken; /* a probe is using it (its lookup can run Python code that probes) */
+    /* The last miss of answer(peer, method, path), for a quick() of the same three that
+     * follows it (see Probe_quick): the parts' addresses, compared only (never read), and the
+     * epoch (held) and clock reading of that miss; missed_epoch NULL when there is none. */
+    PyObject *missed_parts[3];
+    PyObject *missed_epoch;
+    double missed_wall;
+    /* Set by each miss find_ex() reports: 1 when the cache held no entry at all for the key
+     * (0: a stale one), read by Probe_quick right after its own find_ex(). */
+    int absent;
 } ProbeObject;
 
 /* The key of a lookup is a 3-tuple made for it, hashed, compared and freed: about 170 of a
@@ -306,6 +315,7 @@ find_ex(ProbeObject *self, PyObject *request, PyObject *const *parts, PyObject *
     entry = PyDict_GetItemWithError(self->cache, key);
     Py_XINCREF(entry);
     release_key(self, key);
+    self->absent = entry == NULL;
     if (entry != NULL
         && (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4
             || PyTuple_GET_ITEM(entry, 0) != epoch)) {
@@ -391,6 +401,9 @@ Probe_decision(ProbeObject *self, PyObject *request)
 
 static PyObject *name__off;
 static PyObject *name__entry;
+/* Engine._EXACT: how far inside its window the float clock must be for the step. */
+#define EXACT 0.001
+
 static PyObject *name__miss;
 static PyObject *kwnames_wall_stepped; /* ("wall", "stepped") */
 
@@ -398,10 +411,12 @@ static PyObject *kwnames_wall_stepped; /* ("wall", "stepped") */
  * about the three ``parts`` (Engine.quick): its entry, or None when the engine has no step or
  * the step declines (new references); NULL with an error. */
 static PyObject *
-step_entry(PyObject *engine, PyObject *request, PyObject *const *parts, PyObject *epoch,
-           PyObject *seconds)
+step_entry(PyObject *engine, PyObject *bound_step, PyObject *request, PyObject *const *parts,
+           int absent, PyObject *epoch, PyObject *seconds)
 {
-    PyObject *step = PyObject_GetAttr(engine, name__miss);
+    /* ``bound_step``: engine._miss as a bound quick() read it (see Front_get), or NULL. */
+    PyObject *step = bound_step != NULL ? Py_NewRef(bound_step)
+                                        : PyObject_GetAttr(engine, name__miss);
     if (step == NULL || step == Py_None) {
         return step;
     }
@@ -411,8 +426,12 @@ step_entry(PyObject *engine, PyObject *request, PyObject *const *parts, PyObject
         made = PyObject_Vectorcall(step, asked, 4, NULL);
     }
     else {
-        PyObject *asked[7] = {engine, Py_None, epoch, seconds, parts[0], parts[1], parts[2]};
-        made = PyObject_Vectorcall(step, asked, 7, NULL);
+        /* The eighth: whether the probe just found no entry at all for these three, in the
+         * engine's epoch, well inside its window, with nothing run since: what the step would
+         * otherwise check itself (see geofence/hotpath/_miss.c). */
+        PyObject *asked[8] = {engine, Py_None, epoch,    seconds,
+                              parts[0], parts[1], parts[2], absent ? Py_True : Py_False};
+        made = PyObject_Vectorcall(step, asked, 8, NULL);
     }
     Py_DECREF(step);
     return made;
@@ -427,7 +446,8 @@ miss_entry(PyObject *engine, PyObject *request, PyObject *epoch, double wall)
 {
     PyObject *seconds = PyFloat_FromDouble(wall);
     /* An error from the step is raised as _entry would raise it. */
-    PyObject *made = seconds == NULL ? NULL : step_entry(engine, request, NULL, epoch, seconds);
+    PyObject *made =
+        seconds == NULL ? NULL : step_entry(engine, NULL, request, NULL, 0, epoch, seconds);
     if (made == Py_None) {
         Py_DECREF(made);
         PyObject *call[6] = {engine, request, Py_None, epoch, seconds, Py_True};
@@ -548,8 +568,20 @@ Probe_answer(ProbeObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "answer() takes 3 arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *entry = find(self, NULL, args);
+    PyObject *epoch = NULL;
+    double wall = 0.0;
+    PyObject *entry = find_ex(self, NULL, args, &epoch, &wall);
     if (entry == NULL) {
+        if (epoch != NULL) {
+            /* A plain miss inside the window: remembered for a quick() of the same request,
+             * which then need not read the clock and probe the cache again. */
+            Py_XSETREF(self->missed_epoch, epoch);
+            self->missed_wall = wall;
+            for (int i = 0; i < 3; i++) {
+                self->missed_parts[i] = args[i];
+            }
+            Py_RETURN_NONE;
+        }
         if (PyErr_Occurred()) {
             return miss_after_error();
         }
@@ -564,19 +596,37 @@ Probe_answer(ProbeObject *self, PyObject *const *args, Py_ssize_t nargs)
  * None, the entry stored for answer(request) to observe and answer. None too when there is
  * no step or it declines: answer(request) decides. */
 static PyObject *
-Probe_quick(ProbeObject *self, PyObject *engine, PyObject *const *parts)
+Probe_quick(ProbeObject *self, PyObject *engine, PyObject *step, PyObject *const *parts)
 {
-    PyObject *epoch = NULL;
-    double wall = 0.0;
-    PyObject *entry = find_ex(self, NULL, parts, &epoch, &wall);
-    if (entry != NULL) {
-        return quiet_member(entry, 3);
+    PyObject *epoch = self->missed_epoch;
+    double wall = self->missed_wall;
+    int absent = 0; /* not known after the shortcut: Python code may have run since */
+    self->missed_epoch = NULL; /* taken: its reference is ours now */
+    if (epoch != NULL && epoch == self->epoch && parts[0] == self->missed_parts[0]
+        && parts[1] == self->missed_parts[1] && parts[2] == self->missed_parts[2]) {
+        /* Right after answer() missed these three in this epoch (an adapter asks cached()
+         * first): decided as of that miss. Should the same objects have been decided in
+         * between (they were freed and others took their addresses, or another thread
+         * decided them), the step finds the key in the cache and declines. */
     }
-    if (epoch == NULL) {
-        return PyErr_Occurred() ? miss_after_error() : Py_NewRef(Py_None);
+    else {
+        Py_XDECREF(epoch);
+        epoch = NULL;
+        PyObject *entry = find_ex(self, NULL, parts, &epoch, &wall);
+        if (entry != NULL) {
+            return quiet_member(entry, 3);
+        }
+        if (epoch == NULL) {
+            return PyErr_Occurred() ? miss_after_error() : Py_NewRef(Py_None);
+        }
+        /* Vouched for only well inside the window (Engine._EXACT from its edges), and only
+         * for the epoch the engine holds: then the step need not check either. */
+        absent = self->absent && epoch == self->epoch && self->start + EXACT <= wall
+                 && wall < self->end - EXACT;
     }
     PyObject *seconds = PyFloat_FromDouble(wall);
-    PyObject *made = seconds == NULL ? NULL : step_entry(engine, NULL, parts, epoch, seconds);
+    PyObject *made =
+        seconds == NULL ? NULL : step_entry(engine, step, NULL, parts, absent, epoch, seconds);
     Py_XDECREF(seconds);
     Py_DECREF(epoch);
     if (made == NULL) {
@@ -664,6 +714,12 @@ Probe_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->end = 0.0;
     self->spare = NULL; /* made by the first lookup */
     self->spare_taken = 0;
+    self->missed_epoch = NULL;
+    self->missed_wall = 0.0;
+    self->absent = 0;
+    for (int i = 0; i < 3; i++) {
+        self->missed_parts[i] = NULL;
+    }
     PyObject_GC_Track(self);
     return (PyObject *)self;
 }
@@ -676,6 +732,7 @@ Probe_traverse(ProbeObject *self, visitproc visit, void *arg)
     Py_VISIT(self->cache);
     Py_VISIT(self->clock);
     Py_VISIT(self->epoch);
+    Py_VISIT(self->missed_epoch);
     return 0;
 }
 
@@ -686,6 +743,7 @@ Probe_clear(ProbeObject *self)
     Py_CLEAR(self->cache);
     Py_CLEAR(self->clock);
     Py_CLEAR(self->epoch);
+    Py_CLEAR(self->missed_epoch);
     if (!self->spare_taken) {
         Py_CLEAR(self->spare); /* empty: it holds nothing (not traversed) */
     }
@@ -761,6 +819,9 @@ typedef struct {
      * probe: both are fixed for an engine's life (Engine.__init__), so a bound front stored
      * by an adapter skips two attribute lookups per request. NULL: ask the engine per call. */
     PyObject *probe;
+    /* With that probe, for quick() only: the engine's compiled new-client step (or None),
+     * also fixed for its life, read at binding rather than per new client; else NULL. */
+    PyObject *step;
 } BoundFrontObject;
 
 static PyTypeObject FrontType;
@@ -769,8 +830,8 @@ static PyTypeObject BoundFrontType;
 /* The probe's answer for the common call, or None to take the slow path (new references);
  * NULL only for an error that must propagate (not an Exception). */
 static PyObject *
-front_fast(FrontObject *front, PyObject *engine, PyObject *bound_probe, PyObject *const *args,
-           Py_ssize_t nargs, PyObject *kwnames)
+front_fast(FrontObject *front, PyObject *engine, PyObject *bound_probe, PyObject *bound_step,
+           PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
         Py_RETURN_NONE;
@@ -789,7 +850,7 @@ front_fast(FrontObject *front, PyObject *engine, PyObject *bound_probe, PyObject
             return Probe_answer_request((ProbeObject *)bound_probe, engine, args[0]);
         }
         PyObject *answer = front->kind == FRONT_QUICK
-                               ? Probe_quick((ProbeObject *)bound_probe, engine, args)
+                               ? Probe_quick((ProbeObject *)bound_probe, engine, bound_step, args)
                                : Probe_answer((ProbeObject *)bound_probe, args, 3);
         return answer == Py_None ? Py_NewRef(Py_Ellipsis) : answer; /* Ellipsis: see below */
     }
@@ -819,7 +880,7 @@ front_fast(FrontObject *front, PyObject *engine, PyObject *bound_probe, PyObject
         result = Probe_answer_request((ProbeObject *)probe, engine, args[0]);
     }
     else {
-        result = front->kind == FRONT_QUICK ? Probe_quick((ProbeObject *)probe, engine, args)
+        result = front->kind == FRONT_QUICK ? Probe_quick((ProbeObject *)probe, engine, NULL, args)
                                             : Probe_answer((ProbeObject *)probe, args, 3);
         if (result == Py_None) {
             /* cached(): a miss is the answer (None), as Engine._cached_inline gives it */
@@ -900,7 +961,8 @@ BoundFront_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
     }
     int slow;
     PyObject *result = front_outcome(
-        front_fast(front, engine, self->probe, args, PyVectorcall_NARGS(nargsf), kwnames),
+        front_fast(front, engine, self->probe, self->step, args, PyVectorcall_NARGS(nargsf),
+                   kwnames),
         &slow);
     return slow ? front_slow(front, engine, args, nargsf, kwnames) : result;
 }
@@ -916,7 +978,7 @@ Front_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     }
     int slow;
     PyObject *result = front_outcome(
-        front_fast(self, args[0], NULL, args + 1, PyVectorcall_NARGS(nargsf) - 1, kwnames),
+        front_fast(self, args[0], NULL, NULL, args + 1, PyVectorcall_NARGS(nargsf) - 1, kwnames),
         &slow);
     return slow ? PyObject_Vectorcall(self->slow, args, nargsf, kwnames) : result;
 }
@@ -968,10 +1030,21 @@ Front_get(PyObject *self, PyObject *obj, PyObject *type)
     Py_INCREF(obj);
     bound->engine = obj;
     bound->vectorcall = BoundFront_vectorcall;
+    bound->step = NULL;
     bound->probe = bound_probe(obj);
     if (bound->probe == NULL && PyErr_Occurred()) {
         Py_DECREF(bound); /* not an Exception (KeyboardInterrupt): it propagates */
         return NULL;
+    }
+    if (bound->probe != NULL && ((FrontObject *)self)->kind == FRONT_QUICK) {
+        bound->step = PyObject_GetAttr(obj, name__miss);
+        if (bound->step == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                Py_DECREF(bound);
+                return NULL;
+            }
+            PyErr_Clear(); /* asked per call, which reports it the same way */
+        }
     }
     PyObject_GC_Track(bound);
     return (PyObject *)bound;
@@ -1092,6 +1165,7 @@ BoundFront_traverse(BoundFrontObject *self, visitproc visit, void *arg)
     Py_VISIT(self->front);
     Py_VISIT(self->engine);
     Py_VISIT(self->probe);
+    Py_VISIT(self->step);
     return 0;
 }
 
@@ -1101,6 +1175,7 @@ BoundFront_clear(BoundFrontObject *self)
     Py_CLEAR(self->front);
     Py_CLEAR(self->engine);
     Py_CLEAR(self->probe);
+    Py_CLEAR(self->step);
     return 0;
 }
 

@@ -25,6 +25,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <structmember.h> /* T_OBJECT_EX before 3.12 */
 
 #include "_cutil.h"
 
@@ -58,6 +59,11 @@ typedef struct {
     PyObject *new_answer, *responder;
     Py_ssize_t cache_size, network_size, verdict_size;
     Py_ssize_t at_action, at_enforced, at_reason, at_rule, at_report, fields;
+    /* The records' class (GeoRecord, a class with slots) and where in an instance its
+     * found, country and subdivisions are, learnt from the first record (see record_field);
+     * NULL before, or Py_None when that class is read by attribute. */
+    PyObject *record_type;
+    Py_ssize_t record_at[3];
     vectorcallfunc vectorcall;
 } MissObject;
 
@@ -321,13 +327,57 @@ failed:
     return NULL;
 }
 
+/* Where ``type``'s instances hold the members found, country and subdivisions: 1 when it
+ * is a class with those slots and the plain attribute lookup (so that reading the slot is
+ * what getattr would do), else 0. */
+static int
+learn_record(MissObject *self, PyTypeObject *type)
+{
+    PyObject *names[3] = {name_found, name_country, name_subdivisions};
+    if (type->tp_getattro != PyObject_GenericGetAttr) {
+        return 0;
+    }
+    for (int i = 0; i < 3; i++) {
+        PyObject *found = _PyType_Lookup(type, names[i]); /* borrowed; no error set */
+        if (found == NULL || !Py_IS_TYPE(found, &PyMemberDescr_Type)) {
+            return 0;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)found)->d_member;
+        if (member->type != T_OBJECT_EX) {
+            return 0;
+        }
+        self->record_at[i] = member->offset;
+    }
+    return 1;
+}
+
+/* The record's field ``i`` (0 found, 1 country, 2 subdivisions) as a new reference: read
+ * from its slot, three attribute lookups fewer per new client; by getattr for another
+ * class, or a slot never set (which raises as getattr does). */
+static PyObject *
+record_field(MissObject *self, PyObject *record, int i)
+{
+    static PyObject **names[3] = {&name_found, &name_country, &name_subdivisions};
+    if ((PyObject *)Py_TYPE(record) != self->record_type) {
+        if (self->record_type != NULL) {
+            return PyObject_GetAttr(record, *names[i]);
+        }
+        self->record_type = learn_record(self, Py_TYPE(record))
+                                ? Py_NewRef((PyObject *)Py_TYPE(record))
+                                : Py_NewRef(Py_None);
+        return record_field(self, record, i);
+    }
+    PyObject *value = *(PyObject **)((char *)record + self->record_at[i]);
+    return value != NULL ? Py_NewRef(value) : PyObject_GetAttr(record, *names[i]);
+}
+
 /* Engine._evaluate's facts for a looked-up client: Facts(method, path, country,
  * subdivisions, anonymizers, fallback, home=None, host=None, asn). */
 static PyObject *
 make_facts(MissObject *self, PyObject *method, PyObject *path, PyObject *found)
 {
     PyObject *record = PyTuple_GET_ITEM(found, 0);
-    PyObject *in_db = PyObject_GetAttr(record, name_found);
+    PyObject *in_db = record_field(self, record, 0);
     if (in_db == NULL) {
         return NULL;
     }
@@ -336,11 +386,11 @@ make_facts(MissObject *self, PyObject *method, PyObject *path, PyObject *found)
     if (is_found < 0) {
         return NULL;
     }
-    PyObject *country = PyObject_GetAttr(record, name_country);
+    PyObject *country = record_field(self, record, 1);
     if (country == NULL) {
         return NULL;
     }
-    PyObject *subdivisions = PyObject_GetAttr(record, name_subdivisions);
+    PyObject *subdivisions = record_field(self, record, 2);
     if (subdivisions == NULL) {
         Py_DECREF(country);
         return NULL;
@@ -490,19 +540,27 @@ settle(MissObject *self, PyObject *request, PyObject *epoch, PyObject *key, PyOb
 /* miss(engine, request, epoch, wall) -> entry or None; see the top of this file. The engine
  * is an argument rather than held: no cycle keeps an engine alive.
  *
- * miss(engine, None, epoch, wall, peer, method, path): the same for a request known only by
- * these three (Engine.quick): an entry whose attention is True is stored but not observed
- * (there is no request to log), which the caller must then have done by answer(request). */
+ * miss(engine, None, epoch, wall, peer, method, path[, absent]): the same for a request known
+ * only by these three (Engine.quick): an entry whose attention is True is stored but not
+ * observed (there is no request to log), which the caller must then have done by
+ * answer(request). ``absent`` True: the caller's probe of the cache just found no entry for
+ * the three (none stale either), with ``wall`` well inside its window and ``epoch`` the one
+ * it holds (Engine._state and the probe are set together), and no Python code has run since:
+ * the step checks neither the cache nor the window again. */
 static PyObject *
 Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     MissObject *self = (MissObject *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (!(nargs == 4 || (nargs == 7 && args[1] == Py_None)) || kwnames != NULL) {
+    if (!(nargs == 4 || ((nargs == 7 || nargs == 8) && args[1] == Py_None))
+        || kwnames != NULL) {
         PyErr_SetString(PyExc_TypeError, "Miss() takes (engine, request, epoch, wall) or "
-                                         "(engine, None, epoch, wall, peer, method, path)");
+                                         "(engine, None, epoch, wall, peer, method, path"
+                                         "[, absent])");
         return NULL;
     }
+    /* Vouched for by the caller's probe (see above). */
+    int absent = nargs == 8 && args[7] == Py_True;
     PyObject *engine = args[0], *request = nargs == 4 ? args[1] : NULL, *epoch = args[2];
     if (request == NULL && PyDict_GET_SIZE(self->proxy_peers) != 0
         && PyUnicode_CheckExact(args[4])) {
@@ -519,7 +577,7 @@ Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     PyObject *peer = NULL, *method = NULL, *path = NULL, *ip = NULL, *key = NULL,
              *found = NULL, *facts = NULL, *verdict = NULL, *ref = NULL, *decision = NULL,
              *result = NULL;
-    int inside = inside_window(engine, epoch, PyFloat_AS_DOUBLE(args[3]));
+    int inside = absent ? 1 : inside_window(engine, epoch, PyFloat_AS_DOUBLE(args[3]));
     if (inside <= 0) {
         return inside < 0 ? fallback_after_error() : Py_NewRef(Py_None);
     }
@@ -597,7 +655,7 @@ Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     if (key == NULL) {
         goto error;
     }
-    int cached = PyDict_Contains(self->cache, key);
+    int cached = absent ? 0 : PyDict_Contains(self->cache, key);
     if (cached != 0) {
         held = cached;
         goto held_or_error;
@@ -722,6 +780,7 @@ Miss_traverse(MissObject *self, visitproc visit, void *arg)
     Py_VISIT(self->observer);
     Py_VISIT(self->new_answer);
     Py_VISIT(self->responder);
+    Py_VISIT(self->record_type);
     return 0;
 }
 
@@ -746,6 +805,7 @@ Miss_clear(MissObject *self)
     Py_CLEAR(self->observer);
     Py_CLEAR(self->new_answer);
     Py_CLEAR(self->responder);
+    Py_CLEAR(self->record_type);
     return 0;
 }
 

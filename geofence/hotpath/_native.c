@@ -554,8 +554,9 @@ typedef struct {
     Py_ssize_t held;
     uint64_t count;
     int stride;
-    PyObject *answers; /* dict: record -> answer, filled by slow */
+    PyObject *answers; /* dict: record -> answer, filled by slow or decode */
     PyObject *slow;
+    PyObject *decode; /* decode(record, ip) -> answer for a record not decoded yet, or NULL */
     vectorcallfunc vectorcall;
 } FinderObject;
 
@@ -564,6 +565,7 @@ Finder_traverse(FinderObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->answers);
     Py_VISIT(self->slow);
+    Py_VISIT(self->decode);
     return 0;
 }
 
@@ -572,6 +574,7 @@ Finder_clear(FinderObject *self)
 {
     Py_CLEAR(self->answers);
     Py_CLEAR(self->slow);
+    Py_CLEAR(self->decode);
     return 0;
 }
 
@@ -651,11 +654,22 @@ Finder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
     answer = PyDict_GetItemWithError(self->answers, key);
     Py_XINCREF(answer);
 #endif
-    Py_DECREF(key);
     if (answer == NULL) {
-        PyErr_Clear(); /* an error here is the slow path's to report */
-        return Finder_slow(self, args, nargsf, kwnames);
+        if (PyErr_Occurred() || self->decode == NULL) {
+            Py_DECREF(key);
+            PyErr_Clear(); /* an error here is the slow path's to report */
+            return Finder_slow(self, args, nargsf, kwnames);
+        }
+        /* The first address to lead to this record: decoded for the walk just made, without
+         * the slow path's second walk and Python frames (it raises what slow would). */
+        PyObject *asked[2] = {key, ip};
+        answer = PyObject_Vectorcall(self->decode, asked, 2, NULL);
+        if (answer == NULL) {
+            Py_DECREF(key);
+            return NULL;
+        }
     }
+    Py_DECREF(key);
     PyObject *prefix = PyLong_FromLong(depth);
     if (prefix == NULL) {
         Py_DECREF(answer);
@@ -675,15 +689,15 @@ Finder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
 static PyObject *
 Finder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    PyObject *left, *right, *v4, *v6, *answers, *slow;
+    PyObject *left, *right, *v4, *v6, *answers, *slow, *decode = Py_None;
     Py_ssize_t count;
     int stride;
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "Finder() takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "OOOOniOO:Finder", &left, &right, &v4, &v6, &count, &stride,
-                          &answers, &slow)) {
+    if (!PyArg_ParseTuple(args, "OOOOniOO|O:Finder", &left, &right, &v4, &v6, &count, &stride,
+                          &answers, &slow, &decode)) {
         return NULL;
     }
     if (stride < 1 || stride > 24 || count < 0) {
@@ -694,8 +708,8 @@ Finder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "Finder(): answers must be a dict");
         return NULL;
     }
-    if (!PyCallable_Check(slow)) {
-        PyErr_SetString(PyExc_TypeError, "Finder(): slow must be callable");
+    if (!PyCallable_Check(slow) || (decode != Py_None && !PyCallable_Check(decode))) {
+        PyErr_SetString(PyExc_TypeError, "Finder(): slow and decode must be callable");
         return NULL;
     }
     FinderObject *self = (FinderObject *)type->tp_alloc(type, 0);
@@ -723,6 +737,7 @@ Finder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->answers = answers;
     Py_INCREF(slow);
     self->slow = slow;
+    self->decode = decode == Py_None ? NULL : Py_NewRef(decode);
     self->vectorcall = Finder_vectorcall;
     return (PyObject *)self;
 }
@@ -742,10 +757,11 @@ static PyGetSetDef Finder_getset[] = {
 };
 
 PyDoc_STRVAR(Finder_doc,
-"Finder(left, right, v4, v6, node_count, stride, answers, slow)\n\n"
+"Finder(left, right, v4, v6, node_count, stride, answers, slow, decode=None)\n\n"
 "``finder(ip) -> (answer, prefix_len)``: the walk of walk() for an IP (text, version, value)\n"
-"on the arrays, exported once, then ``answers[record]``; every other case (no answer yet,\n"
-"a damaged tree, IPv6 when ``v6`` is None, any other argument) is ``slow(ip)``.");
+"on the arrays, exported once, then ``answers[record]``, or ``decode(record, ip)`` when it\n"
+"has none yet (given); every other case (no answer yet without ``decode``, a damaged tree,\n"
+"IPv6 when ``v6`` is None, any other argument) is ``slow(ip)``.");
 
 static PyTypeObject FinderType = {
     PyVarObject_HEAD_INIT(NULL, 0)

@@ -43,6 +43,7 @@ class Finder:
         stride: int,
         answers: dict[int, Any],
         slow: Callable[[Any], tuple[Any, int]],
+        decode: Callable[[int, Any], Any] | None = None,
         /,
     ) -> Finder: ...
     def __call__(self, ip: Any, /) -> tuple[Any, int]: ...

@@ -65,11 +65,27 @@ class Methods(Condition):
         return f"method {facts.method or '?'} is not one of {_listed(self.methods)}"
 
 
+# Answers kept per pattern: a regular expression's match costs more than the rest of a
+# verdict together, and an app has few paths and hosts (a full memo is emptied, not grown).
+SEEN_LIMIT = 1024
+
+
+def _seen_match(pattern: re.Pattern[str], seen: dict[str, bool], text: str) -> bool:
+    found = seen.get(text)
+    if found is None:
+        found = pattern.match(text) is not None
+        if len(seen) >= SEEN_LIMIT:
+            seen.clear()
+        seen[text] = found
+    return found
+
+
 class Paths(Condition):
-    __slots__ = ("pattern",)
+    __slots__ = ("pattern", "seen")
 
     def __init__(self, pattern: re.Pattern[str]) -> None:
         self.pattern = pattern
+        self.seen: dict[str, bool] = {}
 
     @classmethod
     def build(cls, rule: RulePolicy) -> Paths | None:
@@ -77,7 +93,7 @@ class Paths(Condition):
         return None if pattern is None else cls(pattern)
 
     def matches(self, facts: Facts) -> bool:
-        return self.pattern.match(facts.path) is not None
+        return _seen_match(self.pattern, self.seen, facts.path)
 
     def why_not(self, facts: Facts) -> str:
         return f"path {facts.path!r} matches none of its paths"
@@ -203,12 +219,13 @@ class Hosts(Condition):
     ``*.example.com`` matches ``api.example.com`` and ``a.b.example.com``, not
     ``example.com``. A request without a host matches no ``hosts`` rule."""
 
-    __slots__ = ("globs", "pattern")
+    __slots__ = ("globs", "pattern", "seen")
     needs = frozenset({"host"})
 
     def __init__(self, globs: tuple[str, ...]) -> None:
         self.globs = globs
         self.pattern = re.compile("(?:" + "|".join(map(host_glob_regex, globs)) + r")\Z")
+        self.seen: dict[str, bool] = {}
 
     @classmethod
     def build(cls, rule: RulePolicy) -> Hosts | None:
@@ -216,7 +233,7 @@ class Hosts(Condition):
 
     def matches(self, facts: Facts) -> bool:
         host = facts.host
-        return host is not None and self.pattern.match(host) is not None
+        return host is not None and _seen_match(self.pattern, self.seen, host)
 
     def why_not(self, facts: Facts) -> str:
         if not facts.host:

@@ -30,6 +30,15 @@ def _micros(moment: datetime | None) -> int | None:
     return None if moment is None else micros(moment)
 
 
+def _only_countries(condition: Condition) -> frozenset[str] | None:
+    """A ``regions`` condition's countries when it holds for exactly those (no subdivision,
+    no ``*``, no ``unknown``; not ``except_regions``)."""
+    if type(condition) is not Regions:
+        return None
+    plain = not (condition.subdivisions or condition.any_known or condition.unknown)
+    return condition.countries if plain else None
+
+
 @record(frozen=True, slots=True)
 class Rule:
     name: str
@@ -46,15 +55,20 @@ class Rule:
     # Seconds of per-account grace (DESIGN "Accounts"), None without; block rules only.
     account_grace: float | None = None
     home_mismatch: bool = False  # its matches are remembered per account and country
+    # The countries of its ``regions`` when they are only countries: matches() rejects any
+    # other client at once, before a condition is asked (most verdicts are for countries no
+    # rule names). None when the rule has no such condition.
+    countries: frozenset[str] | None = None
 
     @classmethod
     def compile(cls, rule: RulePolicy) -> Rule:
         built = (condition.build(rule) for condition in CONDITIONS)
+        conditions = tuple(c for c in built if c is not None)
         starts = rule.warn_from or rule.enforce_from
         return cls(
             name=rule.name,
             action=rule.action,
-            conditions=tuple(c for c in built if c is not None),
+            conditions=conditions,
             starts=_micros(starts),
             enforces=_micros(rule.enforce_from),
             warn_from=rule.warn_from,
@@ -63,6 +77,7 @@ class Rule:
             report=rule.mode == "report",
             account_grace=rule.account_grace,
             home_mismatch=rule.home_mismatch,
+            countries=next(filter(None, map(_only_countries, conditions)), None),
         )
 
     def action_at(self, now: int) -> Action | None:
@@ -88,7 +103,14 @@ class Rule:
 
     def matches(self, facts: Facts) -> bool:
         """Whether every condition the rule gives holds for ``facts``."""
-        return all(condition.matches(facts) for condition in self.conditions)
+        # A loop, not all() over a generator: this runs for every rule of each new verdict.
+        countries = self.countries
+        if countries is not None and facts.country not in countries:
+            return False
+        for condition in self.conditions:  # noqa: SIM110 - see above
+            if not condition.matches(facts):
+                return False
+        return True
 
     def failed_condition(self, facts: Facts) -> Condition | None:
         """The first condition that does not hold for ``facts`` (None: the rule matches)."""

@@ -128,3 +128,44 @@ def test_explain_says_why_each_earlier_rule_did_not_decide() -> None:
     assert engine.explain(RequestInfo("10.0.0.1"), now) == []
     # No rule decided: every rule is explained.
     assert len(engine.explain(RequestInfo("89.160.20.112"), now)) == 8
+
+
+@pytest.mark.parametrize(
+    ("keys", "countries"),
+    [
+        ({"regions": ["CN", "RU"], "paths": ["/v1/*"]}, {"CN", "RU"}),
+        ({"regions": ["CN", "US-CA"]}, None),  # a subdivision: covers() decides
+        ({"regions": ["*"]}, None),
+        ({"regions": ["unknown", "CN"]}, None),
+        ({"except_regions": ["CN"]}, None),  # the opposite of a prefilter
+        ({"paths": ["/v1/*"]}, None),
+    ],
+)
+def test_a_rule_rejects_other_countries_first_only_where_that_is_exact(
+    keys: dict[str, object], countries: set[str] | None
+) -> None:
+    # matches() turns away a country its plain regions do not list before any condition is
+    # asked; it must agree with failed_condition(), which asks every condition in order.
+    compiled = rule(**keys)
+    assert compiled.countries == (None if countries is None else frozenset(countries))
+    for country in ["CN", "RU", "US", "SE", None]:
+        for subdivisions in [(), ("US-CA",), ("CN-BJ",)]:
+            for path in ["/v1/models", "/web/x"]:
+                given = facts(country, subdivisions, path=path)
+                assert compiled.matches(given) is (compiled.failed_condition(given) is None)
+
+
+def test_paths_and_hosts_remember_a_bounded_number_of_answers() -> None:
+    from geofence.rules._conditions import SEEN_LIMIT, Hosts
+
+    paths = rule(paths=["/v1/*"]).conditions[0]
+    hosts = rule(hosts=["*.example.com"]).conditions[0]
+    assert isinstance(paths, Paths) and isinstance(hosts, Hosts)
+    for i in range(SEEN_LIMIT + 10):
+        assert paths.matches(facts(path=f"/v1/{i}")) is True
+        assert paths.matches(facts(path=f"/v2/{i}")) is False
+        assert hosts.matches(facts()._replace(host=f"h{i}.example.com")) is True
+        assert hosts.matches(facts()._replace(host=f"h{i}.example.org")) is False
+        assert len(paths.seen) <= SEEN_LIMIT and len(hosts.seen) <= SEEN_LIMIT
+    # Answers after the memo was emptied are still right, remembered or not.
+    assert paths.matches(facts(path="/v1/0")) and not paths.matches(facts(path="/v1"))

@@ -227,3 +227,51 @@ def test_a_urlconf_with_exempt_views_set_by_a_middleware_is_read_before_quick(
             assert get("/health/", peer).content == b"exempt_view"
         assert not _in_cache("/health/")
     assert ("quick", "/health/") not in asked
+
+
+def test_only_a_middleware_after_djangos_own_is_routed_by_the_root_urlconf() -> None:
+    from geofence_django.middleware import GeofenceMiddleware
+    from geofence_django.routing import first_after_django
+
+    ours = "geofence_django.middleware.GeofenceMiddleware"
+    security = "django.middleware.security.SecurityMiddleware"
+    cases = [
+        ([ours], True),
+        ([security, "django.middleware.locale.LocaleMiddleware", ours], True),
+        ([security, ours, "test_django_exempt.ExemptUrlconf"], True),  # after it: no matter
+        (["test_django_exempt.ExemptUrlconf", ours], False),  # may set request.urlconf
+        ([ours, security, ours], False),  # installed twice
+        ([security], False),  # not installed (built by hand)
+    ]
+    for middleware, expected in cases:
+        with override_settings(MIDDLEWARE=middleware):
+            assert first_after_django(GeofenceMiddleware) is expected, middleware
+
+
+def test_a_first_middleware_asks_quick_first_until_the_root_urlconf_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once ROOT_URLCONF is known to route to no exempt view, a middleware that only Django's
+    own run before asks quick() first (which answers what the cache holds too): one probe for
+    a new client. A new ROOT_URLCONF puts the cache first again until that is known of it."""
+    asked = _count_asks(monkeypatch)
+    client = Client()  # one handler, so one middleware, for every request below
+
+    def status(path: str, peer: str) -> int:
+        return int(client.get(path, REMOTE_ADDR=peer).status_code)
+
+    with override_settings(GEOFENCE=BASE):  # djsite.urls: no exempt view
+        assert status("/v1/models", RU) == 403  # reads the URLconf
+        assert status("/v1/models", "216.160.83.64") == 200  # cached(), quick(): and from now
+        del asked[:]
+        assert status("/v1/models", "216.160.83.64") == 200  # repeated
+        assert status("/v1/models", "216.160.83.65") == 200  # new
+        assert status("/v1/models", RU) == 403  # quick() leaves a block to answer()
+        assert asked == [("quick", "/v1/models")] * 3
+        del asked[:]
+        with override_settings(ROOT_URLCONF=URLS):  # exempt views: the cache first again
+            for peer in ("216.160.83.66", "216.160.83.67", RU):
+                assert client.get("/health/", REMOTE_ADDR=peer).content == b"exempt_view"
+            assert not _in_cache("/health/")
+        assert ("quick", "/health/") not in asked
+        assert [name for name, _ in asked] == ["cached"] * 3

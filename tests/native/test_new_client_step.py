@@ -374,6 +374,10 @@ def test_the_step_refuses_bad_arguments(proxied: Engine) -> None:
         proxied._miss(1, 2, 3)
     with pytest.raises(TypeError):
         proxied._miss(1, 2, 3, 4, x=5)
+    with pytest.raises(TypeError):  # the three parts and ``absent`` go without a request
+        proxied._miss(proxied, "request", 3, 4.0, "1.2.3.4", "GET", "/", True)
+    with pytest.raises(TypeError):
+        proxied._miss(proxied, None, 3, 4.0, "1.2.3.4", "GET", "/", True, 9)
 
 
 def test_the_steps_decisions_and_entries_are_untracked(proxied: Engine) -> None:
@@ -398,3 +402,35 @@ def test_the_step_is_collected_with_its_engine() -> None:
     del engine
     gc.collect()
     assert ref() is None
+
+
+def test_a_record_of_another_class_is_read_by_its_attributes(proxied: Engine) -> None:
+    # The step reads a GeoRecord's fields from its slots (learnt from the first record it
+    # sees); a record of any other class is read by getattr, with the same result.
+    class Plain:
+        def __init__(self) -> None:
+            self.found, self.country, self.subdivisions = True, "SE", ()
+
+    _, anonymous, asn, networks = proxied._finds
+    proxied._finds = (lambda ip: (Plain(), 32), anonymous, asn, networks)  # type: ignore[assignment]
+    entry = _step(proxied, "81.2.69.170")  # GB in the file; SE by this finder
+    assert entry is not None
+    assert (entry[1].country, entry[1].action, entry[1].rule) == ("SE", "block", "unsupported")
+
+
+def test_a_first_record_of_another_class_is_read_by_attributes_for_good() -> None:
+    class Plain:
+        def __init__(self, country: str) -> None:
+            self.found, self.country, self.subdivisions = True, country, ()
+
+    engine = Engine.from_config(POLICIES["proxied"])
+    _, anonymous, asn, networks = engine._finds
+    countries = iter(["SE", "US", "SE"])
+    engine._finds = (  # type: ignore[assignment]
+        lambda ip: (Plain(next(countries)), 32),
+        anonymous,
+        asn,
+        networks,
+    )
+    got = [_step(engine, peer) for peer in ["81.2.69.171", "81.2.69.172", "81.2.69.173"]]
+    assert [e[1].country for e in got if e is not None] == ["SE", "US", "SE"]

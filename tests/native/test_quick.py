@@ -215,3 +215,66 @@ def test_a_trusted_proxy_is_declined_every_time() -> None:
     forwarded = RequestInfo("216.160.83.57", [("x-forwarded-for", "8.8.8.8")], "GET", "/v1/items")
     assert engine.answer(forwarded).decision.client_ip == "8.8.8.8"
     assert engine.quick("8.8.8.9", "GET", "/v1/items") is not None  # a direct client still is
+
+
+def test_quick_after_a_miss_of_cached_never_decides_twice(engine: Engine) -> None:
+    # An adapter asks cached() and then quick() with the same three: quick() takes the clock
+    # reading and epoch of cached()'s miss instead of probing again. Decided in between
+    # (another thread), the request is not decided again: answer() finds the first entry.
+    peer, method, path = "8.8.8.8", "GET", "/v1/items"
+    assert engine.cached(peer, method, path) is None
+    first = engine.answer(RequestInfo(peer, {}, method, path))
+    entry = engine._cache[(peer, method, path)]
+    again = engine.quick(peer, method, path)
+    assert again is None or again is first
+    assert engine._cache[(peer, method, path)] is entry
+    assert engine.answer(RequestInfo(peer, {}, method, path)) is first
+
+
+def test_quick_after_a_miss_of_cached_follows_a_new_epoch(engine: Engine) -> None:
+    # The epoch changed between cached()'s miss and quick() (a reload, or the window moved
+    # on): quick() reads the probe again and stores its entry under the new epoch.
+    peer, method, path = "8.8.8.9", "GET", "/v1/items"
+    assert engine.cached(peer, method, path) is None
+    start, end, epoch = engine._state
+    newer = (epoch[0], object())
+    engine._probe.set(start, end, newer)
+    assert engine.quick(peer, method, path) is not None
+    assert engine._cache[(peer, method, path)][0] is newer
+
+
+def test_quick_of_other_text_than_cached_missed_probes_again(engine: Engine) -> None:
+    assert engine.cached("8.8.8.10", "GET", "/v1/items") is None
+    engine.answer(RequestInfo("8.8.8.11", {}, "GET", "/v1/items"))
+    # Equal text in other objects: no shortcut, the probe finds the entry answer() stored.
+    known = engine.cached("8.8.8.11", "GET", "/v1/items")
+    assert known is not None
+    assert engine.quick("".join(["8.8.8.", "11"]), "GET", "/v1/items") is known
+
+
+def test_quick_leaves_a_stale_entry_to_answer(engine: Engine) -> None:
+    # The probe finds an entry of an older epoch: not a plain miss, so the step must look in
+    # the cache itself and decline (Python replaces a stale entry), not overwrite it.
+    peer, method, path = "8.8.8.12", "GET", "/v1/items"
+    engine.answer(RequestInfo(peer, {}, method, path))
+    stale = engine._cache[(peer, method, path)]
+    start, end, epoch = engine._state
+    engine._probe.set(start, end, (epoch[0], object()))
+    assert engine.quick(peer, method, path) is None
+    assert engine._cache[(peer, method, path)] is stale
+
+
+def test_the_step_trusts_a_probe_that_found_nothing(engine: Engine) -> None:
+    # ``absent`` (the eighth argument, from quick()'s own probe) skips the step's own look
+    # into the cache; without it, a key the cache holds is declined.
+    peer, method, path = "8.8.8.13", "GET", "/v1/items"
+    known = engine.answer(RequestInfo(peer, {}, method, path))
+    start, _, epoch = engine._state
+    step = engine._miss
+    assert step is not None
+    wall = start + 1.0
+    assert step(engine, None, epoch, wall, peer, method, path) is None
+    assert step(engine, None, epoch, wall, peer, method, path, False) is None
+    assert engine._cache[(peer, method, path)][3] is known
+    made = step(engine, None, epoch, wall, peer, method, path, True)
+    assert made is not None and made[1] == known.decision
