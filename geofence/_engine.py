@@ -88,24 +88,10 @@ Found = tuple[GeoRecord, frozenset[str], "int | None"]
 Finder = Callable[[IP], tuple[Any, int]]  # a database's find_prefix
 # The fields in the order _verdict builds decisions from them.
 _VERDICT_FIELDS = (
-    "action",
-    "enforced",
-    "reason",
-    "rule",
-    "country",
-    "subdivisions",
-    "anonymizers",
-    "asn",
-    "status",
-    "warn_from",
-    "enforce_from",
-    "phase",
-    "report_rules",
-    "account",
-    "client_ip",
-    "client_detail",
-    "ref",
-)
+    "action", "enforced", "reason", "rule", "country", "subdivisions", "anonymizers", "asn",
+    "status", "warn_from", "enforce_from", "phase", "report_rules", "account",
+    "client_ip", "client_detail", "ref",
+)  # fmt: skip
 assert Decision._fields == _VERDICT_FIELDS, "_verdict builds decisions in this order"
 VERDICT_CACHE_SIZE = 4096  # what the rules say, per (time segment, method, path, lookup result)
 # Verdicts that do not depend on rules (see with_client).
@@ -1064,11 +1050,12 @@ class Engine:
         # the named tuple's __new__ cost four times as much, and each new set of facts (the
         # first client of a country) pays for one.
         for rule in self._rules:
-            countries = rule.countries  # matches()'s own first test, before action_at()
-            if countries is not None and country not in countries:
+            # matches() first: it turns most facts away at once (Rule.countries), and a rule
+            # that does not match needs no schedule.
+            if not rule.matches(facts):
                 continue
             action = rule.action_at(now)
-            if action is None or not rule.matches(facts):
+            if action is None:
                 continue
             status = rule.status if action == "block" else None
             decision: Decision = _new(

@@ -18,15 +18,14 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from geofence import RequestInfo
-from geofence.hotpath._makers import new_request_info
 from geofence.http import Answer
 from geofence.http._answer import EXEMPT_VIEW_ANSWER
-from geofence.http._environ import new_environ_headers
+from geofence.http._environ import environ_info, environ_key
+from geofence.http._exempt import cache_question
 
-from . import routing
 from .conf import AsyncHook, SyncHook, account_hooks, get_engine
 from .responses import django_response
-from .routing import cannot_be_exempt, routed_to_exempt
+from .routing import cannot_be_exempt, follow_root, routed_to_exempt
 
 # The key in ``request.META`` of the mark of the engine that answered the request (installed
 # twice). Not an attribute of the request: a second attribute name on every request type
@@ -38,18 +37,14 @@ Parts = tuple[str | None, str, str]  # (peer, method, path): what the engine's c
 
 
 def request_info(request: HttpRequest) -> RequestInfo:
-    """The core's request facts from ``request.META``; never touches the body."""
-    meta = request.META
-    # Positional (peer, headers, method, path, host): keywords cost twice as much.
-    return new_request_info(
-        meta.get("REMOTE_ADDR") or None,
-        new_environ_headers(meta),  # lazy: most requests never read a header
-        request.method or "GET",
-        request.path_info,
-        # The raw header: request.get_host() would raise DisallowedHost on a forged Host.
-        # SERVER_NAME for a request without one (HTTP/1.0), as Django itself falls back to.
-        meta.get("HTTP_HOST") or meta.get("SERVER_NAME", ""),
-    )
+    """The core's request facts from ``request.META``; never touches the body. (The raw Host
+    header: request.get_host() would raise DisallowedHost on a forged one.)"""
+    return environ_info(request.META, _parts(request))
+
+
+def _parts(request: HttpRequest) -> Parts:
+    # What __call__ reads inline, for the other paths.
+    return request.META.get("REMOTE_ADDR") or None, request.method or "GET", request.path_info
 
 
 class GeofenceMiddleware:
@@ -77,26 +72,21 @@ class GeofenceMiddleware:
         self._aaccount_of: AsyncHook | None = None if hooks is None else hooks[1]
         # What this instance leaves on a request it answers (see _unknown).
         self._mark = engine.mark
-        # Bound once: every request asks the cache, a miss quick(), then answer().
+        # Bound once: every request asks the cache, a miss quick() (see _miss), then answer().
         self._cached = engine.cached
         self._answer = engine.answer
         # Behind a trusted proxy: the META key of the forwarding header, whose value finds a
         # repeated client in the cache (its peer is the proxy's); None when no header counts.
-        header = engine.client_header
-        self._forwarded = None if header is None else "HTTP_" + header.upper().replace("-", "_")
+        self._forwarded = environ_key(engine.client_header)
         self._quick = engine.quick
-        # What every request asks first: cached(), or quick() (which answers what the cache
-        # holds too, and saves a new client a second probe) from when routing.quick_first()
-        # finds that no exempt view can be routed to, until ROOT_URLCONF changes.
-        self._first = self._cached
-        # Whether only Django's own middleware runs before this one, none of which sets
-        # request.urlconf: then every request here is routed by ROOT_URLCONF.
-        self._by_root = routing.first_after_django(type(self))
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
         # Whether __call__ leaves its hot path (a sync app without an account hook) at once.
         self._other = self._async or self.account_of is not None
+        # On that path, whether every request is routed by ROOT_URLCONF: then its first
+        # question follows what is known of ROOT_URLCONF's exempt views (ask_first).
+        self._follows_root = not self._other and follow_root(self)
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         # Every line down to the view is paid by every request: a repeated allowed one is
@@ -108,45 +98,30 @@ class GeofenceMiddleware:
         peer = meta.get("REMOTE_ADDR") or None
         method = request.method or "GET"
         path = request.path_info
-        answer = self._first(peer, method, path)
-        if answer is None:
-            if self._forwarded is not None:
-                # A proxied client: found by the proxy's address and the line it forwarded.
-                forwarded = meta.get(self._forwarded)
-                if forwarded is not None:
-                    answer = self._cached(peer, method, path, None, forwarded)
-            if answer is None:
-                # A miss: quick() decides most new clients from these three, and its answers
-                # pass on untouched as the cache's do. It goes before the exempt-view check
-                # and the mark (_unknown) only when no exempt view can be routed to; else an
-                # exempt view must not reach it. Inline: each call here costs a new client.
-                if self._first is self._quick:  # asked already
-                    answer = self._unknown(request) or self._answer(request_info(request))
-                    return self._applied(request, answer)
-                if routing.exempt_free and getattr(request, "urlconf", None) is None:
-                    if self._by_root:
-                        routing.quick_first(self)
-                    answer = self._quick(peer, method, path)
-                    if answer is None:
-                        answer = self._unknown(request) or self._answer(request_info(request))
-                        return self._applied(request, answer)
-                else:
-                    answer = self._unknown(request) or self._quick(peer, method, path)
-                    if answer is None:
-                        return self._applied(request, self._answer(request_info(request)))
-        request.geofence = answer.decision  # type: ignore[attr-defined]
-        return self._app(request)
+        answer = self._cached(peer, method, path)
+        if answer is None and self._forwarded is not None:
+            # A proxied client: found by the proxy's address and the line it forwarded.
+            forwarded = meta.get(self._forwarded)
+            if forwarded is not None:
+                answer = self._cached(peer, method, path, None, forwarded)
+        if answer is not None:
+            request.geofence = answer.decision  # type: ignore[attr-defined]
+            return self._app(request)
+        answer = self._miss(request, (peer, method, path))
+        return self._applied(request, answer or self._answer(request_info(request)))
 
-    def ask_first(self, quick: bool) -> None:
-        """Ask quick() first (``quick``: no exempt view can be routed to), or cached() again
-        (ROOT_URLCONF changed): called by :mod:`.routing`."""
-        self._first = self._quick if quick else self._cached
+    def ask_first(self, exempt_prefixes: tuple[str, ...] | None) -> None:
+        """Told by :mod:`.routing` ROOT_URLCONF's exempt views (None: not known yet)."""
+        self._cached = cache_question(self.engine, exempt_prefixes)
 
     def _miss(self, request: HttpRequest, parts: Parts) -> Answer | None:
-        """A cache miss of the async path without an account, in the order __call__ keeps
-        inline: quick() first only when no exempt view can be routed to."""
+        """A cache miss without an account: quick(), which decides most new clients from these
+        three, and the exempt-view check with the mark (:meth:`_unknown`). quick() goes first
+        when nothing here can be exempt, so that the check and the mark are made only for a
+        request it leaves to answer(); otherwise an exempt view must not reach it."""
         if cannot_be_exempt(request):
-            return self._quick(*parts) or self._unknown(request)
+            # With _follows_root, quick() was the first question (routing told ask_first).
+            return (None if self._follows_root else self._quick(*parts)) or self._unknown(request)
         return self._unknown(request) or self._quick(*parts)
 
     def _applied(self, request: HttpRequest, answer: Answer) -> HttpResponseBase:
@@ -164,7 +139,7 @@ class GeofenceMiddleware:
         assert self.account_of is not None
         account = self.account_of(request)
         forwarded = request.META.get(self._forwarded)  # type: ignore[arg-type]  # None: no header
-        answer = self._cached(*self._parts(request), account, forwarded)
+        answer = self._cached(*_parts(request), account, forwarded)
         if answer is None:
             answer = self._unknown(request) or self._answer(request_info(request), None, account)
         return self._applied(request, answer)
@@ -175,7 +150,7 @@ class GeofenceMiddleware:
             account = self._aaccount_of(request)
             if account.__class__ is CoroutineType:  # the hook's, guarded (conf.account_hooks)
                 account = await account
-        parts = self._parts(request)
+        parts = _parts(request)
         forwarded = request.META.get(self._forwarded)  # type: ignore[arg-type]  # None: no header
         answer = self._cached(*parts, account, forwarded)
         if answer is None:
@@ -208,11 +183,6 @@ class GeofenceMiddleware:
         meta[MARK] = self._mark
         # A view marked exempt is not decided (only looked for when the cache had no answer).
         return EXEMPT_VIEW_ANSWER if routed_to_exempt(request) else None
-
-    @staticmethod
-    def _parts(request: HttpRequest) -> Parts:
-        # What __call__ reads inline, for the other paths.
-        return request.META.get("REMOTE_ADDR") or None, request.method or "GET", request.path_info
 
     @staticmethod
     def _amend(answer: Answer, response: HttpResponseBase) -> None:

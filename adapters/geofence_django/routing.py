@@ -65,32 +65,39 @@ def _marked_routes(patterns: Iterable[Any], above: str) -> Iterator[str]:
 # changes (tests), as Django forgets its resolvers. Asking Django for the resolver on every
 # request would cost more than the rest of a denial's routing check together.
 _known: dict[object, tuple[URLResolver, tuple[str, ...]]] = {}
-# True once ROOT_URLCONF has been read here and routes to no exempt view (see cannot_be_exempt;
-# the middleware's sync path reads it inline).
-exempt_free = False
+# True once ROOT_URLCONF has been read here and routes to no exempt view (see cannot_be_exempt).
+_root_exempt_free = False
 
 
-# Middleware that ask Engine.quick() before the cache (see quick_first): told to stop when
-# ROOT_URLCONF changes.
-_quick_first: weakref.WeakSet[Any] = weakref.WeakSet()
+# Middleware whose every request ROOT_URLCONF routes (see follow_root).
+_followers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _tell(prefixes: tuple[str, ...] | None) -> None:
+    for middleware in list(_followers):
+        middleware.ask_first(prefixes)
 
 
 @receiver(setting_changed)
 def _forget(*, setting: str, **kwargs: object) -> None:
-    global exempt_free  # noqa: PLW0603 - forgotten with the resolvers
+    global _root_exempt_free  # noqa: PLW0603 - forgotten with the resolvers
     if setting == "ROOT_URLCONF":
         _known.clear()
-        exempt_free = False
-        for middleware in list(_quick_first):
-            middleware.ask_first(quick=False)
-        _quick_first.clear()
+        _root_exempt_free = False
+        _tell(None)
 
 
-def quick_first(middleware: Any) -> None:
-    """Have ``middleware`` (whose requests are all routed by ROOT_URLCONF, which routes to no
-    exempt view) ask ``quick()`` first from now on, until ROOT_URLCONF changes."""
-    middleware.ask_first(quick=True)
-    _quick_first.add(middleware)
+def follow_root(middleware: Any) -> bool:
+    """Whether ROOT_URLCONF routes every request ``middleware`` gets (see
+    :func:`first_after_django`). Then it is told the literal prefixes of ROOT_URLCONF's exempt
+    views, ``middleware.ask_first(prefixes)``, now and whenever they are read, and None when
+    ROOT_URLCONF changes."""
+    if not first_after_django(type(middleware)):
+        return False
+    _followers.add(middleware)
+    known = _known.get(None)
+    middleware.ask_first(None if known is None else known[1])
+    return True
 
 
 def first_after_django(middleware: type) -> bool:
@@ -109,13 +116,13 @@ def cannot_be_exempt(request: HttpRequest) -> bool:
     handler reads it) and that URLconf is known to route to no exempt view: then the engine
     may decide it before :func:`routed_to_exempt` is asked. False until a request has had the
     URLconf read."""
-    return exempt_free and getattr(request, "urlconf", None) is None
+    return _root_exempt_free and getattr(request, "urlconf", None) is None
 
 
 def routed_to_exempt(request: HttpRequest) -> bool:
     """Whether Django routes ``request`` to an exempt view, by the URLconf it will use
     (``request.urlconf`` when a middleware set one, else ``ROOT_URLCONF``)."""
-    global exempt_free  # noqa: PLW0603 - learnt with the root URLconf's prefixes
+    global _root_exempt_free  # noqa: PLW0603 - learnt with the root URLconf's prefixes
     urlconf = getattr(request, "urlconf", None)
     known = _known.get(urlconf)
     if known is None:
@@ -123,7 +130,8 @@ def routed_to_exempt(request: HttpRequest) -> bool:
         prefixes = literal_prefixes(_marked_routes(resolver.url_patterns, "/"), "<")
         known = _known[urlconf] = (resolver, prefixes)
         if urlconf is None:
-            exempt_free = not prefixes
+            _root_exempt_free = not prefixes
+            _tell(prefixes)
     resolver, prefixes = known
     path = request.path_info
     if not prefixes or not path.startswith(prefixes):

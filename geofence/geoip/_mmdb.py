@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from geofence._cache import BoundedCache
+from geofence._cache import BoundedCache, bounded_put
 from geofence._errors import ConfigError, DatabaseError
 from geofence.clientip._addresses import IP
 from geofence.geoip._kinds import CACHE_SIZE, Kind, _signature
@@ -222,10 +222,7 @@ class MaxMindDB(Generic[T]):
             answer = self._decode(raw)
         except DatabaseError:
             return None
-        if len(self._by_codes) >= CACHE_SIZE:
-            self._by_codes.clear()
-        self._by_codes[parts] = answer
-        return answer
+        return bounded_put(self._by_codes, CACHE_SIZE, parts, answer)
 
     def lookup(self, ip: str) -> T:
         hit = self.cache.get(ip)

@@ -157,15 +157,6 @@ typedef struct {
     double end;
     PyObject *spare; /* the key tuple reused by every probe (see take_key), or NULL */
     int spare_taken; /* a probe is using it (its lookup can run Python code that probes) */
-    /* The last miss of answer(peer, method, path), for a quick() of the same three that
-     * follows it (see Probe_quick): the parts' addresses, compared only (never read), and the
-     * epoch (held) and clock reading of that miss; missed_epoch NULL when there is none. */
-    PyObject *missed_parts[3];
-    PyObject *missed_epoch;
-    double missed_wall;
-    /* Set by each miss find_ex() reports: 1 when the cache held no entry at all for the key
-     * (0: a stale one), read by Probe_quick right after its own find_ex(). */
-    int absent;
 } ProbeObject;
 
 /* The key of a lookup is a 3-tuple made for it, hashed, compared and freed: about 170 of a
@@ -254,7 +245,7 @@ miss_after_error(void)
  * the window's epoch (a new reference) and *wall to the clock read. */
 static PyObject *
 find_ex(ProbeObject *self, PyObject *request, PyObject *const *parts, PyObject **missed,
-        double *wall_read)
+        double *wall_read, int *absent)
 {
     if (self->clock == NULL || self->cache == NULL) {
         return NULL; /* cleared by the cyclic collector */
@@ -315,7 +306,9 @@ find_ex(ProbeObject *self, PyObject *request, PyObject *const *parts, PyObject *
     entry = PyDict_GetItemWithError(self->cache, key);
     Py_XINCREF(entry);
     release_key(self, key);
-    self->absent = entry == NULL;
+    if (absent != NULL) {
+        *absent = entry == NULL; /* no entry at all, not even a stale one */
+    }
     if (entry != NULL
         && (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4
             || PyTuple_GET_ITEM(entry, 0) != epoch)) {
@@ -338,7 +331,7 @@ find_ex(ProbeObject *self, PyObject *request, PyObject *const *parts, PyObject *
 static PyObject *
 find(ProbeObject *self, PyObject *request, PyObject *const *parts)
 {
-    return find_ex(self, request, parts, NULL, NULL);
+    return find_ex(self, request, parts, NULL, NULL, NULL);
 }
 
 /* For a found entry: whether it may be answered without the slow path, counting it when its
@@ -490,7 +483,7 @@ entry_for(ProbeObject *self, PyObject *engine, PyObject *request, int *hit)
 {
     PyObject *epoch = NULL;
     double wall = 0.0;
-    PyObject *entry = find_ex(self, request, NULL, &epoch, &wall);
+    PyObject *entry = find_ex(self, request, NULL, &epoch, &wall, NULL);
     *hit = entry != NULL;
     if (entry != NULL) {
         return entry;
@@ -568,20 +561,8 @@ Probe_answer(ProbeObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "answer() takes 3 arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *epoch = NULL;
-    double wall = 0.0;
-    PyObject *entry = find_ex(self, NULL, args, &epoch, &wall);
+    PyObject *entry = find(self, NULL, args);
     if (entry == NULL) {
-        if (epoch != NULL) {
-            /* A plain miss inside the window: remembered for a quick() of the same request,
-             * which then need not read the clock and probe the cache again. */
-            Py_XSETREF(self->missed_epoch, epoch);
-            self->missed_wall = wall;
-            for (int i = 0; i < 3; i++) {
-                self->missed_parts[i] = args[i];
-            }
-            Py_RETURN_NONE;
-        }
         if (PyErr_Occurred()) {
             return miss_after_error();
         }
@@ -598,32 +579,20 @@ Probe_answer(ProbeObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Probe_quick(ProbeObject *self, PyObject *engine, PyObject *step, PyObject *const *parts)
 {
-    PyObject *epoch = self->missed_epoch;
-    double wall = self->missed_wall;
-    int absent = 0; /* not known after the shortcut: Python code may have run since */
-    self->missed_epoch = NULL; /* taken: its reference is ours now */
-    if (epoch != NULL && epoch == self->epoch && parts[0] == self->missed_parts[0]
-        && parts[1] == self->missed_parts[1] && parts[2] == self->missed_parts[2]) {
-        /* Right after answer() missed these three in this epoch (an adapter asks cached()
-         * first): decided as of that miss. Should the same objects have been decided in
-         * between (they were freed and others took their addresses, or another thread
-         * decided them), the step finds the key in the cache and declines. */
+    PyObject *epoch = NULL;
+    double wall = 0.0;
+    int absent = 0;
+    PyObject *entry = find_ex(self, NULL, parts, &epoch, &wall, &absent);
+    if (entry != NULL) {
+        return quiet_member(entry, 3);
     }
-    else {
-        Py_XDECREF(epoch);
-        epoch = NULL;
-        PyObject *entry = find_ex(self, NULL, parts, &epoch, &wall);
-        if (entry != NULL) {
-            return quiet_member(entry, 3);
-        }
-        if (epoch == NULL) {
-            return PyErr_Occurred() ? miss_after_error() : Py_NewRef(Py_None);
-        }
-        /* Vouched for only well inside the window (Engine._EXACT from its edges), and only
-         * for the epoch the engine holds: then the step need not check either. */
-        absent = self->absent && epoch == self->epoch && self->start + EXACT <= wall
-                 && wall < self->end - EXACT;
+    if (epoch == NULL) {
+        return PyErr_Occurred() ? miss_after_error() : Py_NewRef(Py_None);
     }
+    /* Vouched for to the step only well inside the window (Engine._EXACT from its edges),
+     * and for the epoch the engine holds: then it need not check either, nor the cache. */
+    absent = absent && epoch == self->epoch && self->start + EXACT <= wall
+             && wall < self->end - EXACT;
     PyObject *seconds = PyFloat_FromDouble(wall);
     PyObject *made =
         seconds == NULL ? NULL : step_entry(engine, step, NULL, parts, absent, epoch, seconds);
@@ -714,12 +683,6 @@ Probe_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->end = 0.0;
     self->spare = NULL; /* made by the first lookup */
     self->spare_taken = 0;
-    self->missed_epoch = NULL;
-    self->missed_wall = 0.0;
-    self->absent = 0;
-    for (int i = 0; i < 3; i++) {
-        self->missed_parts[i] = NULL;
-    }
     PyObject_GC_Track(self);
     return (PyObject *)self;
 }
@@ -732,7 +695,6 @@ Probe_traverse(ProbeObject *self, visitproc visit, void *arg)
     Py_VISIT(self->cache);
     Py_VISIT(self->clock);
     Py_VISIT(self->epoch);
-    Py_VISIT(self->missed_epoch);
     return 0;
 }
 
@@ -743,7 +705,6 @@ Probe_clear(ProbeObject *self)
     Py_CLEAR(self->cache);
     Py_CLEAR(self->clock);
     Py_CLEAR(self->epoch);
-    Py_CLEAR(self->missed_epoch);
     if (!self->spare_taken) {
         Py_CLEAR(self->spare); /* empty: it holds nothing (not traversed) */
     }

@@ -7,7 +7,8 @@ from functools import partial
 from operator import itemgetter
 from typing import overload
 
-from geofence.hotpath._makers import maker
+from geofence._model import RequestInfo
+from geofence.hotpath._makers import maker, new_request_info
 
 # The two request headers CGI keeps without the HTTP_ prefix.
 _CGI_HEADERS = (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length"))
@@ -119,3 +120,22 @@ class EnvironHeaders(Sequence[tuple[str, str]]):
 new_environ_headers: Callable[[Mapping[str, object]], EnvironHeaders] = maker(
     EnvironHeaders, ("_environ",), (), (("_pairs", None),)
 )
+
+
+def environ_key(header: str | None) -> str | None:
+    """The environ key of request header ``header`` (``X-Forwarded-For``:
+    ``HTTP_X_FORWARDED_FOR``); None for None."""
+    return None if header is None else "HTTP_" + header.upper().replace("-", "_")
+
+
+def environ_host(environ: Mapping[str, object]) -> str:
+    """The request's host (PEP 3333: ``HTTP_HOST``, else ``SERVER_NAME``), for `hosts` rules."""
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or ""
+    return host if isinstance(host, str) else ""
+
+
+def environ_info(environ: Mapping[str, object], facts: tuple[str | None, str, str]) -> RequestInfo:
+    """The core's request facts from an environ (a WSGI one, or Django's ``request.META``) and
+    the request's (peer, method, path); the body is never touched, headers are read lazily."""
+    host = environ_host(environ)  # two lookups: not worth a question to the engine here
+    return new_request_info(facts[0], new_environ_headers(environ), facts[1], facts[2], host)

@@ -13,10 +13,9 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from geofence._cache import BoundedCache
-from geofence._model import RequestInfo
 from geofence.hotpath._makers import new_request_info
 from geofence.http._answer import EXEMPT_VIEW, EXEMPT_VIEW_ANSWER, Answer
-from geofence.http._environ import new_environ_headers
+from geofence.http._environ import environ_host, environ_info, environ_key, new_environ_headers
 from geofence.http._exempt import cache_question
 from geofence.http._hooks import guard_hook
 from geofence.http._responses import CACHE_OVERRIDE_HEADERS, Response
@@ -156,8 +155,7 @@ class WSGIGate:
         self._needs_host = engine.needs_host
         # Behind a trusted proxy: the environ key of the forwarding header, whose value finds
         # a repeated client in the cache (its peer is the proxy's); None when no header counts.
-        header = engine.client_header
-        self._forwarded = None if header is None else "HTTP_" + header.upper().replace("-", "_")
+        self._forwarded = environ_key(engine.client_header)
         # Whether wsgi() may answer from the cache at once: set once ready() ran (at the first
         # request), for a layer without an account hook.
         self._plain = False
@@ -285,7 +283,7 @@ class WSGIGate:
         ) -> Callable[[bytes], object]:
             answer = environ[pending]
             if answer is facts:
-                answer = environ[pending] = self.engine.answer(_info(environ, facts))
+                answer = environ[pending] = self.engine.answer(environ_info(environ, facts))
                 environ[DECISION_KEY] = answer.decision
             if answer.response is not None:
                 denied.append(answer.response)
@@ -315,19 +313,7 @@ class WSGIGate:
             account = self._account_of()
             peer, method, path = facts
             answer = self.engine.cached(peer, method, path, account) or self.engine.answer(
-                _info(environ, facts), account=account
+                environ_info(environ, facts), account=account
             )
         environ[self._pending], environ[DECISION_KEY] = answer, answer.decision
         return answer.response
-
-
-def _info(environ: WSGIEnvironment, facts: Facts) -> RequestInfo:
-    # The host costs two lookups: not worth a question to the engine off the hot path.
-    host = environ_host(environ)
-    return new_request_info(facts[0], new_environ_headers(environ), facts[1], facts[2], host)
-
-
-def environ_host(environ: WSGIEnvironment) -> str:
-    """The request's host (PEP 3333: ``HTTP_HOST``, else ``SERVER_NAME``), for `hosts` rules."""
-    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or ""
-    return host if isinstance(host, str) else ""

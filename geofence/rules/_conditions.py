@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import ClassVar
 
+from geofence._cache import bounded_put
 from geofence._model import Facts
 from geofence.config import RulePolicy
 from geofence.rules._globs import compile_globs
@@ -73,10 +74,7 @@ SEEN_LIMIT = 1024
 def _seen_match(pattern: re.Pattern[str], seen: dict[str, bool], text: str) -> bool:
     found = seen.get(text)
     if found is None:
-        found = pattern.match(text) is not None
-        if len(seen) >= SEEN_LIMIT:
-            seen.clear()
-        seen[text] = found
+        found = bounded_put(seen, SEEN_LIMIT, text, pattern.match(text) is not None)
     return found
 
 

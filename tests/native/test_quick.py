@@ -218,9 +218,9 @@ def test_a_trusted_proxy_is_declined_every_time() -> None:
 
 
 def test_quick_after_a_miss_of_cached_never_decides_twice(engine: Engine) -> None:
-    # An adapter asks cached() and then quick() with the same three: quick() takes the clock
-    # reading and epoch of cached()'s miss instead of probing again. Decided in between
-    # (another thread), the request is not decided again: answer() finds the first entry.
+    # An adapter asks cached() and then quick() with the same three (Django with exempt
+    # views). Decided in between (another thread), the request is not decided again: quick()
+    # answers the entry or leaves it, and answer() finds the first entry.
     peer, method, path = "8.8.8.8", "GET", "/v1/items"
     assert engine.cached(peer, method, path) is None
     first = engine.answer(RequestInfo(peer, {}, method, path))
@@ -233,7 +233,7 @@ def test_quick_after_a_miss_of_cached_never_decides_twice(engine: Engine) -> Non
 
 def test_quick_after_a_miss_of_cached_follows_a_new_epoch(engine: Engine) -> None:
     # The epoch changed between cached()'s miss and quick() (a reload, or the window moved
-    # on): quick() reads the probe again and stores its entry under the new epoch.
+    # on): quick() stores its entry under the new epoch.
     peer, method, path = "8.8.8.9", "GET", "/v1/items"
     assert engine.cached(peer, method, path) is None
     start, end, epoch = engine._state
@@ -246,7 +246,7 @@ def test_quick_after_a_miss_of_cached_follows_a_new_epoch(engine: Engine) -> Non
 def test_quick_of_other_text_than_cached_missed_probes_again(engine: Engine) -> None:
     assert engine.cached("8.8.8.10", "GET", "/v1/items") is None
     engine.answer(RequestInfo("8.8.8.11", {}, "GET", "/v1/items"))
-    # Equal text in other objects: no shortcut, the probe finds the entry answer() stored.
+    # Equal text in other objects: the probe finds the entry answer() stored.
     known = engine.cached("8.8.8.11", "GET", "/v1/items")
     assert known is not None
     assert engine.quick("".join(["8.8.8.", "11"]), "GET", "/v1/items") is known
