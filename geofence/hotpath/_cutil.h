@@ -3,6 +3,7 @@
  *
  * address_halves()       an IP's integer value as two 64-bit halves (geofence/hotpath/_native.c's
  *                        walk and geofence/hotpath/_miss.c's network keys).
+ * NativeAPI             what _native.c lends the other modules through its capsule.
  * frozen(), untracked_if_frozen() named tuples the collector never needs to visit
  *                        (geofence/hotpath/_tuples.c, and the tuples geofence/hotpath/_miss.c builds).
  */
@@ -69,6 +70,22 @@ address_halves(PyObject *value, int bits, uint64_t *hi, uint64_t *lo)
     *lo = l;
     return 0;
 }
+
+/* geofence.hotpath._native's Peers and Finder for a C caller (geofence/hotpath/_miss.c): the
+ * parse hands over the halves it computed and the finder takes them, so an address's
+ * integer value is made once and never read back (two 128-bit conversions for IPv6). Each
+ * function is what calling the object does; peers_parse sets *version to 0 when the answer is
+ * the slow parser's (the halves are then unset). Optional: without _native, callers call. */
+typedef struct {
+    PyTypeObject *peers_type;
+    PyObject *(*peers_parse)(PyObject *peers, PyObject *text, long *version, uint64_t *hi,
+                             uint64_t *lo);
+    PyTypeObject *finder_type;
+    PyObject *(*finder_find)(PyObject *finder, PyObject *ip, long version, uint64_t hi,
+                             uint64_t lo);
+} NativeAPI;
+
+#define NATIVE_API_CAPSULE "geofence.hotpath._native._C_API"
 
 /* Whether ``item`` can never lead back to a container, so that holding it does not make a
  * reference cycle possible: an object the collector does not track at all (str, int, None,

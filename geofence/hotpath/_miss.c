@@ -32,6 +32,9 @@
 static PyObject *name__verdict, *name_state, *name_finds, *name_active, *name_peer, *name_method, *name_path,
     *name_found, *name_country, *name_subdivisions, *name_refs, *name_make, *name_tally,
     *name_iterator, *name_seen;
+/* geofence.hotpath._native's Peers and Finder as C functions, or NULL without it. */
+static const NativeAPI *native;
+
 static PyObject *str_allow, *str_warn, *str_not_found, *str_no_country, *str_default;
 
 /* Engine._entry's _EXACT: how far inside its window the float clock must be. */
@@ -233,7 +236,6 @@ inside_window(PyObject *engine, PyObject *epoch, double wall)
 static PyObject *
 lookup(MissObject *self, PyObject *engine, PyObject *ip, long version, uint64_t hi, uint64_t lo)
 {
-    (void)lo;
     PyObject *finds = PyObject_GetAttr(engine, name_finds);
     if (finds == NULL) {
         return NULL;
@@ -262,7 +264,9 @@ lookup(MissObject *self, PyObject *engine, PyObject *ip, long version, uint64_t 
         if (find == Py_None) {
             continue;
         }
-        PyObject *said = PyObject_CallOneArg(find, ip);
+        PyObject *said = native != NULL && Py_TYPE(find) == native->finder_type
+                             ? native->finder_find(find, ip, version, hi, lo)
+                             : PyObject_CallOneArg(find, ip);
         if (said == NULL) {
             goto failed;
         }
@@ -618,7 +622,11 @@ Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     }
     /* The resolver: the peer parsed (parse_peer); a trusted proxy, or an address that cannot
      * be a client (the inline check of peer_client), is Python's. */
-    ip = PyObject_CallOneArg(self->peers, peer);
+    long version = 0;
+    uint64_t hi, lo;
+    ip = native != NULL && Py_TYPE(self->peers) == native->peers_type
+             ? native->peers_parse(self->peers, peer, &version, &hi, &lo)
+             : PyObject_CallOneArg(self->peers, peer);
     if (ip == NULL) {
         goto error;
     }
@@ -626,16 +634,18 @@ Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         || !PyUnicode_CheckExact(PyTuple_GET_ITEM(ip, 0))) {
         goto fallback; /* None: not an address */
     }
-    long version = PyLong_AsLong(PyTuple_GET_ITEM(ip, 1));
-    if (version != 4 && version != 6) {
-        if (PyErr_Occurred()) {
+    if (version == 0) {
+        /* Not made by _native's parse: the version and value read from the IP. */
+        version = PyLong_AsLong(PyTuple_GET_ITEM(ip, 1));
+        if (version != 4 && version != 6) {
+            if (PyErr_Occurred()) {
+                goto error;
+            }
+            goto fallback;
+        }
+        if (address_halves(PyTuple_GET_ITEM(ip, 2), version == 4 ? 32 : 128, &hi, &lo) < 0) {
             goto error;
         }
-        goto fallback;
-    }
-    uint64_t hi, lo;
-    if (address_halves(PyTuple_GET_ITEM(ip, 2), version == 4 ? 32 : 128, &hi, &lo) < 0) {
-        goto error;
     }
     if (version == 4 ? !(hi != 0 && hi < (uint64_t)0xE0000000 << 32)
                      : !((hi != 0 || lo >> 32 != 0) && hi >> 56 != 0xFF)) {
@@ -980,6 +990,13 @@ miss_exec(PyObject *module)
             if (*names[i].slot == NULL) {
                 return -1;
             }
+        }
+    }
+    if (native == NULL) {
+        /* Optional: a build without _native calls its objects (none of which are _native's). */
+        native = PyCapsule_Import(NATIVE_API_CAPSULE, 0);
+        if (native == NULL) {
+            PyErr_Clear();
         }
     }
     if (PyType_Ready(&MissType) < 0) {

@@ -8,6 +8,8 @@
  * parse() a strict fast path for address text that is already canonical; None sends the text
  *         to the Python parser (geofence/clientip/_addresses.py), which stays the authority.
  * Peers   parse_peer() of that module on parse(): the IP made here, the rest to Python.
+ * _C_API  a capsule of Peers and Finder as C functions with the address's halves handed over
+ *         (NativeAPI in _cutil.h), for geofence/hotpath/_miss.c.
  * ref()   a decision's reference (geofence/_refs.py): its input, the keyed hash's calls and
  *         the base32 text, without the Python steps around the hash.
  * header_line() forwarded_line() of geofence/http/_asgi.py: the one line of a header in an
@@ -55,29 +57,34 @@ get_u32_buffer(PyObject *obj, Py_buffer *view, const char *what)
     return 0;
 }
 
-/* Bit ``depth`` (0 = the most significant) of the address. */
-static inline unsigned
-address_bit(uint64_t hi, uint64_t lo, int depth)
-{
-    return depth < 64 ? (unsigned)(hi >> (63 - depth)) & 1u
-                      : (unsigned)(lo >> (127 - depth)) & 1u;
-}
-
 /* The walk itself: the leaf record (or -1 for a damaged tree) and, in *depth, the bits read.
- * ``held``: the nodes the arrays hold; a node below ``count`` beyond them is damage. */
+ * ``held``: the nodes the arrays hold; a node below ``count`` beyond them is damage.
+ * One compare per bit in the common case: the loop runs while the node is one the arrays
+ * hold, and the bits are read from the top of ``word`` (hi, then lo for IPv6). */
 static long long
 walk_tree(const uint32_t *l, const uint32_t *r, const uint32_t *t, Py_ssize_t held,
           uint64_t count, uint64_t hi, uint64_t lo, int bits, int stride, int *depth)
 {
+    uint64_t inner = count < (uint64_t)held ? count : (uint64_t)held;
     uint64_t node = t[hi >> (64 - stride)];
+    uint64_t word = hi << stride;
     int d = stride;
-    while (node < count) {
-        if (d == bits || node >= (uint64_t)held) {
-            *depth = bits;
-            return -1;
+    int stop = bits < 64 ? bits : 64; /* where word runs out */
+    while (node < inner) {
+        if (d == stop) {
+            if (stop == bits) {
+                break; /* the bits ran out on a node */
+            }
+            word = lo;
+            stop = bits;
         }
-        node = address_bit(hi, lo, d) ? r[node] : l[node];
+        node = (word >> 63) ? r[node] : l[node];
+        word <<= 1;
         d++;
+    }
+    if (node < count) {
+        *depth = bits; /* the bits ran out, or a node the arrays do not hold */
+        return -1;
     }
     *depth = d;
     return (long long)node;
@@ -214,16 +221,50 @@ parse_v4(const unsigned char *s, Py_ssize_t n)
     return i == n ? (int64_t)value : -1;
 }
 
+/* 1 + a lower-case hex digit's value, 0 for every other byte (upper case is not canonical):
+ * one load per character. */
+static const unsigned char hex_plus_one[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,
+    ['6'] = 7,  ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12,
+    ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+/* The group of 1-4 hex digits without a leading zero that starts at ``s`` (its value, and
+ * in *used its length), or -1. Unrolled: one table load per character, no loop. It reads
+ * one character past a group, which is there: a str's data ends in a NUL (PyUnicode_AsUTF8
+ * hands ASCII data out as a C string), and the table refuses a NUL. */
 static inline int
-hex_digit(unsigned char c)
+hex_group(const unsigned char *s, int *used)
 {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
+    unsigned a = hex_plus_one[s[0]];
+    if (a == 0) {
+        return -1; /* an empty group */
     }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
+    unsigned b = hex_plus_one[s[1]];
+    if (b == 0) {
+        *used = 1;
+        return (int)a - 1;
     }
-    return -1; /* upper case is not canonical */
+    if (a == 1) {
+        return -1; /* a leading zero */
+    }
+    unsigned group = (a - 1) << 4 | (b - 1);
+    unsigned c = hex_plus_one[s[2]];
+    if (c == 0) {
+        *used = 2;
+        return (int)group;
+    }
+    group = group << 4 | (c - 1);
+    unsigned d = hex_plus_one[s[3]];
+    if (d == 0) {
+        *used = 3;
+        return (int)group;
+    }
+    if (hex_plus_one[s[4]] != 0) {
+        return -1; /* a fifth digit */
+    }
+    *used = 4;
+    return (int)(group << 4 | (d - 1));
 }
 
 /* The 8 groups of RFC 5952 text that is exactly canonical; 0 if it is, -1 if not (any
@@ -240,25 +281,21 @@ parse_v6_canonical(const unsigned char *s, Py_ssize_t n, uint16_t groups[8])
         i = 2;
     }
     while (i < n) {
-        Py_ssize_t start = i;
-        unsigned group = 0;
-        int d;
-        while (i < n && i - start < 4 && (d = hex_digit(s[i])) >= 0) {
-            group = group << 4 | (unsigned)d;
-            i++;
-        }
-        if (i == start || (i - start > 1 && s[start] == '0') || count == 8) {
-            return -1; /* empty group, a leading zero, or too many groups */
+        int used;
+        int group = count < 8 ? hex_group(s + i, &used) : -1;
+        if (group < 0) {
+            return -1; /* no group here, or a ninth one */
         }
         written[count++] = (uint16_t)group;
+        i += used;
         if (i == n) {
             break;
         }
         if (s[i] != ':') {
-            return -1; /* a fifth hex digit, a dot, '%', anything else */
+            return -1; /* a dot, '%', upper case, anything else */
         }
         i++;
-        if (i < n && s[i] == ':') {
+        if (s[i] == ':') { /* s[n] is the NUL: no read past the end */
             if (gap >= 0) {
                 return -1;
             }
@@ -269,13 +306,27 @@ parse_v6_canonical(const unsigned char *s, Py_ssize_t n, uint16_t groups[8])
             return -1; /* one trailing colon */
         }
     }
-    if (gap < 0 ? count != 8 : count > 6) {
+    if (gap < 0) {
+        /* No "::": eight groups, without two zero groups side by side (RFC 5952 would
+         * have written them as "::"). */
+        if (count != 8) {
+            return -1;
+        }
+        for (int g = 0; g < 7; g++) {
+            if ((written[g] | written[g + 1]) == 0) {
+                return -1;
+            }
+        }
+        memcpy(groups, written, sizeof(written));
+        return 0;
+    }
+    if (count > 6) {
         /* "::" standing for a single zero group is not RFC 5952 (it writes "0"). */
         return -1;
     }
     int zeros = 8 - count;
     for (int g = 0, w = 0; g < 8; g++) {
-        groups[g] = (gap >= 0 && g >= gap && g < gap + zeros) ? 0 : written[w++];
+        groups[g] = (g >= gap && g < gap + zeros) ? 0 : written[w++];
     }
     /* RFC 5952: the first of the longest runs of >= 2 zero groups is the "::". */
     int best_at = -1, best_len = 1;
@@ -292,9 +343,6 @@ parse_v6_canonical(const unsigned char *s, Py_ssize_t n, uint16_t groups[8])
             best_len = g - run;
             best_at = run;
         }
-    }
-    if (gap < 0) {
-        return best_at < 0 ? 0 : -1;
     }
     return best_at == gap && best_len == zeros ? 0 : -1;
 }
@@ -313,18 +361,45 @@ embeds_v4(const uint16_t g[8])
     return g[0] == 0x2002 || (g[0] == 0x2001 && g[1] == 0); /* 6to4, Teredo */
 }
 
+/* The int of a 128-bit value. Its 30-bit digits are written straight into a new int on
+ * the CPython versions whose layout is known (the public byte conversion costs several
+ * times more, and this runs for each new IPv6 client); the layout is the documented
+ * longintrepr.h one, normalised as CPython keeps it (no leading zero digit). */
 static PyObject *
-v6_int(const uint16_t g[8])
+v6_int(uint64_t hi, uint64_t lo)
 {
+    if (hi == 0) {
+        return PyLong_FromUnsignedLongLong(lo);
+    }
+#if PyLong_SHIFT == 30 && PY_VERSION_HEX < 0x030E0000
+    int width = 128 - __builtin_clzll(hi); /* hi != 0: 65 to 128 bits */
+    Py_ssize_t size = (width + PyLong_SHIFT - 1) / PyLong_SHIFT;
+    PyLongObject *value = _PyLong_New(size);
+    if (value == NULL) {
+        return NULL;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    digit *digits = value->long_value.ob_digit;
+#else
+    digit *digits = value->ob_digit;
+#endif
+    for (Py_ssize_t i = 0; i < size; i++) {
+        digits[i] = (digit)(lo & PyLong_MASK);
+        lo = lo >> PyLong_SHIFT | hi << (64 - PyLong_SHIFT);
+        hi >>= PyLong_SHIFT;
+    }
+    return (PyObject *)value;
+#else
     unsigned char bytes[16];
     for (int i = 0; i < 8; i++) {
-        bytes[2 * i] = (unsigned char)(g[i] >> 8);
-        bytes[2 * i + 1] = (unsigned char)(g[i] & 0xff);
+        bytes[i] = (unsigned char)(hi >> (56 - 8 * i));
+        bytes[i + 8] = (unsigned char)(lo >> (56 - 8 * i));
     }
 #if PY_VERSION_HEX >= 0x030D0000
     return PyLong_FromUnsignedNativeBytes(bytes, 16, Py_ASNATIVEBYTES_BIG_ENDIAN);
 #else
     return _PyLong_FromByteArray(bytes, 16, 0, 0);
+#endif
 #endif
 }
 
@@ -356,10 +431,11 @@ PyDoc_STRVAR(parse_doc,
 "RFC 5952 form and carries no IPv4 client. None for anything else, valid or not: None\n"
 "means \"not handled here\", never \"invalid\".");
 
-/* The version and value of canonical address text: 1 (and *value, a new reference), 0 when
- * the text is not handled here, -1 with an error set. */
+/* The version and value of canonical address text: 1 (and *value, a new reference, and the
+ * value's halves as address_halves() gives them), 0 when the text is not handled here, -1
+ * with an error set. */
 static int
-parse_canonical(PyObject *text, long *version, PyObject **value)
+parse_canonical(PyObject *text, long *version, PyObject **value, uint64_t *hi, uint64_t *lo)
 {
     /* Exact str only: a subclass goes the Python way, which keeps the caller's object. */
     if (!PyUnicode_CheckExact(text)) {
@@ -381,15 +457,19 @@ parse_canonical(PyObject *text, long *version, PyObject **value)
             return 0;
         }
         *version = 4;
+        *hi = (uint64_t)v4 << 32;
+        *lo = 0;
         *value = PyLong_FromLongLong(v4);
     }
     else {
-        uint16_t groups[8];
-        if (parse_v6_canonical(s, n, groups) < 0 || embeds_v4(groups)) {
+        uint16_t g[8];
+        if (parse_v6_canonical(s, n, g) < 0 || embeds_v4(g)) {
             return 0;
         }
         *version = 6;
-        *value = v6_int(groups);
+        *hi = (uint64_t)g[0] << 48 | (uint64_t)g[1] << 32 | (uint64_t)g[2] << 16 | g[3];
+        *lo = (uint64_t)g[4] << 48 | (uint64_t)g[5] << 32 | (uint64_t)g[6] << 16 | g[7];
+        *value = v6_int(*hi, *lo);
     }
     return *value == NULL ? -1 : 1;
 }
@@ -400,7 +480,8 @@ native_parse(PyObject *module, PyObject *text)
     (void)module;
     long version;
     PyObject *value;
-    int parsed = parse_canonical(text, &version, &value);
+    uint64_t hi, lo;
+    int parsed = parse_canonical(text, &version, &value, &hi, &lo);
     if (parsed <= 0) {
         if (parsed < 0) {
             return NULL;
@@ -448,23 +529,17 @@ Peers_dealloc(PeersObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* peers(text), with the address's version and halves when made here (else *version is 0:
+ * the answer is slow's, whatever it is). */
 static PyObject *
-Peers_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+peers_parse(PyObject *peers, PyObject *text, long *version, uint64_t *hi, uint64_t *lo)
 {
-    PeersObject *self = (PeersObject *)callable;
-    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
-        return PyObject_Vectorcall(self->slow, args, nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                   kwnames);
-    }
-    PyObject *text = args[0];
-    long version;
+    PeersObject *self = (PeersObject *)peers;
     PyObject *value;
-    int parsed = parse_canonical(text, &version, &value);
+    int parsed = parse_canonical(text, version, &value, hi, lo);
     if (parsed <= 0) {
-        if (parsed < 0) {
-            return NULL;
-        }
-        return PyObject_CallOneArg(self->slow, text);
+        *version = 0;
+        return parsed < 0 ? NULL : PyObject_CallOneArg(self->slow, text);
     }
     /* tp_alloc zero-fills: the collector sees NULL items until they are set just below. */
     PyObject *ip = self->ip_type->tp_alloc(self->ip_type, 3);
@@ -472,7 +547,7 @@ Peers_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
         Py_DECREF(value);
         return NULL;
     }
-    PyObject *v = version == 4 ? self->four : self->six;
+    PyObject *v = *version == 4 ? self->four : self->six;
     Py_INCREF(text);
     Py_INCREF(v);
     PyTuple_SET_ITEM(ip, 0, text);
@@ -482,6 +557,19 @@ Peers_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
      * by the collector (see untracked_if_frozen in _tuples.c). */
     PyObject_GC_UnTrack(ip);
     return ip;
+}
+
+static PyObject *
+Peers_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    PeersObject *self = (PeersObject *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        return PyObject_Vectorcall(self->slow, args, nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                   kwnames);
+    }
+    long version;
+    uint64_t hi, lo;
+    return peers_parse(callable, args[0], &version, &hi, &lo);
 }
 
 static PyObject *
@@ -605,43 +693,22 @@ Finder_slow(FinderObject *self, PyObject *const *args, size_t nargsf, PyObject *
                                kwnames);
 }
 
+/* finder(ip) for an IP whose version (4 or 6) and halves the caller has read. */
 static PyObject *
-Finder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+finder_find(PyObject *finder, PyObject *ip, long version, uint64_t hi, uint64_t lo)
 {
-    FinderObject *self = (FinderObject *)callable;
-    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
-        return Finder_slow(self, args, nargsf, kwnames);
-    }
-    PyObject *ip = args[0];
-    if (!PyTuple_Check(ip) || PyTuple_GET_SIZE(ip) < 3
-        || !PyLong_CheckExact(PyTuple_GET_ITEM(ip, 1))) {
-        return Finder_slow(self, args, nargsf, kwnames);
-    }
-    long version = PyLong_AsLong(PyTuple_GET_ITEM(ip, 1));
-    const Py_buffer *table;
-    int bits;
-    if (version == 4) {
-        table = &self->v4;
-        bits = 32;
-    }
-    else if (version == 6 && self->v6.obj != NULL) {
-        table = &self->v6;
-        bits = 128;
-    }
-    else {
-        PyErr_Clear(); /* an int too large for a long */
-        return Finder_slow(self, args, nargsf, kwnames);
-    }
-    uint64_t hi, lo;
-    if (address_halves(PyTuple_GET_ITEM(ip, 2), bits, &hi, &lo) < 0) {
-        PyErr_Clear();
-        return Finder_slow(self, args, nargsf, kwnames);
+    FinderObject *self = (FinderObject *)finder;
+    PyObject *const *args = &ip;
+    const Py_buffer *table = version == 4 ? &self->v4 : &self->v6;
+    if (table->obj == NULL) {
+        return Finder_slow(self, args, 1, NULL); /* IPv6 without an IPv6 table */
     }
     int depth;
     long long record = walk_tree(self->left.buf, self->right.buf, table->buf, self->held,
-                                 self->count, hi, lo, bits, self->stride, &depth);
+                                 self->count, hi, lo, version == 4 ? 32 : 128, self->stride,
+                                 &depth);
     if (record < 0) {
-        return Finder_slow(self, args, nargsf, kwnames); /* raises the DatabaseError */
+        return Finder_slow(self, args, 1, NULL); /* raises the DatabaseError */
     }
     PyObject *key = PyLong_FromLongLong(record);
     if (key == NULL) {
@@ -658,7 +725,7 @@ Finder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
         if (PyErr_Occurred() || self->decode == NULL) {
             Py_DECREF(key);
             PyErr_Clear(); /* an error here is the slow path's to report */
-            return Finder_slow(self, args, nargsf, kwnames);
+            return Finder_slow(self, args, 1, NULL);
         }
         /* The first address to lead to this record: decoded for the walk just made, without
          * the slow path's second walk and Python frames (it raises what slow would). */
@@ -684,6 +751,28 @@ Finder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
     PyTuple_SET_ITEM(result, 0, answer);
     PyTuple_SET_ITEM(result, 1, prefix);
     return result;
+}
+
+static PyObject *
+Finder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    FinderObject *self = (FinderObject *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        return Finder_slow(self, args, nargsf, kwnames);
+    }
+    PyObject *ip = args[0];
+    if (!PyTuple_Check(ip) || PyTuple_GET_SIZE(ip) < 3
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(ip, 1))) {
+        return Finder_slow(self, args, nargsf, kwnames);
+    }
+    long version = PyLong_AsLong(PyTuple_GET_ITEM(ip, 1));
+    uint64_t hi, lo;
+    if ((version != 4 && version != 6)
+        || address_halves(PyTuple_GET_ITEM(ip, 2), version == 4 ? 32 : 128, &hi, &lo) < 0) {
+        PyErr_Clear(); /* an int too large for a long, or a value that is no address */
+        return Finder_slow(self, args, nargsf, kwnames);
+    }
+    return finder_find(callable, ip, version, hi, lo);
 }
 
 static PyObject *
@@ -788,6 +877,12 @@ native_exec(PyObject *module)
         if (name_copy == NULL || name_update == NULL || name_digest == NULL) {
             return -1;
         }
+    }
+    static NativeAPI api = {&PeersType, peers_parse, &FinderType, finder_find};
+    PyObject *capsule = PyCapsule_New(&api, NATIVE_API_CAPSULE, NULL);
+    if (capsule == NULL || PyModule_AddObject(module, "_C_API", capsule) < 0) {
+        Py_XDECREF(capsule);
+        return -1;
     }
     PyTypeObject *types[] = {&FinderType, &PeersType};
     const char *names[] = {"Finder", "Peers"};

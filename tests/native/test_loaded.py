@@ -89,3 +89,52 @@ def test_the_environment_variable_turns_the_extension_off(tmp_path: Path) -> Non
 
 def test_importing_never_fails_when_the_extension_cannot_load(tmp_path: Path) -> None:
     assert _loaded(None, tmp_path, block_import=True) is None
+
+
+@pytest.mark.skipif(NATIVE is None, reason="geofence.hotpath._native is not built")
+def test_the_step_decides_without_the_module_it_borrows_from(tmp_path: Path) -> None:
+    """geofence.hotpath._miss borrows _native's parser and finder through a capsule; when
+    _native cannot load, the step is still made and calls Python's objects instead."""
+    from tests_support import COUNTRY_DB
+
+    from geofence import Engine, RequestInfo
+
+    config = {
+        "default": "allow",
+        "geoip": {"country_db": COUNTRY_DB},
+        "rules": [
+            {"name": "gb", "action": "block", "regions": ["GB"]},
+            {"name": "se", "action": "warn", "regions": ["SE"]},
+        ],
+    }
+    peers = ["81.2.69.160", "2a02:cfc0::1", "89.160.20.112", "2001:218::1", "1.1.1.1"]
+    code = (
+        "import sys, json\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'geofence.hotpath._native':\n"
+        "            raise ImportError('blocked by the test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from geofence import Engine, RequestInfo\n"
+        "from geofence import hotpath\n"
+        "config, peers = json.loads(sys.argv[1])\n"
+        "engine = Engine.from_config(config)\n"
+        "assert engine._miss is not None and hotpath.NATIVE is None\n"
+        "step, served = engine._miss, []\n"
+        "engine._miss = lambda *a: served.append(step(*a)) or served[-1]\n"
+        "out = [engine.decide(RequestInfo(p, {}, 'GET', '/')).action for p in peers]\n"
+        "print(json.dumps([out, sum(s is not None for s in served)]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps([config, peers])],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    actions, served = json.loads(done.stdout)
+    engine = Engine.from_config(config)
+    assert actions == [engine.decide(RequestInfo(p, {}, "GET", "/")).action for p in peers]
+    assert {"block", "warn", "allow"} <= set(actions)
+    assert served >= 3  # most of them decided by the step, not left to Python

@@ -225,6 +225,31 @@ def test_an_engine_with_the_step_ends_where_one_without_it_does(name: str) -> No
         assert pair.fast._observer.tally is not None  # counted: the attention counters ran
 
 
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_a_step_given_python_objects_ends_where_python_does(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step hands the address's halves from the compiled parser to the compiled finder
+    (_native's capsule); given Python's parser and finders instead, it reads them from the
+    IP and calls: the same decisions."""
+    from geofence.clientip import _addresses
+
+    monkeypatch.setattr(_addresses, "parse_peer", _addresses._parse_peer_text)
+    config = POLICIES[name]
+    pair = Pair(config)
+    country, anonymizers, asn, networks = pair.fast._finds
+    assert type(country).__name__ == "Finder"  # the compiled one, with its Python slow path
+    pair.fast._finds = tuple(  # type: ignore[assignment]
+        [getattr(find, "slow", find) for find in (country, anonymizers, asn)] + [networks]
+    )
+    rng = random.Random(f"python-objects-{name}")
+    peers = _peers(rng, _networks_of(config["geoip"]["country_db"]))
+    for _ in range(COUNT // 3):
+        pair.decide(next(peers), rng.choice(METHODS), rng.choice(PATHS))
+    pair.check_same_state()
+    assert pair.served > COUNT // 12, pair.served
+
+
 def test_counts_of_both_engines_are_the_same() -> None:
     pair = Pair(POLICIES["report"])
     rng = random.Random("counts")
