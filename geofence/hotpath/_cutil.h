@@ -71,18 +71,33 @@ address_halves(PyObject *value, int bits, uint64_t *hi, uint64_t *lo)
     return 0;
 }
 
+/* A client's address as geofence/hotpath/_miss.c hands it to _native: the text, the version (4
+ * or 6) and the halves always; ``ip``, the IP named tuple Python code sees, only once
+ * something needs it (a new reference, or NULL until then: most new clients never do, and
+ * making it costs more for IPv6 than for IPv4). ``peers`` makes it. */
+typedef struct {
+    PyObject *text;
+    long version;
+    uint64_t hi, lo;
+    PyObject *ip;
+    PyObject *peers;
+} Address;
+
 /* geofence.hotpath._native's Peers and Finder for a C caller (geofence/hotpath/_miss.c): the
  * parse hands over the halves it computed and the finder takes them, so an address's
- * integer value is made once and never read back (two 128-bit conversions for IPv6). Each
- * function is what calling the object does; peers_parse sets *version to 0 when the answer is
- * the slow parser's (the halves are then unset). Optional: without _native, callers call. */
+ * integer value is made once, if at all, and never read back.
+ *   peers_address(peers, text, &a): -1 with an error; else a filled in. For text the
+ *       compiled parse reads, a.version is 4 or 6 and a.ip NULL; for anything else a.ip is
+ *       what the slow parser gives (an IP, or None) and a.version 0.
+ *   address_ip(&a): a.ip, made if it is not there yet (borrowed from a; NULL, an error).
+ *   finder_find(finder, &a): what finder(ip) gives, for a with its version and halves set.
+ * Optional: without _native, callers call the objects. */
 typedef struct {
     PyTypeObject *peers_type;
-    PyObject *(*peers_parse)(PyObject *peers, PyObject *text, long *version, uint64_t *hi,
-                             uint64_t *lo);
+    int (*peers_address)(PyObject *peers, PyObject *text, Address *address);
+    PyObject *(*address_ip)(Address *address);
     PyTypeObject *finder_type;
-    PyObject *(*finder_find)(PyObject *finder, PyObject *ip, long version, uint64_t hi,
-                             uint64_t lo);
+    PyObject *(*finder_find)(PyObject *finder, Address *address);
 } NativeAPI;
 
 #define NATIVE_API_CAPSULE "geofence.hotpath._native._C_API"

@@ -83,12 +83,22 @@ fallback_after_error(void)
     Py_RETURN_NONE;
 }
 
-/* Whether ``ip`` may be in ``set`` ((heads4, heads6, holds), as NetworkSet.heads_and_holds()
- * gives it): 0 no, 1 yes, -1 an error. One index into the heads table answers "no" for
- * nearly every address; the rest ask the set's own holds(). */
-static int
-in_set(PyObject *set, PyObject *ip, long version, uint64_t hi)
+/* The client's IP named tuple, made now if only its halves were known (borrowed from
+ * ``address``; NULL with an error). Without _native every address arrives with its IP. */
+static PyObject *
+client_ip(Address *address)
 {
+    return address->ip != NULL ? address->ip : native->address_ip(address);
+}
+
+/* Whether ``address`` may be in ``set`` ((heads4, heads6, holds), as
+ * NetworkSet.heads_and_holds() gives it): 0 no, 1 yes, -1 an error. One index into the heads
+ * table answers "no" for nearly every address; the rest ask the set's own holds(). */
+static int
+in_set(PyObject *set, Address *address)
+{
+    long version = address->version;
+    uint64_t hi = address->hi;
     if (set == Py_None) {
         return 0;
     }
@@ -100,7 +110,8 @@ in_set(PyObject *set, PyObject *ip, long version, uint64_t hi)
     if (head >= PyBytes_GET_SIZE(heads) || PyBytes_AS_STRING(heads)[head] == 0) {
         return 0;
     }
-    PyObject *held = PyObject_CallOneArg(PyTuple_GET_ITEM(set, 2), ip);
+    PyObject *ip = client_ip(address);
+    PyObject *held = ip == NULL ? NULL : PyObject_CallOneArg(PyTuple_GET_ITEM(set, 2), ip);
     if (held == NULL) {
         return -1;
     }
@@ -151,6 +162,45 @@ dict_get(PyObject *dict, PyObject *key)
     Py_XINCREF(value);
 #endif
     return value;
+}
+
+/* The network memo (Engine._finds[3]) read and written with the key's hash given: the hash
+ * of an int below 2**61 in size is the int itself (-1 excepted), as the language reference
+ * defines it for numeric types, and a 48-bit IPv6 key would otherwise be hashed twice
+ * through long_hash's loop. The calls are CPython's own, private, before 3.14; 3.13 keeps
+ * only the read. */
+static Py_hash_t
+network_hash(long long network)
+{
+    return network == -1 ? -2 : (Py_hash_t)network;
+}
+
+static PyObject *
+network_get(PyObject *networks, PyObject *key, long long network)
+{
+#if PY_VERSION_HEX < 0x030E0000
+    PyObject *value = _PyDict_GetItem_KnownHash(networks, key, network_hash(network));
+    Py_XINCREF(value);
+    return value;
+#else
+    (void)network;
+    return dict_get(networks, key);
+#endif
+}
+
+static int
+network_put(MissObject *self, PyObject *networks, PyObject *key, long long network,
+            PyObject *found)
+{
+#if PY_VERSION_HEX < 0x030D0000
+    if (PyDict_GET_SIZE(networks) >= self->network_size) {
+        PyDict_Clear(networks);
+    }
+    return _PyDict_SetItem_KnownHash(networks, key, found, network_hash(network));
+#else
+    (void)network;
+    return put_bounded(networks, self->network_size, key, found);
+#endif
 }
 
 /* Whether ``path`` matches exempt.paths: 1 yes (Python then decides, dot segments and all),
@@ -230,12 +280,14 @@ inside_window(PyObject *engine, PyObject *epoch, double wall)
     return inside;
 }
 
-/* What the databases say about ``ip``: Engine._lookup's (record, anonymizers, asn), from the
+/* What the databases say about the address: Engine._lookup's (record, anonymizers, asn), from the
  * per-network memo or the finders (the memo written as _lookup writes it). A new reference;
  * NULL with an error set when a finder failed (the fallback repeats it and reports it). */
 static PyObject *
-lookup(MissObject *self, PyObject *engine, PyObject *ip, long version, uint64_t hi, uint64_t lo)
+lookup(MissObject *self, PyObject *engine, Address *address)
 {
+    long version = address->version;
+    uint64_t hi = address->hi;
     PyObject *finds = PyObject_GetAttr(engine, name_finds);
     if (finds == NULL) {
         return NULL;
@@ -251,7 +303,7 @@ lookup(MissObject *self, PyObject *engine, PyObject *ip, long version, uint64_t 
     long long network = version == 4 ? (long long)(hi >> 40) : -(long long)(hi >> 16) - 1;
     long long widest = version == 4 ? 24 : 48;
     PyObject *key = PyLong_FromLongLong(network);
-    PyObject *found = key == NULL ? NULL : dict_get(networks, key);
+    PyObject *found = key == NULL ? NULL : network_get(networks, key, network);
     if (found != NULL || key == NULL || PyErr_Occurred()) {
         Py_XDECREF(key);
         Py_DECREF(finds);
@@ -264,9 +316,14 @@ lookup(MissObject *self, PyObject *engine, PyObject *ip, long version, uint64_t 
         if (find == Py_None) {
             continue;
         }
-        PyObject *said = native != NULL && Py_TYPE(find) == native->finder_type
-                             ? native->finder_find(find, ip, version, hi, lo)
-                             : PyObject_CallOneArg(find, ip);
+        PyObject *said;
+        if (native != NULL && Py_TYPE(find) == native->finder_type) {
+            said = native->finder_find(find, address);
+        }
+        else {
+            PyObject *ip = client_ip(address);
+            said = ip == NULL ? NULL : PyObject_CallOneArg(find, ip);
+        }
         if (said == NULL) {
             goto failed;
         }
@@ -316,7 +373,7 @@ lookup(MissObject *self, PyObject *engine, PyObject *ip, long version, uint64_t 
     for (int i = 0; i < 3; i++) {
         PyTuple_SET_ITEM(found, i, items[i]);
     }
-    if (prefix <= widest && put_bounded(networks, self->network_size, key, found) < 0) {
+    if (prefix <= widest && network_put(self, networks, key, network, found) < 0) {
         Py_CLEAR(found);
     }
     Py_DECREF(key);
@@ -578,7 +635,8 @@ Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     if (!PyTuple_CheckExact(epoch) || PyTuple_GET_SIZE(epoch) != 2 || !PyFloat_Check(args[3])) {
         Py_RETURN_NONE;
     }
-    PyObject *peer = NULL, *method = NULL, *path = NULL, *ip = NULL, *key = NULL,
+    Address address = {.ip = NULL}; /* the client; its ip, when made, is released below */
+    PyObject *peer = NULL, *method = NULL, *path = NULL, *key = NULL,
              *found = NULL, *facts = NULL, *verdict = NULL, *ref = NULL, *decision = NULL,
              *result = NULL;
     int inside = absent ? 1 : inside_window(engine, epoch, PyFloat_AS_DOUBLE(args[3]));
@@ -622,36 +680,44 @@ Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     }
     /* The resolver: the peer parsed (parse_peer); a trusted proxy, or an address that cannot
      * be a client (the inline check of peer_client), is Python's. */
-    long version = 0;
-    uint64_t hi, lo;
-    ip = native != NULL && Py_TYPE(self->peers) == native->peers_type
-             ? native->peers_parse(self->peers, peer, &version, &hi, &lo)
-             : PyObject_CallOneArg(self->peers, peer);
-    if (ip == NULL) {
-        goto error;
+    if (native != NULL && Py_TYPE(self->peers) == native->peers_type) {
+        if (native->peers_address(self->peers, peer, &address) < 0) {
+            goto error;
+        }
     }
-    if (!PyTuple_Check(ip) || PyTuple_GET_SIZE(ip) < 3
-        || !PyUnicode_CheckExact(PyTuple_GET_ITEM(ip, 0))) {
-        goto fallback; /* None: not an address */
+    else {
+        address.ip = PyObject_CallOneArg(self->peers, peer);
+        if (address.ip == NULL) {
+            goto error;
+        }
     }
-    if (version == 0) {
-        /* Not made by _native's parse: the version and value read from the IP. */
-        version = PyLong_AsLong(PyTuple_GET_ITEM(ip, 1));
-        if (version != 4 && version != 6) {
+    if (address.ip != NULL) {
+        /* Not read by _native's parse: the text, version and value from the slow parser's
+         * IP (or None: not an address). */
+        PyObject *ip = address.ip;
+        if (!PyTuple_Check(ip) || PyTuple_GET_SIZE(ip) < 3
+            || !PyUnicode_CheckExact(PyTuple_GET_ITEM(ip, 0))) {
+            goto fallback;
+        }
+        address.text = PyTuple_GET_ITEM(ip, 0);
+        address.version = PyLong_AsLong(PyTuple_GET_ITEM(ip, 1));
+        if (address.version != 4 && address.version != 6) {
             if (PyErr_Occurred()) {
                 goto error;
             }
             goto fallback;
         }
-        if (address_halves(PyTuple_GET_ITEM(ip, 2), version == 4 ? 32 : 128, &hi, &lo) < 0) {
+        if (address_halves(PyTuple_GET_ITEM(ip, 2), address.version == 4 ? 32 : 128,
+                           &address.hi, &address.lo) < 0) {
             goto error;
         }
     }
-    if (version == 4 ? !(hi != 0 && hi < (uint64_t)0xE0000000 << 32)
-                     : !((hi != 0 || lo >> 32 != 0) && hi >> 56 != 0xFF)) {
+    uint64_t hi = address.hi, lo = address.lo;
+    if (address.version == 4 ? !(hi != 0 && hi < (uint64_t)0xE0000000 << 32)
+                             : !((hi != 0 || lo >> 32 != 0) && hi >> 56 != 0xFF)) {
         goto fallback;
     }
-    int held = in_set(self->trusted, ip, version, hi);
+    int held = in_set(self->trusted, &address);
     if (held > 0 && PyDict_GET_SIZE(self->proxy_peers) < PROXY_PEERS
         && PyDict_SetItem(self->proxy_peers, peer, Py_True) < 0) {
         held = -1;
@@ -671,7 +737,7 @@ Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         goto held_or_error;
     }
     /* _evaluate: exemptions, then a private address, are Python's. */
-    held = in_set(self->exempt_ips, ip, version, hi);
+    held = in_set(self->exempt_ips, &address);
     if (held != 0) {
         goto held_or_error;
     }
@@ -681,11 +747,11 @@ Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
             goto held_or_error;
         }
     }
-    held = in_set(self->private_, ip, version, hi);
+    held = in_set(self->private_, &address);
     if (held != 0) {
         goto held_or_error;
     }
-    found = lookup(self, engine, ip, version, hi, lo);
+    found = lookup(self, engine, &address);
     if (found == NULL) {
         goto error; /* a database error, or the memo broken: Python repeats and reports it */
     }
@@ -718,7 +784,7 @@ Miss_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         || !PyUnicode_CheckExact(PyTuple_GET_ITEM(verdict, self->at_action))) {
         goto fallback; /* not what _verdict makes: Python sorts it out */
     }
-    PyObject *text = PyTuple_GET_ITEM(ip, 0);
+    PyObject *text = address.text;
     if (PyUnicode_Compare(PyTuple_GET_ITEM(verdict, self->at_action), str_allow) == 0) {
         ref = Py_NewRef(Py_None);
     }
@@ -759,7 +825,7 @@ done:
     Py_XDECREF(peer);
     Py_XDECREF(method);
     Py_XDECREF(path);
-    Py_XDECREF(ip);
+    Py_XDECREF(address.ip);
     Py_XDECREF(key);
     Py_XDECREF(found);
     Py_XDECREF(facts);

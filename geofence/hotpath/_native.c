@@ -267,10 +267,122 @@ hex_group(const unsigned char *s, int *used)
     return (int)(group << 4 | (d - 1));
 }
 
-/* The 8 groups of RFC 5952 text that is exactly canonical; 0 if it is, -1 if not (any
- * other valid spelling included: the Python parser handles those). */
+/* A lower-case hex digit's value, HEX_COLON for ':', HEX_OTHER for every other byte (the NUL
+ * that ends a str's data included): one load classifies a character and gives its value.
+ * Rows of 16 bytes: '0'-'9' at 0x30, ':' at 0x3a, 'a'-'f' at 0x61. */
+enum { HEX_COLON = 16, HEX_OTHER = 17 };
+#define C HEX_COLON
+#define X HEX_OTHER
+static const unsigned char hex_class[256] = {
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, C, X, X, X, X, X,
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+    X, 10, 11, 12, 13, 14, 15, X, X, X, X, X, X, X, X, X,
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
+};
+#undef C
+#undef X
+
+/* The group of 1-4 hex digits without a leading zero at *at, with *at moved past it and
+ * the class of the byte there in *after; -1 if there is none. It reads one byte past the
+ * group, which is there (see hex_group). */
+static inline int
+eight_group(const unsigned char **at, unsigned *after)
+{
+    const unsigned char *s = *at;
+    unsigned group = hex_class[s[0]];
+    unsigned next = group > 15 ? group : hex_class[s[1]];
+    if (next > 15) {
+        *at = s + 1;
+        *after = next;
+        return group > 15 ? -1 : (int)group;
+    }
+    if (group == 0) {
+        return -1; /* a leading zero */
+    }
+    group = group << 4 | next;
+    next = hex_class[s[2]];
+    if (next > 15) {
+        *at = s + 2;
+        *after = next;
+        return (int)group;
+    }
+    group = group << 4 | next;
+    next = hex_class[s[3]];
+    if (next > 15) {
+        *at = s + 3;
+        *after = next;
+        return (int)group;
+    }
+    *at = s + 4;
+    *after = hex_class[s[4]]; /* a fifth digit is neither HEX_COLON nor the end */
+    return (int)(group << 4 | next);
+}
+
+/* Four groups, each followed by a colon but the last, which is followed by a byte of class
+ * ``last``: 0 and their 64 bits in *half, or -1. */
+static inline int
+eight_half(const unsigned char **at, unsigned last, uint64_t *half)
+{
+    unsigned after;
+    uint64_t bits = 0;
+    for (int g = 0; g < 4; g++) {
+        int group = eight_group(at, &after);
+        if (group < 0 || after != (g < 3 ? (unsigned)HEX_COLON : last)) {
+            return -1;
+        }
+        bits = bits << 16 | (unsigned)group;
+        *at += g < 3;
+    }
+    *half = bits;
+    return 0;
+}
+
+/* The high bit of each 16-bit lane of ``x`` that is zero (exact: no borrow between lanes). */
+static inline uint64_t
+zero_lanes(uint64_t x)
+{
+    const uint64_t low15 = 0x7FFF7FFF7FFF7FFFull;
+    return ~(((x & low15) + low15) | x) & ~low15;
+}
+
+/* The halves of text that is eight groups and seven single colons, canonical (no leading
+ * zero, no two zero groups side by side: RFC 5952 writes those as "::"); 0, or -1 for any
+ * other text, which parse_v6_gap then reads. This is the usual client's text (a
+ * privacy or SLAAC address): one table load per character, no per-group bookkeeping. */
 static int
-parse_v6_canonical(const unsigned char *s, Py_ssize_t n, uint16_t groups[8])
+parse_v6_eight(const unsigned char *s, Py_ssize_t n, uint64_t *hi, uint64_t *lo)
+{
+    const unsigned char *at = s;
+    if (eight_half(&at, HEX_COLON, hi) < 0) {
+        return -1;
+    }
+    at += 1;
+    if (eight_half(&at, HEX_OTHER, lo) < 0 || at != s + n) {
+        return -1; /* the NUL is HEX_OTHER: anything else ended early */
+    }
+    uint64_t zh = zero_lanes(*hi), zl = zero_lanes(*lo);
+    /* side by side: within a half, or the last group of the high half and the first of
+     * the low one */
+    return (zh & zh << 16) | (zl & zl << 16) | (zh << 48 & zl) ? -1 : 0;
+}
+
+/* The 8 groups of RFC 5952 text with "::" that is exactly canonical; 0 if it is, -1 if not
+ * (any other valid spelling included: the Python parser handles those). Text without "::"
+ * is parse_v6_eight's. */
+static int
+parse_v6_gap(const unsigned char *s, Py_ssize_t n, uint16_t groups[8])
 {
     uint16_t written[8];
     int count = 0;
@@ -306,22 +418,9 @@ parse_v6_canonical(const unsigned char *s, Py_ssize_t n, uint16_t groups[8])
             return -1; /* one trailing colon */
         }
     }
-    if (gap < 0) {
-        /* No "::": eight groups, without two zero groups side by side (RFC 5952 would
-         * have written them as "::"). */
-        if (count != 8) {
-            return -1;
-        }
-        for (int g = 0; g < 7; g++) {
-            if ((written[g] | written[g + 1]) == 0) {
-                return -1;
-            }
-        }
-        memcpy(groups, written, sizeof(written));
-        return 0;
-    }
-    if (count > 6) {
-        /* "::" standing for a single zero group is not RFC 5952 (it writes "0"). */
+    if (gap < 0 || count > 6) {
+        /* Without "::" only parse_v6_eight's eight groups are canonical, and it has said no.
+         * "::" standing for a single zero group is not RFC 5952 either (it writes "0"). */
         return -1;
     }
     int zeros = 8 - count;
@@ -431,11 +530,10 @@ PyDoc_STRVAR(parse_doc,
 "RFC 5952 form and carries no IPv4 client. None for anything else, valid or not: None\n"
 "means \"not handled here\", never \"invalid\".");
 
-/* The version and value of canonical address text: 1 (and *value, a new reference, and the
- * value's halves as address_halves() gives them), 0 when the text is not handled here, -1
- * with an error set. */
+/* The version and halves (as address_halves() gives them) of canonical address text: 1, 0
+ * when the text is not handled here, -1 with an error set. */
 static int
-parse_canonical(PyObject *text, long *version, PyObject **value, uint64_t *hi, uint64_t *lo)
+scan_canonical(PyObject *text, long *version, uint64_t *hi, uint64_t *lo)
 {
     /* Exact str only: a subclass goes the Python way, which keeps the caller's object. */
     if (!PyUnicode_CheckExact(text)) {
@@ -459,19 +557,32 @@ parse_canonical(PyObject *text, long *version, PyObject **value, uint64_t *hi, u
         *version = 4;
         *hi = (uint64_t)v4 << 32;
         *lo = 0;
-        *value = PyLong_FromLongLong(v4);
+        return 1;
+    }
+    if (parse_v6_eight(s, n, hi, lo) == 0) {
+        /* No two zero groups side by side: neither ::ffff:0:0/96 nor 64:ff9b::/96, so only
+         * 6to4 and Teredo can carry an IPv4 client. */
+        if (*hi >> 48 == 0x2002 || *hi >> 32 == 0x20010000) {
+            return 0;
+        }
     }
     else {
         uint16_t g[8];
-        if (parse_v6_canonical(s, n, g) < 0 || embeds_v4(g)) {
+        if (parse_v6_gap(s, n, g) < 0 || embeds_v4(g)) {
             return 0;
         }
-        *version = 6;
         *hi = (uint64_t)g[0] << 48 | (uint64_t)g[1] << 32 | (uint64_t)g[2] << 16 | g[3];
         *lo = (uint64_t)g[4] << 48 | (uint64_t)g[5] << 32 | (uint64_t)g[6] << 16 | g[7];
-        *value = v6_int(*hi, *lo);
     }
-    return *value == NULL ? -1 : 1;
+    *version = 6;
+    return 1;
+}
+
+/* The int of an address scan_canonical read; a new reference, or NULL with an error. */
+static PyObject *
+value_of(long version, uint64_t hi, uint64_t lo)
+{
+    return version == 4 ? PyLong_FromUnsignedLong((unsigned long)(hi >> 32)) : v6_int(hi, lo);
 }
 
 static PyObject *
@@ -479,16 +590,15 @@ native_parse(PyObject *module, PyObject *text)
 {
     (void)module;
     long version;
-    PyObject *value;
     uint64_t hi, lo;
-    int parsed = parse_canonical(text, &version, &value, &hi, &lo);
+    int parsed = scan_canonical(text, &version, &hi, &lo);
     if (parsed <= 0) {
         if (parsed < 0) {
             return NULL;
         }
         Py_RETURN_NONE;
     }
-    return version_and_value(version, value);
+    return version_and_value(version, value_of(version, hi, lo));
 }
 
 /* ---- Peers ------------------------------------------------------------------------------ */
@@ -531,15 +641,13 @@ Peers_dealloc(PeersObject *self)
 
 /* peers(text), with the address's version and halves when made here (else *version is 0:
  * the answer is slow's, whatever it is). */
+/* The IP named tuple (text, version, value) of an address the compiled parse read. */
 static PyObject *
-peers_parse(PyObject *peers, PyObject *text, long *version, uint64_t *hi, uint64_t *lo)
+make_ip(PeersObject *self, PyObject *text, long version, uint64_t hi, uint64_t lo)
 {
-    PeersObject *self = (PeersObject *)peers;
-    PyObject *value;
-    int parsed = parse_canonical(text, version, &value, hi, lo);
-    if (parsed <= 0) {
-        *version = 0;
-        return parsed < 0 ? NULL : PyObject_CallOneArg(self->slow, text);
+    PyObject *value = value_of(version, hi, lo);
+    if (value == NULL) {
+        return NULL;
     }
     /* tp_alloc zero-fills: the collector sees NULL items until they are set just below. */
     PyObject *ip = self->ip_type->tp_alloc(self->ip_type, 3);
@@ -547,16 +655,38 @@ peers_parse(PyObject *peers, PyObject *text, long *version, uint64_t *hi, uint64
         Py_DECREF(value);
         return NULL;
     }
-    PyObject *v = *version == 4 ? self->four : self->six;
-    Py_INCREF(text);
-    Py_INCREF(v);
-    PyTuple_SET_ITEM(ip, 0, text);
-    PyTuple_SET_ITEM(ip, 1, v);
+    PyTuple_SET_ITEM(ip, 0, Py_NewRef(text));
+    PyTuple_SET_ITEM(ip, 1, Py_NewRef(version == 4 ? self->four : self->six));
     PyTuple_SET_ITEM(ip, 2, value);
     /* A str and two ints in an immutable tuple: never part of a cycle, so never worth a visit
      * by the collector (see untracked_if_frozen in _tuples.c). */
     PyObject_GC_UnTrack(ip);
     return ip;
+}
+
+static int
+peers_address(PyObject *peers, PyObject *text, Address *address)
+{
+    address->text = text;
+    address->peers = peers;
+    address->ip = NULL;
+    int parsed = scan_canonical(text, &address->version, &address->hi, &address->lo);
+    if (parsed != 0) {
+        return parsed < 0 ? -1 : 0;
+    }
+    address->version = 0;
+    address->ip = PyObject_CallOneArg(((PeersObject *)peers)->slow, text);
+    return address->ip == NULL ? -1 : 0;
+}
+
+static PyObject *
+address_ip(Address *address)
+{
+    if (address->ip == NULL) {
+        address->ip = make_ip((PeersObject *)address->peers, address->text, address->version,
+                              address->hi, address->lo);
+    }
+    return address->ip;
 }
 
 static PyObject *
@@ -567,9 +697,12 @@ Peers_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
         return PyObject_Vectorcall(self->slow, args, nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET,
                                    kwnames);
     }
-    long version;
-    uint64_t hi, lo;
-    return peers_parse(callable, args[0], &version, &hi, &lo);
+    Address address;
+    if (peers_address(callable, args[0], &address) < 0) {
+        return NULL;
+    }
+    return address.ip != NULL ? address.ip : make_ip(self, args[0], address.version,
+                                                     address.hi, address.lo);
 }
 
 static PyObject *
@@ -693,22 +826,31 @@ Finder_slow(FinderObject *self, PyObject *const *args, size_t nargsf, PyObject *
                                kwnames);
 }
 
-/* finder(ip) for an IP whose version (4 or 6) and halves the caller has read. */
+/* slow(ip) for an address handed over by a C caller. */
 static PyObject *
-finder_find(PyObject *finder, PyObject *ip, long version, uint64_t hi, uint64_t lo)
+slow_find(FinderObject *self, Address *address)
+{
+    PyObject *ip = address_ip(address);
+    return ip == NULL ? NULL : PyObject_CallOneArg(self->slow, ip);
+}
+
+/* finder(ip) for an address whose version (4 or 6) and halves the caller has read; the IP
+ * itself is made only for Python code (the slow path, or a record's first decode). */
+static PyObject *
+finder_find(PyObject *finder, Address *address)
 {
     FinderObject *self = (FinderObject *)finder;
-    PyObject *const *args = &ip;
+    long version = address->version;
     const Py_buffer *table = version == 4 ? &self->v4 : &self->v6;
     if (table->obj == NULL) {
-        return Finder_slow(self, args, 1, NULL); /* IPv6 without an IPv6 table */
+        return slow_find(self, address); /* IPv6 without an IPv6 table */
     }
     int depth;
     long long record = walk_tree(self->left.buf, self->right.buf, table->buf, self->held,
-                                 self->count, hi, lo, version == 4 ? 32 : 128, self->stride,
-                                 &depth);
+                                 self->count, address->hi, address->lo,
+                                 version == 4 ? 32 : 128, self->stride, &depth);
     if (record < 0) {
-        return Finder_slow(self, args, 1, NULL); /* raises the DatabaseError */
+        return slow_find(self, address); /* raises the DatabaseError */
     }
     PyObject *key = PyLong_FromLongLong(record);
     if (key == NULL) {
@@ -725,12 +867,13 @@ finder_find(PyObject *finder, PyObject *ip, long version, uint64_t hi, uint64_t 
         if (PyErr_Occurred() || self->decode == NULL) {
             Py_DECREF(key);
             PyErr_Clear(); /* an error here is the slow path's to report */
-            return Finder_slow(self, args, 1, NULL);
+            return slow_find(self, address);
         }
         /* The first address to lead to this record: decoded for the walk just made, without
          * the slow path's second walk and Python frames (it raises what slow would). */
+        PyObject *ip = address_ip(address);
         PyObject *asked[2] = {key, ip};
-        answer = PyObject_Vectorcall(self->decode, asked, 2, NULL);
+        answer = ip == NULL ? NULL : PyObject_Vectorcall(self->decode, asked, 2, NULL);
         if (answer == NULL) {
             Py_DECREF(key);
             return NULL;
@@ -765,14 +908,16 @@ Finder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
         || !PyLong_CheckExact(PyTuple_GET_ITEM(ip, 1))) {
         return Finder_slow(self, args, nargsf, kwnames);
     }
-    long version = PyLong_AsLong(PyTuple_GET_ITEM(ip, 1));
-    uint64_t hi, lo;
-    if ((version != 4 && version != 6)
-        || address_halves(PyTuple_GET_ITEM(ip, 2), version == 4 ? 32 : 128, &hi, &lo) < 0) {
+    /* The caller's IP, borrowed: address_ip() never replaces it. */
+    Address address = {.text = PyTuple_GET_ITEM(ip, 0), .ip = ip};
+    address.version = PyLong_AsLong(PyTuple_GET_ITEM(ip, 1));
+    if ((address.version != 4 && address.version != 6)
+        || address_halves(PyTuple_GET_ITEM(ip, 2), address.version == 4 ? 32 : 128,
+                          &address.hi, &address.lo) < 0) {
         PyErr_Clear(); /* an int too large for a long, or a value that is no address */
         return Finder_slow(self, args, nargsf, kwnames);
     }
-    return finder_find(callable, ip, version, hi, lo);
+    return finder_find(callable, &address);
 }
 
 static PyObject *
@@ -878,7 +1023,8 @@ native_exec(PyObject *module)
             return -1;
         }
     }
-    static NativeAPI api = {&PeersType, peers_parse, &FinderType, finder_find};
+    static NativeAPI api = {&PeersType, peers_address, address_ip, &FinderType,
+                            finder_find};
     PyObject *capsule = PyCapsule_New(&api, NATIVE_API_CAPSULE, NULL);
     if (capsule == NULL || PyModule_AddObject(module, "_C_API", capsule) < 0) {
         Py_XDECREF(capsule);
