@@ -59,29 +59,50 @@ get_u32_buffer(PyObject *obj, Py_buffer *view, const char *what)
 
 /* The walk itself: the leaf record (or -1 for a damaged tree) and, in *depth, the bits read.
  * ``held``: the nodes the arrays hold; a node below ``count`` beyond them is damage.
- * One compare per bit in the common case: the loop runs while the node is one the arrays
- * hold, and the bits are read from the top of ``word`` (hi, then lo for IPv6). */
-static long long
+ * The bits are read from the top of ``word`` (hi, then lo for IPv6). While at least 8 are
+ * left in it, 8 levels go by with one compare each (is the node one the arrays hold?) and
+ * no count of bits; the side is picked by indexing, not by a branch, since each bit of an
+ * address is a coin toss for the CPU's branch predictor. Inlined into both callers: a call
+ * would cost about what the unrolling saves an IPv4 walk. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline long long
 walk_tree(const uint32_t *l, const uint32_t *r, const uint32_t *t, Py_ssize_t held,
           uint64_t count, uint64_t hi, uint64_t lo, int bits, int stride, int *depth)
 {
-    uint64_t inner = count < (uint64_t)held ? count : (uint64_t)held;
+    const uint64_t inner = count < (uint64_t)held ? count : (uint64_t)held;
+    const uint32_t *const side[2] = {l, r};
     uint64_t node = t[hi >> (64 - stride)];
     uint64_t word = hi << stride;
     int d = stride;
-    int stop = bits < 64 ? bits : 64; /* where word runs out */
-    while (node < inner) {
-        if (d == stop) {
-            if (stop == bits) {
-                break; /* the bits ran out on a node */
+    int left = (bits < 64 ? bits : 64) - stride; /* bits still unread in word */
+    for (;;) {
+        while (left >= 8 && node < inner) {
+            for (int i = 0; i < 8; i++) {
+                node = side[word >> 63][node];
+                word <<= 1;
+                if (node >= inner) {
+                    d += i + 1;
+                    goto out;
+                }
             }
-            word = lo;
-            stop = bits;
+            d += 8;
+            left -= 8;
         }
-        node = (word >> 63) ? r[node] : l[node];
-        word <<= 1;
-        d++;
+        while (left > 0 && node < inner) {
+            node = side[word >> 63][node];
+            word <<= 1;
+            d++;
+            left--;
+        }
+        if (node >= inner || d == bits) {
+            break;
+        }
+        word = lo; /* IPv6: the low half */
+        left = bits - d;
     }
+out:
     if (node < count) {
         *depth = bits; /* the bits ran out, or a node the arrays do not hold */
         return -1;

@@ -268,6 +268,27 @@ def test_prefix_counts_the_bits_walked(depth: int) -> None:
         assert walk(IP("0.0.128.0", 4, 1 << 15)) == (depth + 16 + STRIDE, STRIDE + 1)
 
 
+@pytest.mark.parametrize("version", [4, 6])
+def test_every_depth_and_every_exit_is_counted(version: int) -> None:
+    """The compiled walk reads 8 levels at a time while 8 bits are left in the word it reads,
+    then one at a time, then (IPv6) the low half: a chain of every depth ends where the
+    Python walk ends, as does a 1 bit at every position below the table."""
+    bits = 32 if version == 4 else 128
+    for depth in range(STRIDE + 1, bits + 1):
+        left, right = _chain(depth)
+        tree = SearchTree(
+            (left, right), node_count=depth, record_size=32, ip_version=version, file_size=10**6
+        )
+        walks: list[Walk] = [tree._leaf_prefix_python]
+        if NATIVE is not None:
+            walks.append(tree.native_walks()[1])
+        for walk in walks:
+            # All zeros: every node, to the end of the chain; a 1 bit at level k: out at k.
+            assert walk(IP("", version, 0)) == (depth, depth)
+            for k in range(STRIDE + 1, depth + 1):
+                assert walk(IP("", version, 1 << (bits - k))) == (depth + 16 + k - 1, k)
+
+
 def _damaged_outcomes(tree: SearchTree, ips: list[IP]) -> list[Any]:
     walks: list[Walk] = [tree._leaf_prefix_python]
     if NATIVE is not None:
