@@ -242,52 +242,6 @@ parse_v4(const unsigned char *s, Py_ssize_t n)
     return i == n ? (int64_t)value : -1;
 }
 
-/* 1 + a lower-case hex digit's value, 0 for every other byte (upper case is not canonical):
- * one load per character. */
-static const unsigned char hex_plus_one[256] = {
-    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,
-    ['6'] = 7,  ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12,
-    ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
-};
-
-/* The group of 1-4 hex digits without a leading zero that starts at ``s`` (its value, and
- * in *used its length), or -1. Unrolled: one table load per character, no loop. It reads
- * one character past a group, which is there: a str's data ends in a NUL (PyUnicode_AsUTF8
- * hands ASCII data out as a C string), and the table refuses a NUL. */
-static inline int
-hex_group(const unsigned char *s, int *used)
-{
-    unsigned a = hex_plus_one[s[0]];
-    if (a == 0) {
-        return -1; /* an empty group */
-    }
-    unsigned b = hex_plus_one[s[1]];
-    if (b == 0) {
-        *used = 1;
-        return (int)a - 1;
-    }
-    if (a == 1) {
-        return -1; /* a leading zero */
-    }
-    unsigned group = (a - 1) << 4 | (b - 1);
-    unsigned c = hex_plus_one[s[2]];
-    if (c == 0) {
-        *used = 2;
-        return (int)group;
-    }
-    group = group << 4 | (c - 1);
-    unsigned d = hex_plus_one[s[3]];
-    if (d == 0) {
-        *used = 3;
-        return (int)group;
-    }
-    if (hex_plus_one[s[4]] != 0) {
-        return -1; /* a fifth digit */
-    }
-    *used = 4;
-    return (int)(group << 4 | (d - 1));
-}
-
 /* A lower-case hex digit's value, HEX_COLON for ':', HEX_OTHER for every other byte (the NUL
  * that ends a str's data included): one load classifies a character and gives its value.
  * Rows of 16 bytes: '0'-'9' at 0x30, ':' at 0x3a, 'a'-'f' at 0x61. */
@@ -316,10 +270,12 @@ static const unsigned char hex_class[256] = {
 #undef X
 
 /* The group of 1-4 hex digits without a leading zero at *at, with *at moved past it and
- * the class of the byte there in *after; -1 if there is none. It reads one byte past the
- * group, which is there (see hex_group). */
+ * the class of the byte there in *after (a fifth digit is neither HEX_COLON nor the end);
+ * -1 if there is none. One table load per character, no loop. It reads one byte past the
+ * group, which is there: a str's data ends in a NUL (PyUnicode_AsUTF8 hands ASCII data out
+ * as a C string), which is HEX_OTHER. */
 static inline int
-eight_group(const unsigned char **at, unsigned *after)
+hex_group(const unsigned char **at, unsigned *after)
 {
     const unsigned char *s = *at;
     unsigned group = hex_class[s[0]];
@@ -347,7 +303,7 @@ eight_group(const unsigned char **at, unsigned *after)
         return (int)group;
     }
     *at = s + 4;
-    *after = hex_class[s[4]]; /* a fifth digit is neither HEX_COLON nor the end */
+    *after = hex_class[s[4]];
     return (int)(group << 4 | next);
 }
 
@@ -359,7 +315,7 @@ eight_half(const unsigned char **at, unsigned last, uint64_t *half)
     unsigned after;
     uint64_t bits = 0;
     for (int g = 0; g < 4; g++) {
-        int group = eight_group(at, &after);
+        int group = hex_group(at, &after);
         if (group < 0 || after != (g < 3 ? (unsigned)HEX_COLON : last)) {
             return -1;
         }
@@ -408,34 +364,33 @@ parse_v6_gap(const unsigned char *s, Py_ssize_t n, uint16_t groups[8])
     uint16_t written[8];
     int count = 0;
     int gap = -1; /* index in written[] where "::" stands, if any */
-    Py_ssize_t i = 0;
+    const unsigned char *at = s, *end = s + n;
     if (n >= 2 && s[0] == ':' && s[1] == ':') {
         gap = 0;
-        i = 2;
+        at = s + 2;
     }
-    while (i < n) {
-        int used;
-        int group = count < 8 ? hex_group(s + i, &used) : -1;
+    while (at < end) {
+        unsigned after;
+        int group = count < 8 ? hex_group(&at, &after) : -1;
         if (group < 0) {
             return -1; /* no group here, or a ninth one */
         }
         written[count++] = (uint16_t)group;
-        i += used;
-        if (i == n) {
+        if (at == end) {
             break;
         }
-        if (s[i] != ':') {
-            return -1; /* a dot, '%', upper case, anything else */
+        if (after != HEX_COLON) {
+            return -1; /* a fifth digit, a dot, '%', upper case, anything else */
         }
-        i++;
-        if (s[i] == ':') { /* s[n] is the NUL: no read past the end */
+        at++;
+        if (*at == ':') { /* *end is the NUL: no read past the end */
             if (gap >= 0) {
                 return -1;
             }
             gap = count;
-            i++;
+            at++;
         }
-        else if (i == n) {
+        else if (at == end) {
             return -1; /* one trailing colon */
         }
     }
