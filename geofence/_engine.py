@@ -903,7 +903,9 @@ class Engine:
         if ip.version == 4:
             network, widest = ip.value >> 8, 24
         else:
-            network, widest = ~(ip.value >> 80), 48  # negative: never an IPv4 network's key
+            # Above every IPv4 network's key; below 2**49, so two digits of an int (the C
+            # step makes those without PyLong's loops) and its own hash.
+            network, widest = ip.value >> 80 | 1 << 48, 48
         known = networks.get(network)
         if known is not None:
             return known

@@ -71,6 +71,31 @@ address_halves(PyObject *value, int bits, uint64_t *hi, uint64_t *lo)
     return 0;
 }
 
+/* The int of a value below 2**60: of two 30-bit digits written straight into a new int on
+ * the CPython versions whose layout is known (the documented longintrepr.h one), as
+ * PyLong_FromUnsignedLongLong would make it without its loops. IPv6's network key. */
+static inline PyObject *
+long_from_u60(uint64_t value)
+{
+#if PyLong_SHIFT == 30 && PY_VERSION_HEX < 0x030E0000
+    if (value >> PyLong_SHIFT != 0 && value >> (2 * PyLong_SHIFT) == 0) {
+        PyLongObject *made = _PyLong_New(2);
+        if (made == NULL) {
+            return NULL;
+        }
+#if PY_VERSION_HEX >= 0x030C0000
+        digit *digits = made->long_value.ob_digit;
+#else
+        digit *digits = made->ob_digit;
+#endif
+        digits[0] = (digit)(value & PyLong_MASK);
+        digits[1] = (digit)(value >> PyLong_SHIFT);
+        return (PyObject *)made;
+    }
+#endif
+    return PyLong_FromUnsignedLongLong(value);
+}
+
 /* A client's address as geofence/hotpath/_miss.c hands it to _native: the text, the version (4
  * or 6) and the halves always; ``ip``, the IP named tuple Python code sees, only once
  * something needs it (a new reference, or NULL until then: most new clients never do, and

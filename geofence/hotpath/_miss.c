@@ -299,10 +299,10 @@ lookup(MissObject *self, PyObject *engine, Address *address)
         return NULL;
     }
     PyObject *networks = PyTuple_GET_ITEM(finds, 3);
-    /* _lookup: ip.value >> 8 for IPv4, ~(ip.value >> 80) for IPv6 (negative: never equal). */
-    long long network = version == 4 ? (long long)(hi >> 40) : -(long long)(hi >> 16) - 1;
+    /* _lookup: ip.value >> 8 for IPv4, ip.value >> 80 | 1 << 48 for IPv6 (never equal). */
+    long long network = (long long)(version == 4 ? hi >> 40 : hi >> 16 | (uint64_t)1 << 48);
     long long widest = version == 4 ? 24 : 48;
-    PyObject *key = PyLong_FromLongLong(network);
+    PyObject *key = long_from_u60((uint64_t)network);
     PyObject *found = key == NULL ? NULL : network_get(networks, key, network);
     if (found != NULL || key == NULL || PyErr_Occurred()) {
         Py_XDECREF(key);

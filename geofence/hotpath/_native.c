@@ -57,13 +57,58 @@ get_u32_buffer(PyObject *obj, Py_buffer *view, const char *what)
     return 0;
 }
 
-/* The walk itself: the leaf record (or -1 for a damaged tree) and, in *depth, the bits read.
- * ``held``: the nodes the arrays hold; a node below ``count`` beyond them is damage.
- * The bits are read from the top of ``word`` (hi, then lo for IPv6). While at least 8 are
- * left in it, 8 levels go by with one compare each (is the node one the arrays hold?) and
- * no count of bits; the side is picked by indexing, not by a branch, since each bit of an
- * address is a coin toss for the CPU's branch predictor. Inlined into both callers: a call
+/* Up to ``left`` levels (bits from the top of ``word``) from ``node``, the levels walked added
+ * to *depth; it stops at the first node the arrays do not hold as a node (``inner``: a leaf,
+ * or damage). While at least 8 bits are left, 8 levels go by with one compare each and no
+ * count of bits; the side is picked by indexing, not by a branch, since each bit of an
+ * address is a coin toss for the CPU's branch predictor. Inlined into each caller: a call
  * would cost about what the unrolling saves an IPv4 walk. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline uint64_t
+walk_bits(const uint32_t *const side[2], uint64_t inner, uint64_t node, uint64_t word, int left,
+          int *depth)
+{
+    int d = *depth;
+    while (left >= 8 && node < inner) {
+        for (int i = 0; i < 8; i++) {
+            node = side[word >> 63][node];
+            word <<= 1;
+            if (node >= inner) {
+                *depth = d + i + 1;
+                return node;
+            }
+        }
+        d += 8;
+        left -= 8;
+    }
+    while (left > 0 && node < inner) {
+        node = side[word >> 63][node];
+        word <<= 1;
+        d++;
+        left--;
+    }
+    *depth = d;
+    return node;
+}
+
+/* The walk's answer: the leaf record, or -1 (depth: all the bits) when the bits ran out on a
+ * node or ended on a node below ``count`` that the arrays do not hold (a damaged tree). */
+static inline long long
+walk_end(uint64_t node, uint64_t count, int bits, int d, int *depth)
+{
+    if (node < count) {
+        *depth = bits;
+        return -1;
+    }
+    *depth = d;
+    return (long long)node;
+}
+
+/* The whole walk: the table's node for the first ``stride`` bits, then bit by bit (hi, then
+ * lo for IPv6). ``held``: the nodes the arrays hold; a node below ``count`` beyond them is
+ * damage, never a read. */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
@@ -73,42 +118,13 @@ walk_tree(const uint32_t *l, const uint32_t *r, const uint32_t *t, Py_ssize_t he
 {
     const uint64_t inner = count < (uint64_t)held ? count : (uint64_t)held;
     const uint32_t *const side[2] = {l, r};
-    uint64_t node = t[hi >> (64 - stride)];
-    uint64_t word = hi << stride;
     int d = stride;
-    int left = (bits < 64 ? bits : 64) - stride; /* bits still unread in word */
-    for (;;) {
-        while (left >= 8 && node < inner) {
-            for (int i = 0; i < 8; i++) {
-                node = side[word >> 63][node];
-                word <<= 1;
-                if (node >= inner) {
-                    d += i + 1;
-                    goto out;
-                }
-            }
-            d += 8;
-            left -= 8;
-        }
-        while (left > 0 && node < inner) {
-            node = side[word >> 63][node];
-            word <<= 1;
-            d++;
-            left--;
-        }
-        if (node >= inner || d == bits) {
-            break;
-        }
-        word = lo; /* IPv6: the low half */
-        left = bits - d;
+    uint64_t node = walk_bits(side, inner, t[hi >> (64 - stride)], hi << stride,
+                              (bits < 64 ? bits : 64) - stride, &d);
+    if (bits > 64 && node < inner) {
+        node = walk_bits(side, inner, node, lo, bits - 64, &d);
     }
-out:
-    if (node < count) {
-        *depth = bits; /* the bits ran out, or a node the arrays do not hold */
-        return -1;
-    }
-    *depth = d;
-    return (long long)node;
+    return walk_end(node, count, bits, d, depth);
 }
 
 static PyObject *
@@ -242,81 +258,95 @@ parse_v4(const unsigned char *s, Py_ssize_t n)
     return i == n ? (int64_t)value : -1;
 }
 
-/* A lower-case hex digit's value, HEX_COLON for ':', HEX_OTHER for every other byte (the NUL
- * that ends a str's data included): one load classifies a character and gives its value.
- * Rows of 16 bytes: '0'-'9' at 0x30, ':' at 0x3a, 'a'-'f' at 0x61. */
-enum { HEX_COLON = 16, HEX_OTHER = 17 };
-#define C HEX_COLON
-#define X HEX_OTHER
-static const unsigned char hex_class[256] = {
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, C, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, 10, 11, 12, 13, 14, 15, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-};
-#undef C
-#undef X
+/* What two bytes are, indexed by the 16 bits they make in memory (one load): two lower-case
+ * hex digits give PAIR_TWO + their value; a digit then ':' or the NUL that ends a str's data
+ * gives PAIR_ONE + the digit; anything else 0. Half the loads of a table per character,
+ * for 38-character IPv6 text. 128 KiB of zeroed memory of which native_exec writes 288
+ * entries: only the pages holding them (and the zero page, for misses) are ever mapped. */
+enum { PAIR_ONE = 0x10, PAIR_TWO = 0x100 };
+static uint16_t pair_class[1 << 16];
 
-/* The group of 1-4 hex digits without a leading zero at *at, with *at moved past it and
- * the class of the byte there in *after (a fifth digit is neither HEX_COLON nor the end);
- * -1 if there is none. One table load per character, no loop. It reads one byte past the
- * group, which is there: a str's data ends in a NUL (PyUnicode_AsUTF8 hands ASCII data out
- * as a C string), which is HEX_OTHER. */
-static inline int
-hex_group(const unsigned char **at, unsigned *after)
+static int
+hex_digit(int c)
 {
-    const unsigned char *s = *at;
-    unsigned group = hex_class[s[0]];
-    unsigned next = group > 15 ? group : hex_class[s[1]];
-    if (next > 15) {
-        *at = s + 1;
-        *after = next;
-        return group > 15 ? -1 : (int)group;
-    }
-    if (group == 0) {
-        return -1; /* a leading zero */
-    }
-    group = group << 4 | next;
-    next = hex_class[s[2]];
-    if (next > 15) {
-        *at = s + 2;
-        *after = next;
-        return (int)group;
-    }
-    group = group << 4 | next;
-    next = hex_class[s[3]];
-    if (next > 15) {
-        *at = s + 3;
-        *after = next;
-        return (int)group;
-    }
-    *at = s + 4;
-    *after = hex_class[s[4]];
-    return (int)(group << 4 | next);
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* Four groups, each followed by a colon but the last, which is followed by a byte of class
- * ``last``: 0 and their 64 bits in *half, or -1. */
-static inline int
-eight_half(const unsigned char **at, unsigned last, uint64_t *half)
+static inline unsigned
+pair_at(const unsigned char *s)
 {
-    unsigned after;
+    uint16_t bytes;
+    memcpy(&bytes, s, 2); /* either byte order: fill_pair_class indexes the same way */
+    return pair_class[bytes];
+}
+
+static void
+fill_pair_class(void)
+{
+    for (int a = 0; a < 256; a++) {
+        int x = hex_digit(a);
+        for (int b = 0; x >= 0 && b < 256; b++) {
+            int y = hex_digit(b);
+            unsigned char pair[2] = {(unsigned char)a, (unsigned char)b};
+            uint16_t bytes;
+            memcpy(&bytes, pair, 2);
+            if (y >= 0) {
+                pair_class[bytes] = (uint16_t)(PAIR_TWO + (x << 4 | y));
+            }
+            else if (b == ':' || b == 0) {
+                pair_class[bytes] = (uint16_t)(PAIR_ONE + x);
+            }
+        }
+    }
+}
+
+/* The group of 1-4 hex digits without a leading zero at *at (before ``end``, the NUL), with
+ * *at moved past it to the byte the caller checks (':' or the end; a fifth digit is
+ * neither); -1 if there is none. Two pair loads, never past the NUL. */
+static inline int
+hex_group(const unsigned char **at, const unsigned char *end)
+{
+    const unsigned char *s = *at;
+    unsigned first, second = 0;
+    if (end - s >= 3) {
+        first = pair_at(s);
+        second = pair_at(s + 2);
+    }
+    else if (s < end) {
+        first = pair_at(s); /* s[1] is at most the NUL */
+    }
+    else {
+        return -1;
+    }
+    if (first < PAIR_TWO) {
+        *at = s + 1;
+        return first == 0 ? -1 : (int)(first - PAIR_ONE);
+    }
+    if (first < PAIR_TWO + 0x10) {
+        return -1; /* a leading zero */
+    }
+    if (second >= PAIR_TWO) {
+        *at = s + 4;
+        return (int)((first << 8) + second - (PAIR_TWO << 8) - PAIR_TWO);
+    }
+    if (second != 0) {
+        *at = s + 3;
+        return (int)((first << 4) + second - (PAIR_TWO << 4) - PAIR_ONE);
+    }
+    *at = s + 2;
+    return (int)(first - PAIR_TWO);
+}
+
+/* Four groups, each followed by a colon but the last, which is followed by ``last`` (':',
+ * or the NUL at ``end``): 0 and their 64 bits in *half, or -1. */
+static inline int
+eight_half(const unsigned char **at, const unsigned char *end, unsigned char last,
+           uint64_t *half)
+{
     uint64_t bits = 0;
     for (int g = 0; g < 4; g++) {
-        int group = hex_group(at, &after);
-        if (group < 0 || after != (g < 3 ? (unsigned)HEX_COLON : last)) {
+        int group = hex_group(at, end);
+        if (group < 0 || **at != (g < 3 ? ':' : last)) {
             return -1;
         }
         bits = bits << 16 | (unsigned)group;
@@ -341,13 +371,13 @@ zero_lanes(uint64_t x)
 static int
 parse_v6_eight(const unsigned char *s, Py_ssize_t n, uint64_t *hi, uint64_t *lo)
 {
-    const unsigned char *at = s;
-    if (eight_half(&at, HEX_COLON, hi) < 0) {
+    const unsigned char *at = s, *end = s + n;
+    if (eight_half(&at, end, ':', hi) < 0) {
         return -1;
     }
     at += 1;
-    if (eight_half(&at, HEX_OTHER, lo) < 0 || at != s + n) {
-        return -1; /* the NUL is HEX_OTHER: anything else ended early */
+    if (eight_half(&at, end, '\0', lo) < 0 || at != end) {
+        return -1; /* a NUL before the end: the str holds one */
     }
     uint64_t zh = zero_lanes(*hi), zl = zero_lanes(*lo);
     /* side by side: within a half, or the last group of the high half and the first of
@@ -370,8 +400,7 @@ parse_v6_gap(const unsigned char *s, Py_ssize_t n, uint16_t groups[8])
         at = s + 2;
     }
     while (at < end) {
-        unsigned after;
-        int group = count < 8 ? hex_group(&at, &after) : -1;
+        int group = count < 8 ? hex_group(&at, end) : -1;
         if (group < 0) {
             return -1; /* no group here, or a ninth one */
         }
@@ -379,8 +408,8 @@ parse_v6_gap(const unsigned char *s, Py_ssize_t n, uint16_t groups[8])
         if (at == end) {
             break;
         }
-        if (after != HEX_COLON) {
-            return -1; /* a fifth digit, a dot, '%', upper case, anything else */
+        if (*at != ':') {
+            return -1; /* a fifth digit, a dot, '%', upper case, a NUL, anything else */
         }
         at++;
         if (*at == ':') { /* *end is the NUL: no read past the end */
@@ -748,6 +777,7 @@ static PyTypeObject PeersType = {
 typedef struct {
     PyObject_HEAD
     Py_buffer left, right, v4, v6; /* v6.obj is NULL without an IPv6 table */
+    uint64_t *deep; /* with an IPv6 table: the /24 and /32 nodes met (see deep_walk) */
     Py_ssize_t held;
     uint64_t count;
     int stride;
@@ -792,6 +822,7 @@ Finder_dealloc(FinderObject *self)
     release_buffer(&self->right);
     release_buffer(&self->v4);
     release_buffer(&self->v6);
+    PyMem_Free(self->deep);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -810,6 +841,61 @@ slow_find(FinderObject *self, Address *address)
     return ip == NULL ? NULL : PyObject_CallOneArg(self->slow, ip);
 }
 
+/* IPv6 prefixes lie 16 to 32 levels deeper in a tree than IPv4 ones (providers get a /32 or
+ * a /29, customers a /48 to /64), so an IPv6 walk starts where an earlier one passed: the
+ * node it met at depth 32, else at depth 24, kept per /32 and per /24 in two direct-mapped
+ * arrays of DEEP_SLOTS (64 KiB together; a slot holds the prefix over the node, and 0 is
+ * no node: the root is no one's child). Real clients come from a few thousand provider
+ * /32s; an address in a /24 or /32 not met yet walks from the table as before and fills
+ * the slots. The tree never changes under a Finder, so a slot is never stale, only
+ * overwritten by another prefix. */
+#define DEEP_BITS 12
+#define DEEP_SLOTS (1 << DEEP_BITS)
+
+static inline uint64_t *
+deep_slot(uint64_t *deep, uint32_t prefix)
+{
+    return &deep[(uint32_t)(prefix * 0x9E3779B1u) >> (32 - DEEP_BITS)]; /* Fibonacci hashing */
+}
+
+static inline long long
+deep_walk(FinderObject *self, const uint32_t *t, uint64_t hi, uint64_t lo, int *depth)
+{
+    const uint64_t inner = self->count < (uint64_t)self->held ? self->count : (uint64_t)self->held;
+    const uint32_t *const side[2] = {self->left.buf, self->right.buf};
+    uint32_t p32 = (uint32_t)(hi >> 32), p24 = (uint32_t)(hi >> 40);
+    uint64_t *s32 = deep_slot(self->deep, p32);
+    uint64_t *s24 = deep_slot(self->deep + DEEP_SLOTS, p24);
+    uint64_t node = *s32;
+    int d = 32;
+    if (node >> 32 != p32 || (uint32_t)node == 0) {
+        node = *s24;
+        d = 24;
+        if (node >> 32 != p24 || (uint32_t)node == 0) {
+            d = self->stride;
+            node = walk_bits(side, inner, t[hi >> (64 - d)], hi << d, 24 - d, &d);
+            if (d == 24 && node != 0) {
+                *s24 = (uint64_t)p24 << 32 | node;
+            }
+        }
+        node = (uint32_t)node;
+        if (d == 24) {
+            node = walk_bits(side, inner, node, hi << 24, 8, &d);
+            if (d == 32 && node != 0) {
+                *s32 = (uint64_t)p32 << 32 | node;
+            }
+        }
+    }
+    node = (uint32_t)node;
+    if (d == 32) {
+        node = walk_bits(side, inner, node, hi << 32, 32, &d);
+    }
+    if (d == 64 && node < inner) {
+        node = walk_bits(side, inner, node, lo, 64, &d);
+    }
+    return walk_end(node, self->count, 128, d, depth);
+}
+
 /* finder(ip) for an address whose version (4 or 6) and halves the caller has read; the IP
  * itself is made only for Python code (the slow path, or a record's first decode). */
 static PyObject *
@@ -822,9 +908,11 @@ finder_find(PyObject *finder, Address *address)
         return slow_find(self, address); /* IPv6 without an IPv6 table */
     }
     int depth;
-    long long record = walk_tree(self->left.buf, self->right.buf, table->buf, self->held,
-                                 self->count, address->hi, address->lo,
-                                 version == 4 ? 32 : 128, self->stride, &depth);
+    long long record = version == 4 ? walk_tree(self->left.buf, self->right.buf, table->buf,
+                                                self->held, self->count, address->hi, 0, 32,
+                                                self->stride, &depth)
+                                    : deep_walk(self, table->buf, address->hi, address->lo,
+                                                &depth);
     if (record < 0) {
         return slow_find(self, address); /* raises the DatabaseError */
     }
@@ -934,6 +1022,13 @@ Finder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         Py_DECREF(self);
         return NULL;
     }
+    if (self->v6.obj != NULL) {
+        self->deep = PyMem_Calloc(2 * DEEP_SLOTS, sizeof(uint64_t));
+        if (self->deep == NULL) {
+            Py_DECREF(self);
+            return PyErr_NoMemory();
+        }
+    }
     Py_ssize_t need = (Py_ssize_t)1 << stride;
     if (self->v4.len / 4 < need || (self->v6.obj != NULL && self->v6.len / 4 < need)) {
         PyErr_SetString(PyExc_ValueError, "Finder(): a table is shorter than 2**stride");
@@ -991,6 +1086,7 @@ static PyTypeObject FinderType = {
 static int
 native_exec(PyObject *module)
 {
+    fill_pair_class();
     if (name_copy == NULL) {
         name_copy = PyUnicode_InternFromString("copy");
         name_update = PyUnicode_InternFromString("update");
