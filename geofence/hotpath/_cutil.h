@@ -3,6 +3,7 @@
  *
  * address_halves()       an IP's integer value as two 64-bit halves (geofence/hotpath/_native.c's
  *                        walk and geofence/hotpath/_miss.c's network keys).
+ * new_digits(), long_from_u60()  ints written digit by digit (IPv6 values and network keys).
  * NativeAPI             what _native.c lends the other modules through its capsule.
  * frozen(), untracked_if_frozen() named tuples the collector never needs to visit
  *                        (geofence/hotpath/_tuples.c, and the tuples geofence/hotpath/_miss.c builds).
@@ -71,26 +72,41 @@ address_halves(PyObject *value, int bits, uint64_t *hi, uint64_t *lo)
     return 0;
 }
 
-/* The int of a value below 2**60: of two 30-bit digits written straight into a new int on
- * the CPython versions whose layout is known (the documented longintrepr.h one), as
- * PyLong_FromUnsignedLongLong would make it without its loops. IPv6's network key. */
+#if PyLong_SHIFT == 30 && PY_VERSION_HEX < 0x030E0000
+#define GEOFENCE_WRITES_DIGITS 1
+/* A new int of ``size`` 30-bit digits for the caller to write in *digits, least significant
+ * first, the last one not zero (CPython's normal form): the documented longintrepr.h layout,
+ * on the versions where it is known. Several times cheaper than the public conversions,
+ * which loop to size the int and again to fill it; used for IPv6 values and keys. */
+static inline PyObject *
+new_digits(Py_ssize_t size, digit **digits)
+{
+    PyLongObject *made = _PyLong_New(size);
+    if (made == NULL) {
+        return NULL;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    *digits = made->long_value.ob_digit;
+#else
+    *digits = made->ob_digit;
+#endif
+    return (PyObject *)made;
+}
+#endif
+
+/* The int of a value below 2**60 (IPv6's network key). */
 static inline PyObject *
 long_from_u60(uint64_t value)
 {
-#if PyLong_SHIFT == 30 && PY_VERSION_HEX < 0x030E0000
+#ifdef GEOFENCE_WRITES_DIGITS
     if (value >> PyLong_SHIFT != 0 && value >> (2 * PyLong_SHIFT) == 0) {
-        PyLongObject *made = _PyLong_New(2);
-        if (made == NULL) {
-            return NULL;
+        digit *digits;
+        PyObject *made = new_digits(2, &digits);
+        if (made != NULL) {
+            digits[0] = (digit)(value & PyLong_MASK);
+            digits[1] = (digit)(value >> PyLong_SHIFT);
         }
-#if PY_VERSION_HEX >= 0x030C0000
-        digit *digits = made->long_value.ob_digit;
-#else
-        digit *digits = made->ob_digit;
-#endif
-        digits[0] = (digit)(value & PyLong_MASK);
-        digits[1] = (digit)(value >> PyLong_SHIFT);
-        return (PyObject *)made;
+        return made;
     }
 #endif
     return PyLong_FromUnsignedLongLong(value);

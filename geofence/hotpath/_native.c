@@ -367,7 +367,7 @@ zero_lanes(uint64_t x)
 /* The halves of text that is eight groups and seven single colons, canonical (no leading
  * zero, no two zero groups side by side: RFC 5952 writes those as "::"); 0, or -1 for any
  * other text, which parse_v6_gap then reads. This is the usual client's text (a
- * privacy or SLAAC address): one table load per character, no per-group bookkeeping. */
+ * privacy or SLAAC address): two characters per table load (pair_class). */
 static int
 parse_v6_eight(const unsigned char *s, Py_ssize_t n, uint64_t *hi, uint64_t *lo)
 {
@@ -465,34 +465,28 @@ embeds_v4(const uint16_t g[8])
     return g[0] == 0x2002 || (g[0] == 0x2001 && g[1] == 0); /* 6to4, Teredo */
 }
 
-/* The int of a 128-bit value. Its 30-bit digits are written straight into a new int on
- * the CPython versions whose layout is known (the public byte conversion costs several
- * times more, and this runs for each new IPv6 client); the layout is the documented
- * longintrepr.h one, normalised as CPython keeps it (no leading zero digit). */
+/* The int of a 128-bit value, its digits written straight in where _cutil.h's new_digits
+ * can (this runs for each new IPv6 client whose IP Python code needs). */
 static PyObject *
 v6_int(uint64_t hi, uint64_t lo)
 {
     if (hi == 0) {
         return PyLong_FromUnsignedLongLong(lo);
     }
-#if PyLong_SHIFT == 30 && PY_VERSION_HEX < 0x030E0000
+#ifdef GEOFENCE_WRITES_DIGITS
     int width = 128 - __builtin_clzll(hi); /* hi != 0: 65 to 128 bits */
     Py_ssize_t size = (width + PyLong_SHIFT - 1) / PyLong_SHIFT;
-    PyLongObject *value = _PyLong_New(size);
+    digit *digits;
+    PyObject *value = new_digits(size, &digits);
     if (value == NULL) {
         return NULL;
     }
-#if PY_VERSION_HEX >= 0x030C0000
-    digit *digits = value->long_value.ob_digit;
-#else
-    digit *digits = value->ob_digit;
-#endif
     for (Py_ssize_t i = 0; i < size; i++) {
         digits[i] = (digit)(lo & PyLong_MASK);
         lo = lo >> PyLong_SHIFT | hi << (64 - PyLong_SHIFT);
         hi >>= PyLong_SHIFT;
     }
-    return (PyObject *)value;
+    return value;
 #else
     unsigned char bytes[16];
     for (int i = 0; i < 8; i++) {
