@@ -852,6 +852,28 @@ deep_slot(uint64_t *deep, uint32_t prefix)
     return &deep[(uint32_t)(prefix * 0x9E3779B1u) >> (32 - DEEP_BITS)]; /* Fibonacci hashing */
 }
 
+/* A slot is one 64-bit word read and written whole (relaxed atomics, plain moves on x86-64
+ * and arm64): threads without a GIL see either the old entry or the new one, both right. */
+static inline uint64_t
+slot_read(const uint64_t *slot)
+{
+#if defined(__GNUC__)
+    return __atomic_load_n(slot, __ATOMIC_RELAXED);
+#else
+    return *slot;
+#endif
+}
+
+static inline void
+slot_write(uint64_t *slot, uint32_t prefix, uint64_t node)
+{
+#if defined(__GNUC__)
+    __atomic_store_n(slot, (uint64_t)prefix << 32 | node, __ATOMIC_RELAXED);
+#else
+    *slot = (uint64_t)prefix << 32 | node;
+#endif
+}
+
 static inline long long
 deep_walk(FinderObject *self, const uint32_t *t, uint64_t hi, uint64_t lo, int *depth)
 {
@@ -860,23 +882,23 @@ deep_walk(FinderObject *self, const uint32_t *t, uint64_t hi, uint64_t lo, int *
     uint32_t p32 = (uint32_t)(hi >> 32), p24 = (uint32_t)(hi >> 40);
     uint64_t *s32 = deep_slot(self->deep, p32);
     uint64_t *s24 = deep_slot(self->deep + DEEP_SLOTS, p24);
-    uint64_t node = *s32;
+    uint64_t node = slot_read(s32);
     int d = 32;
     if (node >> 32 != p32 || (uint32_t)node == 0) {
-        node = *s24;
+        node = slot_read(s24);
         d = 24;
         if (node >> 32 != p24 || (uint32_t)node == 0) {
             d = self->stride;
             node = walk_bits(side, inner, t[hi >> (64 - d)], hi << d, 24 - d, &d);
             if (d == 24 && node != 0) {
-                *s24 = (uint64_t)p24 << 32 | node;
+                slot_write(s24, p24, node);
             }
         }
         node = (uint32_t)node;
         if (d == 24) {
             node = walk_bits(side, inner, node, hi << 24, 8, &d);
             if (d == 32 && node != 0) {
-                *s32 = (uint64_t)p32 << 32 | node;
+                slot_write(s32, p32, node);
             }
         }
     }
