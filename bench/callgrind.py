@@ -184,22 +184,37 @@ class Clients:
     def allowed(self, count: int, ip_version: int, key: str) -> list[str]:
         """As :meth:`new`, but only in networks whose country no rule of the policy names: the
         IPv4 and IPv6 rows then compare the same decision (an allow), whereas the new-network
-        supplies differ (in the generated file, about 40 % of IPv6 networks are in blocked
-        countries, against 1 % of IPv4 ones; a block also makes a reference and a log call)."""
+        supplies differ (the generated file places about a tenth of its IPv4 networks in the
+        countries the policy blocks, and about a quarter of its IPv6 ones; a block also makes a
+        reference and an observer call)."""
         from workload import ruled_countries
 
         ruled = ruled_countries()
+        what = f"allowed-v{ip_version}"
+        return self._where(count, ip_version, what, key, lambda code: code not in ruled)
 
+    def blocked(self, count: int, ip_version: int, key: str) -> list[str]:
+        """As :meth:`new`, but only in networks of countries a rule of the policy blocks now:
+        the same decision (an enforced block) for both families."""
+        from workload import ruled_countries
+
+        blocked = ruled_countries(blocked_only=True)
+        what = f"blocked-v{ip_version}"
+        return self._where(count, ip_version, what, key, lambda code: code in blocked)
+
+    def _where(
+        self, count: int, ip_version: int, what: str, key: str, keep: Callable[[str], bool]
+    ) -> list[str]:
         def make() -> list[str]:
             found: list[str] = []
             while len(found) < count:
                 for ip in self._addresses.new_networks(count, self._reader, ip_version):
                     record = self._reader.get(ip)
-                    if record["country"]["iso_code"] not in ruled and len(found) < count:
+                    if keep(record["country"]["iso_code"]) and len(found) < count:
                         found.append(ip)
             return found
 
-        return self._once(f"allowed-v{ip_version}", count, key, make)
+        return self._once(what, count, key, make)
 
     def clustered(self, count: int, key: str) -> list[str]:
         def make() -> list[str]:
@@ -238,6 +253,8 @@ DECIDE_WORKLOADS = (
     "new-v6",
     "allowed-v4",
     "allowed-v6",
+    "blocked-v4",
+    "blocked-v6",
     "clustered-v4",
     "uniform-v4",
     "repeated",
@@ -265,6 +282,8 @@ def _decide_cases(db: str, config: dict[str, Any], reader: Any, clients: Clients
         "new-v6": lambda n, key: clients.new(n, 6, key),
         "allowed-v4": lambda n, key: clients.allowed(n, 4, key),
         "allowed-v6": lambda n, key: clients.allowed(n, 6, key),
+        "blocked-v4": lambda n, key: clients.blocked(n, 4, key),
+        "blocked-v6": lambda n, key: clients.blocked(n, 6, key),
         "clustered-v4": clients.clustered,
         "uniform-v4": clients.uniform,
         "repeated": lambda n, key: [REPEATED] * n,

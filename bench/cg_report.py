@@ -28,6 +28,8 @@ WORKLOAD_TITLES = {
     "new-v6": "new IPv6 client (each in a new network)",
     "allowed-v4": "new IPv4 client, allowed (a network no rule's country)",
     "allowed-v6": "new IPv6 client, allowed (a network no rule's country)",
+    "blocked-v4": "new IPv4 client, blocked (a network of a country blocked now)",
+    "blocked-v6": "new IPv6 client, blocked (a network of a country blocked now)",
     "clustered-v4": "new IPv4 client, clustered networks",
     "uniform-v4": "new IPv4 client, uniform random address",
     "repeated": "repeated client",
@@ -193,8 +195,9 @@ class Report:
             rows.append(self._per_column(f"decide(), {title}", target, cell))
             if what == "new-v6":
                 rows.append(self._v6_row(db, "new", "new-v4", "new-v6"))
-            elif what == "allowed-v6":
-                rows.append(self._v6_row(db, "allowed", "allowed-v4", "allowed-v6"))
+            elif what in ("allowed-v6", "blocked-v6"):
+                kind = what[: -len("-v6")]
+                rows.append(self._v6_row(db, kind, f"{kind}-v4", what))
         for what, title in WORKLOAD_TITLES.items():
 
             def raw_cell(column: str, what: str = what) -> tuple[str, Any, bool | None] | None:
@@ -208,8 +211,9 @@ class Report:
         return rows
 
     def _v6_row(self, db: str, what: str, four: str, six: str) -> Row:
-        """IPv6 over IPv4 for two workloads: ``new`` (each family's own mix of decisions) and
-        ``allowed`` (the same decision for both, so the ratio is the addresses' own cost)."""
+        """IPv6 over IPv4 for a pair of workloads: ``new`` (each family's own mix of decisions),
+        ``allowed`` and ``blocked`` (the same decision for both, so the ratio is the
+        addresses' own cost)."""
 
         def cell(column: str) -> tuple[str, Any, bool | None] | None:
             found = self._medians(column, db)

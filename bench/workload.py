@@ -57,12 +57,15 @@ _SKIP_V6 = (
 )
 
 
-def ruled_countries() -> frozenset[str]:
-    """Countries some rule of the example policy names (blocked, or warned before a block)."""
+def ruled_countries(*, blocked_only: bool = False) -> frozenset[str]:
+    """Countries some rule of the example policy names (blocked, or warned before a block);
+    ``blocked_only``: those of its rules that block now (no warning period)."""
     config = example_policy()
     groups: dict[str, list[str]] = config.get("regions", {})
     named: set[str] = set()
     for rule in config["rules"]:
+        if blocked_only and (rule["action"] != "block" or "warn_from" in rule):
+            continue  # the example's other rule warns until a date in the future
         for region in rule.get("regions", ()):
             named.update(groups[region[1:]] if region.startswith("@") else [region])
     return frozenset(named)

@@ -260,7 +260,7 @@ parse_v4(const unsigned char *s, Py_ssize_t n)
 
 /* What two bytes are, indexed by the 16 bits they make in memory (one load): two lower-case
  * hex digits give PAIR_TWO + their value; a digit then ':' or the NUL that ends a str's data
- * gives PAIR_ONE + the digit; anything else 0. Half the loads of a table per character,
+ * gives PAIR_ONE + the digit; anything else 0. One table load per two characters,
  * for 38-character IPv6 text. 128 KiB of zeroed memory of which native_exec writes 288
  * entries: only the pages holding them (and the zero page, for misses) are ever mapped. */
 enum { PAIR_ONE = 0x10, PAIR_TWO = 0x100 };
@@ -879,15 +879,18 @@ deep_walk(FinderObject *self, const uint32_t *t, uint64_t hi, uint64_t lo, int *
 {
     const uint64_t inner = self->count < (uint64_t)self->held ? self->count : (uint64_t)self->held;
     const uint32_t *const side[2] = {self->left.buf, self->right.buf};
-    uint32_t p32 = (uint32_t)(hi >> 32), p24 = (uint32_t)(hi >> 40);
+    uint32_t p32 = (uint32_t)(hi >> 32);
     uint64_t *s32 = deep_slot(self->deep, p32);
-    uint64_t *s24 = deep_slot(self->deep + DEEP_SLOTS, p24);
-    uint64_t node = slot_read(s32);
+    /* The node (1 to 2**32 - 1: no slot holds node 0) if the slot holds this prefix; else 0
+     * (an empty slot, prefix 0) or 2**32 and more. */
+    uint64_t node = slot_read(s32) ^ (uint64_t)p32 << 32;
     int d = 32;
-    if (node >> 32 != p32 || (uint32_t)node == 0) {
-        node = slot_read(s24);
+    if (node - 1 >= UINT32_MAX) {
+        uint32_t p24 = (uint32_t)(hi >> 40);
+        uint64_t *s24 = deep_slot(self->deep + DEEP_SLOTS, p24);
+        node = slot_read(s24) ^ (uint64_t)p24 << 32;
         d = 24;
-        if (node >> 32 != p24 || (uint32_t)node == 0) {
+        if (node - 1 >= UINT32_MAX) {
             d = self->stride;
             node = walk_bits(side, inner, t[hi >> (64 - d)], hi << d, 24 - d, &d);
             if (d == 24 && node != 0) {
