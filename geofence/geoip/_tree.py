@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Callable
+from operator import length_hint as _left
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from geofence.clientip._addresses import IP
@@ -44,9 +45,13 @@ MAX_NODES = 4 << 20
 SEPARATOR = 16  # bytes between the search tree and the data section
 # Address bits resolved by one table index before the bit-by-bit walk: 256 KiB per table.
 STRIDE = 16
-_V4_REST = (1 << (32 - STRIDE)) - 1, f"0{32 - STRIDE}b"  # mask, format of the bits after it
-_V6_REST = (1 << (128 - STRIDE)) - 1, f"0{128 - STRIDE}b"
-_BIT_VALUES = bytes.maketrans(b"01", b"\x00\x01")  # "0101" -> 0, 1, 0, 1 when iterated
+# The bits of each byte value, most significant first, as 0 and 1 when iterated.
+_BYTE_BITS = tuple(bytes(byte >> shift & 1 for shift in range(7, -1, -1)) for byte in range(256))
+# Without the compiled walk, an IPv6 walk keeps the node it is at after 24, 32 and 40 bits, by
+# those bits, and starts from the deepest one kept: IPv6 networks end 16 to 32 levels below the
+# table, where IPv4 ones end within 8, and each level costs several hundred instructions in
+# Python. Clients cluster in a few hundred /24s and /32s (the allocations of large networks).
+_KEPT_SIZE = 4096  # nodes kept per depth, at most (about 0.4 MB per depth when full)
 _CHUNK_NODES = 1 << 16  # nodes read and converted at a time, which bounds the load's peak
 # A 28-bit node is 7 bytes: the left record's low 3 bytes, a middle byte holding the left
 # record's high nibble over the right one's, then the right record's low 3 bytes.
@@ -111,7 +116,8 @@ def read_children(file: BinaryIO, node_count: int, record_size: int) -> Children
 class SearchTree:
     """The records of every node, plus tables for the first STRIDE bits of each family.
 
-    Read-only once built, so any number of threads can walk it.
+    Read-only once built, so any number of threads can walk it (the Python walk's kept IPv6
+    nodes are dicts, whose single operations are atomic).
 
     ``leaf(ip) -> record`` is the record the walk for ``ip`` ends on: node_count (not found) or
     a data pointer. An IPv6 ``ip`` needs an IPv6 tree. A data pointer is not checked here:
@@ -130,6 +136,7 @@ class SearchTree:
     __slots__ = (
         "_children",
         "_data_end",
+        "_kept",
         "_v4",
         "_v6",
         "data",
@@ -161,6 +168,8 @@ class SearchTree:
         # both readers decode up to the end of the file.
         self._data_end = node_count + file_size - node_count * record_size // 4
         self._v6: array[int] | None = None
+        # See _KEPT_SIZE; dict operations are atomic, so threads can share them.
+        self._kept: tuple[dict[int, int], dict[int, int], dict[int, int]] = ({}, {}, {})
         start = 0
         if ip_version == 6:
             self._v6 = self._table(0)
@@ -197,45 +206,59 @@ class SearchTree:
         return table
 
     def _leaf_python(self, ip: IP) -> int:
-        value = ip.value
-        if ip.version == 4:
-            node = self._v4[value >> (32 - STRIDE)]
-            mask, spelled = _V4_REST
-        else:
-            assert self._v6 is not None, "an IPv6 address in an IPv4 tree"
-            node = self._v6[value >> (128 - STRIDE)]
-            mask, spelled = _V6_REST
-        count = self.node_count
-        children = self._children
-        # The remaining bits, most significant first, as bytes 0 and 1: faster to step
-        # through than shifting a 128-bit integer once per bit.
-        for bit in format(value & mask, spelled).encode().translate(_BIT_VALUES):
-            if node >= count:
-                return node
-            node = children[bit][node]
-        if node >= count:
-            return node
-        raise TreeError(_RAN_OUT)
+        return self._leaf_prefix_python(ip)[0]
 
     def _leaf_prefix_python(self, ip: IP) -> tuple[int, int]:
         value = ip.value
+        count = self.node_count
+        children = self._children
         if ip.version == 4:
-            node = self._v4[value >> (32 - STRIDE)]
-            mask, spelled = _V4_REST
+            node, depth, width = self._v4[value >> (32 - STRIDE)], STRIDE, 32
         else:
             assert self._v6 is not None, "an IPv6 address in an IPv4 tree"
-            node = self._v6[value >> (128 - STRIDE)]
-            mask, spelled = _V6_REST
-        count = self.node_count
-        if node >= count:
-            return node, STRIDE
-        children = self._children
-        bits = format(value & mask, spelled).encode().translate(_BIT_VALUES)
-        for depth, bit in enumerate(bits, STRIDE + 1):
-            node = children[bit][node]
-            if node >= count:
-                return node, depth
-        raise TreeError(_RAN_OUT)
+            width = 128
+            # Start from the deepest node kept for these first bits (see _KEPT_SIZE), else
+            # from the table.
+            at24, at32, at40 = self._kept
+            top = value >> 88  # the first 40 bits: the keys are shifts of a small int
+            kept_node = at40.get(top)
+            if kept_node is not None:
+                node, depth = kept_node, 40
+            else:
+                kept_node = at32.get(top >> 8)
+                if kept_node is not None:
+                    node, depth = kept_node, 32
+                else:
+                    kept_node = at24.get(top >> 16)
+                    if kept_node is not None:
+                        node, depth = kept_node, 24
+                    else:
+                        node, depth = self._v6[top >> 24], STRIDE
+                # Down to 40 bits, keeping the node reached after 24, 32 and 40.
+                while depth < 40 and node < count:
+                    bits = iter(_BYTE_BITS[top >> (32 - depth) & 255])
+                    for bit in bits:
+                        node = children[bit][node]
+                        if node >= count:
+                            return node, depth + 8 - _left(bits)
+                    depth += 8
+                    kept = self._kept[(depth - 24) >> 3]
+                    if len(kept) >= _KEPT_SIZE:
+                        kept.clear()  # bounded: a burst of longer walks, then kept again
+                    kept[top >> (40 - depth)] = node
+        # Eight levels per table load, one index per level: faster than shifting the address
+        # once per level. The exit's depth comes from what the iterator has left (read once,
+        # at the exit), which costs less than counting the levels.
+        while node < count:
+            if depth == width:
+                raise TreeError(_RAN_OUT)
+            bits = iter(_BYTE_BITS[value >> (width - 8 - depth) & 255])
+            for bit in bits:
+                node = children[bit][node]
+                if node >= count:
+                    return node, depth + 8 - _left(bits)
+            depth += 8
+        return node, depth
 
     def native_walks(self) -> tuple[Callable[[IP], int], Callable[[IP], tuple[int, int]]]:
         """``leaf`` and ``leaf_prefix`` through geofence.hotpath._native.walk (which must be

@@ -203,6 +203,47 @@ def test_random_ipv6_agrees_with_ipaddress() -> None:
             assert (ip.text, ip.version, ip.value) == (str(address), 6, int(address)), spelling
 
 
+def test_eight_full_groups_in_every_spelling() -> None:
+    """Eight four-digit groups: the canonical text and the spellings one character away from
+    it (a group led by a zero, upper case), 6to4 among them (an embedded IPv4 client)."""
+    rng = random.Random(39)
+    for _ in range(1500):
+        groups = [rng.randrange(0x1000, 0x10000) for _ in range(8)]
+        if rng.random() < 0.2:
+            groups[0] = 0x2002  # 6to4: the client is the IPv4 address in groups 1 and 2
+        address = ipaddress.IPv6Address(sum(g << (112 - 16 * i) for i, g in enumerate(groups)))
+        canonical = str(address)
+        assert len(canonical) == 39
+        led = rng.randrange(8)
+        small = groups[:]
+        small[led] >>= 4 * rng.randrange(1, 4)  # 0abc, 00ab or 000a when written in full
+        address_small = ipaddress.IPv6Address(sum(g << (112 - 16 * i) for i, g in enumerate(small)))
+        spellings = {
+            canonical: address,
+            canonical.upper(): address,
+            canonical[:-1] + canonical[-1].upper(): address,
+            address_small.exploded: address_small,
+            str(address_small): address_small,
+        }
+        for spelling, meant in spellings.items():
+            ip = parse_ip(spelling)
+            assert ip is not None, spelling
+            if _embeds_v4(meant):
+                assert ip.version == 4, spelling
+                assert ip.value == int(meant) >> 80 & 0xFFFFFFFF, spelling
+            else:
+                assert (ip.text, ip.version, ip.value) == (str(meant), 6, int(meant)), spelling
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["2a02:d0c0::1\x00", "2a02:d0c0::\udc80", "2a02:d0c0:1:2:3:4:5:6\x00", "1:2:3:4:5:6:7:8:9"],
+)
+def test_what_the_socket_parser_refuses_is_refused(token: str) -> None:
+    assert parse_ip(token) is None
+    assert parse_peer(token) is None
+
+
 def test_random_ipv4_agrees_with_ipaddress() -> None:
     rng = random.Random(13)
     for _ in range(3000):

@@ -14,6 +14,8 @@ from array import array
 from typing import Any
 
 import pytest
+from trees import loop_at, root_walk, shuffled_rounds
+from trees import v6_tree as _tree
 
 from geofence.clientip._addresses import IP
 from geofence.geoip._tree import SearchTree, TreeError
@@ -27,56 +29,15 @@ pytestmark = pytest.mark.skipif(
 SLOTS = 4096  # DEEP_SLOTS in _native.c
 
 
-def _tree(networks: dict[tuple[int, int], int]) -> SearchTree:
-    """An IPv6 tree holding each (value, prefix length) network as a leaf for its record
-    number; every other address is not found. Longer networks may sit under shorter ones
-    only if added first (the shorter one then fills the rest of its range)."""
-    nodes: list[list[int | None]] = [[None, None]]  # None: not found; -1 - n: record n
-    for (value, length), record in sorted(networks.items(), key=lambda kv: -kv[0][1]):
-        node = 0
-        for depth in range(length - 1):
-            bit = value >> (127 - depth) & 1
-            child = nodes[node][bit]
-            if child is None:
-                nodes.append([None, None])
-                child = nodes[node][bit] = len(nodes) - 1
-            assert child >= 0, "a network under a shorter one must be added first"
-            node = child
-        bit = value >> (128 - length) & 1
-        if nodes[node][bit] is None:
-            nodes[node][bit] = -1 - record
-        else:  # a longer network is already below: fill every free side under this one
-            stack = [nodes[node][bit]]
-            while stack:
-                below = nodes[stack.pop()]  # type: ignore[index]
-                for side in (0, 1):
-                    if below[side] is None:
-                        below[side] = -1 - record
-                    elif below[side] >= 0:  # type: ignore[operator]
-                        stack.append(below[side])
-    count = len(nodes)
-
-    def record_of(child: int | None) -> int:
-        if child is None:
-            return count  # not found
-        return child if child >= 0 else count + 16 + (-1 - child)
-
-    left = array("I", (record_of(n[0]) for n in nodes))
-    right = array("I", (record_of(n[1]) for n in nodes))
-    return SearchTree(
-        (left, right), node_count=count, record_size=32, ip_version=6, file_size=10**9
-    )
-
-
 class Slow:
-    """A find_prefix on the tree's Python walk, as in test_miss_path: the reference."""
+    """A find_prefix on a walk from the root that keeps nothing: the reference."""
 
     def __init__(self, tree: SearchTree) -> None:
         self.tree, self.answers, self.calls = tree, {}, 0  # type: dict[int, Any]
 
     def __call__(self, ip: IP) -> tuple[Any, int]:
         self.calls += 1
-        record, prefix = self.tree._leaf_prefix_python(ip)
+        record, prefix = root_walk(self.tree, ip.value)
         return self.answers.setdefault(record, ("decoded", record)), prefix
 
 
@@ -92,16 +53,12 @@ def _check(tree: SearchTree, addresses: list[int], rounds: int = 2) -> Slow:
     Python walk; returns the Finder's slow path (to count what C did not answer)."""
     slow, reference = Slow(tree), Slow(tree)
     finder = tree.finder(slow.answers, slow, ipv6=True)
-    rng = random.Random(len(addresses))
     mismatches = []
-    for _ in range(rounds):
-        order = addresses[:]
-        rng.shuffle(order)
-        for value in order:
-            ip = IP("", 6, value)
-            got, want = _outcome(finder, ip), _outcome(reference, ip)
-            if got != want:
-                mismatches.append((hex(value), got, want))
+    for value in shuffled_rounds(addresses, rounds):
+        ip = IP("", 6, value)
+        got, want = _outcome(finder, ip), _outcome(reference, ip)
+        if got != want:
+            mismatches.append((hex(value), got, want))
     assert mismatches == []
     return slow
 
@@ -154,14 +111,6 @@ def test_prefixes_sharing_a_slot_never_start_from_each_others_node() -> None:
     _check(tree, addresses, rounds=3)
 
 
-def _loop_at(left: array[int], right: array[int], value: int, depth: int) -> None:
-    """The node ``value``'s path meets at ``depth`` points back at itself on both sides."""
-    node = 0
-    for level in range(depth):
-        node = (left, right)[value >> (127 - level) & 1][node]
-    left[node] = right[node] = node
-
-
 def test_a_damaged_tree_below_a_cached_node_is_the_same_tree_error() -> None:
     """Loops between depths 24 and 32 and below 32: the walk that fills the slots and every
     walk that starts from them end in the Python walk's TreeError (bits run out on a node)."""
@@ -170,8 +119,8 @@ def test_a_damaged_tree_below_a_cached_node_is_the_same_tree_error() -> None:
     networks = {(bad32, 38): 1, (bad24, 28): 2, (p32, 40): 3, (q24, 30): 4}
     tree = _tree(networks)
     left, right = (array("I", a) for a in tree._children)
-    _loop_at(left, right, bad32, 35)
-    _loop_at(left, right, bad24, 26)
+    loop_at(left, right, bad32, 35)
+    loop_at(left, right, bad24, 26)
     damaged = SearchTree(
         (left, right), node_count=tree.node_count, record_size=32, ip_version=6, file_size=10**9
     )
