@@ -203,6 +203,10 @@ def _parse_written_back(token: str) -> IP | None:
     if ":" not in token:
         v4 = _v4_value(token)
         return None if v4 is None else _new(IP, (token, 4, v4))
+    if "." in token:
+        # A dotted tail (::ffff:a.b.c.d, the peer of every IPv4 client on a dual-stack
+        # socket) is never written back that way: straight to the strict path.
+        return _parse_text(token)
     try:
         packed = _inet_pton(token)
     except (OSError, ValueError):  # not an address to it, or a NUL, or a lone surrogate

@@ -7,7 +7,7 @@ import random
 from array import array
 from collections.abc import Iterator
 
-from geofence.geoip._tree import SearchTree, TreeError
+from geofence.geoip._tree import STRIDE, SearchTree, TreeError
 
 
 def v6_tree(networks: dict[tuple[int, int], int]) -> SearchTree:
@@ -54,8 +54,6 @@ def v6_tree(networks: dict[tuple[int, int], int]) -> SearchTree:
 def root_walk(tree: SearchTree, value: int) -> tuple[int, int]:
     """The record the IPv6 ``value`` leads to, walked bit by bit from the root with nothing
     kept, and its depth as ``leaf_prefix`` reports it (at least the table's STRIDE)."""
-    from geofence.geoip._tree import STRIDE
-
     left, right = tree._children
     node = 0
     for depth in range(128):
