@@ -269,7 +269,11 @@ class MaxMindDB(Generic[T]):
     def __del__(self) -> None:
         # Runs when no thread can reach this database any more (the reloader dropped it and
         # no lookup holds it): the moment its mmap / file descriptor can be released safely.
-        self.close()
+        # Not contextlib.suppress: at interpreter exit this module's globals may be None.
+        try:  # noqa: SIM105
+            self.close()
+        except Exception:  # noqa: S110
+            pass
 
 
 def open_mmdb(path: str, kind: Kind[T], mode: int) -> MaxMindDB[T]:

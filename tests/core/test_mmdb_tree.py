@@ -567,3 +567,15 @@ def test_embedded_find() -> None:
     assert db.find(ip_of("175.16.199.1")) == GeoRecord(True, "CN", ())
     assert db.find(ip_of("::ffff:175.16.199.1")) == GeoRecord(True, "CN", ())
     assert db.find(ip_of("2a02:d0c0::1")) == NOT_FOUND
+
+
+def test_a_database_collected_at_interpreter_exit_says_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At interpreter exit a module's globals may already be None when a database left in a
+    reference cycle is collected: its __del__ must not print "Exception ignored"."""
+    db = open_db(TEST_DATA / "GeoIP2-Country-Test.mmdb")
+    monkeypatch.setattr(mmdb, "contextlib", None)
+    db.__del__()  # what the collector calls; it raised AttributeError before
+    monkeypatch.undo()
+    db.close()
